@@ -1,0 +1,243 @@
+//! The domain model: what a selection batch is made of.
+//!
+//! Static data only (units, families, sessions). What changes during a selection
+//! lives in [`crate::state`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::time::Millis;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A selection batch (选房批次).
+    BatchId
+);
+string_id!(
+    /// A unit (房源), unique within a batch, e.g. `A-1203`.
+    UnitId
+);
+string_id!(
+    /// A family (选房家庭), as named by the identity platform's token.
+    FamilyId
+);
+string_id!(
+    /// A session (场次).
+    SessionId
+);
+string_id!(
+    /// A layout (户型), e.g. `一房一厅`. Free text so a bureau can name its own.
+    Layout
+);
+
+/// One flat in the pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    pub id: UnitId,
+    /// 楼栋, e.g. `1栋`.
+    pub building: String,
+    /// 房号 as printed on the door, e.g. `1203`.
+    pub number: String,
+    pub floor: i32,
+    pub layout: Layout,
+    /// Floor area in m².
+    pub area: f64,
+    /// 朝向, e.g. `南`.
+    pub orientation: String,
+    /// Monthly rent in yuan.
+    pub rent: f64,
+}
+
+/// One applicant household.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Family {
+    pub id: FamilyId,
+    /// Masked applicant name shown on public screens, e.g. `张*明`.
+    pub name: String,
+    /// 排位: 1 selects first.
+    pub rank: u32,
+    /// The formal session this family belongs to.
+    pub session: SessionId,
+    /// Layouts this household may take.
+    pub eligible_layouts: Vec<Layout>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// 正选场次.
+    Formal,
+    /// 补选场次, published after the day's formal sessions for families who applied.
+    Supplementary,
+}
+
+/// The default formal window of the guide: 3 minutes.
+pub const DEFAULT_WINDOW_MS: i64 = 3 * 60 * 1000;
+
+/// A time slot in which its families select.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub kind: SessionKind,
+    pub start: Millis,
+    /// Length of the formal window in milliseconds.
+    pub window_ms: i64,
+    /// The families of this session, best rank first.
+    pub families: Vec<FamilyId>,
+}
+
+impl Session {
+    /// The instant the window closes; the window is `start <= t < deadline`.
+    pub fn deadline(&self) -> Millis {
+        self.start.plus_ms(self.window_ms)
+    }
+}
+
+/// A whole allocation round: what an operator imports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub id: BatchId,
+    pub name: String,
+    /// Pre-selection opens for every family at this instant.
+    pub preselect_start: Millis,
+    /// Optional close of pre-selection for everyone (e.g. the evening before); families
+    /// whose session has not started yet then wait. `None`: each family's pre-selection
+    /// runs until its own session starts.
+    #[serde(default)]
+    pub preselect_end: Option<Millis>,
+    /// Offset of the bureau's local time from UTC in minutes (480 for China), which
+    /// decides what "the same day" means for supplementary applications.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset_minutes: i32,
+    pub units: Vec<Unit>,
+    pub families: Vec<Family>,
+    pub sessions: Vec<Session>,
+}
+
+fn default_utc_offset() -> i32 {
+    480
+}
+
+/// Why a batch cannot be loaded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("duplicate unit id {0}")]
+    DuplicateUnit(UnitId),
+    #[error("duplicate family id {0}")]
+    DuplicateFamily(FamilyId),
+    #[error("duplicate session id {0}")]
+    DuplicateSession(SessionId),
+    #[error("duplicate rank {0}")]
+    DuplicateRank(u32),
+    #[error("family {0} names unknown session {1}")]
+    UnknownSession(FamilyId, SessionId),
+    #[error("session {0} lists unknown family {1}")]
+    UnknownFamily(SessionId, FamilyId),
+    #[error("family {0} is not listed by its session {1}")]
+    FamilyNotInSession(FamilyId, SessionId),
+    #[error("session {0} does not list its families in rank order")]
+    SessionNotRankOrdered(SessionId),
+    #[error("session {0} has a window of {1} ms; it must be positive")]
+    BadWindow(SessionId, i64),
+    #[error("a batch needs at least one unit, one family and one session")]
+    Empty,
+}
+
+impl Batch {
+    pub fn unit(&self, id: &UnitId) -> Option<&Unit> {
+        self.units.iter().find(|u| &u.id == id)
+    }
+
+    pub fn family(&self, id: &FamilyId) -> Option<&Family> {
+        self.families.iter().find(|f| &f.id == id)
+    }
+
+    pub fn session(&self, id: &SessionId) -> Option<&Session> {
+        self.sessions.iter().find(|s| &s.id == id)
+    }
+
+    /// Checks the invariants every engine relies on. Formal sessions must list exactly
+    /// their families in rank order; supplementary sessions may list any families.
+    pub fn validate(&self) -> Result<(), BatchError> {
+        use std::collections::{HashMap, HashSet};
+        if self.units.is_empty() || self.families.is_empty() || self.sessions.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        let mut units = HashSet::new();
+        for u in &self.units {
+            if !units.insert(&u.id) {
+                return Err(BatchError::DuplicateUnit(u.id.clone()));
+            }
+        }
+        let mut sessions = HashMap::new();
+        for s in &self.sessions {
+            if s.window_ms <= 0 {
+                return Err(BatchError::BadWindow(s.id.clone(), s.window_ms));
+            }
+            if sessions.insert(&s.id, s).is_some() {
+                return Err(BatchError::DuplicateSession(s.id.clone()));
+            }
+        }
+        let mut families = HashMap::new();
+        let mut ranks = HashSet::new();
+        for f in &self.families {
+            if families.insert(&f.id, f).is_some() {
+                return Err(BatchError::DuplicateFamily(f.id.clone()));
+            }
+            if !ranks.insert(f.rank) {
+                return Err(BatchError::DuplicateRank(f.rank));
+            }
+            let Some(s) = sessions.get(&f.session) else {
+                return Err(BatchError::UnknownSession(f.id.clone(), f.session.clone()));
+            };
+            if !s.families.contains(&f.id) {
+                return Err(BatchError::FamilyNotInSession(f.id.clone(), s.id.clone()));
+            }
+        }
+        for s in &self.sessions {
+            let mut last_rank = 0;
+            for fid in &s.families {
+                let Some(f) = families.get(fid) else {
+                    return Err(BatchError::UnknownFamily(s.id.clone(), fid.clone()));
+                };
+                if s.kind == SessionKind::Formal && f.session != s.id {
+                    return Err(BatchError::FamilyNotInSession(f.id.clone(), s.id.clone()));
+                }
+                if f.rank <= last_rank {
+                    return Err(BatchError::SessionNotRankOrdered(s.id.clone()));
+                }
+                last_rank = f.rank;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! xuanfang-hub: the shared core of the xuanfang selection hub.
+//!
+//! - [`domain`]: batches, units, families, sessions (static data).
+//! - [`time`]: server time and clocks; clients never decide a window.
+//! - [`rules`]: phases and windows as pure functions of time.
+//! - [`selection`]: the state machine (decide, then apply events); the event log
+//!   rebuilds it.
+//! - [`error_code`]: every refusal with a stable code and zh/en messages.
+//! - [`protocol`]: client/server messages in JSON and MessagePack.
+//! - [`views`]: board, family and catalog views built from a selection.
+//! - [`import`]: units and families from CSV/XLSX; [`demo`]: realistic demo batches.
+
+pub mod domain;
+pub mod error_code;
+
+pub mod protocol;
+pub mod rules;
+pub mod selection;
+pub mod time;
+pub mod views;
+
+pub use domain::{
+    Batch, BatchId, Family, FamilyId, Layout, Session, SessionId, SessionKind, Unit, UnitId,
+};
+pub use error_code::{ErrorCode, Rejection};
+pub use rules::{Phase, Stage};
+pub use selection::{Action, Edit, Event, EventKind, How, ListKind, Outcome, Selection};
+pub use time::{Clock, ManualClock, Millis, SystemClock};

@@ -1,0 +1,336 @@
+//! The wire protocol: every message between a client and the hub, in one place.
+//!
+//! Messages are internally tagged by a `"type"` field. The same types travel as JSON
+//! (subprotocol `xuanfang.v1.json`) or MessagePack maps (`xuanfang.v1.msgpack`, field
+//! names kept so both encodings have one shape). `docs/protocol.md` shows each message
+//! in both encodings; a test keeps it in step with this file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{BatchId, FamilyId, Layout, SessionId, SessionKind, Unit, UnitId};
+use crate::error_code::{ErrorCode, Rejection};
+use crate::rules::{Phase, Stage};
+use crate::selection::{Action, Edit, How, ListKind, Outcome};
+use crate::time::Millis;
+
+/// WebSocket subprotocol for JSON text frames.
+pub const SUBPROTOCOL_JSON: &str = "xuanfang.v1.json";
+/// WebSocket subprotocol for MessagePack binary frames.
+pub const SUBPROTOCOL_MSGPACK: &str = "xuanfang.v1.msgpack";
+/// The largest frame a client may send; larger frames get `frame_too_large`.
+pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
+
+/// A client's request id, echoed in the reply. Chosen by the client, unique per family:
+/// sending the same id again (after a timeout or reconnect) returns the first answer.
+pub type ReqId = String;
+
+/// Client → server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Clock sync: `t0` is the client's send time (its own clock, echoed back).
+    Ping {
+        t0: f64,
+    },
+    /// After reconnecting: the last (epoch, seq) seen. Answered with the missed deltas,
+    /// or a fresh snapshot when they are no longer retained or the epoch changed.
+    Resume {
+        epoch: u64,
+        seq: u64,
+    },
+    Declare {
+        req_id: ReqId,
+        stage: Stage,
+    },
+    /// One edit of the cart or the intentions.
+    Edit {
+        req_id: ReqId,
+        list: ListKind,
+        edit: Edit,
+        unit: UnitId,
+    },
+    /// The whole list in a new order.
+    SetList {
+        req_id: ReqId,
+        list: ListKind,
+        units: Vec<UnitId>,
+    },
+    /// 同步预选房源.
+    Sync {
+        req_id: ReqId,
+    },
+    /// 确认正选.
+    Confirm {
+        req_id: ReqId,
+        unit: UnitId,
+    },
+    Waive {
+        req_id: ReqId,
+    },
+    ApplySupplementary {
+        req_id: ReqId,
+    },
+}
+
+impl ClientMsg {
+    /// The request id and the allocator action of a family request; `None` for
+    /// connection-level messages (ping, resume).
+    pub fn action(&self) -> Option<(&ReqId, Action)> {
+        Some(match self {
+            ClientMsg::Ping { .. } | ClientMsg::Resume { .. } => return None,
+            ClientMsg::Declare { req_id, stage } => (req_id, Action::Declare { stage: *stage }),
+            ClientMsg::Edit {
+                req_id,
+                list,
+                edit,
+                unit,
+            } => (
+                req_id,
+                Action::Edit {
+                    list: *list,
+                    edit: *edit,
+                    unit: unit.clone(),
+                },
+            ),
+            ClientMsg::SetList {
+                req_id,
+                list,
+                units,
+            } => (
+                req_id,
+                Action::SetList {
+                    list: *list,
+                    units: units.clone(),
+                },
+            ),
+            ClientMsg::Sync { req_id } => (req_id, Action::Sync),
+            ClientMsg::Confirm { req_id, unit } => (req_id, Action::Confirm { unit: unit.clone() }),
+            ClientMsg::Waive { req_id } => (req_id, Action::Waive),
+            ClientMsg::ApplySupplementary { req_id } => (req_id, Action::ApplySupplementary),
+        })
+    }
+}
+
+/// A message in Chinese and English.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Text {
+    pub zh: String,
+    pub en: String,
+}
+
+impl From<ErrorCode> for Text {
+    fn from(code: ErrorCode) -> Self {
+        Text {
+            zh: code.zh().to_owned(),
+            en: code.en().to_owned(),
+        }
+    }
+}
+
+/// A unit as the board shows it taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenUnit {
+    pub unit: UnitId,
+    /// Masked name of the family, e.g. `张*明`.
+    pub family_name: String,
+    pub rank: u32,
+    pub how: How,
+    pub at: Millis,
+}
+
+/// A session as the board and clients show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub kind: SessionKind,
+    pub start: Millis,
+    pub deadline: Millis,
+    pub families: u32,
+    pub first_rank: u32,
+    pub last_rank: u32,
+    pub closed: bool,
+}
+
+/// One change of the public board.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BoardChange {
+    Taken(TakenUnit),
+    SessionClosed { session: SessionId },
+    SessionAdded { session: SessionInfo },
+}
+
+/// The family's private view, sent on connect and after each change of its own.
+/// Deadlines are absolute server times: clients count down with their measured offset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyView {
+    pub family: FamilyId,
+    pub name: String,
+    pub rank: u32,
+    pub eligible_layouts: Vec<Layout>,
+    /// The session the family selects in now (formal, or its supplementary one).
+    pub session: SessionInfo,
+    pub phase: Phase,
+    pub preselect_start: Millis,
+    pub preselect_end: Option<Millis>,
+    pub preselect_declared_at: Option<Millis>,
+    pub formal_declared_at: Option<Millis>,
+    pub cart: Vec<UnitId>,
+    pub intentions: Vec<UnitId>,
+    pub outcome: Option<Outcome>,
+    /// The 补选申请 window, when the family's day has one.
+    pub supplementary_window: Option<(Millis, Millis)>,
+    pub applied_supplementary_at: Option<Millis>,
+    pub server_time: Millis,
+}
+
+/// Server → client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First message on every connection.
+    Welcome {
+        server_time: Millis,
+        batch: BatchId,
+        epoch: u64,
+        seq: u64,
+        /// The family this connection acts for; `None` for anonymous watchers.
+        family: Option<FamilyId>,
+    },
+    Pong {
+        t0: f64,
+        server_time: Millis,
+    },
+    /// The whole board at `seq`: every taken unit and every session.
+    Snapshot {
+        epoch: u64,
+        seq: u64,
+        taken: Vec<TakenUnit>,
+        sessions: Vec<SessionInfo>,
+    },
+    /// Changes after `prev` up to and including `seq`. A client whose last seq is not
+    /// `prev` has missed something and must `resume`. Private events advance `seq`
+    /// without a change, so `changes` may be shorter than `seq - prev`.
+    Delta {
+        epoch: u64,
+        prev: u64,
+        seq: u64,
+        changes: Vec<BoardChange>,
+    },
+    /// The family's own state (family connections only).
+    Family {
+        family: FamilyView,
+    },
+    /// A request succeeded; `family` is the state after it.
+    Ok {
+        req_id: ReqId,
+        family: Option<FamilyView>,
+    },
+    /// A request (or a frame that could not be read) was refused; nothing changed.
+    Error {
+        req_id: Option<ReqId>,
+        code: ErrorCode,
+        unit: Option<UnitId>,
+        message: Text,
+    },
+}
+
+impl ServerMsg {
+    /// The error reply for a refusal.
+    pub fn error(req_id: Option<ReqId>, rejection: Rejection) -> Self {
+        ServerMsg::Error {
+            req_id,
+            code: rejection.code,
+            unit: rejection.unit,
+            message: rejection.code.into(),
+        }
+    }
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes exceeds the limit of {MAX_CLIENT_FRAME}")]
+    TooLarge(usize),
+    #[error("bad JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("bad MessagePack: {0}")]
+    MsgPack(#[from] rmp_serde::decode::Error),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge(_) => ErrorCode::FrameTooLarge,
+            _ => ErrorCode::BadFrame,
+        }
+    }
+}
+
+/// Why a message could not be encoded (should not happen for our own types).
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("MessagePack: {0}")]
+    MsgPack(#[from] rmp_serde::encode::Error),
+}
+
+/// The two encodings of the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Json,
+    MsgPack,
+}
+
+impl Encoding {
+    /// The encoding a WebSocket subprotocol names.
+    pub fn from_subprotocol(p: &str) -> Option<Self> {
+        match p.trim() {
+            SUBPROTOCOL_JSON => Some(Encoding::Json),
+            SUBPROTOCOL_MSGPACK => Some(Encoding::MsgPack),
+            _ => None,
+        }
+    }
+
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Json => SUBPROTOCOL_JSON,
+            Encoding::MsgPack => SUBPROTOCOL_MSGPACK,
+        }
+    }
+
+    pub fn encode<T: Serialize>(self, msg: &T) -> Result<Vec<u8>, EncodeError> {
+        Ok(match self {
+            Encoding::Json => serde_json::to_vec(msg)?,
+            Encoding::MsgPack => rmp_serde::to_vec_named(msg)?,
+        })
+    }
+
+    /// Decodes a client frame, refusing oversized ones before parsing.
+    pub fn decode_client(self, bytes: &[u8]) -> Result<ClientMsg, DecodeError> {
+        if bytes.len() > MAX_CLIENT_FRAME {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        self.decode(bytes)
+    }
+
+    pub fn decode<T: for<'de> Deserialize<'de>>(self, bytes: &[u8]) -> Result<T, DecodeError> {
+        Ok(match self {
+            Encoding::Json => serde_json::from_slice(bytes)?,
+            Encoding::MsgPack => rmp_serde::from_slice(bytes)?,
+        })
+    }
+}
+
+/// Static data of a batch that clients fetch once over HTTP (`GET /api/catalog`):
+/// units and sessions, so the board itself stays small.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub batch: BatchId,
+    pub name: String,
+    pub preselect_start: Millis,
+    pub preselect_end: Option<Millis>,
+    pub units: Vec<Unit>,
+    pub sessions: Vec<SessionInfo>,
+}

@@ -1,0 +1,113 @@
+//! Views built from state: what the board, a family and the catalog show.
+//!
+//! Both engines keep the same pieces (batch, family states, holders, closed sessions),
+//! so both build their answers with these functions.
+
+use std::collections::HashMap;
+
+use crate::domain::{Batch, Family, Session, SessionId, UnitId};
+use crate::protocol::{Catalog, FamilyView, SessionInfo, TakenUnit};
+use crate::rules;
+use crate::selection::{FamilyState, Holder, Selection};
+use crate::time::Millis;
+
+pub fn session_info(batch: &Batch, s: &Session, closed: bool) -> SessionInfo {
+    let ranks = s
+        .families
+        .iter()
+        .filter_map(|f| batch.family(f).map(|f| f.rank));
+    SessionInfo {
+        id: s.id.clone(),
+        kind: s.kind,
+        start: s.start,
+        deadline: s.deadline(),
+        families: s.families.len() as u32,
+        first_rank: ranks.clone().min().unwrap_or(0),
+        last_rank: ranks.max().unwrap_or(0),
+        closed,
+    }
+}
+
+pub fn sessions(batch: &Batch, closed: &[SessionId]) -> Vec<SessionInfo> {
+    let mut v: Vec<_> = batch
+        .sessions
+        .iter()
+        .map(|s| session_info(batch, s, closed.contains(&s.id)))
+        .collect();
+    v.sort_by_key(|s| (s.start, s.first_rank));
+    v
+}
+
+pub fn catalog(batch: &Batch, closed: &[SessionId]) -> Catalog {
+    Catalog {
+        batch: batch.id.clone(),
+        name: batch.name.clone(),
+        preselect_start: batch.preselect_start,
+        preselect_end: batch.preselect_end,
+        units: batch.units.clone(),
+        sessions: sessions(batch, closed),
+    }
+}
+
+pub fn taken_unit(batch: &Batch, unit: &UnitId, holder: &Holder) -> TakenUnit {
+    let f = batch.family(&holder.family);
+    TakenUnit {
+        unit: unit.clone(),
+        family_name: f.map(|f| f.name.clone()).unwrap_or_default(),
+        rank: f.map(|f| f.rank).unwrap_or(0),
+        how: holder.how,
+        at: holder.at,
+    }
+}
+
+/// Every taken unit, in the order they were taken.
+pub fn taken(batch: &Batch, holders: &HashMap<UnitId, Holder>) -> Vec<TakenUnit> {
+    let mut v: Vec<_> = holders
+        .iter()
+        .map(|(u, h)| taken_unit(batch, u, h))
+        .collect();
+    v.sort_by(|a, b| (a.at, a.rank).cmp(&(b.at, b.rank)));
+    v
+}
+
+pub fn family_view(
+    batch: &Batch,
+    family: &Family,
+    state: &FamilyState,
+    closed: &[SessionId],
+    now: Millis,
+) -> Option<FamilyView> {
+    let current = state
+        .supplementary_session
+        .as_ref()
+        .unwrap_or(&family.session);
+    let session = batch.session(current)?;
+    let own = batch.session(&family.session)?;
+    Some(FamilyView {
+        family: family.id.clone(),
+        name: family.name.clone(),
+        rank: family.rank,
+        eligible_layouts: family.eligible_layouts.clone(),
+        session: session_info(batch, session, closed.contains(&session.id)),
+        phase: rules::phase_at(batch, session, state.outcome.is_some(), now),
+        preselect_start: batch.preselect_start,
+        preselect_end: batch.preselect_end,
+        preselect_declared_at: state.preselect_declared_at,
+        formal_declared_at: state.formal_declared_at,
+        cart: state.cart.clone(),
+        intentions: state.intentions.clone(),
+        outcome: state.outcome.clone(),
+        supplementary_window: rules::supplementary_window(batch, own),
+        applied_supplementary_at: state.applied_supplementary_at,
+        server_time: now,
+    })
+}
+
+impl Selection {
+    /// The family's view at `now`.
+    pub fn family_view(&self, family: &crate::domain::FamilyId, now: Millis) -> Option<FamilyView> {
+        let f = self.batch().family(family)?;
+        let st = self.state(family)?;
+        family_view(self.batch(), f, st, self.closed_sessions(), now)
+    }
+}
