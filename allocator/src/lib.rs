@@ -12,3 +12,7 @@ pub mod contract;
 pub use contract::{
     AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord, CLOSE_CHUNK,
 };
+pub mod embedded;
+pub mod redis_engine;
+#[cfg(feature = "test-support")]
+pub mod testing;

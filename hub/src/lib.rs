@@ -10,8 +10,10 @@
 //! - [`views`]: board, family and catalog views built from a selection.
 //! - [`import`]: units and families from CSV/XLSX; [`demo`]: realistic demo batches.
 
+pub mod demo;
 pub mod domain;
 pub mod error_code;
+pub mod import;
 
 pub mod protocol;
 pub mod rules;

@@ -1,0 +1,1 @@
+//! Embedded engine (in progress by its owner).

@@ -1,0 +1,1 @@
+//! Redis engine (in progress by its owner).

@@ -1,0 +1,1 @@
+//! Private redis-server for tests (in progress by its owner).

@@ -1,0 +1,1 @@
+//! Demo batch generator (in progress by its owner).

@@ -1,0 +1,1 @@
+//! CSV/XLSX import (in progress by its owner).
