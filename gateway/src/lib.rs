@@ -1,1 +1,27 @@
+//! xuanfang-gateway: what phones and hall screens connect to.
+//!
+//! - [`server`]: the router and serve loop; [`app`]: shared state of one process.
+//! - [`connection`]: one WebSocket's life (welcome, deltas, family channel, actions).
+//! - [`fanout`]: follows the batch's event stream and broadcasts deltas; resume.
+//! - [`deadline`]: auto-confirm at each session deadline, exactly once across gateways.
+//! - [`auth`]: JWT of the identity platform; [`limits`]: governor rate limits.
+//! - [`api`], [`ops`], [`import_api`]: HTTP API for families and operators.
+//! - [`web`]: the embedded web client; [`demo`]: demo batch, login links, bots.
+//! - [`metrics`]: Prometheus counters; [`frames`]: encode once, send to many.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod deadline;
+pub mod demo;
+pub mod fanout;
+pub mod frames;
+pub mod http_error;
+pub mod import_api;
+pub mod limits;
+pub mod metrics;
+pub mod ops;
+pub mod server;
+pub mod web;

@@ -1,1 +1,268 @@
-fn main() {}
+//! The `xuanfang` binary: `demo`, `serve`, `token`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::Allocator;
+use xuanfang_gateway::app::App;
+use xuanfang_gateway::auth::{Auth, Role};
+use xuanfang_gateway::config::FileConfig;
+use xuanfang_gateway::demo::{self, DemoShape};
+use xuanfang_gateway::limits::Limits;
+use xuanfang_hub::{BatchId, SystemClock};
+
+#[derive(Parser)]
+#[command(
+    name = "xuanfang",
+    version,
+    about = "xuanfang 网上选房 — public housing online selection hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Embedded engine, a realistic demo batch, the pages served (the README's main job).
+    Demo(DemoArgs),
+    /// Production: the Redis engine; several `serve` processes on one Redis form one hub.
+    Serve(ServeArgs),
+    /// Mint a family or operator token (tests, the load tool, ops).
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Address to listen on.
+    #[arg(long, env = "XUANFANG_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// HS256 shared secret of the identity platform (verifies and mints tokens).
+    #[arg(long, env = "XUANFANG_JWT_SECRET")]
+    jwt_secret: Option<String>,
+    /// PEM public key of the identity platform (RS256 or EdDSA), instead of a secret.
+    #[arg(long, env = "XUANFANG_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Algorithm of --jwt-public-key: RS256 or EdDSA.
+    #[arg(long, env = "XUANFANG_JWT_ALG", default_value = "RS256")]
+    jwt_alg: String,
+    /// Optional TOML file with [limits] and [ws] settings.
+    #[arg(long, env = "XUANFANG_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Journal directory of the embedded engine.
+    #[arg(long, env = "XUANFANG_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Bots that play families so the screens move.
+    #[arg(long, default_value_t = 0)]
+    bots: usize,
+    #[arg(long, default_value_t = 400)]
+    units: usize,
+    #[arg(long, default_value_t = 600)]
+    families: usize,
+    #[arg(long, default_value_t = 50)]
+    session_size: usize,
+    /// Seconds from now until the first formal session starts (pre-selection is open now).
+    #[arg(long, default_value_t = 120)]
+    first_session_in: u64,
+    /// Seconds between session starts.
+    #[arg(long, default_value_t = 240)]
+    session_interval: u64,
+    /// Formal window in seconds (the guide's 3 minutes).
+    #[arg(long, default_value_t = 180)]
+    window: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many family login links to print.
+    #[arg(long, default_value_t = 3)]
+    print_logins: usize,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Redis URL (redis://host:port/db).
+    #[arg(long, env = "XUANFANG_REDIS")]
+    redis: String,
+    /// Serve this batch (default: the newest loaded).
+    #[arg(long, env = "XUANFANG_BATCH")]
+    batch: Option<String>,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// Family id (sub) for a family token.
+    #[arg(long, conflicts_with = "operator")]
+    family: Option<String>,
+    /// Operator name for an operator token.
+    #[arg(long)]
+    operator: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    #[arg(long, env = "XUANFANG_JWT_SECRET")]
+    jwt_secret: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error("{0}")]
+    Msg(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Alloc(#[from] xuanfang_allocator::AllocError),
+    #[error(transparent)]
+    Auth(#[from] xuanfang_gateway::auth::AuthError),
+    #[error(transparent)]
+    Config(#[from] xuanfang_gateway::config::ConfigError),
+}
+
+fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
+    if let Some(p) = &c.jwt_public_key {
+        let pem = std::fs::read(p)?;
+        let alg = match c.jwt_alg.to_ascii_uppercase().as_str() {
+            "RS256" => jsonwebtoken::Algorithm::RS256,
+            "EDDSA" => jsonwebtoken::Algorithm::EdDSA,
+            other => return Err(MainError::Msg(format!("unsupported --jwt-alg {other}"))),
+        };
+        return Ok(Auth::public_key(&pem, alg)?);
+    }
+    match &c.jwt_secret {
+        Some(s) => Ok(Auth::hs256(s.as_bytes())),
+        None if demo => {
+            // A fresh secret per demo run: its login links are its own.
+            let secret: [u8; 32] = rand::random();
+            Ok(Auth::hs256(&secret))
+        }
+        None => Err(MainError::Msg(
+            "serve needs --jwt-secret or --jwt-public-key".into(),
+        )),
+    }
+}
+
+fn app_of(
+    alloc: Arc<dyn Allocator>,
+    auth: Auth,
+    c: &Common,
+    demo: Option<demo::DemoInfo>,
+) -> Result<Arc<App>, MainError> {
+    let file = FileConfig::load(c.config.as_deref())?;
+    Ok(App::new(
+        alloc,
+        auth,
+        Limits::new(file.limits),
+        file.ws.to_ws(),
+        demo,
+    ))
+}
+
+async fn run_until_signal(app: Arc<App>, listen: SocketAddr) -> Result<(), MainError> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let shutdown = app.shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    xuanfang_gateway::server::serve(app, listener).await?;
+    Ok(())
+}
+
+async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
+    std::fs::create_dir_all(&a.data_dir)?;
+    let engine: Arc<dyn Allocator> =
+        Arc::new(EmbeddedEngine::open(&a.data_dir, Arc::new(SystemClock))?);
+    let shape = DemoShape {
+        units: a.units,
+        families: a.families,
+        session_size: a.session_size,
+        first_session_in: Duration::from_secs(a.first_session_in),
+        session_interval: Duration::from_secs(a.session_interval),
+        window: Duration::from_secs(a.window),
+        seed: a.seed,
+    };
+    let batch = demo::make_batch(&shape, engine.now().await?);
+    engine.load_batch(batch.clone()).await?;
+    let auth = auth_of(&a.common, true)?;
+    let base = format!("http://{}", a.common.listen);
+    let info = demo::logins(&batch, &auth, &base);
+    println!(
+        "xuanfang demo — batch {} ({} units, {} families, {} sessions)",
+        batch.id,
+        batch.units.len(),
+        batch.families.len(),
+        batch.sessions.len()
+    );
+    println!("  大厅播报 hall screen:   {}", info.hall_url);
+    println!("  运营控制台 operator:    {}", info.operator_url);
+    for l in info.families.iter().take(a.print_logins) {
+        println!(
+            "  家庭 {} {} (排位 {}, 场次 {}): {}",
+            l.family, l.name, l.rank, l.session, l.url
+        );
+    }
+    println!("  all logins: {base}/api/demo/logins");
+    let app = app_of(engine.clone(), auth, &a.common, Some(info))?;
+    app.serve_batch(batch.id.clone()).await?;
+    if a.bots > 0 {
+        demo::spawn_bots(engine, &batch, a.bots, a.seed);
+    }
+    run_until_signal(app, a.common.listen).await
+}
+
+async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
+    let engine: Arc<dyn Allocator> =
+        Arc::new(xuanfang_allocator::redis_engine::RedisEngine::open(&a.redis).await?);
+    let auth = auth_of(&a.common, false)?;
+    let app = app_of(engine.clone(), auth, &a.common, None)?;
+    let batch = match a.batch {
+        Some(b) => Some(BatchId(b)),
+        None => engine.batches().await?.last().cloned(),
+    };
+    match batch {
+        Some(b) => app.serve_batch(b).await?,
+        None => tracing::warn!("no batch loaded yet; upload one at /console"),
+    }
+    run_until_signal(app, a.common.listen).await
+}
+
+fn token_main(a: TokenArgs) -> Result<(), MainError> {
+    let auth = Auth::hs256(a.jwt_secret.as_bytes());
+    let token = match (a.family, a.operator) {
+        (Some(f), None) => auth.mint(&f, Role::Family, a.ttl)?,
+        (None, Some(o)) => auth.mint(&o, Role::Operator, a.ttl)?,
+        _ => return Err(MainError::Msg("give --family ID or --operator NAME".into())),
+    };
+    println!("{token}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Demo(a) => demo_main(a).await,
+        Cmd::Serve(a) => serve_main(a).await,
+        Cmd::Token(a) => token_main(a),
+    };
+    if let Err(e) = r {
+        eprintln!("xuanfang: {e}");
+        std::process::exit(1);
+    }
+}

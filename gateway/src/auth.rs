@@ -1,0 +1,185 @@
+//! Who is connecting: tokens of the identity platform (JWT), checked on every request.
+//!
+//! The hub never sees passwords. It verifies a signed token naming a family or an
+//! operator: HS256 with a shared secret, or RS256 / EdDSA with the platform's public key.
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use xuanfang_hub::{ErrorCode, FamilyId};
+
+/// What a token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Family,
+    Operator,
+}
+
+/// The claims xuanfang reads. `sub` is the family id for family tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+}
+
+/// The verified caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Family(FamilyId),
+    Operator(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("bad key: {0}")]
+    Key(String),
+    #[error("minting needs the shared secret")]
+    CannotMint,
+}
+
+impl AuthError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthError::Expired => ErrorCode::TokenExpired,
+            _ => ErrorCode::Unauthorized,
+        }
+    }
+}
+
+/// How tokens are checked (and, with a shared secret, minted).
+#[derive(Clone)]
+pub struct Auth {
+    decoding: DecodingKey,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// HS256 with a shared secret: verifies and mints.
+    pub fn hs256(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            decoding: DecodingKey::from_secret(secret),
+            encoding: Some(EncodingKey::from_secret(secret)),
+            validation,
+        }
+    }
+
+    /// The identity platform's public key (PEM): RS256 or EdDSA. Verifies only.
+    pub fn public_key(pem: &[u8], alg: Algorithm) -> Result<Self, AuthError> {
+        let decoding = match alg {
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+            other => return Err(AuthError::Key(format!("unsupported algorithm {other:?}"))),
+        }
+        .map_err(|e| AuthError::Key(e.to_string()))?;
+        let mut validation = Validation::new(alg);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(Self {
+            decoding,
+            encoding: None,
+            validation,
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    _ => AuthError::Invalid(e.to_string()),
+                }
+            })?;
+        let c = data.claims;
+        Ok(match c.role {
+            Role::Family => Identity::Family(FamilyId(c.sub)),
+            Role::Operator => Identity::Operator(c.sub),
+        })
+    }
+
+    /// Mints a token valid for `ttl_secs` (demo, tests, the load tool, ops).
+    pub fn mint(&self, sub: &str, role: Role, ttl_secs: u64) -> Result<String, AuthError> {
+        let key = self.encoding.as_ref().ok_or(AuthError::CannotMint)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = Claims {
+            sub: sub.to_owned(),
+            role,
+            exp: now + ttl_secs,
+            iat: now,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+/// A token from `Authorization: Bearer ...`, or the `token` query parameter (browsers
+/// cannot set headers on a WebSocket).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_family_token_verifies_as_that_family() {
+        let auth = Auth::hs256(b"secret");
+        let t = auth.mint("F0001", Role::Family, 60).unwrap();
+        assert_eq!(
+            auth.verify(&t).unwrap(),
+            Identity::Family(FamilyId::from("F0001"))
+        );
+    }
+
+    #[test]
+    fn token_signed_with_another_secret_is_refused() {
+        let t = Auth::hs256(b"other")
+            .mint("F0001", Role::Family, 60)
+            .unwrap();
+        assert!(matches!(
+            Auth::hs256(b"secret").verify(&t),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn expired_token_is_refused_as_expired() {
+        let auth = Auth::hs256(b"secret");
+        let key = EncodingKey::from_secret(b"secret");
+        let claims = Claims {
+            sub: "F1".into(),
+            role: Role::Family,
+            exp: 1_000,
+            iat: 0,
+        };
+        let t = encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
+        assert!(matches!(auth.verify(&t), Err(AuthError::Expired)));
+    }
+}

@@ -1,0 +1,403 @@
+//! One WebSocket connection's life: upgrade, welcome, then a loop over client frames,
+//! board deltas and the family's own updates.
+//!
+//! Slow consumers never hold anyone up: deltas come from a bounded broadcast ring, a
+//! connection that falls behind gets the latest snapshot instead of the backlog, and a
+//! send that blocks past the timeout disconnects it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg, MAX_CLIENT_FRAME};
+use xuanfang_hub::{ErrorCode, FamilyId, Rejection};
+
+use crate::app::App;
+use crate::auth::{self, Identity};
+use crate::fanout::{BatchHub, Catchup};
+use crate::frames::{encode_one, Frames};
+use crate::http_error::ApiError;
+use crate::limits::{ConnRefusal, ConnSlot};
+
+/// Close codes we use (4000–4999 are the application's own).
+pub mod close_code {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_BIG: u16 = 1009;
+    pub const RATE_LIMITED: u16 = 4008;
+    pub const SLOW_CONSUMER: u16 = 4009;
+    pub const BATCH_CHANGED: u16 = 4010;
+}
+
+/// A request id longer than this is a bad frame (ids are kept for idempotency).
+const MAX_REQ_ID: usize = 64;
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+/// `GET /ws`: authenticates before upgrading, so a bad token gets a clear HTTP error.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<WsQuery>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = q.token.as_deref().or_else(|| auth::bearer(&headers));
+    let family = match token.map(|t| app.auth.verify(t)) {
+        None | Some(Ok(Identity::Operator(_))) => None,
+        Some(Ok(Identity::Family(f))) => Some(f),
+        Some(Err(e)) => {
+            app.metrics
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return ApiError::new(StatusCode::UNAUTHORIZED, e.code()).into_response();
+        }
+    };
+    let Some(hub) = app.hub() else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            .into_response();
+    };
+    if let Some(f) = &family {
+        if !hub.has_family(f) {
+            return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::UnknownFamily).into_response();
+        }
+    }
+    let slot = match app.limits.connect(peer.ip()) {
+        Ok(s) => s,
+        Err(r) => {
+            app.metrics
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let status = match r {
+                ConnRefusal::TooFast | ConnRefusal::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            };
+            return ApiError::new(status, ErrorCode::RateLimited).into_response();
+        }
+    };
+    let enc = ws
+        .requested_protocols()
+        .filter_map(|p| p.to_str().ok())
+        .flat_map(|p| p.split(','))
+        .find_map(Encoding::from_subprotocol);
+    let mut ws = ws
+        .read_buffer_size(app.ws.read_buffer)
+        .write_buffer_size(app.ws.write_buffer)
+        .max_message_size(app.ws.max_message)
+        .max_frame_size(app.ws.max_message);
+    if let Some(enc) = enc {
+        ws.set_selected_protocol(HeaderValue::from_static(enc.subprotocol()));
+    }
+    let enc = enc.unwrap_or(Encoding::Json);
+    ws.on_upgrade(move |socket| async move {
+        Connection::new(app, hub, socket, enc, family, slot)
+            .run()
+            .await
+    })
+}
+
+struct Connection {
+    app: Arc<App>,
+    hub: Arc<BatchHub>,
+    socket: WebSocket,
+    enc: Encoding,
+    family: Option<FamilyId>,
+    /// Last board seq this client has been sent.
+    seq: u64,
+    _slot: ConnSlot,
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+impl Connection {
+    fn new(
+        app: Arc<App>,
+        hub: Arc<BatchHub>,
+        socket: WebSocket,
+        enc: Encoding,
+        family: Option<FamilyId>,
+        slot: ConnSlot,
+    ) -> Self {
+        Self {
+            app,
+            hub,
+            socket,
+            enc,
+            family,
+            seq: 0,
+            _slot: slot,
+        }
+    }
+
+    async fn run(mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.app.metrics.connections_opened.fetch_add(1, Relaxed);
+        self.hub.watcher_joined();
+        let end = self.serve().await;
+        if let Flow::Close(code, reason) = end {
+            let _ = self
+                .socket
+                .send(Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })))
+                .await;
+        }
+        self.hub.watcher_left();
+        self.app.metrics.connections_closed.fetch_add(1, Relaxed);
+    }
+
+    async fn serve(&mut self) -> Flow {
+        let (mut deltas, snapshot, seq) = self.hub.attach();
+        let mut family_rx = self.family.as_ref().map(|f| self.hub.watch_family(f));
+        let welcome = ServerMsg::Welcome {
+            server_time: self.app.now(),
+            batch: self.hub.batch.clone(),
+            epoch: self.hub.epoch,
+            seq,
+            family: self.family.clone(),
+        };
+        if let Flow::Close(c, r) = self.send_msg(&welcome).await {
+            return Flow::Close(c, r);
+        }
+        if let Flow::Close(c, r) = self.send_frames(&snapshot, seq).await {
+            return Flow::Close(c, r);
+        }
+        if let Some(f) = self.family.clone() {
+            match self.app.alloc.family(&self.hub.batch, &f).await {
+                Ok(view) => {
+                    if let Flow::Close(c, r) =
+                        self.send_msg(&ServerMsg::Family { family: view }).await
+                    {
+                        return Flow::Close(c, r);
+                    }
+                }
+                Err(e) => tracing::warn!(family = %f, "family view failed: {e}"),
+            }
+        }
+        let limiter = self.app.limits.connection_limiter();
+        let shutdown = self.app.shutdown.clone();
+        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(30));
+        keepalive.tick().await;
+        loop {
+            let flow = tokio::select! {
+                _ = shutdown.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down"),
+                frame = self.socket.recv() => match frame {
+                    None => return Flow::Continue,
+                    Some(Err(e)) => {
+                        tracing::debug!("socket error: {e}");
+                        // tungstenite refuses messages over its limit with a capacity error.
+                        if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
+                            Flow::Close(close_code::TOO_BIG, "message too big")
+                        } else {
+                            return Flow::Continue;
+                        }
+                    }
+                    Some(Ok(msg)) => {
+                        if limiter.check().is_err() {
+                            self.app.metrics.error(ErrorCode::RateLimited);
+                            self.send_msg(&ServerMsg::error(None, ErrorCode::RateLimited.into())).await
+                        } else {
+                            self.on_frame(msg).await
+                        }
+                    }
+                },
+                d = deltas.recv() => match d {
+                    Ok(d) => {
+                        if d.seq <= self.seq {
+                            Flow::Continue
+                        } else if d.prev != self.seq {
+                            // Cannot follow on exactly: resynchronise rather than leave a gap.
+                            let (s, n) = self.hub.snapshot();
+                            self.send_frames(&s, n).await
+                        } else {
+                            self.send_frames(&d.frames, d.seq).await
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        self.app.metrics.lagging_resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (s, n) = self.hub.snapshot();
+                        self.send_frames(&s, n).await
+                    }
+                    Err(RecvError::Closed) => Flow::Close(close_code::BATCH_CHANGED, "batch changed"),
+                },
+                v = async { match family_rx.as_mut() { Some(rx) => rx.changed().await.ok(), None => std::future::pending().await } } => {
+                    match v {
+                        None => Flow::Close(close_code::BATCH_CHANGED, "batch changed"),
+                        Some(()) => {
+                            let view = family_rx.as_mut().and_then(|rx| rx.borrow_and_update().clone());
+                            match view {
+                                Some(view) => self.send_msg(&ServerMsg::Family { family: (*view).clone() }).await,
+                                None => Flow::Continue,
+                            }
+                        }
+                    }
+                },
+                _ = keepalive.tick() => self.send(Message::Ping(Default::default())).await,
+            };
+            if let Flow::Close(c, r) = flow {
+                return Flow::Close(c, r);
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, msg: Message) -> Flow {
+        self.app
+            .metrics
+            .messages_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bytes = match &msg {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b.as_ref(),
+            Message::Close(_) => return Flow::Close(1000, "bye"),
+            Message::Ping(_) | Message::Pong(_) => return Flow::Continue,
+        };
+        // A client may send either encoding; text frames are JSON.
+        let enc = match &msg {
+            Message::Text(_) => Encoding::Json,
+            _ => Encoding::MsgPack,
+        };
+        let decoded = if bytes.len() > MAX_CLIENT_FRAME {
+            Err(Rejection::new(ErrorCode::FrameTooLarge))
+        } else {
+            enc.decode_client(bytes)
+                .map_err(|e| Rejection::new(e.code()))
+        };
+        let cm = match decoded {
+            Ok(m) => m,
+            Err(rej) => {
+                self.app.metrics.error(rej.code);
+                return self.send_msg(&ServerMsg::error(None, rej)).await;
+            }
+        };
+        match cm {
+            ClientMsg::Ping { t0 } => {
+                let pong = ServerMsg::Pong {
+                    t0,
+                    server_time: self.app.now(),
+                };
+                self.send_msg(&pong).await
+            }
+            ClientMsg::Resume { epoch, seq } => self.resume(epoch, seq).await,
+            other => self.act(other).await,
+        }
+    }
+
+    async fn resume(&mut self, epoch: u64, seq: u64) -> Flow {
+        match self.hub.catch_up(epoch, seq).await {
+            Catchup::UpToDate => {
+                self.seq = seq;
+                Flow::Continue
+            }
+            Catchup::Deltas(ds) => {
+                self.seq = seq;
+                for d in ds {
+                    if let Flow::Close(c, r) = self.send_frames(&d.frames, d.seq).await {
+                        return Flow::Close(c, r);
+                    }
+                }
+                Flow::Continue
+            }
+            Catchup::Snapshot(s, n) => self.send_frames(&s, n).await,
+        }
+    }
+
+    async fn act(&mut self, msg: ClientMsg) -> Flow {
+        let Some((req_id, action)) = msg.action() else {
+            return Flow::Continue;
+        };
+        let req_id = req_id.clone();
+        let reply = self.answer(&req_id, action).await;
+        self.send_msg(&reply).await
+    }
+
+    async fn answer(&mut self, req_id: &str, action: xuanfang_hub::Action) -> ServerMsg {
+        let err = |code: ErrorCode| ServerMsg::error(Some(req_id.to_owned()), code.into());
+        if req_id.is_empty() || req_id.len() > MAX_REQ_ID {
+            self.app.metrics.error(ErrorCode::BadFrame);
+            return err(ErrorCode::BadFrame);
+        }
+        let Some(family) = &self.family else {
+            self.app.metrics.error(ErrorCode::Unauthorized);
+            return err(ErrorCode::Unauthorized);
+        };
+        if !self.app.limits.family_request(family) {
+            self.app.metrics.error(ErrorCode::RateLimited);
+            return err(ErrorCode::RateLimited);
+        }
+        match self
+            .app
+            .alloc
+            .act(&self.hub.batch, family, req_id, action)
+            .await
+        {
+            Ok(Ok(view)) => {
+                self.app
+                    .metrics
+                    .actions_ok
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ServerMsg::Ok {
+                    req_id: req_id.to_owned(),
+                    family: Some(view),
+                }
+            }
+            Ok(Err(rej)) => {
+                self.app.metrics.error(rej.code);
+                ServerMsg::error(Some(req_id.to_owned()), rej)
+            }
+            Err(e) => {
+                tracing::warn!(family = %family, "allocator failed: {e}");
+                self.app.metrics.error(ErrorCode::Internal);
+                err(ErrorCode::Internal)
+            }
+        }
+    }
+
+    async fn send_msg(&mut self, msg: &ServerMsg) -> Flow {
+        match encode_one(msg, self.enc) {
+            Ok(m) => self.send(m).await,
+            Err(e) => {
+                tracing::error!("encode failed: {e}");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Sends a board frame (snapshot or delta) and records the seq it brings the client to.
+    async fn send_frames(&mut self, frames: &Frames, seq: u64) -> Flow {
+        let flow = self.send(frames.get(self.enc)).await;
+        self.seq = seq;
+        flow
+    }
+
+    async fn send(&mut self, m: Message) -> Flow {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = match &m {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        };
+        match tokio::time::timeout(self.app.ws.send_timeout, self.socket.send(m)).await {
+            Ok(Ok(())) => {
+                self.app.metrics.messages_out.fetch_add(1, Relaxed);
+                self.app.metrics.bytes_out.fetch_add(len as u64, Relaxed);
+                Flow::Continue
+            }
+            Ok(Err(_)) => Flow::Close(1000, "send failed"),
+            Err(_) => {
+                self.app.metrics.slow_disconnects.fetch_add(1, Relaxed);
+                Flow::Close(close_code::SLOW_CONSUMER, "too slow")
+            }
+        }
+    }
+}

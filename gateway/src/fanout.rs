@@ -1,0 +1,387 @@
+//! Board fan-out for one batch: follows the allocator's event stream, keeps the board
+//! model, and broadcasts deltas (encoded once) to every connection on this gateway.
+//!
+//! Every gateway runs its own follower over the same stream, so a confirm taken on
+//! gateway A reaches screens on gateway B. Resume is first-class: a client's
+//! (epoch, seq) is answered from the retained deltas, else from the allocator's log,
+//! else with a fresh snapshot — never a silent gap.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use xuanfang_allocator::{AllocError, Allocator};
+use xuanfang_hub::protocol::{BoardChange, FamilyView, ServerMsg, SessionInfo, TakenUnit};
+use xuanfang_hub::{views, Batch, BatchId, Event, EventKind, FamilyId};
+
+use crate::frames::Frames;
+use crate::metrics::Metrics;
+
+/// Deltas kept in memory for resume.
+const RETAINED_DELTAS: usize = 4096;
+/// Deltas queued per connection before it is treated as lagging (it then gets a
+/// snapshot instead of the backlog).
+pub const BROADCAST_CAPACITY: usize = 256;
+/// Events read from the allocator per delta; under load several changes coalesce into
+/// one delta.
+const EVENTS_PER_READ: usize = 1000;
+/// The most events a resume rebuilds from the allocator's log before it prefers a snapshot.
+const RESUME_FROM_LOG_MAX: u64 = 20_000;
+
+/// One broadcast delta, with the range of sequence numbers it covers.
+#[derive(Debug)]
+pub struct DeltaFrames {
+    pub prev: u64,
+    pub seq: u64,
+    pub frames: Frames,
+}
+
+/// How to bring a resuming client up to date.
+pub enum Catchup {
+    /// Nothing missed.
+    UpToDate,
+    /// The missed deltas, contiguous from the client's seq to the hub's.
+    Deltas(Vec<Arc<DeltaFrames>>),
+    /// Too far behind, or another epoch: a full snapshot.
+    Snapshot(Arc<Frames>, u64),
+}
+
+struct Board {
+    seq: u64,
+    taken: Vec<TakenUnit>,
+    sessions: Vec<SessionInfo>,
+    snapshot: Option<Arc<Frames>>,
+    retained: VecDeque<Arc<DeltaFrames>>,
+}
+
+pub struct BatchHub {
+    pub batch: BatchId,
+    pub epoch: u64,
+    alloc: Arc<dyn Allocator>,
+    metrics: Arc<Metrics>,
+    statics: Mutex<Batch>,
+    board: Mutex<Board>,
+    tx: broadcast::Sender<Arc<DeltaFrames>>,
+    families: Mutex<HashMap<FamilyId, watch::Sender<Option<Arc<FamilyView>>>>>,
+    watchers: AtomicUsize,
+}
+
+impl BatchHub {
+    /// Builds the hub from the allocator's board at its current seq.
+    pub async fn open(
+        alloc: Arc<dyn Allocator>,
+        batch: BatchId,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, AllocError> {
+        let statics = alloc.batch(&batch).await?;
+        let board = alloc.board(&batch).await?;
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Ok(Arc::new(Self {
+            batch,
+            epoch: board.epoch,
+            alloc,
+            metrics,
+            statics: Mutex::new(statics),
+            board: Mutex::new(Board {
+                seq: board.seq,
+                taken: board.taken,
+                sessions: board.sessions,
+                snapshot: None,
+                retained: VecDeque::new(),
+            }),
+            tx,
+            families: Mutex::new(HashMap::new()),
+            watchers: AtomicUsize::new(0),
+        }))
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.board.lock().seq
+    }
+
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.board.lock().sessions.clone()
+    }
+
+    pub fn taken_count(&self) -> usize {
+        self.board.lock().taken.len()
+    }
+
+    pub fn has_family(&self, f: &FamilyId) -> bool {
+        self.statics.lock().family(f).is_some()
+    }
+
+    pub fn statics(&self) -> Batch {
+        self.statics.lock().clone()
+    }
+
+    /// Subscribes a connection: the receiver and the snapshot it starts from, taken
+    /// together so no delta falls between them.
+    pub fn attach(&self) -> (broadcast::Receiver<Arc<DeltaFrames>>, Arc<Frames>, u64) {
+        let mut b = self.board.lock();
+        let rx = self.tx.subscribe();
+        let snap = self.snapshot_locked(&mut b);
+        (rx, snap, b.seq)
+    }
+
+    fn snapshot_locked(&self, b: &mut Board) -> Arc<Frames> {
+        if let Some(s) = &b.snapshot {
+            return s.clone();
+        }
+        let msg = ServerMsg::Snapshot {
+            epoch: self.epoch,
+            seq: b.seq,
+            taken: b.taken.clone(),
+            sessions: b.sessions.clone(),
+        };
+        // Our own types always encode; an empty frame would only hide a bug, so log it.
+        let frames = Arc::new(Frames::encode(&msg).unwrap_or_else(|e| {
+            tracing::error!("snapshot encode failed: {e}");
+            Frames::encode(&ServerMsg::Pong {
+                t0: 0.0,
+                server_time: xuanfang_hub::Millis(0),
+            })
+            .expect("pong encodes")
+        }));
+        b.snapshot = Some(frames.clone());
+        frames
+    }
+
+    /// The current snapshot and its seq.
+    pub fn snapshot(&self) -> (Arc<Frames>, u64) {
+        let mut b = self.board.lock();
+        (self.snapshot_locked(&mut b), b.seq)
+    }
+
+    /// What a client that last saw (epoch, seq) needs. Deltas come from memory when
+    /// retained, else are rebuilt from the allocator's log up to this hub's seq, so the
+    /// next broadcast delta follows on exactly.
+    pub async fn catch_up(&self, epoch: u64, seq: u64) -> Catchup {
+        let hub_seq = {
+            let mut b = self.board.lock();
+            if epoch != self.epoch || seq > b.seq {
+                let s = self.snapshot_locked(&mut b);
+                return Catchup::Snapshot(s, b.seq);
+            }
+            if seq == b.seq {
+                return Catchup::UpToDate;
+            }
+            if let Some(i) = b.retained.iter().position(|d| d.prev == seq) {
+                return Catchup::Deltas(b.retained.iter().skip(i).cloned().collect());
+            }
+            if b.seq - seq > RESUME_FROM_LOG_MAX {
+                let s = self.snapshot_locked(&mut b);
+                return Catchup::Snapshot(s, b.seq);
+            }
+            b.seq
+        };
+        let events = match self
+            .alloc
+            .events(&self.batch, seq, (hub_seq - seq) as usize)
+            .await
+        {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!("resume from log failed: {e}");
+                let (s, n) = self.snapshot();
+                return Catchup::Snapshot(s, n);
+            }
+        };
+        let events: Vec<_> = events.into_iter().filter(|e| e.seq <= hub_seq).collect();
+        if events.last().map(|e| e.seq) != Some(hub_seq) {
+            let (s, n) = self.snapshot();
+            return Catchup::Snapshot(s, n);
+        }
+        let statics = self.statics.lock().clone();
+        let changes = events
+            .iter()
+            .filter_map(|e| change_of(&statics, e))
+            .collect();
+        let msg = ServerMsg::Delta {
+            epoch: self.epoch,
+            prev: seq,
+            seq: hub_seq,
+            changes,
+        };
+        match Frames::encode(&msg) {
+            Ok(frames) => Catchup::Deltas(vec![Arc::new(DeltaFrames {
+                prev: seq,
+                seq: hub_seq,
+                frames,
+            })]),
+            Err(_) => {
+                let (s, n) = self.snapshot();
+                Catchup::Snapshot(s, n)
+            }
+        }
+    }
+
+    /// The latest view of a family on this gateway, pushed after each of its changes.
+    pub fn watch_family(&self, f: &FamilyId) -> watch::Receiver<Option<Arc<FamilyView>>> {
+        let mut fams = self.families.lock();
+        fams.entry(f.clone())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Families with at least one connection on this gateway.
+    pub fn families_online(&self) -> usize {
+        self.families
+            .lock()
+            .values()
+            .filter(|s| s.receiver_count() > 0)
+            .count()
+    }
+
+    pub fn watcher_joined(&self) {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn watcher_left(&self) {
+        self.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn watchers(&self) -> usize {
+        self.watchers.load(Ordering::Relaxed)
+    }
+
+    /// Follows the event stream until cancelled.
+    pub async fn follow(self: Arc<Self>, cancel: CancellationToken) {
+        let mut last = self.seq();
+        loop {
+            let read = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.alloc.wait_events(&self.batch, last, EVENTS_PER_READ, Duration::from_secs(2)) => r,
+            };
+            match read {
+                Ok(events) if events.is_empty() => {}
+                Ok(events) => {
+                    last = events.last().map(|e| e.seq).unwrap_or(last);
+                    self.publish(events).await;
+                }
+                Err(e) => {
+                    tracing::warn!(batch = %self.batch, "event stream read failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Turns a run of events into one delta, updates the board and broadcasts.
+    async fn publish(&self, events: Vec<Event>) {
+        let mut affected = HashSet::new();
+        let changes: Vec<BoardChange> = {
+            let mut statics = self.statics.lock();
+            for e in &events {
+                if let EventKind::SupplementaryPublished { session } = &e.event {
+                    statics.sessions.push(session.clone());
+                }
+                if let EventKind::SupplementaryPublished { session } = &e.event {
+                    affected.extend(session.families.iter().cloned());
+                }
+                if let Some(f) = e.event.family() {
+                    affected.insert(f.clone());
+                }
+            }
+            events
+                .iter()
+                .filter_map(|e| change_of(&statics, e))
+                .collect()
+        };
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return;
+        };
+        {
+            let mut b = self.board.lock();
+            if first.seq != b.seq + 1 {
+                // Cannot happen with a gapless log; a snapshot-only hub would be wrong, so say so.
+                tracing::error!(
+                    expected = b.seq + 1,
+                    found = first.seq,
+                    "event gap in follower"
+                );
+            }
+            let prev = b.seq;
+            for c in &changes {
+                match c {
+                    BoardChange::Taken(t) => b.taken.push(t.clone()),
+                    BoardChange::SessionClosed { session } => {
+                        if let Some(s) = b.sessions.iter_mut().find(|s| &s.id == session) {
+                            s.closed = true;
+                        }
+                    }
+                    BoardChange::SessionAdded { session } => b.sessions.push(session.clone()),
+                }
+            }
+            b.seq = last.seq;
+            b.snapshot = None;
+            let msg = ServerMsg::Delta {
+                epoch: self.epoch,
+                prev,
+                seq: last.seq,
+                changes,
+            };
+            match Frames::encode(&msg) {
+                Ok(frames) => {
+                    let d = Arc::new(DeltaFrames {
+                        prev,
+                        seq: last.seq,
+                        frames,
+                    });
+                    b.retained.push_back(d.clone());
+                    if b.retained.len() > RETAINED_DELTAS {
+                        b.retained.pop_front();
+                    }
+                    let receivers = self.tx.send(d).unwrap_or(0);
+                    self.metrics.deltas_published(receivers);
+                }
+                Err(e) => tracing::error!("delta encode failed: {e}"),
+            }
+        }
+        self.push_family_views(affected).await;
+    }
+
+    async fn push_family_views(&self, affected: HashSet<FamilyId>) {
+        let targets: Vec<_> = {
+            let mut fams = self.families.lock();
+            fams.retain(|_, s| s.receiver_count() > 0);
+            affected
+                .into_iter()
+                .filter_map(|f| fams.get(&f).map(|s| (f, s.clone())))
+                .collect()
+        };
+        for (f, sender) in targets {
+            match self.alloc.family(&self.batch, &f).await {
+                Ok(view) => {
+                    sender.send_replace(Some(Arc::new(view)));
+                }
+                Err(e) => tracing::warn!(family = %f, "family view failed: {e}"),
+            }
+        }
+    }
+}
+
+/// The public board change an event makes, if any.
+pub fn change_of(batch: &Batch, e: &Event) -> Option<BoardChange> {
+    match &e.event {
+        EventKind::Selected { family, unit, how } => {
+            let f = batch.family(family);
+            Some(BoardChange::Taken(TakenUnit {
+                unit: unit.clone(),
+                family_name: f.map(|f| f.name.clone()).unwrap_or_default(),
+                rank: f.map(|f| f.rank).unwrap_or(0),
+                how: *how,
+                at: e.at,
+            }))
+        }
+        EventKind::SessionClosed { session } => Some(BoardChange::SessionClosed {
+            session: session.clone(),
+        }),
+        EventKind::SupplementaryPublished { session } => Some(BoardChange::SessionAdded {
+            session: views::session_info(batch, session, false),
+        }),
+        _ => None,
+    }
+}

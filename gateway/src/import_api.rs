@@ -1,0 +1,169 @@
+//! `POST /api/ops/batches`: a new batch from uploaded unit and family sheets.
+//!
+//! Every bad row of either file is reported with its row number; nothing is loaded
+//! when any row is bad.
+
+use std::sync::Arc;
+
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+use xuanfang_hub::import::{self, BatchMeta, Format, ImportErrors, SessionPlan};
+use xuanfang_hub::{BatchId, ErrorCode, Millis};
+
+use crate::app::App;
+use crate::http_error::ApiError;
+use crate::ops::operator;
+
+#[derive(Debug, Serialize)]
+struct RowProblem {
+    file: &'static str,
+    row: usize,
+    reason: String,
+}
+
+fn problems(file: &'static str, e: ImportErrors) -> Vec<RowProblem> {
+    e.0.into_iter()
+        .map(|r| RowProblem {
+            file,
+            row: r.row,
+            reason: r.problem.to_string(),
+        })
+        .collect()
+}
+
+fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidList).detail(detail)
+}
+
+#[derive(Default)]
+struct Form {
+    units: Option<(Format, Vec<u8>)>,
+    families: Option<(Format, Vec<u8>)>,
+    fields: std::collections::HashMap<String, String>,
+}
+
+fn format_of(file_name: Option<&str>, bytes: &[u8]) -> Format {
+    file_name
+        .and_then(|n| Format::from_path(std::path::Path::new(n)))
+        // XLSX is a zip: "PK".
+        .unwrap_or(if bytes.starts_with(b"PK") {
+            Format::Xlsx
+        } else {
+            Format::Csv
+        })
+}
+
+async fn read_form(mut mp: Multipart) -> Result<Form, ApiError> {
+    let mut form = Form::default();
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("bad upload: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("bad upload: {e}")))?;
+        match name.as_str() {
+            "units" => form.units = Some((format_of(file_name.as_deref(), &bytes), bytes.to_vec())),
+            "families" => {
+                form.families = Some((format_of(file_name.as_deref(), &bytes), bytes.to_vec()))
+            }
+            _ => {
+                form.fields
+                    .insert(name, String::from_utf8_lossy(&bytes).trim().to_owned());
+            }
+        }
+    }
+    Ok(form)
+}
+
+impl Form {
+    fn num(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.fields.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| bad(format!("{key} must be a number"))),
+        }
+    }
+}
+
+pub async fn create_batch(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> Result<Response, ApiError> {
+    operator(&app, &headers)?;
+    let form = read_form(mp).await?;
+    let (uf, ub) = form
+        .units
+        .clone()
+        .ok_or_else(|| bad("missing file: units"))?;
+    let (ff, fb) = form
+        .families
+        .clone()
+        .ok_or_else(|| bad("missing file: families"))?;
+    let units = import::units(uf, &ub);
+    let families = import::families(ff, &fb);
+    let (units, families) = match (units, families) {
+        (Ok(u), Ok(f)) => (u, f),
+        (u, f) => {
+            let mut errors = Vec::new();
+            if let Err(e) = u {
+                errors.extend(problems("units", e));
+            }
+            if let Err(e) = f {
+                errors.extend(problems("families", e));
+            }
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "code": ErrorCode::InvalidList, "errors": errors })),
+            )
+                .into_response());
+        }
+    };
+    let now = app.now();
+    let id = form
+        .fields
+        .get("batch_id")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("batch-{}", now.0));
+    let minutes = |key: &str, default: i64| -> Result<i64, ApiError> {
+        Ok(form.num(key)?.unwrap_or(default) * 60_000)
+    };
+    let meta = BatchMeta {
+        id: BatchId(id),
+        name: form
+            .fields
+            .get("name")
+            .cloned()
+            .unwrap_or_else(|| "选房批次".to_owned()),
+        preselect_start: Millis(form.num("preselect_start")?.unwrap_or(now.0)),
+        preselect_end: form.num("preselect_end")?.map(Millis),
+        utc_offset_minutes: 480,
+    };
+    let plan = SessionPlan::Auto {
+        per_session: form.num("session_size")?.unwrap_or(50).max(1) as usize,
+        first_start: Millis(
+            form.num("first_session_start")?
+                .unwrap_or(now.0 + 30 * 60_000),
+        ),
+        interval_ms: minutes("session_interval_minutes", 5)?,
+        window_ms: minutes("window_minutes", 3)?,
+    };
+    let batch =
+        import::build_batch(meta, units, families, &plan).map_err(|e| bad(e.to_string()))?;
+    let id = batch.id.clone();
+    app.alloc.load_batch(batch).await?;
+    app.serve_batch(id.clone()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "batch": id }))).into_response())
+}

@@ -1,0 +1,404 @@
+//! Operator API under `/api/ops/` (operator token): progress, supplementary sessions,
+//! results export, the event log, and batch import.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use xuanfang_allocator::FamilyRecord;
+use xuanfang_hub::protocol::SessionInfo;
+use xuanfang_hub::selection::{NoUnitReason, Outcome};
+use xuanfang_hub::{
+    views, ErrorCode, Event, FamilyId, How, Millis, Session, SessionId, SessionKind,
+};
+
+use crate::api::{current, identity};
+use crate::app::App;
+use crate::auth::Identity;
+use crate::http_error::ApiError;
+
+/// Refuses anyone but an operator.
+pub fn operator(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    match identity(app, headers)? {
+        Identity::Operator(who) => Ok(who),
+        Identity::Family(_) => Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden)),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Progress {
+    pub batch: String,
+    pub seq: u64,
+    pub families_total: usize,
+    pub families_online: usize,
+    pub watchers: usize,
+    pub selected: usize,
+    pub automatic: usize,
+    pub no_unit: usize,
+    pub waived: usize,
+    pub pending: usize,
+    pub applications: usize,
+    pub remaining_by_layout: BTreeMap<String, usize>,
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `GET /api/ops/progress`.
+pub async fn progress(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Progress>, ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    let records = app.alloc.results(&hub.batch).await?;
+    let batch = hub.statics();
+    let board = app.alloc.board(&hub.batch).await?;
+    let mut p = Progress {
+        batch: hub.batch.to_string(),
+        seq: board.seq,
+        families_total: records.len(),
+        families_online: hub.families_online(),
+        watchers: hub.watchers(),
+        selected: 0,
+        automatic: 0,
+        no_unit: 0,
+        waived: 0,
+        pending: 0,
+        applications: 0,
+        remaining_by_layout: BTreeMap::new(),
+        sessions: board.sessions,
+    };
+    for r in &records {
+        match &r.state.outcome {
+            Some(Outcome::Selected {
+                how: How::Confirmed,
+                ..
+            }) => p.selected += 1,
+            Some(Outcome::Selected {
+                how: How::Automatic,
+                ..
+            }) => p.automatic += 1,
+            Some(Outcome::NoUnit { .. }) => p.no_unit += 1,
+            Some(Outcome::Waived { .. }) => p.waived += 1,
+            None => p.pending += 1,
+        }
+        if r.state.applied_supplementary_at.is_some() && r.state.supplementary_session.is_none() {
+            p.applications += 1;
+        }
+    }
+    let taken: std::collections::HashSet<_> = board.taken.iter().map(|t| &t.unit).collect();
+    for u in &batch.units {
+        if !taken.contains(&u.id) {
+            *p.remaining_by_layout
+                .entry(u.layout.to_string())
+                .or_default() += 1;
+        }
+    }
+    Ok(Json(p))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Application {
+    pub family: FamilyId,
+    pub name: String,
+    pub rank: u32,
+    pub applied_at: Millis,
+}
+
+fn applications_of(records: &[FamilyRecord]) -> Vec<Application> {
+    let mut v: Vec<_> = records
+        .iter()
+        .filter(|r| r.state.supplementary_session.is_none())
+        .filter_map(|r| {
+            Some(Application {
+                family: r.family.id.clone(),
+                name: r.family.name.clone(),
+                rank: r.family.rank,
+                applied_at: r.state.applied_supplementary_at?,
+            })
+        })
+        .collect();
+    v.sort_by_key(|a| a.rank);
+    v
+}
+
+/// `GET /api/ops/applications`: families waiting for a supplementary session.
+pub async fn applications(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Application>>, ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    let records = app.alloc.results(&hub.batch).await?;
+    Ok(Json(applications_of(&records)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PublishRequest {
+    pub start: Millis,
+    #[serde(default = "default_window")]
+    pub window_ms: i64,
+    /// Defaults to every family that applied and has no supplementary session yet.
+    pub families: Option<Vec<FamilyId>>,
+}
+
+fn default_window() -> i64 {
+    xuanfang_hub::domain::DEFAULT_WINDOW_MS
+}
+
+/// `POST /api/ops/supplementary`: publishes a supplementary session.
+pub async fn publish_supplementary(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Json(req): Json<PublishRequest>,
+) -> Result<(StatusCode, Json<SessionInfo>), ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    let records = app.alloc.results(&hub.batch).await?;
+    let mut families = match req.families {
+        Some(f) => f,
+        None => applications_of(&records)
+            .into_iter()
+            .map(|a| a.family)
+            .collect(),
+    };
+    let rank = |f: &FamilyId| {
+        records
+            .iter()
+            .find(|r| &r.family.id == f)
+            .map(|r| r.family.rank)
+            .unwrap_or(u32::MAX)
+    };
+    families.sort_by_key(rank);
+    if families.is_empty() {
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidList)
+                .detail("no families to schedule"),
+        );
+    }
+    let batch = hub.statics();
+    let n = batch
+        .sessions
+        .iter()
+        .filter(|s| s.kind == SessionKind::Supplementary)
+        .count();
+    let session = Session {
+        id: SessionId(format!("补选{}", n + 1)),
+        kind: SessionKind::Supplementary,
+        start: req.start,
+        window_ms: req.window_ms,
+        families,
+    };
+    app.alloc
+        .publish_supplementary(&hub.batch, session.clone())
+        .await?;
+    let mut with = batch;
+    with.sessions.push(session.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(views::session_info(&with, &session, false)),
+    ))
+}
+
+/// One row of the results export.
+#[derive(Debug, Serialize)]
+struct ResultRow<'a> {
+    #[serde(rename = "排位 rank")]
+    rank: u32,
+    #[serde(rename = "家庭编号 family")]
+    family: &'a str,
+    #[serde(rename = "姓名 name")]
+    name: &'a str,
+    #[serde(rename = "场次 session")]
+    session: &'a str,
+    #[serde(rename = "结果 result")]
+    result: &'static str,
+    #[serde(rename = "房源 unit")]
+    unit: String,
+    #[serde(rename = "楼栋 building")]
+    building: String,
+    #[serde(rename = "房号 number")]
+    number: String,
+    #[serde(rename = "户型 layout")]
+    layout: String,
+    #[serde(rename = "时间 at (ms)")]
+    at: String,
+}
+
+fn result_rows<'a>(
+    batch: &'a xuanfang_hub::Batch,
+    records: &'a [FamilyRecord],
+) -> Vec<ResultRow<'a>> {
+    let mut rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let session = r
+                .state
+                .supplementary_session
+                .as_ref()
+                .unwrap_or(&r.family.session);
+            let (result, unit, at) = match &r.state.outcome {
+                Some(Outcome::Selected { unit, how, at }) => (
+                    match how {
+                        How::Confirmed => "确认正选 confirmed",
+                        How::Automatic => "系统自动确认 automatic",
+                    },
+                    Some(unit),
+                    Some(*at),
+                ),
+                Some(Outcome::NoUnit { reason, at }) => (
+                    match reason {
+                        NoUnitReason::Absent => "未参与 absent",
+                        NoUnitReason::NoFreeIntention => "未选定 no unit",
+                    },
+                    None,
+                    Some(*at),
+                ),
+                Some(Outcome::Waived { at }) => ("主动放弃 waived", None, Some(*at)),
+                None => ("未完成 pending", None, None),
+            };
+            let u = unit.and_then(|u| batch.unit(u));
+            ResultRow {
+                rank: r.family.rank,
+                family: r.family.id.as_str(),
+                name: &r.family.name,
+                session: session.as_str(),
+                result,
+                unit: unit.map(|u| u.to_string()).unwrap_or_default(),
+                building: u.map(|u| u.building.clone()).unwrap_or_default(),
+                number: u.map(|u| u.number.clone()).unwrap_or_default(),
+                layout: u.map(|u| u.layout.to_string()).unwrap_or_default(),
+                at: at.map(|a| a.0.to_string()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    rows.sort_by_key(|r| r.rank);
+    rows
+}
+
+/// `GET /api/ops/results.csv`: UTF-8 with BOM so Excel shows the Chinese correctly.
+pub async fn results_csv(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    let records = app.alloc.results(&hub.batch).await?;
+    let batch = hub.statics();
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        for row in result_rows(&batch, &records) {
+            w.serialize(row).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+                    .detail(e.to_string())
+            })?;
+        }
+        w.flush().map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+                .detail(e.to_string())
+        })?;
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"results-{}.csv\"", hub.batch),
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// `GET /api/ops/results.xlsx`.
+pub async fn results_xlsx(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    let records = app.alloc.results(&hub.batch).await?;
+    let batch = hub.statics();
+    let bytes = write_xlsx(&result_rows(&batch, &records)).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal).detail(e.to_string())
+    })?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"results-{}.xlsx\"", hub.batch),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+fn write_xlsx(rows: &[ResultRow<'_>]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    let head = [
+        "排位",
+        "家庭编号",
+        "姓名",
+        "场次",
+        "结果",
+        "房源",
+        "楼栋",
+        "房号",
+        "户型",
+        "时间(ms)",
+    ];
+    for (c, h) in head.iter().enumerate() {
+        ws.write_string(0, c as u16, *h)?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let row = i as u32 + 1;
+        ws.write_number(row, 0, r.rank)?;
+        for (c, v) in [
+            r.family,
+            r.name,
+            r.session,
+            r.result,
+            &r.unit,
+            &r.building,
+            &r.number,
+            &r.layout,
+            &r.at,
+        ]
+        .iter()
+        .enumerate()
+        {
+            ws.write_string(row, c as u16 + 1, *v)?;
+        }
+    }
+    wb.save_to_buffer()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub after: u64,
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/ops/events?after=&limit=`: the event log, for auditors.
+pub async fn events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    let limit = q.limit.unwrap_or(10_000).min(100_000);
+    Ok(Json(app.alloc.events(&hub.batch, q.after, limit).await?))
+}
