@@ -40,6 +40,9 @@ const MAX_REQ_ID: usize = 64;
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
+    /// With `seq`: resume from this (epoch, seq) instead of receiving a snapshot.
+    epoch: Option<u64>,
+    seq: Option<u64>,
 }
 
 /// `GET /ws`: authenticates before upgrading, so a bad token gets a clear HTTP error.
@@ -96,9 +99,10 @@ pub async fn upgrade(
         ws.set_selected_protocol(HeaderValue::from_static(enc.subprotocol()));
     }
     let enc = enc.unwrap_or(Encoding::Json);
+    let resume = q.epoch.zip(q.seq);
     ws.on_upgrade(move |socket| async move {
         Connection::new(app, hub, socket, enc, family, slot)
-            .run()
+            .run(resume)
             .await
     })
 }
@@ -139,11 +143,11 @@ impl Connection {
         }
     }
 
-    async fn run(mut self) {
+    async fn run(mut self, resume: Option<(u64, u64)>) {
         use std::sync::atomic::Ordering::Relaxed;
         self.app.metrics.connections_opened.fetch_add(1, Relaxed);
         self.hub.watcher_joined();
-        let end = self.serve().await;
+        let end = self.serve(resume).await;
         if let Flow::Close(code, reason) = end {
             let _ = self
                 .socket
@@ -157,7 +161,7 @@ impl Connection {
         self.app.metrics.connections_closed.fetch_add(1, Relaxed);
     }
 
-    async fn serve(&mut self) -> Flow {
+    async fn serve(&mut self, resume: Option<(u64, u64)>) -> Flow {
         let (mut deltas, snapshot, seq) = self.hub.attach();
         let mut family_rx = self.family.as_ref().map(|f| self.hub.watch_family(f));
         let welcome = ServerMsg::Welcome {
@@ -170,7 +174,11 @@ impl Connection {
         if let Flow::Close(c, r) = self.send_msg(&welcome).await {
             return Flow::Close(c, r);
         }
-        if let Flow::Close(c, r) = self.send_frames(&snapshot, seq).await {
+        let start = match resume {
+            Some((epoch, seq)) => self.resume(epoch, seq).await,
+            None => self.send_frames(&snapshot, seq).await,
+        };
+        if let Flow::Close(c, r) = start {
             return Flow::Close(c, r);
         }
         if let Some(f) = self.family.clone() {

@@ -1,0 +1,615 @@
+//! The gateway over real sockets and a real Redis: the selection flow, races,
+//! deadlines, several gateways, resume, auth and bad input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio_tungstenite::tungstenite::Message;
+use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_hub::protocol::{BoardChange, ClientMsg, Encoding, ServerMsg};
+use xuanfang_hub::selection::{NoUnitReason, Outcome};
+use xuanfang_hub::{Edit, ErrorCode, FamilyId, How, ListKind, Stage, SystemClock, UnitId};
+
+const T: Duration = Duration::from_secs(5);
+
+fn unit(s: &str) -> UnitId {
+    UnitId::from(s)
+}
+
+/// Welcome, snapshot and (for families) the family view come first.
+async fn handshake(c: &mut Client) -> (u64, u64) {
+    let (epoch, seq) = c
+        .until(T, |m| match m {
+            ServerMsg::Welcome { epoch, seq, .. } => Some((*epoch, *seq)),
+            _ => None,
+        })
+        .await
+        .expect("welcome");
+    c.until(T, |m| matches!(m, ServerMsg::Snapshot { .. }).then_some(()))
+        .await
+        .expect("snapshot");
+    (epoch, seq)
+}
+
+async fn preselect(c: &mut Client, units: &[&str]) {
+    let r = c
+        .request(|req_id| ClientMsg::Declare {
+            req_id,
+            stage: Stage::Preselection,
+        })
+        .await;
+    assert!(is_ok(&r), "declare preselection: {r:?}");
+    for u in units {
+        let r = c
+            .request(|req_id| ClientMsg::Edit {
+                req_id,
+                list: ListKind::Cart,
+                edit: Edit::Add,
+                unit: unit(u),
+            })
+            .await;
+        assert!(is_ok(&r), "add {u}: {r:?}");
+    }
+}
+
+async fn enter_formal(c: &mut Client) {
+    let r = c
+        .request(|req_id| ClientMsg::Declare {
+            req_id,
+            stage: Stage::Formal,
+        })
+        .await;
+    assert!(is_ok(&r), "declare formal: {r:?}");
+    let r = c.request(|req_id| ClientMsg::Sync { req_id }).await;
+    assert!(is_ok(&r) || error_code(&r).is_none(), "sync: {r:?}");
+}
+
+async fn taken_units(c: &mut Client, want: usize, timeout: Duration) -> Vec<(UnitId, How)> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while got.len() < want {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(m) = c.next(left).await else { break };
+        if let ServerMsg::Delta { changes, .. } = m {
+            for ch in changes {
+                if let BoardChange::Taken(t) = ch {
+                    got.push((t.unit, t.how));
+                }
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_selection_flow_for_several_families_on_redis() {
+    let ns = namespace();
+    let alloc = redis_engine(&ns).await;
+    let batch = small_batch(
+        "flow",
+        Duration::from_millis(1500),
+        Duration::from_millis(3000),
+    );
+    let s1 = batch.sessions[0].clone();
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+
+    let mut watcher = connect(gw.addr, None, Encoding::MsgPack).await;
+    handshake(&mut watcher).await;
+    let mut f1 = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    let mut f2 = connect(gw.addr, Some(&family_token("F2")), Encoding::MsgPack).await;
+    let mut f3 = connect(gw.addr, Some(&family_token("F3")), Encoding::Json).await;
+    for c in [&mut f1, &mut f2, &mut f3] {
+        handshake(c).await;
+    }
+    preselect(&mut f1, &["U01", "U02"]).await;
+    preselect(&mut f2, &["U03"]).await;
+    preselect(&mut f3, &["U01", "U04"]).await;
+
+    // Confirm before the session opens is refused by server time.
+    let early = f1
+        .request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit("U01"),
+        })
+        .await;
+    assert_eq!(error_code(&early), Some(ErrorCode::WindowClosed));
+
+    sleep_until(s1.start).await;
+    for c in [&mut f1, &mut f2, &mut f3] {
+        enter_formal(c).await;
+    }
+    let r = f1
+        .request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit("U01"),
+        })
+        .await;
+    match &r {
+        ServerMsg::Ok {
+            family: Some(v), ..
+        } => assert!(matches!(
+            &v.outcome,
+            Some(Outcome::Selected { unit: u, how: How::Confirmed, .. }) if u == &unit("U01")
+        )),
+        other => panic!("confirm U01: {other:?}"),
+    }
+    let r = f2
+        .request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit("U03"),
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+
+    // F3 stays idle: at the deadline it gets its first free intention, U04 (U01 is
+    // taken); F4 never entered formal selection and gets no unit.
+    let wait =
+        Duration::from_millis((s1.deadline().0 - xuanfang_hub::Millis::now().0).max(0) as u64) + T;
+    let f3_outcome = f3
+        .until(wait, |m| match m {
+            ServerMsg::Family { family } if family.outcome.is_some() => family.outcome.clone(),
+            _ => None,
+        })
+        .await
+        .expect("F3 is told its automatic result");
+    assert!(
+        matches!(&f3_outcome, Outcome::Selected { unit: u, how: How::Automatic, .. } if u == &unit("U04")),
+        "{f3_outcome:?}"
+    );
+
+    // The watcher saw all three units taken, in order, and the session close.
+    let taken = taken_units(&mut watcher, 3, T).await;
+    assert_eq!(
+        taken,
+        vec![
+            (unit("U01"), How::Confirmed),
+            (unit("U03"), How::Confirmed),
+            (unit("U04"), How::Automatic)
+        ]
+    );
+    let f4 = alloc
+        .family(&batch.id, &FamilyId::from("F4"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        f4.outcome,
+        Some(Outcome::NoUnit {
+            reason: NoUnitReason::Absent,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_families_racing_for_one_unit_one_wins_and_the_other_is_told_at_once() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("race", Duration::from_millis(800), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut a = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    let mut b = connect(gw.addr, Some(&family_token("F2")), Encoding::MsgPack).await;
+    handshake(&mut a).await;
+    handshake(&mut b).await;
+    preselect(&mut a, &["U05", "U06"]).await;
+    preselect(&mut b, &["U05", "U07"]).await;
+    sleep_until(batch.sessions[0].start).await;
+    enter_formal(&mut a).await;
+    enter_formal(&mut b).await;
+
+    let (ra, rb) = (a.req_id(), b.req_id());
+    let confirm = |req_id: String| ClientMsg::Confirm {
+        req_id,
+        unit: unit("U05"),
+    };
+    // Both frames leave before either reply is read.
+    a.send(&confirm(ra.clone())).await;
+    b.send(&confirm(rb.clone())).await;
+    let reply = |id: String| {
+        move |m: &ServerMsg| match m {
+            ServerMsg::Ok { req_id, .. } if *req_id == id => Some(m.clone()),
+            ServerMsg::Error {
+                req_id: Some(req_id),
+                ..
+            } if *req_id == id => Some(m.clone()),
+            _ => None,
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let x = a.until(T, reply(ra)).await.unwrap();
+    let y = b.until(T, reply(rb)).await.unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "both answered at once"
+    );
+    let oks = [&x, &y].iter().filter(|m| is_ok(m)).count();
+    assert_eq!(oks, 1, "exactly one winner: {x:?} / {y:?}");
+    let loser = if is_ok(&x) { &y } else { &x };
+    assert_eq!(error_code(loser), Some(ErrorCode::UnitTaken));
+    // The loser keeps its list and can take another unit.
+    let (loser_client, other) = if is_ok(&x) {
+        (&mut b, "U07")
+    } else {
+        (&mut a, "U06")
+    };
+    let r = loser_client
+        .request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit(other),
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirm_on_gateway_a_reaches_a_screen_on_gateway_b() {
+    let ns = namespace();
+    let alloc_a = redis_engine(&ns).await;
+    let alloc_b = redis_engine(&ns).await;
+    let batch = small_batch(
+        "two-gw",
+        Duration::from_millis(500),
+        Duration::from_secs(20),
+    );
+    alloc_a.load_batch(batch.clone()).await.unwrap();
+    let gw_a = start_gateway(alloc_a, &batch.id).await;
+    let gw_b = start_gateway(alloc_b, &batch.id).await;
+    let mut screen = connect(gw_b.addr, None, Encoding::MsgPack).await;
+    handshake(&mut screen).await;
+    let mut f = connect(gw_a.addr, Some(&family_token("F1")), Encoding::Json).await;
+    handshake(&mut f).await;
+    preselect(&mut f, &["U09"]).await;
+    sleep_until(batch.sessions[0].start).await;
+    enter_formal(&mut f).await;
+    let t0 = std::time::Instant::now();
+    let r = f
+        .request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit("U09"),
+        })
+        .await;
+    assert!(is_ok(&r));
+    let seen = taken_units(&mut screen, 1, Duration::from_secs(2)).await;
+    assert_eq!(seen, vec![(unit("U09"), How::Confirmed)]);
+    assert!(t0.elapsed() < Duration::from_secs(1), "well under a second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_is_kept_exactly_once_by_the_surviving_gateway() {
+    let ns = namespace();
+    let alloc_a = redis_engine(&ns).await;
+    let alloc_b = redis_engine(&ns).await;
+    let batch = small_batch(
+        "deadline",
+        Duration::from_millis(700),
+        Duration::from_millis(1500),
+    );
+    alloc_a.load_batch(batch.clone()).await.unwrap();
+    let gw_a = start_gateway(alloc_a.clone(), &batch.id).await;
+    let gw_b = start_gateway(alloc_b, &batch.id).await;
+    let gw_c = start_gateway(redis_engine(&ns).await, &batch.id).await;
+    let mut fams = Vec::new();
+    for (f, units) in [
+        ("F1", ["U01", "U02"]),
+        ("F2", ["U01", "U03"]),
+        ("F3", ["U01", "U02"]),
+    ] {
+        let mut c = connect(gw_a.addr, Some(&family_token(f)), Encoding::Json).await;
+        handshake(&mut c).await;
+        preselect(&mut c, &units).await;
+        fams.push(c);
+    }
+    sleep_until(batch.sessions[0].start).await;
+    for c in fams.iter_mut() {
+        enter_formal(c).await;
+    }
+    // Gateway A dies before the deadline; B and C both try to close the session.
+    drop(gw_a);
+    sleep_until(batch.sessions[0].deadline()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = alloc_a.events(&batch.id, 0, 1000).await.unwrap();
+    let mut selected = std::collections::HashMap::new();
+    let mut closed = 0;
+    for e in &events {
+        match &e.event {
+            xuanfang_hub::EventKind::Selected { family, unit, how } => {
+                assert_eq!(*how, How::Automatic);
+                assert!(
+                    selected.insert(family.clone(), unit.clone()).is_none(),
+                    "{family} twice"
+                );
+            }
+            xuanfang_hub::EventKind::SessionClosed { .. } => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, 1, "session closed once");
+    // Rank order: F1 takes U01, F2 its next free U03, F3 its next free U02.
+    assert_eq!(selected.get(&FamilyId::from("F1")), Some(&unit("U01")));
+    assert_eq!(selected.get(&FamilyId::from("F2")), Some(&unit("U03")));
+    assert_eq!(selected.get(&FamilyId::from("F3")), Some(&unit("U02")));
+    use std::sync::atomic::Ordering::Relaxed;
+    let decided = gw_b.app.metrics.auto_confirmed.load(Relaxed)
+        + gw_c.app.metrics.auto_confirmed.load(Relaxed);
+    assert_eq!(
+        decided, 4,
+        "three with intentions and the absent F4, each once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_with_last_seq_gets_exactly_the_missed_deltas() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch(
+        "resume",
+        Duration::from_millis(500),
+        Duration::from_secs(20),
+    );
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut screen = connect(gw.addr, None, Encoding::Json).await;
+    let (epoch, seq) = handshake(&mut screen).await;
+    drop(screen);
+
+    let mut f = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    handshake(&mut f).await;
+    preselect(&mut f, &["U02"]).await;
+    sleep_until(batch.sessions[0].start).await;
+    enter_formal(&mut f).await;
+    assert!(is_ok(
+        &f.request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit("U02")
+        })
+        .await
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now_seq = gw.app.hub().unwrap().seq();
+    assert!(now_seq > seq);
+
+    let addr = format!("{}/ws?epoch={epoch}&seq={seq}", gw.addr);
+    let mut back = connect_path(&addr, Encoding::Json).await;
+    back.until(T, |m| matches!(m, ServerMsg::Welcome { .. }).then_some(()))
+        .await
+        .unwrap();
+    // Contiguous deltas from the client's seq to the hub's: no snapshot, no gap.
+    let mut last = seq;
+    let mut got_u02 = false;
+    while last < now_seq {
+        match back.next(T).await {
+            Some(ServerMsg::Delta {
+                prev,
+                seq: to,
+                changes,
+                ..
+            }) => {
+                assert_eq!(prev, last, "each delta follows on exactly");
+                last = to;
+                got_u02 |= changes
+                    .iter()
+                    .any(|c| matches!(c, BoardChange::Taken(t) if t.unit == unit("U02")));
+            }
+            other => panic!("expected a missed delta, got {other:?}"),
+        }
+    }
+    assert_eq!(last, now_seq);
+    assert!(got_u02, "the missed confirm is among the deltas");
+
+    // A stale epoch gets a fresh snapshot instead of a silent gap.
+    let addr = format!("{}/ws?epoch={}&seq={seq}", gw.addr, epoch.wrapping_add(1));
+    let mut stale = connect_path(&addr, Encoding::Json).await;
+    stale
+        .until(T, |m| matches!(m, ServerMsg::Welcome { .. }).then_some(()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(stale.next(T).await, Some(ServerMsg::Snapshot { seq: s, .. }) if s == now_seq)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_forged_and_operator_misuse_are_refused() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("auth", Duration::from_secs(60), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+
+    let forged = xuanfang_gateway::auth::Auth::hs256(b"not-the-secret")
+        .mint("F1", xuanfang_gateway::auth::Role::Family, 60)
+        .unwrap();
+    let err = try_connect(gw.addr, Some(&forged), Encoding::Json)
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401)
+    );
+
+    let expired = expired_token("F1");
+    let err = try_connect(gw.addr, Some(&expired), Encoding::Json)
+        .await
+        .err();
+    match err {
+        Some(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 401);
+            let body = String::from_utf8(r.body().clone().unwrap_or_default()).unwrap();
+            assert!(body.contains("token_expired"), "{body}");
+        }
+        other => panic!("expired token accepted: {other:?}"),
+    }
+
+    // A family of another batch (unknown here) is refused.
+    let stranger = family_token("F999");
+    assert!(try_connect(gw.addr, Some(&stranger), Encoding::Json)
+        .await
+        .is_err());
+
+    // A family token is not an operator token.
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("http://{}/api/ops/progress", gw.addr))
+        .bearer_auth(family_token("F1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("http://{}/api/ops/progress", gw.addr))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_family_can_only_act_for_itself() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("self", Duration::from_secs(60), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut f1 = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    handshake(&mut f1).await;
+    // A frame naming another family acts for the token's family only.
+    f1.send_raw(Message::Text(
+        r#"{"type":"declare","req_id":"x1","stage":"preselection","family":"F2"}"#.into(),
+    ))
+    .await;
+    let r = f1
+        .until(T, |m| matches!(m, ServerMsg::Ok { .. }).then(|| m.clone()))
+        .await
+        .unwrap();
+    let ServerMsg::Ok {
+        family: Some(v), ..
+    } = r
+    else {
+        panic!()
+    };
+    assert_eq!(v.family, FamilyId::from("F1"));
+    let f2 = alloc
+        .family(&batch.id, &FamilyId::from("F2"))
+        .await
+        .unwrap();
+    assert_eq!(f2.preselect_declared_at, None, "F2 untouched");
+
+    // An anonymous watcher cannot act at all.
+    let mut anon = connect(gw.addr, None, Encoding::Json).await;
+    handshake(&mut anon).await;
+    let r = anon.request(|req_id| ClientMsg::Waive { req_id }).await;
+    assert_eq!(error_code(&r), Some(ErrorCode::Unauthorized));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_frames_get_errors_and_change_nothing() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("bad", Duration::from_secs(60), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let seq0 = alloc.board(&batch.id).await.unwrap().seq;
+    let mut c = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    handshake(&mut c).await;
+
+    c.send_raw(Message::Text("not json".into())).await;
+    assert_eq!(next_error(&mut c).await, Some(ErrorCode::BadFrame));
+    c.send_raw(Message::Text(r#"{"type":"teleport","req_id":"1"}"#.into()))
+        .await;
+    assert_eq!(next_error(&mut c).await, Some(ErrorCode::BadFrame));
+    c.send_raw(Message::Binary(vec![0xc1, 0xff, 0x00].into()))
+        .await;
+    assert_eq!(next_error(&mut c).await, Some(ErrorCode::BadFrame));
+    let big = format!(r#"{{"type":"waive","req_id":"{}"}}"#, "x".repeat(5000));
+    c.send_raw(Message::Text(big.into())).await;
+    assert_eq!(next_error(&mut c).await, Some(ErrorCode::FrameTooLarge));
+    let long_id = "y".repeat(65);
+    c.send(&ClientMsg::Waive { req_id: long_id }).await;
+    assert_eq!(next_error(&mut c).await, Some(ErrorCode::BadFrame));
+
+    // The connection is still usable, and nothing changed.
+    c.send(&ClientMsg::Ping { t0: 1.5 }).await;
+    let pong = c
+        .until(T, |m| {
+            matches!(m, ServerMsg::Pong { .. }).then(|| m.clone())
+        })
+        .await;
+    assert!(matches!(pong, Some(ServerMsg::Pong { t0, .. }) if t0 == 1.5));
+    assert_eq!(alloc.board(&batch.id).await.unwrap().seq, seq0);
+    let f1 = alloc
+        .family(&batch.id, &FamilyId::from("F1"))
+        .await
+        .unwrap();
+    assert!(f1.outcome.is_none(), "the oversized waive did nothing");
+
+    // Past the transport limit the connection is closed with 1009.
+    c.send_raw(Message::Binary(vec![0u8; 200 * 1024].into()))
+        .await;
+    let closed = tokio::time::timeout(T, async {
+        use futures_util::StreamExt;
+        while let Some(m) = c.ws.next().await {
+            if let Ok(Message::Close(f)) = m {
+                return f.map(|f| u16::from(f.code));
+            }
+            if m.is_err() {
+                return None;
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, Some(1009));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_engine_serves_the_same_flow() {
+    let dir = tempfile_dir();
+    let alloc: std::sync::Arc<dyn xuanfang_allocator::Allocator> =
+        std::sync::Arc::new(EmbeddedEngine::open(&dir, std::sync::Arc::new(SystemClock)).unwrap());
+    let batch = small_batch("emb", Duration::from_millis(600), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut screen = connect(gw.addr, None, Encoding::Json).await;
+    handshake(&mut screen).await;
+    let mut f = connect(gw.addr, Some(&family_token("F2")), Encoding::MsgPack).await;
+    handshake(&mut f).await;
+    preselect(&mut f, &["U08"]).await;
+    sleep_until(batch.sessions[0].start).await;
+    enter_formal(&mut f).await;
+    assert!(is_ok(
+        &f.request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: unit("U08")
+        })
+        .await
+    ));
+    assert_eq!(
+        taken_units(&mut screen, 1, T).await,
+        vec![(unit("U08"), How::Confirmed)]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "xuanfang-gw-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+async fn next_error(c: &mut Client) -> Option<ErrorCode> {
+    c.until(T, |m| match m {
+        ServerMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+    .await
+}
