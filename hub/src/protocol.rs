@@ -20,6 +20,9 @@ pub const SUBPROTOCOL_MSGPACK: &str = "xuanfang.v1.msgpack";
 /// The largest frame a client may send; larger frames get `frame_too_large`.
 pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 
+/// The deepest MessagePack nesting decoded (serde_json has its own limit of 128).
+pub const MAX_MSGPACK_DEPTH: usize = 32;
+
 /// A client's request id, echoed in the reply. Chosen by the client, unique per family:
 /// sending the same id again (after a timeout or reconnect) returns the first answer.
 pub type ReqId = String;
@@ -318,7 +321,14 @@ impl Encoding {
     pub fn decode<T: for<'de> Deserialize<'de>>(self, bytes: &[u8]) -> Result<T, DecodeError> {
         Ok(match self {
             Encoding::Json => serde_json::from_slice(bytes)?,
-            Encoding::MsgPack => rmp_serde::from_slice(bytes)?,
+            Encoding::MsgPack => {
+                // rmp-serde allows 1024 levels of nesting by default, and a 4 KiB frame
+                // of nested arrays then overflows the stack (aborting the process) while
+                // serde buffers an internally tagged enum. Our messages nest a few levels.
+                let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+                de.set_max_depth(MAX_MSGPACK_DEPTH);
+                T::deserialize(&mut de)?
+            }
         })
     }
 }

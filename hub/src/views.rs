@@ -66,7 +66,7 @@ pub fn taken(batch: &Batch, holders: &HashMap<UnitId, Holder>) -> Vec<TakenUnit>
         .iter()
         .map(|(u, h)| taken_unit(batch, u, h))
         .collect();
-    v.sort_by(|a, b| (a.at, a.rank).cmp(&(b.at, b.rank)));
+    v.sort_by_key(|t| (t.at, t.rank));
     v
 }
 

@@ -1,0 +1,554 @@
+//! Import of units and families from CSV/XLSX: a bad row is named and nothing is
+//! imported; Chinese or English headers; BOM; batch assembly.
+
+use std::collections::BTreeMap;
+
+use rust_xlsxwriter::Workbook;
+use xuanfang_hub::import::{
+    self, build_batch, mask_name, split_layouts, BatchMeta, BuildError, ImportErrors, Problem,
+    RowError, SessionPlan, SessionSlot,
+};
+use xuanfang_hub::{BatchId, Layout, Millis, SessionId};
+
+const UNIT_HEADER_ZH: &str = "房源编号,楼栋,房号,楼层,户型,面积,朝向,租金";
+const FAMILY_HEADER_ZH: &str = "家庭编号,姓名,排位,场次,可选户型";
+
+/// A units CSV of `n` data rows; `bad(i)` may replace row i's line.
+fn units_csv(n: usize, bad: impl Fn(usize) -> Option<String>) -> String {
+    let mut s = String::from(UNIT_HEADER_ZH);
+    s.push('\n');
+    for i in 0..n {
+        let line = bad(i).unwrap_or_else(|| {
+            format!(
+                "U{i:04},{}栋,{}{:02},{},两房一厅,{:.2},南,{}",
+                i % 3 + 1,
+                i / 10 + 2,
+                i % 10 + 1,
+                i / 10 + 2,
+                55.0 + (i % 7) as f64,
+                1800 + i % 5 * 10
+            )
+        });
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
+fn families_csv(n: usize, bad: impl Fn(usize) -> Option<String>) -> String {
+    let mut s = String::from(FAMILY_HEADER_ZH);
+    s.push('\n');
+    for i in 0..n {
+        let line = bad(i).unwrap_or_else(|| {
+            format!("F{i:04},张三丰,{},S{},一房一厅|两房一厅", i + 1, i / 50 + 1)
+        });
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
+fn only_error(r: Result<impl std::fmt::Debug, ImportErrors>) -> RowError {
+    let errs = r.expect_err("import must fail").0;
+    assert_eq!(errs.len(), 1, "expected exactly one error, got {errs:?}");
+    errs.into_iter().next().unwrap()
+}
+
+#[test]
+fn thousand_unit_rows_with_one_bad_row_names_that_row_and_imports_nothing() {
+    // Data row index 536 is spreadsheet row 538 (header is row 1, first data row 2).
+    let csv = units_csv(1000, |i| {
+        (i == 536).then(|| "U0536,2栋,5507,55,两房一厅,五十,南,1800".to_owned())
+    });
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    assert_eq!(e.row, 538);
+    assert_eq!(
+        e.problem,
+        Problem::BadNumber {
+            field: "area",
+            value: "五十".into()
+        }
+    );
+    // The same file without the bad row imports every unit.
+    let good = units_csv(1000, |_| None);
+    assert_eq!(import::units_from_csv(good.as_bytes()).unwrap().len(), 1000);
+}
+
+#[test]
+fn thousand_family_rows_with_one_bad_row_names_that_row_and_imports_nothing() {
+    let csv = families_csv(1000, |i| {
+        (i == 998).then(|| "F0998,王五,,S20,一房一厅".to_owned())
+    });
+    let e = only_error(import::families_from_csv(csv.as_bytes()));
+    assert_eq!(e.row, 1000);
+    assert_eq!(e.problem, Problem::MissingField("rank"));
+}
+
+#[test]
+fn every_bad_row_is_reported_not_just_the_first() {
+    let csv = units_csv(20, |i| match i {
+        3 => Some("U0003,1栋,201,二,一房一厅,40,南,1200".into()),
+        10 => Some("U0010,1栋,,3,一房一厅,40,南,1200".into()),
+        15 => Some("U0015,1栋,305,3,一房一厅,40,南,-5".into()),
+        _ => None,
+    });
+    let errs = import::units_from_csv(csv.as_bytes()).unwrap_err().0;
+    let rows: Vec<usize> = errs.iter().map(|e| e.row).collect();
+    assert_eq!(rows, vec![5, 12, 17]);
+    assert_eq!(errs[1].problem, Problem::MissingField("number"));
+    assert!(matches!(
+        errs[2].problem,
+        Problem::BadNumber { field: "rent", .. }
+    ));
+}
+
+#[test]
+fn bom_and_chinese_headers_are_accepted() {
+    let csv = "\u{feff}房源编号,楼栋,房号,楼层,户型,面积(㎡),朝向,租金（元/月）\n\
+               1-1203,1栋,1203,12,一房一厅,45.5,东南,1365\n";
+    let units = import::units_from_csv(csv.as_bytes()).unwrap();
+    assert_eq!(units.len(), 1);
+    let u = &units[0];
+    assert_eq!(u.id.as_str(), "1-1203");
+    assert_eq!(u.building, "1栋");
+    assert_eq!(u.number, "1203");
+    assert_eq!(u.floor, 12);
+    assert_eq!(u.layout, Layout::new("一房一厅"));
+    assert_eq!(u.area, 45.5);
+    assert_eq!(u.orientation, "东南");
+    assert_eq!(u.rent, 1365.0);
+}
+
+#[test]
+fn english_headers_in_any_order_are_accepted() {
+    let csv = "rank,Name,id,eligible_layouts,session\n\
+               2,李四,F2,两房一厅;三房一厅,S1\n\
+               1,张三丰,F1,一房一厅，两房一厅,S1\n";
+    let fams = import::families_from_csv(csv.as_bytes()).unwrap();
+    assert_eq!(fams[0].id.as_str(), "F2");
+    assert_eq!(fams[0].name, "李*");
+    assert_eq!(fams[0].rank, 2);
+    assert_eq!(
+        fams[0].eligible_layouts,
+        vec![Layout::new("两房一厅"), Layout::new("三房一厅")]
+    );
+    assert_eq!(fams[1].name, "张*丰");
+    assert_eq!(fams[1].session, SessionId::new("S1"));
+}
+
+#[test]
+fn eligible_layouts_split_on_every_separator() {
+    let want: Vec<Layout> = ["一房一厅", "两房一厅", "三房一厅", "四房"]
+        .into_iter()
+        .map(Layout::new)
+        .collect();
+    assert_eq!(split_layouts("一房一厅|两房一厅、三房一厅;四房"), want);
+    assert_eq!(split_layouts(" 一房一厅 ，两房一厅；三房一厅,四房 "), want);
+    assert!(split_layouts(" | 、 ").is_empty());
+}
+
+#[test]
+fn names_are_masked_unless_already_masked() {
+    assert_eq!(mask_name("张三丰"), "张*丰");
+    assert_eq!(mask_name("李四"), "李*");
+    assert_eq!(mask_name("欧阳娜娜"), "欧**娜");
+    assert_eq!(mask_name("王*明"), "王*明");
+    assert_eq!(mask_name("王＊明"), "王＊明");
+    assert_eq!(mask_name(" 赵 "), "赵*");
+}
+
+#[test]
+fn duplicate_unit_id_names_both_rows() {
+    let csv = units_csv(10, |i| {
+        (i == 7).then(|| "U0002,1栋,999,9,一房一厅,40,南,1200".to_owned())
+    });
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    assert_eq!(e.row, 9);
+    assert_eq!(
+        e.problem,
+        Problem::DuplicateId {
+            id: "U0002".into(),
+            first_row: 4
+        }
+    );
+}
+
+#[test]
+fn duplicate_family_id_and_duplicate_rank_are_refused() {
+    let csv = families_csv(6, |i| match i {
+        2 => Some("F0000,王五,99,S1,一房一厅".into()),
+        4 => Some("F0404,赵六,2,S1,一房一厅".into()),
+        _ => None,
+    });
+    let errs = import::families_from_csv(csv.as_bytes()).unwrap_err().0;
+    assert_eq!(
+        errs,
+        vec![
+            RowError {
+                row: 4,
+                problem: Problem::DuplicateId {
+                    id: "F0000".into(),
+                    first_row: 2
+                }
+            },
+            RowError {
+                row: 6,
+                problem: Problem::DuplicateRank {
+                    rank: 2,
+                    first_row: 3
+                }
+            },
+        ]
+    );
+}
+
+#[test]
+fn rank_zero_and_missing_layouts_are_refused() {
+    let csv = families_csv(3, |i| match i {
+        0 => Some("F0,王五,0,S1,一房一厅".into()),
+        2 => Some("F2,王五,3,S1, | ".into()),
+        _ => None,
+    });
+    let errs = import::families_from_csv(csv.as_bytes()).unwrap_err().0;
+    assert_eq!(errs.len(), 2);
+    assert_eq!(errs[0].row, 2);
+    assert!(matches!(
+        errs[0].problem,
+        Problem::BadNumber { field: "rank", .. }
+    ));
+    assert_eq!(errs[1].row, 4);
+    assert_eq!(errs[1].problem, Problem::MissingField("eligible_layouts"));
+}
+
+#[test]
+fn missing_columns_are_reported_on_the_header_row() {
+    let csv = "房源编号,楼栋,房号,楼层,户型,朝向\nU1,1栋,101,1,一房一厅,南\n";
+    let errs = import::units_from_csv(csv.as_bytes()).unwrap_err().0;
+    assert_eq!(
+        errs,
+        vec![
+            RowError {
+                row: 1,
+                problem: Problem::MissingColumn("area")
+            },
+            RowError {
+                row: 1,
+                problem: Problem::MissingColumn("rent")
+            },
+        ]
+    );
+}
+
+#[test]
+fn session_column_may_be_left_out() {
+    let csv = "家庭编号,姓名,排位,可选户型\nF1,张三,1,一房一厅\n";
+    let fams = import::families_from_csv(csv.as_bytes()).unwrap();
+    assert!(fams[0].session.as_str().is_empty());
+}
+
+#[test]
+fn short_rows_report_the_missing_field() {
+    let csv = format!("{UNIT_HEADER_ZH}\nU1,1栋,101,1\n");
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    assert_eq!((e.row, e.problem), (2, Problem::MissingField("layout")));
+}
+
+#[test]
+fn blank_lines_count_as_rows_like_a_spreadsheet_shows_them() {
+    let csv = format!(
+        "{UNIT_HEADER_ZH}\nU1,1栋,101,1,一房一厅,40,南,1200\n\nU2,1栋,102,1,一房一厅,x,南,1200\n"
+    );
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    assert_eq!(e.row, 4);
+}
+
+#[test]
+fn gbk_csv_is_refused_with_a_hint() {
+    // "房源编号" etc. in GBK are not UTF-8; the header row itself is rejected.
+    let mut bytes = vec![0xB7, 0xBF, 0xD4, 0xB4, b','];
+    bytes.extend_from_slice(b"x\nU1,y\n");
+    let e = only_error(import::units_from_csv(&bytes));
+    assert_eq!((e.row, e.problem), (1, Problem::NotUtf8));
+}
+
+#[test]
+fn header_only_file_is_refused() {
+    let e = only_error(import::units_from_csv(
+        format!("{UNIT_HEADER_ZH}\n").as_bytes(),
+    ));
+    assert_eq!(e.problem, Problem::NoRows);
+    let e = only_error(import::units_from_csv(b""));
+    assert_eq!(e.problem, Problem::NoRows);
+}
+
+// ---------------------------------------------------------------------------
+// XLSX
+
+enum Cell<'a> {
+    S(&'a str),
+    N(f64),
+}
+
+fn xlsx(rows: &[Vec<Cell<'_>>]) -> Vec<u8> {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            match cell {
+                Cell::S(s) => ws.write_string(r as u32, c as u16, *s).map(|_| ()),
+                Cell::N(n) => ws.write_number(r as u32, c as u16, *n).map(|_| ()),
+            }
+            .unwrap();
+        }
+    }
+    wb.save_to_buffer().unwrap()
+}
+
+fn header(h: &str) -> Vec<Cell<'_>> {
+    h.split(',').map(Cell::S).collect()
+}
+
+#[test]
+fn xlsx_units_with_numeric_cells_import() {
+    use Cell::*;
+    let bytes = xlsx(&[
+        header(UNIT_HEADER_ZH),
+        vec![
+            S("2-0801"),
+            S("2栋"),
+            S("801"),
+            N(8.0),
+            S("三房一厅"),
+            N(85.25),
+            S("南"),
+            N(2900.0),
+        ],
+        vec![
+            S("2-0802"),
+            S("2栋"),
+            N(802.0),
+            N(8.0),
+            S("两房一厅"),
+            N(62.0),
+            S("北"),
+            N(2100.5),
+        ],
+    ]);
+    let units = import::units_from_xlsx(&bytes).unwrap();
+    assert_eq!(units.len(), 2);
+    assert_eq!(units[0].floor, 8);
+    assert_eq!(units[0].area, 85.25);
+    // A number typed into the 房号 column reads as the text shown, without ".0".
+    assert_eq!(units[1].number, "802");
+    assert_eq!(units[1].rent, 2100.5);
+}
+
+#[test]
+fn xlsx_families_import_and_names_are_masked() {
+    use Cell::*;
+    let bytes = xlsx(&[
+        header(FAMILY_HEADER_ZH),
+        vec![
+            S("F1"),
+            S("张三丰"),
+            N(1.0),
+            S("S1"),
+            S("一房一厅、两房一厅"),
+        ],
+        vec![S("F2"), S("李*"), N(2.0), S("S1"), S("两房一厅")],
+    ]);
+    let fams = import::families_from_xlsx(&bytes).unwrap();
+    assert_eq!(fams.len(), 2);
+    assert_eq!(fams[0].name, "张*丰");
+    assert_eq!(fams[0].eligible_layouts.len(), 2);
+    assert_eq!(fams[1].rank, 2);
+}
+
+#[test]
+fn xlsx_bad_rows_are_named_and_nothing_imports() {
+    use Cell::*;
+    let bytes = xlsx(&[
+        header(FAMILY_HEADER_ZH),
+        vec![S("F1"), S("张三"), N(1.0), S("S1"), S("一房一厅")],
+        vec![S("F2"), S("李四"), N(2.5), S("S1"), S("一房一厅")],
+        vec![S("F3"), S("王五"), N(3.0), S("S1"), S("一房一厅")],
+        vec![S("F1"), S("赵六"), N(4.0), S("S1"), S("一房一厅")],
+    ]);
+    let errs = import::families_from_xlsx(&bytes).unwrap_err().0;
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(errs[0].row, 3);
+    assert_eq!(
+        errs[0].problem,
+        Problem::BadNumber {
+            field: "rank",
+            value: "2.5".into()
+        }
+    );
+    assert_eq!(errs[1].row, 5);
+    assert!(matches!(
+        errs[1].problem,
+        Problem::DuplicateId { first_row: 2, .. }
+    ));
+}
+
+#[test]
+fn xlsx_rows_count_from_a1_even_when_the_sheet_starts_lower() {
+    use Cell::*;
+    let mut rows = vec![vec![], vec![]];
+    rows.push(header(UNIT_HEADER_ZH));
+    rows.push(vec![
+        S("U1"),
+        S("1栋"),
+        S("101"),
+        S("一楼"),
+        S("一房一厅"),
+        N(40.0),
+        S("南"),
+        N(1200.0),
+    ]);
+    let e = only_error(import::units_from_xlsx(&xlsx(&rows)));
+    assert_eq!(e.row, 4);
+    assert!(matches!(
+        e.problem,
+        Problem::BadNumber { field: "floor", .. }
+    ));
+}
+
+#[test]
+fn garbage_is_not_an_xlsx() {
+    let e = only_error(import::units_from_xlsx(b"PK\x03\x04 not really a zip"));
+    assert_eq!(e.row, 0);
+    assert!(matches!(e.problem, Problem::Unreadable(_)));
+}
+
+// ---------------------------------------------------------------------------
+// Batch assembly
+
+fn meta() -> BatchMeta {
+    BatchMeta {
+        id: BatchId::new("b1"),
+        name: "测试批次".into(),
+        preselect_start: Millis(1_000),
+        preselect_end: None,
+        utc_offset_minutes: 480,
+    }
+}
+
+#[test]
+fn auto_plan_cuts_families_by_rank_into_timed_sessions_that_validate() {
+    let units = import::units_from_csv(units_csv(30, |_| None).as_bytes()).unwrap();
+    // Shuffled ranks: the plan must order by rank, not by row.
+    let csv = families_csv(0, |_| None)
+        + "F3,甲乙丙,3,,一房一厅\nF1,甲乙,1,,一房一厅\nF5,甲,5,,一房一厅\nF2,乙,2,,一房一厅\nF4,丙,4,,一房一厅\n";
+    let fams = import::families_from_csv(csv.as_bytes()).unwrap();
+    let plan = SessionPlan::Auto {
+        per_session: 2,
+        first_start: Millis(100_000),
+        interval_ms: 300_000,
+        window_ms: 180_000,
+    };
+    let batch = build_batch(meta(), units, fams, &plan).unwrap();
+    batch.validate().unwrap();
+    let ids: Vec<Vec<&str>> = batch
+        .sessions
+        .iter()
+        .map(|s| s.families.iter().map(|f| f.as_str()).collect())
+        .collect();
+    assert_eq!(ids, vec![vec!["F1", "F2"], vec!["F3", "F4"], vec!["F5"]]);
+    let starts: Vec<i64> = batch.sessions.iter().map(|s| s.start.0).collect();
+    assert_eq!(starts, vec![100_000, 400_000, 700_000]);
+    assert!(batch.sessions.iter().all(|s| s.window_ms == 180_000));
+    assert_eq!(batch.family(&"F5".into()).unwrap().session.as_str(), "S03");
+}
+
+fn named(slots: &[(&str, i64)]) -> SessionPlan {
+    SessionPlan::Named(
+        slots
+            .iter()
+            .map(|(id, start)| {
+                (
+                    SessionId::new(*id),
+                    SessionSlot {
+                        start: Millis(*start),
+                        window_ms: 180_000,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+#[test]
+fn named_plan_groups_families_by_their_session_column() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = import::families_from_csv(families_csv(120, |_| None).as_bytes()).unwrap();
+    let plan = named(&[("S1", 100_000), ("S2", 400_000), ("S3", 700_000)]);
+    let batch = build_batch(meta(), units, fams, &plan).unwrap();
+    batch.validate().unwrap();
+    let sizes: Vec<usize> = batch.sessions.iter().map(|s| s.families.len()).collect();
+    assert_eq!(sizes, vec![50, 50, 20]);
+}
+
+#[test]
+fn named_plan_refuses_unscheduled_and_empty_sessions() {
+    let units = || import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = || import::families_from_csv(families_csv(60, |_| None).as_bytes()).unwrap();
+    let e = build_batch(meta(), units(), fams(), &named(&[("S1", 0)])).unwrap_err();
+    assert!(matches!(e, BuildError::UnscheduledSession(_, ref s) if s.as_str() == "S2"));
+    let e = build_batch(
+        meta(),
+        units(),
+        fams(),
+        &named(&[("S1", 0), ("S2", 1), ("S9", 2)]),
+    )
+    .unwrap_err();
+    assert_eq!(e, BuildError::EmptySession(SessionId::new("S9")));
+}
+
+#[test]
+fn named_plan_refuses_a_later_session_with_better_ranks() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = import::families_from_csv(families_csv(60, |_| None).as_bytes()).unwrap();
+    // S2 (ranks 51..60) runs before S1 (ranks 1..50).
+    let e = build_batch(meta(), units, fams, &named(&[("S1", 900_000), ("S2", 0)])).unwrap_err();
+    assert!(matches!(e, BuildError::RanksOutOfOrder { .. }), "{e:?}");
+}
+
+#[test]
+fn named_plan_refuses_a_family_without_session() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams =
+        import::families_from_csv("id,name,rank,eligible_layouts\nF1,张三,1,一房一厅\n".as_bytes())
+            .unwrap();
+    let e = build_batch(meta(), units, fams, &named(&[("S1", 0)])).unwrap_err();
+    assert_eq!(e, BuildError::NoSession("F1".into()));
+}
+
+#[test]
+fn duplicate_ids_across_files_fail_batch_validation() {
+    // Each file is fine alone; a batch still refuses what validation refuses.
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let plan = SessionPlan::Auto {
+        per_session: 0,
+        first_start: Millis(0),
+        interval_ms: 1,
+        window_ms: 1,
+    };
+    let fams = import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    assert_eq!(
+        build_batch(meta(), units, fams, &plan).unwrap_err(),
+        BuildError::BadPlan
+    );
+}
+
+#[test]
+fn import_error_message_lists_rows() {
+    let csv = units_csv(3, |i| {
+        (i == 1).then(|| "U1,1栋,101,x,一房一厅,40,南,1200".into())
+    });
+    let msg = import::units_from_csv(csv.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("row 3"), "{msg}");
+    assert!(msg.contains("floor"), "{msg}");
+}
