@@ -402,3 +402,14 @@ pub async fn events(
     let limit = q.limit.unwrap_or(10_000).min(100_000);
     Ok(Json(app.alloc.events(&hub.batch, q.after, limit).await?))
 }
+
+/// `GET /api/ops/batch`: the whole batch (units, families, sessions), for the load
+/// tool and auditors.
+pub async fn batch(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<xuanfang_hub::Batch>, ApiError> {
+    operator(&app, &headers)?;
+    let hub = current(&app)?;
+    Ok(Json(app.alloc.batch(&hub.batch).await?))
+}

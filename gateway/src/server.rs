@@ -31,6 +31,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/ops/results.csv", get(ops::results_csv))
         .route("/api/ops/results.xlsx", get(ops::results_xlsx))
         .route("/api/ops/events", get(ops::events))
+        .route("/api/ops/batch", get(ops::batch))
         .route(
             "/api/ops/batches",
             post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
