@@ -1,7 +1,7 @@
 //! The domain model: what a selection batch is made of.
 //!
 //! Static data only (units, families, sessions). What changes during a selection
-//! lives in [`crate::state`].
+//! lives in [`crate::selection`].
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

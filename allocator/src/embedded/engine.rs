@@ -1,0 +1,592 @@
+//! [`EmbeddedEngine`]: the selection state machine per batch, a journal, and followers.
+//!
+//! Each batch keeps two copies of its [`Selection`]:
+//! - the *head*, where actions are decided and applied at once, under the batch lock,
+//!   so concurrent actions (and concurrent auto-confirm steps) see each other;
+//! - the *durable* state, which only receives events once the journal has synced them.
+//!   Every query, every follower and every reply reads the durable state.
+//!
+//! So a reply (an ok or a refusal) is sent only when everything it was decided against
+//! is on disk, and a hall screen never shows a change that a crash could lose. Without
+//! a directory ([`EmbeddedEngine::in_memory`]) both copies move together.
+//!
+//! Idempotency: the answer to each (family, `req_id`) is kept per batch. An ok is
+//! written into the journal record of its change, so it answers ok again after a
+//! restart. A refusal is kept in memory only: after a restart a refused request is
+//! decided again at the new server time (it changed nothing, so nothing is lost).
+//!
+//! `load_batch` refuses an invalid batch, and a batch id that is empty or longer than
+//! 80 bytes (it names the journal file), with `invalid_list`.
+//!
+//! A failed journal write or fsync is answered with [`AllocError::Journal`]; the batch
+//! then refuses every further change until the process restarts and replays the
+//! journal (after a failed fsync the page cache cannot be trusted), while queries keep
+//! serving the durable state. One directory must be opened by one process at a time.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, watch};
+use xuanfang_hub::protocol::{Catalog, FamilyView};
+use xuanfang_hub::{
+    views, Action, Batch, BatchId, Clock, ErrorCode, Event, EventKind, FamilyId, Millis, Rejection,
+    Selection, Session, SessionId,
+};
+
+use super::journal::{self, Journal, Record, ReqKey, Sink, Stats};
+use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
+
+/// The longest batch id accepted, so a journal's file name stays well under the
+/// 255-byte limit of common file systems even when every byte is escaped.
+const MAX_BATCH_ID: usize = 80;
+
+/// Journal activity since the engine started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Records written.
+    pub records: u64,
+    /// `sync_data` calls: fewer than `records` when group commit merged writes.
+    pub syncs: u64,
+}
+
+/// The single-machine engine. Cheap to share behind an `Arc`.
+pub struct EmbeddedEngine {
+    clock: Arc<dyn Clock>,
+    /// Where journals live; `None` keeps everything in memory.
+    dir: Option<PathBuf>,
+    batches: RwLock<HashMap<BatchId, Arc<Slot>>>,
+    /// Serialises `load_batch` so two loads of one id cannot both create it.
+    loading: tokio::sync::Mutex<()>,
+    stats: Arc<Stats>,
+}
+
+/// One batch.
+struct Slot {
+    epoch: u64,
+    head: Mutex<Head>,
+    durable: Arc<Durable>,
+    journal: Option<Journal>,
+}
+
+/// Where decisions are made.
+struct Head {
+    sel: Selection,
+    replies: HashMap<(FamilyId, String), Reply>,
+}
+
+/// A remembered answer: what it was, and the log position it was decided at.
+#[derive(Clone)]
+struct Reply {
+    seq: u64,
+    refused: Option<Rejection>,
+}
+
+/// What readers see: only durable events.
+struct Durable {
+    state: Mutex<DurableState>,
+    mark: watch::Sender<Mark>,
+}
+
+struct DurableState {
+    sel: Selection,
+    /// Every event, `events[i].seq == i + 1`.
+    events: Vec<Event>,
+}
+
+/// The durable end of the log, and whether the journal has failed.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    seq: u64,
+    broken: bool,
+}
+
+impl Sink for Arc<Durable> {
+    fn durable(&self, events: Vec<Event>) {
+        let mut st = self.state.lock();
+        for e in &events {
+            st.sel.apply(e);
+        }
+        let seq = st.sel.seq();
+        st.events.extend(events);
+        drop(st);
+        self.mark.send_modify(|m| m.seq = seq);
+    }
+
+    fn broken(&self) {
+        self.mark.send_modify(|m| m.broken = true);
+    }
+}
+
+/// What a caller waits for before replying.
+enum Wait {
+    /// Its own journal record.
+    Record(oneshot::Receiver<Result<(), io::Error>>),
+    /// The log to be durable up to this seq (a refusal, a repeat, a no-op).
+    Seq(u64),
+}
+
+impl EmbeddedEngine {
+    /// An engine that keeps everything in memory (tests, throwaway demos).
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            dir: None,
+            batches: RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+            stats: Arc::default(),
+        }
+    }
+
+    /// An engine that journals into `dir` (created if missing), after replaying every
+    /// journal found there. A torn tail is truncated (and logged); a file that does not
+    /// rebuild a valid selection is an error rather than a silently smaller state.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, AllocError> {
+        std::fs::create_dir_all(dir)?;
+        let stats = Arc::new(Stats::default());
+        let mut batches = HashMap::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        paths.retain(|p| p.extension().is_some_and(|x| x == journal::EXTENSION));
+        paths.sort();
+        for path in paths {
+            let Some(slot) = recover(&path, &stats)? else {
+                continue;
+            };
+            let id = slot.durable.state.lock().sel.batch().id.clone();
+            if batches.insert(id.clone(), Arc::new(slot)).is_some() {
+                return Err(AllocError::Corrupt(format!(
+                    "two journals hold batch {id} (second: {})",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            clock,
+            dir: Some(dir.to_owned()),
+            batches: RwLock::new(batches),
+            loading: tokio::sync::Mutex::new(()),
+            stats,
+        })
+    }
+
+    /// Journal activity since start (all zero in memory).
+    pub fn journal_stats(&self) -> JournalStats {
+        JournalStats {
+            records: self.stats.records.load(Ordering::Relaxed),
+            syncs: self.stats.syncs.load(Ordering::Relaxed),
+        }
+    }
+
+    fn slot(&self, batch: &BatchId) -> Result<Arc<Slot>, AllocError> {
+        self.batches
+            .read()
+            .get(batch)
+            .cloned()
+            .ok_or_else(|| ErrorCode::UnknownBatch.into())
+    }
+
+    /// Reads the durable state of a batch.
+    fn read<R>(
+        &self,
+        batch: &BatchId,
+        f: impl FnOnce(&Slot, &DurableState) -> R,
+    ) -> Result<R, AllocError> {
+        let slot = self.slot(batch)?;
+        let st = slot.durable.state.lock();
+        Ok(f(&slot, &st))
+    }
+}
+
+/// Rebuilds one batch from its journal; `None` for a file whose first record never
+/// became whole (the load was never acknowledged), which is removed.
+fn recover(path: &Path, stats: &Arc<Stats>) -> Result<Option<Slot>, AllocError> {
+    let contents = journal::read(path)?;
+    let mut records = contents.records.into_iter();
+    let Some(first) = records.next() else {
+        tracing::warn!(path = %path.display(), "journal holds no whole record; removing it");
+        std::fs::remove_file(path)?;
+        return Ok(None);
+    };
+    let Record::Loaded { epoch, event, .. } = first else {
+        return Err(AllocError::Corrupt(format!(
+            "{} does not start with a loaded record",
+            path.display()
+        )));
+    };
+    let mut events = vec![event];
+    let mut replies = HashMap::new();
+    for record in records {
+        let Record::Changed { events: es, req } = record else {
+            return Err(AllocError::Corrupt(format!(
+                "{} has a second loaded record",
+                path.display()
+            )));
+        };
+        events.extend(es);
+        if let Some(ReqKey { family, req_id }) = req {
+            let seq = events.last().map_or(0, |e| e.seq);
+            replies.insert((family, req_id), Reply { seq, refused: None });
+        }
+    }
+    let sel = Selection::replay(&events)
+        .map_err(|e| AllocError::Corrupt(format!("{}: {e}", path.display())))?;
+    let durable = new_durable(sel.clone(), events);
+    let file = journal::open_append(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let journal = Journal::start(file, name, stats.clone(), Box::new(durable.clone()))?;
+    Ok(Some(Slot {
+        epoch,
+        head: Mutex::new(Head { sel, replies }),
+        durable,
+        journal: Some(journal),
+    }))
+}
+
+fn new_durable(sel: Selection, events: Vec<Event>) -> Arc<Durable> {
+    let (mark, _) = watch::channel(Mark {
+        seq: sel.seq(),
+        broken: false,
+    });
+    Arc::new(Durable {
+        state: Mutex::new(DurableState { sel, events }),
+        mark,
+    })
+}
+
+impl Slot {
+    fn check_writable(&self) -> Result<(), AllocError> {
+        if self.durable.mark.borrow().broken {
+            return Err(AllocError::Journal(io::Error::other(
+                "the journal of this batch failed; restart to recover",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Turns decided events into log entries at `now`: queues them for the journal
+    /// (with the request they answer), then applies them to the head. Call with the
+    /// head lock held, so the log order is the decision order.
+    fn commit(
+        &self,
+        head: &mut Head,
+        kinds: Vec<EventKind>,
+        req: Option<ReqKey>,
+        now: Millis,
+    ) -> Result<Wait, AllocError> {
+        if kinds.is_empty() && req.is_none() {
+            return Ok(Wait::Seq(head.sel.seq()));
+        }
+        let base = head.sel.seq();
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .zip(base + 1..)
+            .map(|(event, seq)| Event {
+                seq,
+                at: now,
+                event,
+            })
+            .collect();
+        let wait = match &self.journal {
+            Some(journal) => {
+                let record = Record::Changed {
+                    events: events.clone(),
+                    req,
+                };
+                Wait::Record(journal.append(&record, events.clone())?)
+            }
+            None => Wait::Seq(base + events.len() as u64),
+        };
+        for e in &events {
+            head.sel.apply(e);
+        }
+        if self.journal.is_none() && !events.is_empty() {
+            self.durable.durable(events);
+        }
+        Ok(wait)
+    }
+
+    /// Waits until what a reply was decided against is durable.
+    async fn settle(&self, wait: Wait) -> Result<(), AllocError> {
+        match wait {
+            Wait::Record(rx) => match rx.await {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(io::Error::other("the journal writer stopped").into()),
+            },
+            Wait::Seq(seq) => {
+                let mut rx = self.durable.mark.subscribe();
+                let mark = *rx
+                    .wait_for(|m| m.seq >= seq || m.broken)
+                    .await
+                    .map_err(|_| io::Error::other("the journal writer stopped"))?;
+                if mark.seq < seq {
+                    return Err(io::Error::other("the journal of this batch failed").into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Vec<Event> {
+        let st = self.durable.state.lock();
+        let from = usize::try_from(after).unwrap_or(usize::MAX);
+        st.events.iter().skip(from).take(limit).cloned().collect()
+    }
+}
+
+#[async_trait]
+impl Allocator for EmbeddedEngine {
+    async fn load_batch(&self, batch: Batch) -> Result<(), AllocError> {
+        let _one_at_a_time = self.loading.lock().await;
+        if self.batches.read().contains_key(&batch.id) {
+            return Err(ErrorCode::Conflict.into());
+        }
+        let id = batch.id.clone();
+        if id.as_str().is_empty() || id.as_str().len() > MAX_BATCH_ID {
+            return Err(ErrorCode::InvalidList.into());
+        }
+        let mut sel = Selection::new(batch.clone()).map_err(|e| {
+            tracing::info!(batch = %id, error = %e, "batch refused");
+            AllocError::from(ErrorCode::InvalidList)
+        })?;
+        // Below 2^53 so JavaScript clients (JSON numbers are doubles) echo it exactly.
+        let epoch = rand::random::<u64>() >> 11;
+        let event = Event {
+            seq: 1,
+            at: self.clock.now(),
+            event: EventKind::BatchLoaded { batch },
+        };
+        sel.apply(&event);
+        let journal = match &self.dir {
+            None => None,
+            Some(dir) => {
+                let first = Record::Loaded {
+                    batch: id.clone(),
+                    epoch,
+                    event: event.clone(),
+                };
+                let (dir, bid) = (dir.clone(), id.clone());
+                let created =
+                    tokio::task::spawn_blocking(move || journal::create(&dir, &bid, &first))
+                        .await
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                let (path, file) = match created {
+                    Ok(made) => made,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(ErrorCode::Conflict.into())
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                Some((path, file))
+            }
+        };
+        let durable = new_durable(sel.clone(), vec![event]);
+        let journal = match journal {
+            None => None,
+            Some((_, file)) => Some(Journal::start(
+                file,
+                journal::file_name(&id),
+                self.stats.clone(),
+                Box::new(durable.clone()),
+            )?),
+        };
+        let slot = Slot {
+            epoch,
+            head: Mutex::new(Head {
+                sel,
+                replies: HashMap::new(),
+            }),
+            durable,
+            journal,
+        };
+        self.batches.write().insert(id, Arc::new(slot));
+        Ok(())
+    }
+
+    async fn publish_supplementary(
+        &self,
+        batch: &BatchId,
+        session: Session,
+    ) -> Result<(), AllocError> {
+        let slot = self.slot(batch)?;
+        let wait = {
+            let mut head = slot.head.lock();
+            slot.check_writable()?;
+            let kinds = head.sel.decide_publish(&session)?;
+            slot.commit(&mut head, kinds, None, self.clock.now())?
+        };
+        slot.settle(wait).await
+    }
+
+    async fn act(
+        &self,
+        batch: &BatchId,
+        family: &FamilyId,
+        req_id: &str,
+        action: Action,
+    ) -> Result<Answer, AllocError> {
+        let slot = self.slot(batch)?;
+        let key = (family.clone(), req_id.to_owned());
+        let (wait, refused) = {
+            let mut head = slot.head.lock();
+            slot.check_writable()?;
+            if let Some(r) = head.replies.get(&key) {
+                (Wait::Seq(r.seq), r.refused.clone())
+            } else {
+                let now = self.clock.now();
+                match head.sel.decide(family, &action, now) {
+                    Err(rejection) => {
+                        let seq = head.sel.seq();
+                        // An unknown family has no requests to repeat; remembering
+                        // them would let anyone grow the table.
+                        if rejection.code != ErrorCode::UnknownFamily {
+                            let reply = Reply {
+                                seq,
+                                refused: Some(rejection.clone()),
+                            };
+                            head.replies.insert(key, reply);
+                        }
+                        (Wait::Seq(seq), Some(rejection))
+                    }
+                    Ok(kinds) => {
+                        let req = ReqKey {
+                            family: family.clone(),
+                            req_id: req_id.to_owned(),
+                        };
+                        let wait = slot.commit(&mut head, kinds, Some(req), now)?;
+                        let reply = Reply {
+                            seq: head.sel.seq(),
+                            refused: None,
+                        };
+                        head.replies.insert(key, reply);
+                        (wait, None)
+                    }
+                }
+            }
+        };
+        slot.settle(wait).await?;
+        if let Some(rejection) = refused {
+            return Ok(Err(rejection));
+        }
+        let now = self.clock.now();
+        let view = slot.durable.state.lock().sel.family_view(family, now);
+        Ok(view.ok_or_else(|| Rejection::new(ErrorCode::UnknownFamily)))
+    }
+
+    async fn close_session_step(
+        &self,
+        batch: &BatchId,
+        session: &SessionId,
+        max: usize,
+    ) -> Result<CloseStep, AllocError> {
+        let slot = self.slot(batch)?;
+        // Decide and apply under one lock hold: concurrent callers then each see the
+        // families the others decided, so each family is decided exactly once.
+        let (wait, step) = {
+            let mut head = slot.head.lock();
+            slot.check_writable()?;
+            let now = self.clock.now();
+            let kinds = head.sel.close_session_step(session, now, max)?;
+            let decided = kinds
+                .iter()
+                .filter(|k| matches!(k, EventKind::Selected { .. } | EventKind::NoUnit { .. }))
+                .count();
+            let wait = slot.commit(&mut head, kinds, None, now)?;
+            let closed = head.sel.closed_sessions().contains(session);
+            (wait, CloseStep { decided, closed })
+        };
+        slot.settle(wait).await?;
+        Ok(step)
+    }
+
+    async fn batches(&self) -> Result<Vec<BatchId>, AllocError> {
+        let mut ids: Vec<BatchId> = self.batches.read().keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn catalog(&self, batch: &BatchId) -> Result<Catalog, AllocError> {
+        self.read(batch, |_, st| {
+            views::catalog(st.sel.batch(), st.sel.closed_sessions())
+        })
+    }
+
+    async fn batch(&self, batch: &BatchId) -> Result<Batch, AllocError> {
+        self.read(batch, |_, st| st.sel.batch().clone())
+    }
+
+    async fn board(&self, batch: &BatchId) -> Result<BoardState, AllocError> {
+        self.read(batch, |slot, st| BoardState {
+            epoch: slot.epoch,
+            seq: st.sel.seq(),
+            taken: views::taken(st.sel.batch(), st.sel.taken()),
+            sessions: views::sessions(st.sel.batch(), st.sel.closed_sessions()),
+        })
+    }
+
+    async fn family(&self, batch: &BatchId, family: &FamilyId) -> Result<FamilyView, AllocError> {
+        let now = self.clock.now();
+        self.read(batch, |_, st| st.sel.family_view(family, now))?
+            .ok_or_else(|| ErrorCode::UnknownFamily.into())
+    }
+
+    async fn results(&self, batch: &BatchId) -> Result<Vec<FamilyRecord>, AllocError> {
+        self.read(batch, |_, st| {
+            st.sel
+                .family_states()
+                .map(|(family, state)| FamilyRecord {
+                    family: family.clone(),
+                    state: state.clone(),
+                })
+                .collect()
+        })
+    }
+
+    async fn events(
+        &self,
+        batch: &BatchId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, AllocError> {
+        Ok(self.slot(batch)?.events_after(after, limit))
+    }
+
+    async fn wait_events(
+        &self,
+        batch: &BatchId,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<Event>, AllocError> {
+        let slot = self.slot(batch)?;
+        // Subscribe before looking, so an event landing in between still wakes us.
+        let mut rx = slot.durable.mark.subscribe();
+        let found = slot.events_after(after, limit);
+        if !found.is_empty() || limit == 0 {
+            return Ok(found);
+        }
+        let _ = tokio::time::timeout(wait, rx.wait_for(|m| m.seq > after || m.broken)).await;
+        Ok(slot.events_after(after, limit))
+    }
+
+    async fn epoch(&self, batch: &BatchId) -> Result<u64, AllocError> {
+        Ok(self.slot(batch)?.epoch)
+    }
+
+    async fn now(&self) -> Result<Millis, AllocError> {
+        Ok(self.clock.now())
+    }
+
+    async fn ping(&self) -> Result<(), AllocError> {
+        Ok(())
+    }
+}
