@@ -1,1 +1,168 @@
-//! Private redis-server for tests (in progress by its owner).
+//! A private `redis-server` for tests (feature `test-support`).
+//!
+//! Each test binary starts its own server on a free port in a temporary directory, so
+//! no test depends on (or disturbs) a Redis that happens to run on 6379. Engines made
+//! by [`redis_engine`] get their own key namespace, so tests can share one server.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use xuanfang_hub::ManualClock;
+
+use crate::contract::Allocator;
+use crate::redis_engine::{RedisEngine, RedisOptions};
+
+/// A `redis-server` child process, killed on drop.
+pub struct RedisServer {
+    port: u16,
+    child: Child,
+    watchdog: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers PING.
+    ///
+    /// Panics when `redis-server` is missing (run `scripts/test`, which installs it)
+    /// or does not come up.
+    pub fn start() -> Self {
+        let mut last_error = String::new();
+        // The port is free when we look but may be taken before redis binds it: retry.
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(s) => return s,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start redis-server: {last_error}");
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-server is not on PATH; run scripts/test, which installs it \
+                 (or apt-get install redis-server)"
+            ),
+            Err(e) => return Err(format!("spawn redis-server: {e}")),
+        };
+        let mut server = Self {
+            port,
+            child,
+            watchdog: None,
+            _dir: dir,
+        };
+        // A shared server lives in a static that is never dropped: this watchdog
+        // kills it once the test process is gone.
+        server.watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null",
+                std::process::id(),
+                server.child.id()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("redis-server exited early: {status}"));
+            }
+            if server.answers_ping() {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("redis-server did not answer PING within 10 s".to_owned())
+    }
+
+    fn answers_ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// One server for the whole test process, started on first use.
+    pub fn shared() -> &'static RedisServer {
+        static SHARED: OnceLock<RedisServer> = OnceLock::new();
+        SHARED.get_or_init(RedisServer::start)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A client for this server.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("a valid redis url")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(w) = &mut self.watchdog {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+/// A key namespace no other engine of this process uses.
+pub fn unique_namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "t{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Redis engine on the shared test server, in its own namespace, on a manual clock;
+/// the shape the conformance suite asks for.
+pub async fn redis_engine(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
+    Arc::new(redis_engine_concrete(clock).await)
+}
+
+/// Like [`redis_engine`], but the concrete type (for tests that need more than the
+/// trait).
+pub async fn redis_engine_concrete(clock: Arc<ManualClock>) -> RedisEngine {
+    let options = RedisOptions {
+        namespace: unique_namespace(),
+        clock: Some(clock),
+        ..RedisOptions::default()
+    };
+    RedisEngine::connect(RedisServer::shared().client(), options)
+        .await
+        .expect("connect to the test redis-server")
+}

@@ -64,6 +64,8 @@ pub struct BatchHub {
     alloc: Arc<dyn Allocator>,
     metrics: Arc<Metrics>,
     statics: Mutex<Batch>,
+    /// Masked name and rank by family, for board changes (families never change after load).
+    names: HashMap<FamilyId, (String, u32)>,
     board: Mutex<Board>,
     tx: broadcast::Sender<Arc<DeltaFrames>>,
     families: Mutex<HashMap<FamilyId, watch::Sender<Option<Arc<FamilyView>>>>>,
@@ -80,7 +82,13 @@ impl BatchHub {
         let statics = alloc.batch(&batch).await?;
         let board = alloc.board(&batch).await?;
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let names = statics
+            .families
+            .iter()
+            .map(|f| (f.id.clone(), (f.name.clone(), f.rank)))
+            .collect();
         Ok(Arc::new(Self {
+            names,
             batch,
             epoch: board.epoch,
             alloc,
@@ -112,7 +120,7 @@ impl BatchHub {
     }
 
     pub fn has_family(&self, f: &FamilyId) -> bool {
-        self.statics.lock().family(f).is_some()
+        self.names.contains_key(f)
     }
 
     pub fn statics(&self) -> Batch {
@@ -199,7 +207,7 @@ impl BatchHub {
         let statics = self.statics.lock().clone();
         let changes = events
             .iter()
-            .filter_map(|e| change_of(&statics, e))
+            .filter_map(|e| change_of(&statics, &self.names, e))
             .collect();
         let msg = ServerMsg::Delta {
             epoch: self.epoch,
@@ -287,7 +295,7 @@ impl BatchHub {
             }
             events
                 .iter()
-                .filter_map(|e| change_of(&statics, e))
+                .filter_map(|e| change_of(&statics, &self.names, e))
                 .collect()
         };
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
@@ -364,14 +372,18 @@ impl BatchHub {
 }
 
 /// The public board change an event makes, if any.
-pub fn change_of(batch: &Batch, e: &Event) -> Option<BoardChange> {
+pub fn change_of(
+    batch: &Batch,
+    names: &HashMap<FamilyId, (String, u32)>,
+    e: &Event,
+) -> Option<BoardChange> {
     match &e.event {
         EventKind::Selected { family, unit, how } => {
-            let f = batch.family(family);
+            let f = names.get(family);
             Some(BoardChange::Taken(TakenUnit {
                 unit: unit.clone(),
-                family_name: f.map(|f| f.name.clone()).unwrap_or_default(),
-                rank: f.map(|f| f.rank).unwrap_or(0),
+                family_name: f.map(|f| f.0.clone()).unwrap_or_default(),
+                rank: f.map(|f| f.1).unwrap_or(0),
                 how: *how,
                 at: e.at,
             }))

@@ -99,9 +99,13 @@ impl Form {
 pub async fn create_batch(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    mp: Multipart,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    // Authorise before reading a (possibly large) body.
     operator(&app, &headers)?;
+    let mp = <Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
+        .await
+        .map_err(|e| bad(format!("expected a multipart upload: {e}")))?;
     let form = read_form(mp).await?;
     let (uf, ub) = form
         .units

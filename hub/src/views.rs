@@ -12,18 +12,19 @@ use crate::selection::{FamilyState, Holder, Selection};
 use crate::time::Millis;
 
 pub fn session_info(batch: &Batch, s: &Session, closed: bool) -> SessionInfo {
-    let ranks = s
-        .families
-        .iter()
-        .filter_map(|f| batch.family(f).map(|f| f.rank));
+    // Sessions list their families in rank order (checked by `Batch::validate`), so the
+    // ends give the range without scanning every family.
+    let rank = |f: Option<&crate::domain::FamilyId>| {
+        f.and_then(|f| batch.family(f)).map(|f| f.rank).unwrap_or(0)
+    };
     SessionInfo {
         id: s.id.clone(),
         kind: s.kind,
         start: s.start,
         deadline: s.deadline(),
         families: s.families.len() as u32,
-        first_rank: ranks.clone().min().unwrap_or(0),
-        last_rank: ranks.max().unwrap_or(0),
+        first_rank: rank(s.families.first()),
+        last_rank: rank(s.families.last()),
         closed,
     }
 }
@@ -62,9 +63,19 @@ pub fn taken_unit(batch: &Batch, unit: &UnitId, holder: &Holder) -> TakenUnit {
 
 /// Every taken unit, in the order they were taken.
 pub fn taken(batch: &Batch, holders: &HashMap<UnitId, Holder>) -> Vec<TakenUnit> {
+    let families: HashMap<_, _> = batch.families.iter().map(|f| (&f.id, f)).collect();
     let mut v: Vec<_> = holders
         .iter()
-        .map(|(u, h)| taken_unit(batch, u, h))
+        .map(|(u, h)| {
+            let f = families.get(&h.family);
+            TakenUnit {
+                unit: u.clone(),
+                family_name: f.map(|f| f.name.clone()).unwrap_or_default(),
+                rank: f.map(|f| f.rank).unwrap_or(0),
+                how: h.how,
+                at: h.at,
+            }
+        })
         .collect();
     v.sort_by_key(|t| (t.at, t.rank));
     v

@@ -1,1 +1,649 @@
-//! Redis engine (in progress by its owner).
+//! The production engine: Redis, one Lua script per operation.
+//!
+//! Each operation is one script over the keys of one batch (hash tag `{b:<batch>}`,
+//! see [`keys`]), which checks everything first, then writes the state and appends
+//! the event to the batch's stream in the same script: state and event commit
+//! together, and scripts run one at a time, so there is no WATCH/MULTI and no lost
+//! race. The scripts mirror hub `Selection::decide` check for check (`allocator/lua/`);
+//! the stream alone rebuilds the state with `Selection::replay`.
+//!
+//! Rust's part: derive keys, pass arguments, and turn what a script read back into hub
+//! views. The static batch is cached per engine, keyed by a generation that only a
+//! published supplementary session bumps.
+
+mod follow;
+pub mod keys;
+mod reply;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Client};
+use serde::Serialize;
+use xuanfang_hub::protocol::{Catalog, FamilyView};
+use xuanfang_hub::selection::Holder;
+use xuanfang_hub::{
+    rules, views, Action, Batch, BatchId, Clock, ErrorCode, Event, FamilyId, Millis, Rejection,
+    Session, SessionId, UnitId,
+};
+
+use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
+use follow::Follower;
+use keys::BatchKeys;
+use reply::{FamilyRead, Reply};
+
+/// How the engine talks to Redis. The defaults are for selection day; see
+/// `docs/operations.md` (Redis) for why.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// Prefix of every key (before the hash tag). Empty in production; tests give
+    /// each engine its own so they can share one server.
+    pub namespace: String,
+    /// How long a command may wait for its reply. Long enough to ride out an fsync
+    /// stall under `appendfsync always` (a false timeout would report a committed
+    /// confirm as failed; the client's retry with the same req_id is then safe, but
+    /// slow). Blocking stream reads add their own wait on top.
+    pub response_timeout: Duration,
+    /// How long opening a connection may take.
+    pub connection_timeout: Duration,
+    /// A test clock: when set, scripts use its time instead of Redis `TIME`.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            namespace: String::new(),
+            response_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(2),
+            clock: None,
+        }
+    }
+}
+
+/// The static batch as this engine last read it.
+struct Cached {
+    gen: u64,
+    epoch: u64,
+    batch: Batch,
+    families: HashMap<FamilyId, usize>,
+}
+
+impl Cached {
+    fn new(gen: u64, epoch: u64, batch: Batch) -> Self {
+        let families = batch
+            .families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.id.clone(), i))
+            .collect();
+        Self {
+            gen,
+            epoch,
+            batch,
+            families,
+        }
+    }
+}
+
+/// The Redis engine. Cheap to share behind an `Arc`; every gateway instance holds one
+/// over the same Redis.
+pub struct RedisEngine {
+    conn: ConnectionManager,
+    follower: Follower,
+    clock: Option<Arc<dyn Clock>>,
+    namespace: String,
+    cache: RwLock<HashMap<BatchId, Arc<Cached>>>,
+}
+
+/// How many times a script that found the engine's batch out of date is retried.
+const STALE_RETRIES: usize = 3;
+/// Families read per pipeline by [`Allocator::results`].
+const RESULTS_CHUNK: usize = 500;
+
+fn corrupt(what: impl Into<String>) -> AllocError {
+    AllocError::Corrupt(what.into())
+}
+
+/// The wire name of a unit-like enum (`"cart"`, `"add"`, `"formal"`...).
+fn wire<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String, AllocError> {
+    serde_json::to_string(v).map_err(|e| corrupt(format!("encode: {e}")))
+}
+
+impl RedisEngine {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`) with the default options.
+    pub async fn open(url: &str) -> Result<Self, AllocError> {
+        Self::connect(Client::open(url)?, RedisOptions::default()).await
+    }
+
+    /// Connects with an injected clock: scripts get the clock's time as an argument
+    /// instead of reading Redis `TIME`. For tests.
+    pub async fn with_clock(client: Client, clock: Arc<dyn Clock>) -> Result<Self, AllocError> {
+        let options = RedisOptions {
+            clock: Some(clock),
+            ..RedisOptions::default()
+        };
+        Self::connect(client, options).await
+    }
+
+    /// Connects with explicit options.
+    pub async fn connect(client: Client, options: RedisOptions) -> Result<Self, AllocError> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(options.response_timeout)
+            .set_connection_timeout(options.connection_timeout)
+            .set_number_of_retries(6)
+            .set_max_delay(2_000);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(Self {
+            conn,
+            follower: Follower::new(client, options.connection_timeout),
+            clock: options.clock,
+            namespace: options.namespace,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn keys(&self, batch: &BatchId) -> BatchKeys {
+        BatchKeys::new(&self.namespace, batch)
+    }
+
+    /// ARGV `now` of every script: the test clock's time, or -1 for Redis `TIME`.
+    fn now_arg(&self) -> String {
+        match &self.clock {
+            Some(c) => c.now().0.to_string(),
+            None => "-1".to_owned(),
+        }
+    }
+
+    /// The cached batch, read from Redis on first use.
+    async fn cached(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
+        if let Some(c) = self.cache.read().get(batch) {
+            return Ok(c.clone());
+        }
+        self.reload(batch).await
+    }
+
+    /// The cached batch, reloaded unless it is at least generation `gen`.
+    async fn cached_at_least(&self, batch: &BatchId, gen: u64) -> Result<Arc<Cached>, AllocError> {
+        let c = self.cached(batch).await?;
+        if c.gen >= gen {
+            return Ok(c);
+        }
+        self.reload(batch).await
+    }
+
+    /// The cached batch, checked against the generation in Redis now.
+    async fn current(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
+        let gen: Option<u64> = self
+            .conn
+            .clone()
+            .hget(self.keys(batch).meta(), "gen")
+            .await?;
+        let gen = gen.ok_or(AllocError::Rejected(ErrorCode::UnknownBatch.into()))?;
+        self.cached_at_least(batch, gen).await
+    }
+
+    async fn reload(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
+        let (text, gen, epoch): (Option<String>, Option<u64>, Option<u64>) = self
+            .conn
+            .clone()
+            .hget(self.keys(batch).meta(), &["batch", "gen", "epoch"])
+            .await?;
+        let (Some(text), Some(gen), Some(epoch)) = (text, gen, epoch) else {
+            return Err(AllocError::Rejected(ErrorCode::UnknownBatch.into()));
+        };
+        let parsed: Batch =
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("stored batch: {e}")))?;
+        let c = Arc::new(Cached::new(gen, epoch, parsed));
+        let mut cache = self.cache.write();
+        // Another task may have loaded a newer generation meanwhile: keep the newest.
+        let entry = cache.entry(batch.clone()).or_insert_with(|| c.clone());
+        if entry.gen < c.gen {
+            *entry = c;
+        }
+        Ok(entry.clone())
+    }
+
+    /// `events`, unless they are empty because the batch does not exist: a batch's
+    /// stream is never empty, so only an empty read pays for the check.
+    async fn known_if_empty(
+        &self,
+        batch: &BatchId,
+        events: Vec<Event>,
+    ) -> Result<Vec<Event>, AllocError> {
+        if events.is_empty() {
+            let exists: bool = self.conn.clone().exists(self.keys(batch).meta()).await?;
+            if !exists {
+                return Err(ErrorCode::UnknownBatch.into());
+            }
+        }
+        Ok(events)
+    }
+
+    /// A family's view from what a script read back.
+    async fn view(
+        &self,
+        batch: &BatchId,
+        family: &FamilyId,
+        read: FamilyRead,
+    ) -> Result<FamilyView, AllocError> {
+        let c = self.cached_at_least(batch, read.gen).await?;
+        let &i = c
+            .families
+            .get(family)
+            .ok_or_else(|| corrupt(format!("family {family} missing from the batch")))?;
+        let state = read.state()?;
+        let closed: Vec<SessionId> = match (read.closed, read.current_session()) {
+            (true, Some(s)) => vec![s],
+            _ => Vec::new(),
+        };
+        views::family_view(&c.batch, &c.batch.families[i], &state, &closed, read.now)
+            .ok_or_else(|| corrupt(format!("family {family} names an unknown session")))
+    }
+
+    /// The load plan: per-key static data the scripts check against (see load_batch.lua).
+    fn load_plan(batch: &Batch) -> Result<String, AllocError> {
+        let units: Vec<(&str, &str)> = batch
+            .units
+            .iter()
+            .map(|u| (u.id.as_str(), u.layout.as_str()))
+            .collect();
+        let sessions: Vec<(&str, i64, usize)> = batch
+            .sessions
+            .iter()
+            .map(|s| (s.id.as_str(), s.deadline().0, s.families.len()))
+            .collect();
+        let mut families = Vec::with_capacity(batch.families.len());
+        for f in &batch.families {
+            let s = batch
+                .session(&f.session)
+                .ok_or_else(|| corrupt(format!("family {} has no session", f.id)))?;
+            let window = rules::supplementary_window(batch, s);
+            let edge = |m: Option<Millis>| m.map(|m| m.0.to_string()).unwrap_or_default();
+            families.push((
+                f.id.as_str(),
+                f.rank,
+                s.id.as_str(),
+                s.start.0,
+                s.deadline().0,
+                wire(&s.kind),
+                json(&f.eligible_layouts)?,
+                edge(window.map(|w| w.0)),
+                edge(window.map(|w| w.1)),
+            ));
+        }
+        json(&serde_json::json!({
+            "preselect_start": batch.preselect_start.0,
+            "preselect_end": batch.preselect_end.map(|m| m.0.to_string()).unwrap_or_default(),
+            "units": units,
+            "sessions": sessions,
+            "families": families,
+        }))
+    }
+}
+
+#[async_trait]
+impl Allocator for RedisEngine {
+    async fn load_batch(&self, batch: Batch) -> Result<(), AllocError> {
+        if batch.validate().is_err() {
+            return Err(ErrorCode::InvalidList.into());
+        }
+        let k = self.keys(&batch.id);
+        let plan = Self::load_plan(&batch)?;
+        let mut inv = scripts::LOAD_BATCH.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seq())
+            .key(k.events())
+            .key(k.units())
+            .key(k.sessions());
+        for f in &batch.families {
+            inv.key(k.family(&f.id));
+        }
+        inv.arg(self.now_arg()).arg(json(&batch)?).arg(plan);
+        match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+            Reply::Ok(payload) => {
+                let epoch = payload
+                    .first()
+                    .map(reply::int)
+                    .transpose()?
+                    .ok_or_else(|| corrupt("load reply lacks the epoch"))?;
+                let _: () = self
+                    .conn
+                    .clone()
+                    .sadd(keys::batches(&self.namespace), batch.id.as_str())
+                    .await?;
+                let id = batch.id.clone();
+                self.cache
+                    .write()
+                    .insert(id, Arc::new(Cached::new(1, epoch as u64, batch)));
+                Ok(())
+            }
+            Reply::Refused(r) => Err(r.into()),
+            Reply::Stale => Err(corrupt("load_batch answered stale")),
+        }
+    }
+
+    async fn publish_supplementary(
+        &self,
+        batch: &BatchId,
+        session: Session,
+    ) -> Result<(), AllocError> {
+        let k = self.keys(batch);
+        for _ in 0..STALE_RETRIES {
+            let c = self.current(batch).await?;
+            let mut next = c.batch.clone();
+            next.sessions.push(session.clone());
+            let mut inv = scripts::PUBLISH_SUPPLEMENTARY.prepare_invoke();
+            inv.key(k.meta())
+                .key(k.seq())
+                .key(k.events())
+                .key(k.sessions());
+            for f in &session.families {
+                inv.key(k.family(f));
+            }
+            inv.arg(self.now_arg())
+                .arg(c.gen)
+                .arg(json(&session)?)
+                .arg(json(&next)?)
+                .arg(session.id.as_str())
+                .arg(wire(&session.kind))
+                .arg(session.window_ms)
+                .arg(session.start.0)
+                .arg(session.deadline().0);
+            for f in &session.families {
+                inv.arg(f.as_str());
+            }
+            match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+                Reply::Ok(payload) => {
+                    let gen = payload
+                        .first()
+                        .map(reply::int)
+                        .transpose()?
+                        .ok_or_else(|| corrupt("publish reply lacks the generation"))?;
+                    let fresh = Arc::new(Cached::new(gen as u64, c.epoch, next));
+                    let mut cache = self.cache.write();
+                    let entry = cache.entry(batch.clone()).or_insert_with(|| fresh.clone());
+                    if entry.gen < fresh.gen {
+                        *entry = fresh;
+                    }
+                    return Ok(());
+                }
+                Reply::Refused(r) => return Err(r.into()),
+                Reply::Stale => continue,
+            }
+        }
+        Err(corrupt("publish_supplementary: batch kept changing"))
+    }
+
+    async fn act(
+        &self,
+        batch: &BatchId,
+        family: &FamilyId,
+        req_id: &str,
+        action: Action,
+    ) -> Result<Answer, AllocError> {
+        let k = self.keys(batch);
+        let (script, own_args): (&redis::Script, Vec<String>) = match &action {
+            Action::Declare { stage } => (&scripts::DECLARE, vec![wire(stage)]),
+            Action::Edit { list, edit, unit } => (
+                &scripts::EDIT,
+                vec![wire(list), wire(edit), unit.as_str().to_owned()],
+            ),
+            Action::SetList { list, units } => {
+                let mut args = vec![wire(list)];
+                args.extend(units.iter().map(|u| u.as_str().to_owned()));
+                (&scripts::SET_LIST, args)
+            }
+            Action::Sync => (&scripts::SYNC, vec![]),
+            Action::Confirm { unit } => (&scripts::CONFIRM, vec![unit.as_str().to_owned()]),
+            Action::Waive => (&scripts::WAIVE, vec![]),
+            Action::ApplySupplementary => (&scripts::APPLY_SUPPLEMENTARY, vec![]),
+        };
+        let mut inv = script.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seq())
+            .key(k.events())
+            .key(k.taken())
+            .key(k.units())
+            .key(k.closed())
+            .key(k.replies())
+            .key(k.family(family));
+        inv.arg(self.now_arg()).arg(family.as_str()).arg(req_id);
+        for a in &own_args {
+            inv.arg(a);
+        }
+        match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+            Reply::Ok(payload) => {
+                let read = FamilyRead::parse(payload)?;
+                Ok(Ok(self.view(batch, family, read).await?))
+            }
+            // An unknown batch refuses the whole request, not the family's action.
+            Reply::Refused(r) if r.code == ErrorCode::UnknownBatch => Err(r.into()),
+            Reply::Refused(r) => Ok(Err(r)),
+            Reply::Stale => Err(corrupt("act answered stale")),
+        }
+    }
+
+    async fn close_session_step(
+        &self,
+        batch: &BatchId,
+        session: &SessionId,
+        max: usize,
+    ) -> Result<CloseStep, AllocError> {
+        let k = self.keys(batch);
+        for _ in 0..STALE_RETRIES {
+            let mut c = self.cached(batch).await?;
+            if c.batch.session(session).is_none() {
+                c = self.current(batch).await?;
+            }
+            let Some(s) = c.batch.session(session) else {
+                return Err(ErrorCode::UnknownSession.into());
+            };
+            let cursor: Option<usize> =
+                self.conn.clone().hget(k.cursor(), session.as_str()).await?;
+            let c0 = cursor.unwrap_or(0).min(s.families.len());
+            let rest = &s.families[c0..];
+            let mut inv = scripts::CLOSE_SESSION.prepare_invoke();
+            inv.key(k.meta())
+                .key(k.seq())
+                .key(k.events())
+                .key(k.taken())
+                .key(k.closed())
+                .key(k.sessions())
+                .key(k.cursor());
+            for f in rest {
+                inv.key(k.family(f));
+            }
+            inv.arg(self.now_arg())
+                .arg(session.as_str())
+                .arg(c0)
+                .arg(max);
+            for f in rest {
+                inv.arg(f.as_str());
+            }
+            match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+                Reply::Ok(payload) => {
+                    let decided = payload.first().map(reply::int).transpose()?.unwrap_or(0);
+                    let closed = payload.get(1).map(reply::int).transpose()?.unwrap_or(0);
+                    return Ok(CloseStep {
+                        decided: decided as usize,
+                        closed: closed != 0,
+                    });
+                }
+                Reply::Refused(r) => return Err(r.into()),
+                Reply::Stale => continue,
+            }
+        }
+        Err(corrupt("close_session_step: session keys kept changing"))
+    }
+
+    async fn batches(&self) -> Result<Vec<BatchId>, AllocError> {
+        let mut ids: Vec<String> = self
+            .conn
+            .clone()
+            .smembers(keys::batches(&self.namespace))
+            .await?;
+        ids.sort();
+        Ok(ids.into_iter().map(BatchId).collect())
+    }
+
+    async fn catalog(&self, batch: &BatchId) -> Result<Catalog, AllocError> {
+        let c = self.current(batch).await?;
+        let closed: Vec<String> = self.conn.clone().hkeys(self.keys(batch).closed()).await?;
+        let closed: Vec<SessionId> = closed.into_iter().map(SessionId).collect();
+        Ok(views::catalog(&c.batch, &closed))
+    }
+
+    async fn batch(&self, batch: &BatchId) -> Result<Batch, AllocError> {
+        Ok(self.current(batch).await?.batch.clone())
+    }
+
+    async fn board(&self, batch: &BatchId) -> Result<BoardState, AllocError> {
+        let k = self.keys(batch);
+        let mut inv = scripts::BOARD.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seq())
+            .key(k.taken())
+            .key(k.closed());
+        let payload = match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+            Reply::Ok(p) => p,
+            Reply::Refused(r) => return Err(r.into()),
+            Reply::Stale => return Err(corrupt("board answered stale")),
+        };
+        let mut it = payload.into_iter();
+        let mut next = || it.next().ok_or_else(|| corrupt("short board reply"));
+        let seq = reply::int(&next()?)? as u64;
+        let epoch = reply::int(&next()?)? as u64;
+        let gen = reply::int(&next()?)? as u64;
+        let holders = reply::pairs(next()?)?
+            .into_iter()
+            .map(|(u, h)| {
+                serde_json::from_str::<Holder>(&h)
+                    .map(|h| (UnitId(u), h))
+                    .map_err(|e| corrupt(format!("holder: {e}")))
+            })
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        let mut closed = reply::pairs(next()?)?
+            .into_iter()
+            .map(|(s, seq)| Ok((seq.parse::<u64>().map_err(|_| corrupt("closed seq"))?, s)))
+            .collect::<Result<Vec<_>, AllocError>>()?;
+        closed.sort();
+        let closed: Vec<SessionId> = closed.into_iter().map(|(_, s)| SessionId(s)).collect();
+        let c = self.cached_at_least(batch, gen).await?;
+        Ok(BoardState {
+            epoch,
+            seq,
+            taken: views::taken(&c.batch, &holders),
+            sessions: views::sessions(&c.batch, &closed),
+        })
+    }
+
+    async fn family(&self, batch: &BatchId, family: &FamilyId) -> Result<FamilyView, AllocError> {
+        let k = self.keys(batch);
+        let mut inv = scripts::FAMILY.prepare_invoke();
+        inv.key(k.meta()).key(k.closed()).key(k.family(family));
+        inv.arg(self.now_arg());
+        match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+            Reply::Ok(payload) => self.view(batch, family, FamilyRead::parse(payload)?).await,
+            Reply::Refused(r) => Err(r.into()),
+            Reply::Stale => Err(corrupt("family answered stale")),
+        }
+    }
+
+    async fn results(&self, batch: &BatchId) -> Result<Vec<FamilyRecord>, AllocError> {
+        let c = self.current(batch).await?;
+        let k = self.keys(batch);
+        let mut out = Vec::with_capacity(c.batch.families.len());
+        // Pipelined, not one script: an export of thousands of families must not hold
+        // the server; each family's hash is still read whole.
+        for chunk in c.batch.families.chunks(RESULTS_CHUNK) {
+            let mut pipe = redis::pipe();
+            for f in chunk {
+                pipe.hgetall(k.family(&f.id));
+            }
+            let hashes: Vec<HashMap<String, String>> =
+                pipe.query_async(&mut self.conn.clone()).await?;
+            for (f, fields) in chunk.iter().zip(hashes) {
+                out.push(FamilyRecord {
+                    family: f.clone(),
+                    state: reply::family_state(&fields)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn events(
+        &self,
+        batch: &BatchId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, AllocError> {
+        let events = follow::read_range(
+            &mut self.conn.clone(),
+            &self.keys(batch).events(),
+            after,
+            limit,
+        )
+        .await?;
+        self.known_if_empty(batch, events).await
+    }
+
+    async fn wait_events(
+        &self,
+        batch: &BatchId,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<Event>, AllocError> {
+        let stream = self.keys(batch).events();
+        let events = if wait.is_zero() || limit == 0 {
+            follow::read_range(&mut self.conn.clone(), &stream, after, limit).await?
+        } else {
+            self.follower
+                .read_blocking(&stream, after, limit, wait)
+                .await?
+        };
+        self.known_if_empty(batch, events).await
+    }
+
+    async fn epoch(&self, batch: &BatchId) -> Result<u64, AllocError> {
+        let epoch: Option<u64> = self
+            .conn
+            .clone()
+            .hget(self.keys(batch).meta(), "epoch")
+            .await?;
+        epoch.ok_or(AllocError::Rejected(Rejection::new(
+            ErrorCode::UnknownBatch,
+        )))
+    }
+
+    async fn now(&self) -> Result<Millis, AllocError> {
+        if let Some(c) = &self.clock {
+            return Ok(c.now());
+        }
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Millis(secs * 1000 + micros / 1000))
+    }
+
+    async fn ping(&self) -> Result<(), AllocError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}

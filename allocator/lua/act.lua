@@ -1,0 +1,139 @@
+-- act.lua: the common part of every family action (prepended after lib.lua).
+--
+-- KEYS: 1 meta, 2 seq, 3 events, 4 taken, 5 units, 6 closed, 7 replies, 8 fam:<family>
+-- ARGV: 1 now (-1 = TIME), 2 family id, 3 req_id, 4.. the action's own arguments
+-- Checks, in the order of hub `Selection::decide`: unknown batch, a reply already given
+-- to this req_id (replayed as is; an ok replays as ok + the view of now), unknown
+-- family, then the phase; `outcome_refusal` answers a family that already has a result.
+-- Replies: {'ok', now, closed(0|1), gen, family hash as [field, value, ...]}
+--          {'err', code, unit or ''}
+-- Every answer but unknown_batch is stored in `replies` under "<family>\n<req_id>".
+
+local K_META, K_SEQ, K_EVENTS, K_TAKEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_UNITS, K_CLOSED, K_REPLIES, K_FAM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local NOW, NOW_S = server_now(ARGV[1])
+local FAMILY, REQ = ARGV[2], ARGV[3]
+local REPLY_FIELD = FAMILY .. '\n' .. REQ
+
+if redis.call('EXISTS', K_META) == 0 then
+  return { 'err', 'unknown_batch', '' }
+end
+
+local function view_reply()
+  local cur = redis.call('HGET', K_FAM, 'cur')
+  local closed = 0
+  if cur and redis.call('HEXISTS', K_CLOSED, cur) == 1 then
+    closed = 1
+  end
+  return { 'ok', NOW_S, closed, redis.call('HGET', K_META, 'gen'), redis.call('HGETALL', K_FAM) }
+end
+
+local function refuse(code, unit)
+  unit = unit or ''
+  redis.call('HSET', K_REPLIES, REPLY_FIELD, 'err\n' .. code .. '\n' .. unit)
+  return { 'err', code, unit }
+end
+
+-- Ends an accepted action: remembers the ok, answers with the new view.
+local function done()
+  redis.call('HSET', K_REPLIES, REPLY_FIELD, 'ok')
+  return view_reply()
+end
+
+local PRIOR = redis.call('HGET', K_REPLIES, REPLY_FIELD)
+if PRIOR then
+  if PRIOR == 'ok' then
+    return view_reply()
+  end
+  local code, unit = string.match(PRIOR, '^err\n([^\n]*)\n(.*)$')
+  return { 'err', code, unit }
+end
+
+local F = {}
+do
+  local raw = redis.call('HGETALL', K_FAM)
+  for i = 1, #raw, 2 do
+    F[raw[i]] = raw[i + 1]
+  end
+end
+if not F.rank then
+  return refuse('unknown_family')
+end
+
+-- hub rules::phase_at over the family's current session (start, deadline, kind).
+local PHASE
+do
+  local m = redis.call('HMGET', K_META, 'preselect_start', 'preselect_end')
+  if F.oresult or NOW >= tonumber(F.deadline) then
+    PHASE = 'done'
+  elseif NOW >= tonumber(F.start) then
+    PHASE = 'formal'
+  elseif F.skind == 'supplementary' then
+    PHASE = 'waiting'
+  elseif NOW < tonumber(m[1]) then
+    PHASE = 'before_preselection'
+  elseif m[2] and m[2] ~= '' and NOW >= tonumber(m[2]) then
+    PHASE = 'waiting'
+  else
+    PHASE = 'preselection'
+  end
+end
+
+-- A final outcome answers every action but the supplementary application.
+local function outcome_refusal()
+  if F.oresult == 'selected' then
+    return refuse('already_has_unit', F.ounit)
+  elseif F.oresult == 'waived' then
+    return refuse('waived')
+  elseif F.oresult == 'no_unit' then
+    return refuse('window_closed')
+  end
+  return nil
+end
+
+-- The list an edit may touch in this phase, or the refusal.
+local function list_access(list)
+  local needed, declared, field
+  if list == 'cart' then
+    needed, declared, field = 'preselection', F.pdecl, 'cart'
+  else
+    needed, declared, field = 'formal', F.fdecl, 'intent'
+  end
+  if PHASE ~= needed then
+    return nil, refuse('window_closed')
+  end
+  if not declared then
+    return nil, refuse('declaration_required')
+  end
+  return decode_list(F[field]), nil
+end
+
+-- Whether the family may add `unit` to a list: nil, or the refusal.
+local function addable(unit)
+  local layout = redis.call('HGET', K_UNITS, unit)
+  if not layout then
+    return refuse('unknown_unit', unit)
+  end
+  if not index_of(decode_list(F.layouts), layout) then
+    return refuse('not_eligible', unit)
+  end
+  if redis.call('HEXISTS', K_TAKEN, unit) == 1 then
+    return refuse('unit_taken', unit)
+  end
+  return nil
+end
+
+-- Stores a new list and its event; nothing when the list is unchanged.
+local function write_list(list, current, units)
+  if same_list(current, units) then
+    return
+  end
+  local field = 'intent'
+  if list == 'cart' then
+    field = 'cart'
+  end
+  local text = jlist(units)
+  redis.call('HSET', K_FAM, field, text)
+  emit(K_SEQ, K_EVENTS, NOW_S, '{"kind":"list_changed","family":' .. jstr(FAMILY)
+    .. ',"list":"' .. list .. '","units":' .. text .. '}')
+end

@@ -1,0 +1,27 @@
+-- declare.lua: 我已阅读并同意声明 (hub Action::Declare).
+--
+-- KEYS, common checks and replies: see act.lua.
+-- ARGV: 4 stage ('preselection' | 'formal')
+-- Checks: outcome; the phase must be the stage's phase (window_closed). Accepting
+--   again is ok and changes nothing: the first acceptance time stands.
+-- Writes: fam pdecl|fdecl = now; event `declared`.
+local STAGE = ARGV[4]
+local refused = outcome_refusal()
+if refused then
+  return refused
+end
+local needed, field = 'formal', 'fdecl'
+if STAGE == 'preselection' then
+  needed, field = 'preselection', 'pdecl'
+end
+if PHASE ~= needed then
+  return refuse('window_closed')
+end
+if F[field] then
+  return done()
+end
+
+redis.call('HSET', K_FAM, field, NOW_S)
+emit(K_SEQ, K_EVENTS, NOW_S, '{"kind":"declared","family":' .. jstr(FAMILY)
+  .. ',"stage":"' .. STAGE .. '"}')
+return done()

@@ -1,0 +1,17 @@
+-- family.lua: one family's state, read atomically (no writes).
+--
+-- KEYS: 1 meta, 2 closed, 3 fam:<family>
+-- ARGV: 1 now (-1 = TIME)
+-- Replies: {'ok', now, closed(0|1), gen, family hash as [field, value, ...]}
+--          {'err', 'unknown_batch' | 'unknown_family'}
+local K_META, K_CLOSED, K_FAM = KEYS[1], KEYS[2], KEYS[3]
+local NOW, NOW_S = server_now(ARGV[1])
+if redis.call('EXISTS', K_META) == 0 then
+  return { 'err', 'unknown_batch' }
+end
+local cur = redis.call('HGET', K_FAM, 'cur')
+if not cur then
+  return { 'err', 'unknown_family' }
+end
+local closed = redis.call('HEXISTS', K_CLOSED, cur)
+return { 'ok', NOW_S, closed, redis.call('HGET', K_META, 'gen'), redis.call('HGETALL', K_FAM) }

@@ -1,0 +1,61 @@
+-- publish_supplementary.lua: an operator's supplementary session (hub
+-- Selection::decide_publish, then EventKind::SupplementaryPublished).
+--
+-- KEYS: 1 meta, 2 seq, 3 events, 4 sessions, 5.. fam:<family> in the session's order
+-- ARGV: 1 now (-1 = TIME), 2 the batch generation the engine built ARGV[4] from,
+--   3 the session as JSON, 4 the batch with the session appended, as JSON,
+--   5 session id, 6 kind, 7 window_ms, 8 start, 9 deadline, 10.. the family ids
+-- Checks: unknown_batch; the generation is current ('stale': the engine reloads and
+--   retries); kind supplementary and window > 0 (invalid_list); a new session id
+--   (conflict); per family in order: known (unknown_family), applied with no unit and
+--   no supplementary session yet (not_eligible_for_supplementary), ranks increasing
+--   (invalid_list).
+-- Writes: event `supplementary_published`; sessions[id]; each family's current session
+--   becomes this one, with its outcome, formal declaration and intentions cleared;
+--   meta batch JSON and gen + 1.
+-- Replies: {'ok', gen} or {'err', code}
+local K_META, K_SEQ, K_EVENTS, K_SESSIONS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local FIRST_FAM = 5
+local NOW, NOW_S = server_now(ARGV[1])
+local SID, KIND, WINDOW = ARGV[5], ARGV[6], tonumber(ARGV[7])
+
+local gen = redis.call('HGET', K_META, 'gen')
+if not gen then
+  return { 'err', 'unknown_batch' }
+end
+if gen ~= ARGV[2] then
+  return { 'err', 'stale' }
+end
+if KIND ~= 'supplementary' or WINDOW <= 0 then
+  return { 'err', 'invalid_list' }
+end
+if redis.call('HEXISTS', K_SESSIONS, SID) == 1 then
+  return { 'err', 'conflict' }
+end
+local last_rank = 0
+for i = FIRST_FAM, #KEYS do
+  local f = redis.call('HMGET', KEYS[i], 'rank', 'applied', 'supp', 'oresult')
+  if not f[1] then
+    return { 'err', 'unknown_family' }
+  end
+  if not f[2] or f[3] or f[4] ~= 'no_unit' then
+    return { 'err', 'not_eligible_for_supplementary' }
+  end
+  local rank = tonumber(f[1])
+  if rank <= last_rank then
+    return { 'err', 'invalid_list' }
+  end
+  last_rank = rank
+end
+
+emit(K_SEQ, K_EVENTS, NOW_S, '{"kind":"supplementary_published","session":' .. ARGV[3] .. '}')
+redis.call('HSET', K_SESSIONS, SID,
+  '{"deadline":' .. ARGV[9] .. ',"size":' .. (#KEYS - FIRST_FAM + 1) .. '}')
+for i = FIRST_FAM, #KEYS do
+  redis.call('HDEL', KEYS[i], 'oresult', 'ounit', 'outcome', 'fdecl')
+  redis.call('HSET', KEYS[i], 'cur', SID, 'supp', SID, 'start', ARGV[8],
+    'deadline', ARGV[9], 'skind', 'supplementary', 'intent', '[]')
+end
+local new_gen = redis.call('HINCRBY', K_META, 'gen', 1)
+redis.call('HSET', K_META, 'batch', ARGV[4])
+return { 'ok', new_gen }

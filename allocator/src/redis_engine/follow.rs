@@ -1,0 +1,140 @@
+//! Following a batch's event stream: ranges for catch-up, `XREAD BLOCK` for live.
+//!
+//! A blocking read holds its connection for the whole wait, so it never runs on the
+//! shared multiplexed connection (it would stall every other command queued behind
+//! it). Each waiter borrows a dedicated connection from a small idle pool and returns
+//! it when done; a connection that failed is dropped, not returned.
+
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, Value};
+use xuanfang_hub::{Event, EventKind, Millis};
+
+use super::reply;
+use crate::contract::AllocError;
+
+/// Connections kept idle for blocking reads; more waiters open more, then drop them.
+const IDLE_KEEP: usize = 8;
+/// Added to a blocking read's own timeout before the client gives up on the reply.
+const BLOCK_MARGIN: Duration = Duration::from_secs(5);
+
+/// A pool of dedicated connections for `XREAD BLOCK`.
+pub(crate) struct Follower {
+    client: Client,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+}
+
+impl Follower {
+    pub(crate) fn new(client: Client, connect_timeout: Duration) -> Self {
+        Self {
+            client,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn take(&self, wait: Duration) -> Result<MultiplexedConnection, AllocError> {
+        let pooled = self.idle.lock().pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(self.connect_timeout)
+                    .set_response_timeout(wait + BLOCK_MARGIN);
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?
+            }
+        };
+        conn.set_response_timeout(wait + BLOCK_MARGIN);
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: MultiplexedConnection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < IDLE_KEEP {
+            idle.push(conn);
+        }
+    }
+
+    /// Entries with seq > `after`, at most `limit`, waiting up to `wait` for the first.
+    pub(crate) async fn read_blocking(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<Event>, AllocError> {
+        let mut conn = self.take(wait).await?;
+        // BLOCK 0 would wait forever: wait at least a millisecond.
+        let block_ms = wait.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
+        let reply: Result<Option<StreamReadReply>, _> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count(limit))
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(format!("{after}-0"))
+            .query_async(&mut conn)
+            .await;
+        let reply = reply?;
+        self.give_back(conn);
+        let ids = reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_else(Vec::new);
+        entries(ids)
+    }
+}
+
+/// Entries with seq > `after`, at most `limit`, from any connection.
+pub(crate) async fn read_range<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    stream: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Event>, AllocError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(format!("{}-0", after.saturating_add(1)))
+        .arg("+")
+        .arg("COUNT")
+        .arg(count(limit))
+        .query_async(conn)
+        .await?;
+    entries(reply.ids)
+}
+
+/// A COUNT Redis accepts (a signed 64-bit integer, at least 1).
+fn count(limit: usize) -> u64 {
+    (limit as u64).clamp(1, i64::MAX as u64)
+}
+
+fn entries(ids: Vec<StreamId>) -> Result<Vec<Event>, AllocError> {
+    ids.into_iter().map(entry).collect()
+}
+
+/// One stream entry as a hub [`Event`]: seq from the ID, `at` and `e` from the fields.
+fn entry(id: StreamId) -> Result<Event, AllocError> {
+    let seq = id
+        .id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| AllocError::Corrupt(format!("bad stream id {}", id.id)))?;
+    let field = |name: &str| -> Result<String, AllocError> {
+        reply::text(id.map.get(name).unwrap_or(&Value::Nil))
+            .map_err(|_| AllocError::Corrupt(format!("entry {} lacks {name}", id.id)))
+    };
+    let at = Millis(reply::int(&Value::BulkString(field("at")?.into_bytes()))?);
+    let event: EventKind = serde_json::from_str(&field("e")?)
+        .map_err(|e| AllocError::Corrupt(format!("entry {}: {e}", id.id)))?;
+    Ok(Event { seq, at, event })
+}

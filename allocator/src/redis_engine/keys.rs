@@ -1,0 +1,71 @@
+//! Key names. Every key of a batch carries the hash tag `{b:<batch>}`, so one batch
+//! lives in one Redis Cluster slot and each script may touch all of its keys.
+
+use xuanfang_hub::{BatchId, FamilyId};
+
+/// The keys of one batch, under an optional namespace (tests give each engine its own).
+#[derive(Clone, Debug)]
+pub struct BatchKeys {
+    prefix: String,
+}
+
+impl BatchKeys {
+    /// Keys of `batch` under `namespace` (empty in production).
+    pub fn new(namespace: &str, batch: &BatchId) -> Self {
+        Self {
+            prefix: format!("{namespace}{{b:{batch}}}"),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    /// Hash: `batch` (JSON, with published supplementary sessions), `gen` (bumped when
+    /// the batch changes), `epoch`, `preselect_start`, `preselect_end`.
+    pub fn meta(&self) -> String {
+        self.key("meta")
+    }
+    /// The last event's seq.
+    pub fn seq(&self) -> String {
+        self.key("seq")
+    }
+    /// Stream of events, ID `<seq>-0`, fields `at` and `e` (EventKind JSON).
+    pub fn events(&self) -> String {
+        self.key("events")
+    }
+    /// Hash unit -> holder JSON (hub `Holder`).
+    pub fn taken(&self) -> String {
+        self.key("taken")
+    }
+    /// Hash unit -> layout: which units exist and what they are.
+    pub fn units(&self) -> String {
+        self.key("units")
+    }
+    /// Hash session -> `{deadline, size}`.
+    pub fn sessions(&self) -> String {
+        self.key("sessions")
+    }
+    /// Hash session -> seq of its `session_closed` event.
+    pub fn closed(&self) -> String {
+        self.key("closed")
+    }
+    /// Hash session -> position of the first family auto-confirm has not passed.
+    pub fn cursor(&self) -> String {
+        self.key("cursor")
+    }
+    /// Hash "<family>\n<req_id>" -> the answer given, for idempotent retries.
+    pub fn replies(&self) -> String {
+        self.key("replies")
+    }
+    /// Hash of one family's static fields and changing state.
+    pub fn family(&self, family: &FamilyId) -> String {
+        self.key(&format!("fam:{family}"))
+    }
+}
+
+/// The set of batch ids. Outside any batch's slot, so it is written after the load
+/// script succeeds rather than inside it.
+pub fn batches(namespace: &str) -> String {
+    format!("{namespace}xuanfang:batches")
+}

@@ -1,0 +1,566 @@
+//! The conformance suite against the Redis engine, on a private redis-server.
+
+use std::sync::Arc;
+
+use xuanfang_allocator::Allocator;
+use xuanfang_hub::ManualClock;
+
+#[macro_use]
+#[path = "conformance/suite.rs"]
+mod suite;
+
+async fn make_redis(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
+    xuanfang_allocator::testing::redis_engine(clock).await
+}
+
+conformance_suite!(make_redis);
+
+/// The Redis engine against the hub's `Selection` itself: random sequences of actions,
+/// auto-confirm steps and supplementary publications at random server times (with
+/// every window edge hit exactly), answered by both; every answer, every event and the
+/// final state must be identical. This pins the Lua check order to `Selection::decide`.
+mod differential {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use xuanfang_allocator::redis_engine::RedisEngine;
+    use xuanfang_allocator::testing::redis_engine_concrete;
+    use xuanfang_allocator::{AllocError, Allocator, CloseStep};
+    use xuanfang_hub::{
+        Action, Batch, BatchId, Clock, Edit, Event, EventKind, Family, FamilyId, Layout, ListKind,
+        ManualClock, Millis, Phase, Rejection, Selection, Session, SessionId, SessionKind, Stage,
+        Unit, UnitId,
+    };
+
+    const T0: i64 = 1_900_000_000_000;
+    /// Windows are seconds long here so a few hundred steps cross every phase.
+    const SEC: i64 = 1_000;
+    const UNITS: [&str; 8] = ["U1", "U2", "U3", "U4", "U5", "U6", "U7", "U8"];
+    const FAMILIES: [&str; 6] = ["f1", "f2", "f3", "f4", "f5", "f6"];
+
+    fn batch(id: &str) -> Batch {
+        let big = Layout::new("两房一厅");
+        let small = Layout::new("一房一厅");
+        let units = UNITS
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Unit {
+                id: UnitId::new(*u),
+                building: "1栋".into(),
+                number: format!("10{i}"),
+                floor: 1,
+                layout: if i % 3 == 0 {
+                    big.clone()
+                } else {
+                    small.clone()
+                },
+                area: 40.0,
+                orientation: "南".into(),
+                rent: 1000.0,
+            })
+            .collect();
+        let families = FAMILIES
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Family {
+                id: FamilyId::new(*f),
+                name: format!("李*{i}"),
+                rank: i as u32 + 1,
+                session: SessionId::new(if i < 3 { "S1" } else { "S2" }),
+                eligible_layouts: if i % 2 == 0 {
+                    vec![small.clone(), big.clone()]
+                } else {
+                    vec![small.clone()]
+                },
+            })
+            .collect();
+        let session = |id: &str, start: i64, fams: &[&str]| Session {
+            id: SessionId::new(id),
+            kind: SessionKind::Formal,
+            start: Millis(start),
+            window_ms: 20 * SEC,
+            families: fams.iter().map(|f| FamilyId::new(*f)).collect(),
+        };
+        Batch {
+            id: BatchId::new(id),
+            name: "差分".into(),
+            preselect_start: Millis(T0),
+            preselect_end: None,
+            utc_offset_minutes: 480,
+            units,
+            families,
+            sessions: vec![
+                session("S1", T0 + 20 * SEC, &["f1", "f2", "f3"]),
+                session("S2", T0 + 60 * SEC, &["f4", "f5", "f6"]),
+            ],
+        }
+    }
+
+    /// The reference: the hub machine, plus the req_id memory every engine keeps.
+    struct Reference {
+        sel: Selection,
+        log: Vec<Event>,
+        answers: HashMap<(String, String), Result<(), Rejection>>,
+    }
+
+    impl Reference {
+        fn commit(&mut self, events: Vec<EventKind>, now: Millis) {
+            for event in events {
+                let e = Event {
+                    seq: self.sel.seq() + 1,
+                    at: now,
+                    event,
+                };
+                self.sel.apply(&e);
+                self.log.push(e);
+            }
+        }
+    }
+
+    fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
+        from[rng.random_range(0..from.len())]
+    }
+
+    fn unit(rng: &mut StdRng) -> UnitId {
+        UnitId::new(if rng.random_bool(0.05) {
+            "X9"
+        } else {
+            pick(rng, &UNITS)
+        })
+    }
+
+    fn edit(rng: &mut StdRng, list: ListKind) -> Action {
+        if rng.random_bool(0.2) {
+            return Action::SetList {
+                list,
+                units: (0..rng.random_range(0..7)).map(|_| unit(rng)).collect(),
+            };
+        }
+        Action::Edit {
+            list,
+            edit: [
+                Edit::Add,
+                Edit::Add,
+                Edit::Add,
+                Edit::Remove,
+                Edit::Up,
+                Edit::Down,
+                Edit::Top,
+            ][rng.random_range(0..7)],
+            unit: unit(rng),
+        }
+    }
+
+    /// Any action at all, sensible or not.
+    fn any_action(rng: &mut StdRng) -> Action {
+        let list = if rng.random_bool(0.5) {
+            ListKind::Cart
+        } else {
+            ListKind::Intentions
+        };
+        match rng.random_range(0..100) {
+            0..20 => Action::Declare {
+                stage: if rng.random_bool(0.5) {
+                    Stage::Preselection
+                } else {
+                    Stage::Formal
+                },
+            },
+            20..50 => edit(rng, list),
+            50..60 => Action::Sync,
+            60..80 => Action::Confirm { unit: unit(rng) },
+            80..83 => Action::Waive,
+            _ => Action::ApplySupplementary,
+        }
+    }
+
+    /// Mostly what a family in `phase` would do, sometimes anything.
+    fn action(rng: &mut StdRng, phase: Option<Phase>) -> Action {
+        if rng.random_bool(0.25) {
+            return any_action(rng);
+        }
+        match phase {
+            Some(Phase::Preselection) if rng.random_bool(0.2) => Action::Declare {
+                stage: Stage::Preselection,
+            },
+            Some(Phase::Preselection) => edit(rng, ListKind::Cart),
+            Some(Phase::Formal) => match rng.random_range(0..100) {
+                0..15 => Action::Declare {
+                    stage: Stage::Formal,
+                },
+                15..30 => Action::Sync,
+                30..70 => edit(rng, ListKind::Intentions),
+                _ => Action::Confirm { unit: unit(rng) },
+            },
+            Some(Phase::Done) => Action::ApplySupplementary,
+            _ => any_action(rng),
+        }
+    }
+
+    /// The next server time: a small step, or exactly a window edge (or 1 ms before).
+    fn advance(rng: &mut StdRng, now: i64, edges: &[i64]) -> i64 {
+        if rng.random_bool(0.01) {
+            if let Some(&edge) = edges.iter().find(|&&e| e > now) {
+                return if rng.random_bool(0.5) { edge - 1 } else { edge };
+            }
+        }
+        now + [0, 1, 50, 100, 200, 500][rng.random_range(0..6)]
+    }
+
+    async fn run(seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let clock = Arc::new(ManualClock::new(Millis(T0 - 2 * SEC)));
+        let engine: RedisEngine = redis_engine_concrete(clock.clone()).await;
+        let b = batch(&format!("diff-{seed}"));
+        let id = b.id.clone();
+        engine.load_batch(b.clone()).await.expect("load");
+        let mut reference = Reference {
+            sel: Selection::new(b.clone()).expect("valid batch"),
+            log: Vec::new(),
+            answers: HashMap::new(),
+        };
+        let loaded = EventKind::BatchLoaded { batch: b.clone() };
+        reference.commit(vec![loaded], clock.now());
+
+        let mut edges = vec![
+            T0,
+            T0 + 20 * SEC,
+            T0 + 40 * SEC,
+            T0 + 60 * SEC,
+            T0 + 80 * SEC,
+        ];
+        let mut req = 0u32;
+        let mut published = 0;
+        for step in 0..600 {
+            let t = advance(&mut rng, clock.now().0, &edges);
+            clock.set(Millis(t));
+            let now = clock.now();
+            let roll = rng.random_range(0..100);
+            if roll < 6 {
+                // An auto-confirm step of a random session, with a random chunk size.
+                let sessions: Vec<SessionId> = reference
+                    .sel
+                    .batch()
+                    .sessions
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect();
+                let s = &sessions[rng.random_range(0..sessions.len())];
+                let max = rng.random_range(0..3);
+                let got = engine.close_session_step(&id, s, max).await;
+                match reference.sel.close_session_step(s, now, max) {
+                    Ok(events) => {
+                        let want = CloseStep {
+                            decided: events
+                                .iter()
+                                .filter(|e| !matches!(e, EventKind::SessionClosed { .. }))
+                                .count(),
+                            closed: events
+                                .iter()
+                                .any(|e| matches!(e, EventKind::SessionClosed { .. }))
+                                || reference.sel.closed_sessions().contains(s),
+                        };
+                        reference.commit(events, now);
+                        assert_eq!(got.expect("close step"), want, "seed {seed} step {step}");
+                    }
+                    Err(r) => match got {
+                        Err(AllocError::Rejected(g)) => assert_eq!(g, r, "seed {seed} step {step}"),
+                        other => panic!("seed {seed} step {step}: want {r:?}, got {other:?}"),
+                    },
+                }
+            } else if roll < 9 {
+                // An operator publishes a supplementary session of some families.
+                published += 1;
+                let families = FAMILIES
+                    .iter()
+                    .filter(|_| rng.random_bool(0.5))
+                    .map(|f| FamilyId::new(*f))
+                    .collect();
+                let session = Session {
+                    id: SessionId::new(format!("B{}", published % 3)),
+                    kind: SessionKind::Supplementary,
+                    start: Millis(t + 10 * SEC),
+                    window_ms: 20 * SEC,
+                    families,
+                };
+                let got = engine.publish_supplementary(&id, session.clone()).await;
+                match reference.sel.decide_publish(&session) {
+                    Ok(events) => {
+                        reference.commit(events, now);
+                        got.expect("publish");
+                        edges.extend([t + 10 * SEC, t + 30 * SEC]);
+                        edges.sort();
+                    }
+                    Err(r) => match got {
+                        Err(AllocError::Rejected(g)) => assert_eq!(g, r, "seed {seed} step {step}"),
+                        other => panic!("seed {seed} step {step}: want {r:?}, got {other:?}"),
+                    },
+                }
+            } else {
+                let family = if rng.random_bool(0.03) {
+                    "ghost"
+                } else {
+                    pick(&mut rng, &FAMILIES)
+                };
+                // Now and then a retry of an earlier req_id.
+                let req_id = if req > 0 && rng.random_bool(0.1) {
+                    format!("r{}", rng.random_range(0..req))
+                } else {
+                    req += 1;
+                    format!("r{}", req - 1)
+                };
+                let fid = FamilyId::new(family);
+                let action = action(&mut rng, reference.sel.phase(&fid, now));
+                let key = (family.to_owned(), req_id.clone());
+                let want = match reference.answers.get(&key) {
+                    Some(answer) => answer.clone(),
+                    None => {
+                        let answer = reference.sel.decide(&fid, &action, now);
+                        let answer = answer.map(|events| reference.commit(events, now));
+                        reference.answers.insert(key, answer.clone());
+                        answer
+                    }
+                };
+                let got = engine
+                    .act(&id, &fid, &req_id, action.clone())
+                    .await
+                    .expect("engine");
+                let what = format!("seed {seed} step {step} at {t}: {family} {req_id} {action:?}");
+                match (want, got) {
+                    (Ok(()), Ok(view)) => {
+                        assert_eq!(Some(view), reference.sel.family_view(&fid, now), "{what}")
+                    }
+                    (Err(w), Err(g)) => assert_eq!(g, w, "{what}"),
+                    (w, g) => panic!("{what}: want {w:?}, got {g:?}"),
+                }
+            }
+        }
+
+        let events = engine.events(&id, 0, usize::MAX).await.expect("events");
+        assert_eq!(events, reference.log, "seed {seed}: the event logs differ");
+        let results = engine.results(&id).await.expect("results");
+        for r in &results {
+            assert_eq!(
+                Some(&r.state),
+                reference.sel.state(&r.family.id),
+                "seed {seed}"
+            );
+        }
+        assert_eq!(
+            &engine.batch(&id).await.expect("batch"),
+            reference.sel.batch()
+        );
+        let replayed = Selection::replay(&events).expect("replay");
+        assert_eq!(replayed, reference.sel, "seed {seed}: replay differs");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn random_sessions_answer_exactly_like_the_hub_selection() {
+        for seed in 0..12 {
+            run(seed).await;
+        }
+    }
+}
+
+/// What only the Redis engine has: script caching, Redis TIME, key layout, and blocking
+/// reads on their own connections.
+mod redis_specific {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use redis::AsyncCommands;
+    use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
+    use xuanfang_allocator::testing::{unique_namespace, RedisServer};
+    use xuanfang_allocator::Allocator;
+    use xuanfang_hub::{
+        Action, Batch, BatchId, Family, FamilyId, Layout, Millis, Session, SessionId, SessionKind,
+        Stage, Unit, UnitId,
+    };
+
+    fn batch(id: &str, preselect_start: Millis, session_start: Millis) -> Batch {
+        let layout = Layout::new("一房一厅");
+        Batch {
+            id: BatchId::new(id),
+            name: "redis".into(),
+            preselect_start,
+            preselect_end: None,
+            utc_offset_minutes: 480,
+            units: vec![Unit {
+                id: UnitId::new("U1"),
+                building: "1栋".into(),
+                number: "101".into(),
+                floor: 1,
+                layout: layout.clone(),
+                area: 40.0,
+                orientation: "南".into(),
+                rent: 1000.0,
+            }],
+            families: vec![Family {
+                id: FamilyId::new("f1"),
+                name: "王*".into(),
+                rank: 1,
+                session: SessionId::new("S1"),
+                eligible_layouts: vec![layout],
+            }],
+            sessions: vec![Session {
+                id: SessionId::new("S1"),
+                kind: SessionKind::Formal,
+                start: session_start,
+                window_ms: 180_000,
+                families: vec![FamilyId::new("f1")],
+            }],
+        }
+    }
+
+    async fn engine(namespace: &str) -> RedisEngine {
+        let options = RedisOptions {
+            namespace: namespace.to_owned(),
+            ..RedisOptions::default()
+        };
+        RedisEngine::connect(RedisServer::shared().client(), options)
+            .await
+            .expect("connect")
+    }
+
+    #[tokio::test]
+    async fn without_an_injected_clock_scripts_use_redis_time() {
+        let e = engine(&unique_namespace()).await;
+        let now = e.now().await.expect("now");
+        let wall = Millis::now();
+        assert!((now.0 - wall.0).abs() < 5_000, "TIME {now} vs wall {wall}");
+        let b = batch("t", now.plus_ms(-60_000), now.plus_ms(3_600_000));
+        e.load_batch(b).await.expect("load");
+        let view = e
+            .act(
+                &BatchId::new("t"),
+                &FamilyId::new("f1"),
+                "r1",
+                Action::Declare {
+                    stage: Stage::Preselection,
+                },
+            )
+            .await
+            .expect("engine")
+            .expect("declared");
+        let at = view.preselect_declared_at.expect("declaration time");
+        assert!(
+            at >= now && at.0 - now.0 < 5_000,
+            "declared at {at}, now {now}"
+        );
+        assert_eq!(view.server_time, at);
+    }
+
+    #[tokio::test]
+    async fn scripts_reload_themselves_after_script_flush() {
+        let ns = unique_namespace();
+        let e = engine(&ns).await;
+        let now = e.now().await.expect("now");
+        e.load_batch(batch("f", now.plus_ms(-1), now.plus_ms(3_600_000)))
+            .await
+            .expect("load");
+        let mut conn = RedisServer::shared()
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .expect("flush");
+        let answer = e
+            .act(
+                &BatchId::new("f"),
+                &FamilyId::new("f1"),
+                "r1",
+                Action::Declare {
+                    stage: Stage::Preselection,
+                },
+            )
+            .await
+            .expect("the engine reloads the script on NOSCRIPT");
+        assert!(answer.is_ok());
+    }
+
+    #[tokio::test]
+    async fn every_key_of_a_batch_carries_its_hash_tag() {
+        let ns = unique_namespace();
+        let e = engine(&ns).await;
+        let now = e.now().await.expect("now");
+        let b = BatchId::new("tagged");
+        e.load_batch(batch("tagged", now.plus_ms(-1), now.plus_ms(-1)))
+            .await
+            .expect("load");
+        let f = FamilyId::new("f1");
+        let declare = Action::Declare {
+            stage: Stage::Formal,
+        };
+        e.act(&b, &f, "r1", declare).await.unwrap().unwrap();
+        let set = Action::SetList {
+            list: xuanfang_hub::ListKind::Intentions,
+            units: vec![UnitId::new("U1")],
+        };
+        e.act(&b, &f, "r2", set).await.unwrap().unwrap();
+        let confirm = Action::Confirm {
+            unit: UnitId::new("U1"),
+        };
+        e.act(&b, &f, "r3", confirm).await.unwrap().unwrap();
+        let mut conn = RedisServer::shared()
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let keys: Vec<String> = conn.keys(format!("{ns}*")).await.expect("keys");
+        assert!(keys.len() >= 8, "{keys:?}");
+        for k in keys {
+            if k == format!("{ns}xuanfang:batches") {
+                continue;
+            }
+            let tag = k.split('{').nth(1).and_then(|r| r.split('}').next());
+            assert_eq!(tag, Some("b:tagged"), "key {k}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_event_wait_does_not_hold_up_other_commands() {
+        let ns = unique_namespace();
+        let e = Arc::new(engine(&ns).await);
+        let now = e.now().await.expect("now");
+        let b = BatchId::new("w");
+        e.load_batch(batch("w", now.plus_ms(-1), now.plus_ms(3_600_000)))
+            .await
+            .expect("load");
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let (e, b) = (e.clone(), b.clone());
+                tokio::spawn(async move { e.wait_events(&b, 1, 10, Duration::from_secs(3)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        e.board(&b).await.expect("board");
+        e.ping().await.expect("ping");
+        assert!(
+            started.elapsed() < Duration::from_millis(1_000),
+            "commands waited behind XREAD BLOCK: {:?}",
+            started.elapsed()
+        );
+        let declare = Action::Declare {
+            stage: Stage::Preselection,
+        };
+        e.act(&b, &FamilyId::new("f1"), "r1", declare)
+            .await
+            .unwrap()
+            .unwrap();
+        for w in waiters {
+            let events = w.await.expect("task").expect("wait");
+            assert_eq!(events.first().map(|e| e.seq), Some(2));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "waiters woke on the event"
+        );
+    }
+}

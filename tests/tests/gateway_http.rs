@@ -1,0 +1,259 @@
+//! The HTTP side of the gateway: operator import and export, health, metrics, shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use xuanfang_hub::protocol::{Encoding, ServerMsg};
+
+fn units_csv(n: usize) -> String {
+    let mut s = String::from("\u{feff}房源编号,楼栋,房号,楼层,户型,面积,朝向,租金\n");
+    for i in 1..=n {
+        s.push_str(&format!(
+            "A-{i},1栋,{i},{},一房一厅,45.5,南,1200\n",
+            i % 30 + 1
+        ));
+    }
+    s
+}
+
+fn families_csv(n: usize) -> String {
+    let mut s = String::from("家庭编号,姓名,排位,场次,可选户型\n");
+    for i in 1..=n {
+        s.push_str(&format!("F{i},张三{i},{i},,一房一厅|两房一厅\n"));
+    }
+    s
+}
+
+async fn upload(
+    base: &str,
+    units: String,
+    families: String,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "units",
+            reqwest::multipart::Part::bytes(units.into_bytes()).file_name("units.csv"),
+        )
+        .part(
+            "families",
+            reqwest::multipart::Part::bytes(families.into_bytes()).file_name("families.csv"),
+        )
+        .text("batch_id", "uploaded")
+        .text("name", "上传批次")
+        .text("session_size", "10")
+        .text("window_minutes", "3");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/ops/batches"))
+        .bearer_auth(operator_token())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
+    let alloc = redis_engine(&namespace()).await;
+    let first = small_batch("first", Duration::from_secs(60), Duration::from_secs(60));
+    alloc.load_batch(first.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &first.id).await;
+    let base = format!("http://{}", gw.addr);
+
+    let mut bad = units_csv(1000);
+    bad = bad.replacen(
+        "A-500,1栋,500,21,一房一厅,45.5",
+        "A-500,1栋,500,21,一房一厅,很大",
+        1,
+    );
+    let (status, body) = upload(&base, bad, families_csv(50)).await;
+    assert_eq!(status, 422, "{body}");
+    let errors = body["errors"].as_array().expect("errors listed");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["file"], "units");
+    assert_eq!(errors[0]["row"], 501, "header is row 1");
+    assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
+
+    let (status, body) = upload(&base, units_csv(100), families_csv(50)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["batch"], "uploaded");
+    // The gateway now serves the new batch.
+    let catalog: serde_json::Value = reqwest::get(format!("{base}/api/catalog"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(catalog["batch"], "uploaded");
+    assert_eq!(catalog["units"].as_array().unwrap().len(), 100);
+    assert_eq!(catalog["sessions"].as_array().unwrap().len(), 5);
+
+    // A family token cannot upload.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/ops/batches"))
+        .bearer_auth(family_token("F1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_export_as_csv_with_bom_and_as_xlsx() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("export", Duration::from_secs(60), Duration::from_secs(60));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc, &batch.id).await;
+    let http = reqwest::Client::new();
+    let csv = http
+        .get(format!("http://{}/api/ops/results.csv", gw.addr))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    let bytes = csv.bytes().await.unwrap();
+    assert!(bytes.starts_with("\u{feff}".as_bytes()), "BOM for Excel");
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert_eq!(text.lines().count(), 1 + 6, "header and one row per family");
+    assert!(text.contains("排位"));
+    let xlsx = http
+        .get(format!("http://{}/api/ops/results.xlsx", gw.addr))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xlsx.status(), 200);
+    assert!(
+        xlsx.bytes().await.unwrap().starts_with(b"PK"),
+        "a zip container"
+    );
+    let events: serde_json::Value = http
+        .get(format!("http://{}/api/ops/events?after=0", gw.addr))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events[0]["event"]["kind"], "batch_loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_graceful_shutdown() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("health", Duration::from_secs(60), Duration::from_secs(60));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc, &batch.id).await;
+    let base = format!("http://{}", gw.addr);
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut c = connect(gw.addr, None, Encoding::Json).await;
+    c.until(Duration::from_secs(5), |m| {
+        matches!(m, ServerMsg::Snapshot { .. }).then_some(())
+    })
+    .await
+    .unwrap();
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("xuanfang_watchers 1"), "{metrics}");
+
+    // Shutdown: the open socket gets a 1001 close frame.
+    gw.app.shutdown.cancel();
+    let code = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(m)) = c.ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(f) = m {
+                return f.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1001));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log() {
+    let ns = namespace();
+    let a_alloc = redis_engine(&ns).await;
+    let batch = small_batch("cross", Duration::from_millis(400), Duration::from_secs(30));
+    a_alloc.load_batch(batch.clone()).await.unwrap();
+    let gw_a = start_gateway(a_alloc.clone(), &batch.id).await;
+    let gw_b = start_gateway(redis_engine(&ns).await, &batch.id).await;
+    // Some history before the client's position, so B's deltas are on other boundaries.
+    let f = xuanfang_hub::FamilyId::from("F1");
+    let act = |n: &str, a: xuanfang_hub::Action| {
+        let alloc = a_alloc.clone();
+        let (b, f, n) = (batch.id.clone(), f.clone(), n.to_owned());
+        async move { alloc.act(&b, &f, &n, a).await.unwrap().unwrap() }
+    };
+    act(
+        "1",
+        xuanfang_hub::Action::Declare {
+            stage: xuanfang_hub::Stage::Preselection,
+        },
+    )
+    .await;
+    let mut c = connect(gw_a.addr, None, Encoding::Json).await;
+    let seq = c
+        .until(Duration::from_secs(5), |m| match m {
+            ServerMsg::Snapshot { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    drop(c);
+    for (i, u) in ["U01", "U02", "U03"].iter().enumerate() {
+        act(
+            &format!("e{i}"),
+            xuanfang_hub::Action::Edit {
+                list: xuanfang_hub::ListKind::Cart,
+                edit: xuanfang_hub::Edit::Add,
+                unit: xuanfang_hub::UnitId::from(*u),
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let epoch = gw_b.app.hub().unwrap().epoch;
+    let target = gw_b.app.hub().unwrap().seq();
+    let mut c = connect_path(
+        &format!("{}/ws?epoch={epoch}&seq={seq}", gw_b.addr),
+        Encoding::MsgPack,
+    )
+    .await;
+    let mut last = seq;
+    while last < target {
+        match c.next(Duration::from_secs(5)).await {
+            Some(ServerMsg::Welcome { .. }) => {}
+            Some(ServerMsg::Delta { prev, seq, .. }) => {
+                assert_eq!(prev, last, "no gap");
+                last = seq;
+            }
+            other => panic!("expected deltas, got {other:?}"),
+        }
+    }
+    assert_eq!(last, target);
+}
