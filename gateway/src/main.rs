@@ -171,8 +171,21 @@ async fn run_until_signal(app: Arc<App>, listen: SocketAddr) -> Result<(), MainE
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let shutdown = app.shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("no SIGTERM handler: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: closing sockets and draining");
         shutdown.cancel();
     });
     xuanfang_gateway::server::serve(app, listener).await?;
