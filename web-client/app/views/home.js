@@ -1,0 +1,57 @@
+// Home (首页): the family, its session and the entries of the guide's home page.
+
+import { t } from '/web/shared/i18n.js';
+import { dateTime, esc, hm } from '/web/shared/format.js';
+
+export const title = () => 'app.title';
+
+export function mount(ctx, el) {
+  update(ctx, el);
+}
+
+export function update(ctx, el) {
+  const f = ctx.family;
+  const s = f.session;
+  const sessionName = t(s.kind === 'supplementary' ? 'home.supp_session' : 'home.session', { id: s.id });
+  el.innerHTML = `
+    <section class="card family-card">
+      <div class="name" id="family-name">${esc(f.name)}</div>
+      <div class="muted">${t('home.rank', { rank: f.rank })} · ${esc(f.eligible_layouts.join(' / '))}</div>
+      <div class="muted" id="my-session">${esc(sessionName)}：${dateTime(s.start)} – ${hm(s.deadline)}</div>
+      <span class="phase-badge" id="phase" data-phase="${f.phase}">${t(`phase.${f.phase}`)}</span>
+    </section>
+    <h3 class="muted">${t('home.online_selection')}</h3>
+    <div class="tiles">
+      <button class="tile primary" id="start">
+        <span class="tile-title">${t('home.start')}</span>
+        <span class="tile-sub">${t('home.start_sub')}</span>
+      </button>
+      <button class="tile" id="go-supp">
+        <span class="tile-title">${t('home.supp')}</span>
+        <span class="tile-sub">${t(f.applied_supplementary_at ? 'supp.applied_short' : 'home.supp_sub')}</span>
+      </button>
+      <button class="tile" id="go-board">
+        <span class="tile-title">${t('home.board')}</span>
+        <span class="tile-sub">${t('home.board_sub')}</span>
+      </button>
+      <button class="tile" id="go-result">
+        <span class="tile-title">${t('home.result')}</span>
+        <span class="tile-sub">${t(f.outcome ? 'home.result_ready' : 'home.result_pending')}</span>
+      </button>
+      <button class="tile" id="go-materials" disabled>
+        <span class="tile-title">${t('home.materials')}</span>
+        <span class="tile-sub">${t('ui.coming_soon')}</span>
+      </button>
+    </div>
+    <h3 class="muted">${t('home.online_signing')}</h3>
+    <div class="tiles">
+      <button class="tile" id="go-sign" disabled>
+        <span class="tile-title">${t('home.sign')}</span>
+        <span class="tile-sub">${t('ui.coming_soon')}</span>
+      </button>
+    </div>`;
+  el.querySelector('#start').onclick = () => ctx.go('declare');
+  el.querySelector('#go-supp').onclick = () => ctx.go('supp');
+  el.querySelector('#go-board').onclick = () => ctx.go('board');
+  el.querySelector('#go-result').onclick = () => ctx.go('result');
+}

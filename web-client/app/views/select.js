@@ -1,0 +1,134 @@
+// Unit selection: 预选 (add to the cart) and 正选 (add to 我的意向), with the filters of
+// the guide (楼栋, 户型, 朝向, 房号). Unavailable units stay listed, disabled, with the reason.
+
+import { t } from '/web/shared/i18n.js';
+import { esc, unitLabel } from '/web/shared/format.js';
+import { blocker, listFor, meta, takenBy } from './units.js';
+
+const PAGE = 40;
+const filters = { building: '', layout: '', orientation: '', number: '', shown: PAGE };
+
+export const title = (ctx) => (ctx.family.phase === 'formal' ? 'select.title_formal' : 'select.title_pre');
+
+function options(values, current, allKey) {
+  return [`<option value="">${t(allKey)}</option>`]
+    .concat(values.map((v) => `<option value="${esc(v)}" ${v === current ? 'selected' : ''}>${esc(v)}</option>`))
+    .join('');
+}
+
+export function mount(ctx, el) {
+  const us = ctx.catalog.units;
+  const uniq = (k) => [...new Set(us.map((u) => u[k]))].sort((a, b) => String(a).localeCompare(String(b), 'zh-CN', { numeric: true }));
+  el.innerHTML = `
+    <div id="select-top"></div>
+    <div class="filters" role="search">
+      <select id="f-building" aria-label="${t('filter.building')}">${options(uniq('building'), filters.building, 'filter.all_buildings')}</select>
+      <select id="f-layout" aria-label="${t('filter.layout')}">${options(uniq('layout'), filters.layout, 'filter.all_layouts')}</select>
+      <select id="f-orientation" aria-label="${t('filter.orientation')}">${options(uniq('orientation'), filters.orientation, 'filter.all_orientations')}</select>
+      <input id="f-number" inputmode="numeric" placeholder="${t('filter.number')}" value="${esc(filters.number)}">
+    </div>
+    <div id="unit-list"></div>`;
+  for (const k of ['building', 'layout', 'orientation', 'number']) {
+    const input = el.querySelector(`#f-${k}`);
+    input.addEventListener('input', () => {
+      filters[k] = input.value.trim();
+      filters.shown = PAGE;
+      renderList(ctx, el);
+    });
+  }
+  update(ctx, el);
+}
+
+export function update(ctx, el) {
+  const f = ctx.family;
+  const list = listFor(f);
+  const top = el.querySelector('#select-top');
+  if (!list) {
+    top.innerHTML = `<p class="banner" id="select-closed">${t(`select.closed.${f.phase}`)}</p>
+      <button class="btn block" id="to-home">${t('ui.home')}</button>`;
+    top.querySelector('#to-home').onclick = () => ctx.go(f.phase === 'done' ? 'result' : 'home');
+    el.querySelector('#unit-list').replaceChildren();
+    return;
+  }
+  const declared = list === 'cart' ? f.preselect_declared_at : f.formal_declared_at;
+  if (!declared) {
+    ctx.go('declare');
+    return;
+  }
+  const n = f[list].length;
+  if (list === 'cart') {
+    top.innerHTML = `<div class="toolbar">
+        <button class="btn primary" id="open-list">${t('select.my_cart')}<span class="count-pill" id="list-count">${n}/5</span></button>
+      </div>`;
+  } else {
+    const offerSync = f.intentions.length === 0 && f.cart.length > 0;
+    top.innerHTML = `
+      ${offerSync ? `<div class="banner" id="sync-banner">${t('select.sync_offer', { n: f.cart.length })}
+        <button class="btn primary block" id="sync-confirm">${t('select.sync_confirm')}</button></div>` : ''}
+      <div class="toolbar">
+        <button class="btn" id="sync">${t('select.sync')}</button>
+        <button class="btn primary" id="open-list">${t('select.my_intentions')}<span class="count-pill" id="list-count">${n}/5</span></button>
+      </div>`;
+    const doSync = async () => {
+      if (f.intentions.length > 0) {
+        const ok = await ctx.confirmDialog(t('select.sync'), t('select.sync_warn'), t('select.sync_confirm'));
+        if (!ok) return;
+      }
+      if (await ctx.act('sync')) ctx.toast(t('msg.synced'), 'ok');
+    };
+    top.querySelector('#sync').onclick = doSync;
+    const sc = top.querySelector('#sync-confirm');
+    if (sc) sc.onclick = doSync;
+  }
+  top.querySelector('#open-list').onclick = () => ctx.go('mylist');
+  renderList(ctx, el);
+}
+
+function matches(u) {
+  return (
+    (!filters.building || u.building === filters.building) &&
+    (!filters.layout || u.layout === filters.layout) &&
+    (!filters.orientation || u.orientation === filters.orientation) &&
+    (!filters.number || String(u.number).includes(filters.number))
+  );
+}
+
+function renderList(ctx, el) {
+  const list = listFor(ctx.family);
+  const box = el.querySelector('#unit-list');
+  if (!list) return;
+  const all = ctx.catalog.units.filter(matches);
+  const shown = all.slice(0, filters.shown);
+  const rows = shown.map((u) => {
+    const why = blocker(ctx, u, list);
+    const reason = why === 'taken' ? takenBy(ctx, u.id) : why ? t(`why.${why}`) : '';
+    const button =
+      why === 'in_list'
+        ? `<span class="tag ok">${t('why.in_list')}</span>`
+        : `<button class="btn small primary" data-act="add" data-unit="${esc(u.id)}" ${why ? 'disabled' : ''}>${t('select.choose')}</button>`;
+    return `<div class="unit" data-unit="${esc(u.id)}" data-state="${why ?? 'available'}" data-taken="${why === 'taken'}">
+        <div class="info">
+          <div class="label">${esc(unitLabel(u))}</div>
+          <div class="meta">${meta(u)}</div>
+          ${why && why !== 'in_list' ? `<div class="why">${esc(reason)}</div>` : ''}
+        </div>
+        ${button}
+      </div>`;
+  });
+  box.innerHTML =
+    (rows.length ? rows.join('') : `<p class="empty">${t('select.no_match')}</p>`) +
+    (all.length > shown.length
+      ? `<div class="more"><button class="btn ghost" id="more">${t('select.more', { n: all.length - shown.length })}</button></div>`
+      : '');
+  box.querySelector('#more')?.addEventListener('click', () => {
+    filters.shown += PAGE * 2;
+    renderList(ctx, el);
+  });
+  for (const b of box.querySelectorAll('button[data-act="add"]')) {
+    b.onclick = async () => {
+      b.disabled = true;
+      const r = await ctx.act('edit', { list, edit: 'add', unit: b.dataset.unit });
+      if (r) ctx.toast(t('msg.added', { unit: ctx.label(b.dataset.unit) }), 'ok', 1800);
+    };
+  }
+}

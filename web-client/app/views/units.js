@@ -1,0 +1,35 @@
+// What a family may do with one unit, for display: the server re-checks every action.
+
+import { t } from '/web/shared/i18n.js';
+import { area, esc, rent } from '/web/shared/format.js';
+
+const CAP = 5;
+
+/** The list a family edits in its current phase: 'cart', 'intentions' or null. */
+export function listFor(f) {
+  if (f.phase === 'preselection') return 'cart';
+  if (f.phase === 'formal') return 'intentions';
+  return null;
+}
+
+/** Why a unit cannot be added, or null when it can: taken, ineligible, in list, full. */
+export function blocker(ctx, unit, list) {
+  const f = ctx.family;
+  if (ctx.isTaken(unit.id)) return 'taken';
+  if (!f.eligible_layouts.includes(unit.layout)) return 'ineligible';
+  const units = f[list] ?? [];
+  if (units.includes(unit.id)) return 'in_list';
+  if (units.length >= CAP) return 'full';
+  return null;
+}
+
+/** One line of facts about a unit. */
+export function meta(u) {
+  return `${esc(u.layout)} · ${area(u.area)} · ${esc(u.orientation)} · ${t('unit.floor', { n: u.floor })} · ${rent(u.rent)}`;
+}
+
+/** Who holds a taken unit, as the public board shows it. */
+export function takenBy(ctx, id) {
+  const h = ctx.client.board.taken.get(id);
+  return h ? t('unit.taken_by', { name: h.family_name }) : t('why.taken');
+}

@@ -1,0 +1,57 @@
+// The public board as a client keeps it: taken units and sessions at (epoch, seq).
+// Board changes are idempotent (a unit taken twice is still taken once), so a delta
+// that overlaps what we already have is safe to apply; only a gap needs a resume.
+
+/** Live board state built from `snapshot` and `delta` messages. */
+export class Board {
+  constructor() {
+    this.epoch = null;
+    this.seq = null;
+    /** unit id → {unit, family_name, rank, how, at} */
+    this.taken = new Map();
+    /** session id → SessionInfo */
+    this.sessions = new Map();
+  }
+
+  /** Replaces everything with a snapshot. */
+  loadSnapshot(m) {
+    this.epoch = m.epoch;
+    this.seq = m.seq;
+    this.taken = new Map(m.taken.map((t) => [t.unit, t]));
+    this.sessions = new Map(m.sessions.map((s) => [s.id, s]));
+  }
+
+  /**
+   * Applies a delta. Returns 'applied', 'stale' (already seen) or 'gap' (the caller
+   * must resume from `this.epoch/this.seq`). Changes applied are returned in `out`.
+   */
+  applyDelta(m, out = []) {
+    if (this.seq === null || m.epoch !== this.epoch || m.prev > this.seq) return 'gap';
+    if (m.seq <= this.seq) return 'stale';
+    for (const c of m.changes) {
+      if (c.kind === 'taken') {
+        if (!this.taken.has(c.unit)) out.push(c);
+        this.taken.set(c.unit, c);
+      } else if (c.kind === 'session_closed') {
+        const s = this.sessions.get(c.session);
+        if (s) this.sessions.set(c.session, { ...s, closed: true });
+        out.push(c);
+      } else if (c.kind === 'session_added') {
+        this.sessions.set(c.session.id, c.session);
+        out.push(c);
+      }
+    }
+    this.seq = m.seq;
+    return 'applied';
+  }
+
+  /** Sessions in time order. */
+  sessionList() {
+    return [...this.sessions.values()].sort((a, b) => a.start - b.start || a.first_rank - b.first_rank);
+  }
+
+  /** Taken units, most recent first. */
+  latest(n) {
+    return [...this.taken.values()].sort((a, b) => b.at - a.at || b.rank - a.rank).slice(0, n);
+  }
+}
