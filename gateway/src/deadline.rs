@@ -18,9 +18,22 @@ use crate::fanout::BatchHub;
 const MAX_SLEEP: Duration = Duration::from_millis(1000);
 
 pub async fn keep(app: Arc<App>, hub: Arc<BatchHub>, cancel: CancellationToken) {
+    // Sessions whose start this gateway has already announced to its families.
+    let now = app.now();
+    let mut started: std::collections::HashSet<_> = hub
+        .sessions()
+        .into_iter()
+        .filter(|s| s.start <= now)
+        .map(|s| s.id)
+        .collect();
     loop {
         let now = app.now();
         let open: Vec<_> = hub.sessions().into_iter().filter(|s| !s.closed).collect();
+        for s in open.iter().filter(|s| s.start <= now) {
+            if started.insert(s.id.clone()) {
+                hub.session_started(&s.id).await;
+            }
+        }
         for s in open.iter().filter(|s| s.deadline <= now) {
             match app.alloc.close_session(&hub.batch, &s.id).await {
                 Ok(n) => {
@@ -38,8 +51,9 @@ pub async fn keep(app: Arc<App>, hub: Arc<BatchHub>, cancel: CancellationToken) 
         }
         let next = open
             .iter()
-            .filter(|s| s.deadline > now)
-            .map(|s| s.deadline.0 - now.0)
+            .flat_map(|s| [s.start, s.deadline])
+            .filter(|t| *t > now)
+            .map(|t| t.0 - now.0)
             .min()
             .map(|ms| Duration::from_millis(ms.max(0) as u64 + 2))
             .unwrap_or(MAX_SLEEP)

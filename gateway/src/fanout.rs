@@ -351,6 +351,19 @@ impl BatchHub {
         self.push_family_views(affected).await;
     }
 
+    /// Pushes fresh views to the connected families of a session whose formal window has
+    /// just opened, so phones switch to formal selection on the server's word.
+    pub async fn session_started(&self, session: &xuanfang_hub::SessionId) {
+        let families: HashSet<FamilyId> = {
+            let statics = self.statics.lock();
+            statics
+                .session(session)
+                .map(|s| s.families.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        self.push_family_views(families).await;
+    }
+
     async fn push_family_views(&self, affected: HashSet<FamilyId>) {
         let targets: Vec<_> = {
             let mut fams = self.families.lock();

@@ -613,3 +613,29 @@ async fn next_error(c: &mut Client) -> Option<ErrorCode> {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn families_are_told_when_their_formal_window_opens() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("opens", Duration::from_millis(800), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut f = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    let first = f
+        .until(T, |m| match m {
+            ServerMsg::Family { family } => Some(family.phase),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, xuanfang_hub::Phase::Preselection);
+    let pushed = f
+        .until(T, |m| match m {
+            ServerMsg::Family { family } => Some(family.phase),
+            _ => None,
+        })
+        .await
+        .expect("a view is pushed at the session start");
+    assert_eq!(pushed, xuanfang_hub::Phase::Formal);
+    assert!(xuanfang_hub::Millis::now() >= batch.sessions[0].start);
+}
