@@ -93,7 +93,7 @@ export class HubClient {
     this.setStatus('connecting');
     let ws;
     try {
-      ws = new WebSocket(this.url, SUBPROTOCOL);
+      ws = new WebSocket(this.resumeUrl(), SUBPROTOCOL);
     } catch {
       this.scheduleRetry();
       return;
@@ -117,6 +117,16 @@ export class HubClient {
       if (!this.stopped) this.scheduleRetry();
     };
     ws.onerror = () => ws.close();
+  }
+
+  /** The socket URL; after the first board, it asks to resume from (epoch, seq) so a
+   * reconnect gets only the missed deltas instead of a whole snapshot. */
+  resumeUrl() {
+    if (this.board.seq === null || this.board.epoch === null || this.board.epoch === undefined) {
+      return this.url;
+    }
+    const sep = this.url.includes('?') ? '&' : '?';
+    return `${this.url}${sep}epoch=${this.board.epoch}&seq=${this.board.seq}`;
   }
 
   connectNow() {
@@ -149,13 +159,10 @@ export class HubClient {
         this.attempt = 0;
         this.batch = m.batch;
         this.clock.roughly(m.server_time);
-        const had = this.board.seq !== null;
-        const sameEpoch = had && this.board.epoch === m.epoch;
         this.setStatus('online');
         this.emit('welcome', m);
-        // Ask for what we missed while away; a snapshot answers it too, and the
-        // board ignores whatever it already has.
-        if (sameEpoch && m.seq !== this.board.seq) this.askResume();
+        // The URL already asked to resume from our (epoch, seq): the server answers
+        // with the missed deltas, or a snapshot when it cannot (other epoch).
         for (const p of this.pending.values()) this.send(p.msg);
         this.measureClock(true);
         break;
