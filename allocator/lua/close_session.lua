@@ -3,19 +3,22 @@
 -- calling at once decide each family exactly once.
 --
 -- KEYS: 1 meta, 2 seq, 3 events, 4 taken, 5 closed, 6 sessions, 7 cursor,
---   8.. fam:<family> for the session's families from position ARGV[3] on
+--   8.. fam:<family> for a window of the session's families from position ARGV[3] on
+--   (a few chunks' worth, so a step costs the chunk, not the session's size)
 -- ARGV: 1 now (-1 = TIME), 2 session id, 3 c0: position of the first family passed,
 --   4 max families to decide, 5.. the family ids matching KEYS 8..
 -- The cursor (session -> position) marks where pending families start: families
 --   before it have an outcome or have moved to another session, which cannot undo.
 -- Checks: unknown_batch, unknown_session, too_early (now < deadline); a closed session
---   answers {0, closed}. The keys passed must reach the session's end ('stale').
+--   answers {0, closed}. The window must hold the cursor ('stale' otherwise).
 -- Decides, in rank order, up to `max` pending families (no outcome, current session is
 --   this one): no formal declaration -> no_unit absent; else the first intention no
 --   family holds (nor one chosen earlier in this step) -> selected automatic; else
---   no_unit no_free_intention. If no pending family remains: session_closed.
+--   no_unit no_free_intention. If the window ends before the session does, the cursor
+--   moves to the window's end (the caller goes on with the next window); if no pending
+--   family remains in the session: session_closed.
 -- Writes: all decisions after all checks; the cursor; closed[session] = seq.
--- Replies: {'ok', decided, closed(0|1)} or {'err', code}
+-- Replies: {'ok', decided, closed(0|1)[, 1 when the window ran out first]} or {'err', code}
 local K_META, K_SEQ, K_EVENTS, K_TAKEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_CLOSED, K_SESSIONS, K_CURSOR = KEYS[5], KEYS[6], KEYS[7]
 local FIRST_FAM = 8
@@ -37,7 +40,8 @@ if redis.call('HEXISTS', K_CLOSED, SID) == 1 then
   return { 'ok', 0, 1 }
 end
 local cursor = tonumber(redis.call('HGET', K_CURSOR, SID) or '0')
-if cursor < C0 or C0 + (#KEYS - FIRST_FAM + 1) ~= info.size then
+local WINDOW_END = C0 + (#KEYS - FIRST_FAM + 1)
+if cursor < C0 or cursor > WINDOW_END or WINDOW_END > info.size then
   return { 'err', 'stale' }
 end
 
@@ -45,7 +49,7 @@ local decisions = {}
 local chosen = {}
 local next_pending = nil
 local pos = cursor
-while pos < info.size do
+while pos < WINDOW_END do
   local k = KEYS[FIRST_FAM + pos - C0]
   local f = redis.call('HMGET', k, 'oresult', 'cur', 'fdecl', 'intent')
   if not f[1] and f[2] == SID then
@@ -83,6 +87,10 @@ end
 if next_pending then
   redis.call('HSET', K_CURSOR, SID, next_pending)
   return { 'ok', #decisions, 0 }
+end
+if WINDOW_END < info.size then
+  redis.call('HSET', K_CURSOR, SID, WINDOW_END)
+  return { 'ok', #decisions, 0, 1 }
 end
 redis.call('HSET', K_CURSOR, SID, info.size)
 local seq = emit(K_SEQ, K_EVENTS, NOW_S, '{"kind":"session_closed","session":' .. jstr(SID) .. '}')

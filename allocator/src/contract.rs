@@ -121,7 +121,7 @@ pub trait Allocator: Send + Sync + 'static {
         }
     }
 
-    /// Every batch the engine holds.
+    /// Every batch the engine holds, oldest load first (gateways serve the newest).
     async fn batches(&self) -> Result<Vec<BatchId>, AllocError>;
 
     /// Static data: units and sessions.

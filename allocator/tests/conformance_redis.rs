@@ -564,3 +564,175 @@ mod redis_specific {
         );
     }
 }
+
+/// A session much larger than one close window, most of whose families confirmed before
+/// the deadline: the windowed close still decides every remaining family once, in rank
+/// order, exactly as the hub's `Selection` does, whatever the chunk size.
+mod large_session {
+    use std::sync::Arc;
+
+    use xuanfang_allocator::Allocator;
+    use xuanfang_hub::{
+        Action, Batch, BatchId, Edit, Event, Family, FamilyId, Layout, ListKind, ManualClock,
+        Millis, Selection, Session, SessionId, SessionKind, Stage, Unit, UnitId,
+    };
+
+    const T0: i64 = 1_900_000_000_000;
+    const N: usize = 1200;
+
+    fn batch(id: &str) -> Batch {
+        let layout = Layout::new("一房一厅");
+        let units = (0..N)
+            .map(|i| Unit {
+                id: UnitId(format!("U{i:04}")),
+                building: "1栋".into(),
+                number: format!("{i}"),
+                floor: 1,
+                layout: layout.clone(),
+                area: 40.0,
+                orientation: "南".into(),
+                rent: 1000.0,
+            })
+            .collect();
+        let families: Vec<Family> = (0..N)
+            .map(|i| Family {
+                id: FamilyId(format!("F{i:04}")),
+                name: "王*".into(),
+                rank: i as u32 + 1,
+                session: SessionId::new("S"),
+                eligible_layouts: vec![layout.clone()],
+            })
+            .collect();
+        Batch {
+            id: BatchId::new(id),
+            name: "large".into(),
+            preselect_start: Millis(T0),
+            preselect_end: None,
+            utc_offset_minutes: 480,
+            units,
+            sessions: vec![Session {
+                id: SessionId::new("S"),
+                kind: SessionKind::Formal,
+                start: Millis(T0 + 1000),
+                window_ms: 1000,
+                families: families.iter().map(|f| f.id.clone()).collect(),
+            }],
+            families,
+        }
+    }
+
+    async fn run(chunk: usize) {
+        let clock = Arc::new(ManualClock::new(Millis(T0 + 1500)));
+        let engine = xuanfang_allocator::testing::redis_engine(clock.clone()).await;
+        let b = batch(&format!("large-{chunk}"));
+        engine.load_batch(b.clone()).await.unwrap();
+        // Below 900, families confirm their own unit except a sparse, irregular few
+        // (windows then run out between them); 900.. enter with two intentions each,
+        // the first of which collides with a neighbour's; the last 100 are absent.
+        for i in 0..N - 100 {
+            let f = FamilyId(format!("F{i:04}"));
+            let act = |n: &str, a: Action| {
+                let (e, b, f, n) = (engine.clone(), b.id.clone(), f.clone(), n.to_owned());
+                async move { e.act(&b, &f, &n, a).await.unwrap() }
+            };
+            act(
+                "d",
+                Action::Declare {
+                    stage: Stage::Formal,
+                },
+            )
+            .await
+            .unwrap();
+            let first = UnitId(format!("U{:04}", i - i % 2));
+            for (n, u) in [("a", first.clone()), ("b", UnitId(format!("U{i:04}")))] {
+                let _ = act(
+                    n,
+                    Action::Edit {
+                        list: ListKind::Intentions,
+                        edit: Edit::Add,
+                        unit: u,
+                    },
+                )
+                .await;
+            }
+            if i < 900 && i % 64 != 0 && i % 97 != 0 {
+                act(
+                    "c",
+                    Action::Confirm {
+                        unit: UnitId(format!("U{i:04}")),
+                    },
+                )
+                .await
+                .unwrap();
+            }
+        }
+        clock.set(Millis(T0 + 2000));
+        let mut steps = 0;
+        loop {
+            let step = engine
+                .close_session_step(&b.id, &SessionId::new("S"), chunk)
+                .await
+                .unwrap();
+            steps += 1;
+            assert!(steps < 10_000, "close makes progress");
+            if step.closed {
+                break;
+            }
+        }
+        let events: Vec<Event> = engine.events(&b.id, 0, 100_000).await.unwrap();
+        let replayed = Selection::replay(&events).unwrap();
+        // The reference: the hub's own state machine deciding from the same state.
+        let before_close = events
+            .iter()
+            .position(|e| {
+                matches!(e.event, xuanfang_hub::EventKind::NoUnit { .. })
+                    || matches!(
+                        e.event,
+                        xuanfang_hub::EventKind::Selected {
+                            how: xuanfang_hub::How::Automatic,
+                            ..
+                        }
+                    )
+            })
+            .unwrap();
+        let mut reference = Selection::replay(&events[..before_close]).unwrap();
+        let mut seq = reference.seq();
+        loop {
+            let evs = reference
+                .close_session_step(&SessionId::new("S"), Millis(T0 + 2000), 200)
+                .unwrap();
+            if evs.is_empty() {
+                break;
+            }
+            for ev in evs {
+                seq += 1;
+                reference.apply(&Event {
+                    seq,
+                    at: Millis(T0 + 2000),
+                    event: ev,
+                });
+            }
+        }
+        assert_eq!(replayed.taken(), reference.taken(), "chunk {chunk}");
+        for (f, st) in reference.family_states() {
+            assert_eq!(
+                replayed.state(&f.id).unwrap().outcome,
+                st.outcome,
+                "{} chunk {chunk}",
+                f.id
+            );
+        }
+        let closes = events
+            .iter()
+            .filter(|e| matches!(e.event, xuanfang_hub::EventKind::SessionClosed { .. }))
+            .count();
+        assert_eq!(closes, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn windowed_close_of_a_large_session_matches_the_hub_with_small_and_large_chunks() {
+        for chunk in [1, 7, 200] {
+            run(chunk).await;
+        }
+    }
+}

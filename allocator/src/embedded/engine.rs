@@ -509,9 +509,19 @@ impl Allocator for EmbeddedEngine {
     }
 
     async fn batches(&self) -> Result<Vec<BatchId>, AllocError> {
-        let mut ids: Vec<BatchId> = self.batches.read().keys().cloned().collect();
+        // Oldest load first (by the time of `batch_loaded`), as the contract says.
+        let mut ids: Vec<(Millis, BatchId)> = self
+            .batches
+            .read()
+            .iter()
+            .map(|(id, slot)| {
+                let st = slot.durable.state.lock();
+                let at = st.events.first().map(|e| e.at).unwrap_or_default();
+                (at, id.clone())
+            })
+            .collect();
         ids.sort();
-        Ok(ids)
+        Ok(ids.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn catalog(&self, batch: &BatchId) -> Result<Catalog, AllocError> {

@@ -319,10 +319,12 @@ impl Allocator for RedisEngine {
                     .map(reply::int)
                     .transpose()?
                     .ok_or_else(|| corrupt("load reply lacks the epoch"))?;
+                // Scored by load time (the epoch is the load's server time in ms), so
+                // `batches()` lists oldest first.
                 let _: () = self
                     .conn
                     .clone()
-                    .sadd(keys::batches(&self.namespace), batch.id.as_str())
+                    .zadd(keys::batches(&self.namespace), batch.id.as_str(), epoch)
                     .await?;
                 let id = batch.id.clone();
                 self.cache
@@ -443,7 +445,11 @@ impl Allocator for RedisEngine {
         max: usize,
     ) -> Result<CloseStep, AllocError> {
         let k = self.keys(batch);
-        for _ in 0..STALE_RETRIES {
+        let mut stale = 0;
+        let mut decided = 0;
+        // Each call decides within a window of families after the cursor; a window with
+        // nobody pending (all confirmed already) only advances the cursor, so go on.
+        loop {
             let mut c = self.cached(batch).await?;
             if c.batch.session(session).is_none() {
                 c = self.current(batch).await?;
@@ -454,7 +460,8 @@ impl Allocator for RedisEngine {
             let cursor: Option<usize> =
                 self.conn.clone().hget(k.cursor(), session.as_str()).await?;
             let c0 = cursor.unwrap_or(0).min(s.families.len());
-            let rest = &s.families[c0..];
+            let window = close_window(max);
+            let rest = &s.families[c0..(c0 + window).min(s.families.len())];
             let mut inv = scripts::CLOSE_SESSION.prepare_invoke();
             inv.key(k.meta())
                 .key(k.seq())
@@ -475,27 +482,33 @@ impl Allocator for RedisEngine {
             }
             match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
                 Reply::Ok(payload) => {
-                    let decided = payload.first().map(reply::int).transpose()?.unwrap_or(0);
-                    let closed = payload.get(1).map(reply::int).transpose()?.unwrap_or(0);
-                    return Ok(CloseStep {
-                        decided: decided as usize,
-                        closed: closed != 0,
-                    });
+                    let n = payload.first().map(reply::int).transpose()?.unwrap_or(0);
+                    let closed = payload.get(1).map(reply::int).transpose()?.unwrap_or(0) != 0;
+                    let window_ran_out =
+                        payload.get(2).map(reply::int).transpose()?.unwrap_or(0) != 0;
+                    decided += n as usize;
+                    if closed || decided > 0 || !window_ran_out {
+                        return Ok(CloseStep { decided, closed });
+                    }
                 }
                 Reply::Refused(r) => return Err(r.into()),
-                Reply::Stale => continue,
+                Reply::Stale => {
+                    stale += 1;
+                    if stale > STALE_RETRIES {
+                        break;
+                    }
+                }
             }
         }
         Err(corrupt("close_session_step: session keys kept changing"))
     }
 
     async fn batches(&self) -> Result<Vec<BatchId>, AllocError> {
-        let mut ids: Vec<String> = self
+        let ids: Vec<String> = self
             .conn
             .clone()
-            .smembers(keys::batches(&self.namespace))
+            .zrange(keys::batches(&self.namespace), 0, -1)
             .await?;
-        ids.sort();
         Ok(ids.into_iter().map(BatchId).collect())
     }
 
@@ -646,4 +659,10 @@ impl Allocator for RedisEngine {
             .await?;
         Ok(())
     }
+}
+
+/// Families passed to one close step: a few chunks' worth, so families that already
+/// confirmed (skipped) rarely leave a step with nobody to decide.
+fn close_window(max: usize) -> usize {
+    max.saturating_mul(4).clamp(64, 2000)
 }

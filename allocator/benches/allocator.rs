@@ -1,0 +1,794 @@
+//! The allocator benchmark: `cargo bench -p xuanfang-allocator --bench allocator`
+//! (or `scripts/bench-allocator`). A plain `main` that prints a Markdown report.
+//!
+//! It starts its own `redis-server` with the durable selection-day setting
+//! (`--appendonly yes --appendfsync always`, data in a temporary directory under the
+//! target dir, so on the real disk) and measures, for the Redis engine and for the
+//! embedded engine journaling (with fsync) into a temporary directory:
+//!
+//! - confirm attempts per second and their latency at 1, 16, 64 and 256 requests in
+//!   flight, on the contention workload of `tests/contention.rs` (5,000 families,
+//!   500 units, most families wanting the same 50). Families are declared formal and
+//!   their intentions set before the clock starts; the timed phase is only confirms:
+//!   each family tries its intentions in order until one is accepted.
+//! - the time to auto-confirm 10,000 idle families of one session at its deadline.
+//! - for Redis: `redis-benchmark` of `EVALSHA <return 1> 0` (50 clients, unpipelined)
+//!   as the reference rate, the slow log (every script call over 1 ms) and the average
+//!   script time per phase from `INFO commandstats`.
+//!
+//! Environment: `BENCH_SECONDS` caps each timed confirm phase (default 8 s).
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
+use xuanfang_allocator::{Allocator, CLOSE_CHUNK};
+use xuanfang_hub::{
+    Action, Batch, BatchId, Family, FamilyId, Layout, ListKind, ManualClock, Millis, Session,
+    SessionId, SessionKind, Stage, Unit, UnitId,
+};
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const LEVELS: [usize; 4] = [1, 16, 64, 256];
+const FAMILIES: usize = 5_000;
+const UNITS: usize = 500;
+const HOT: usize = 50;
+/// Families per formal session in the contention batch; every session starts at once.
+const SESSION_SIZE: usize = 20;
+const IDLE_FAMILIES: usize = 10_000;
+const START: i64 = 1_900_000_000_000;
+const WINDOW_MS: i64 = 180_000;
+/// Requests in flight while setting a batch up (not timed).
+const SETUP_IN_FLIGHT: usize = 64;
+
+// ---------------------------------------------------------------------------------------
+// A durable redis-server of our own.
+// ---------------------------------------------------------------------------------------
+
+/// `redis-server` with AOF and `appendfsync always`, killed on drop.
+struct DurableRedis {
+    port: u16,
+    child: Child,
+}
+
+impl DurableRedis {
+    fn start(dir: &Path) -> Res<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--save", ""])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn redis-server (apt-get install redis-server): {e}"))?;
+        let server = Self { port, child };
+        let client = server.client()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = client.get_connection() {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return Ok(server);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("redis-server did not answer PING within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(&self) -> Res<redis::Client> {
+        Ok(redis::Client::open(format!(
+            "redis://127.0.0.1:{}",
+            self.port
+        ))?)
+    }
+
+    fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> Res<T> {
+        let mut c = self.client()?.get_connection()?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        Ok(cmd.query(&mut c)?)
+    }
+
+    /// `INFO commandstats` for EVALSHA: (calls, usec per call).
+    fn evalsha_stats(&self) -> Res<(u64, f64)> {
+        let info: String = self.cmd(&["INFO", "commandstats"])?;
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("cmdstat_evalsha:"))
+            .unwrap_or("");
+        let field = |name: &str| {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(name))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok((field("calls=") as u64, field("usec_per_call=")))
+    }
+}
+
+impl Drop for DurableRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Workloads.
+// ---------------------------------------------------------------------------------------
+
+fn unit_id(i: usize) -> UnitId {
+    UnitId(format!("U{i:05}"))
+}
+
+fn family_id(i: usize) -> FamilyId {
+    FamilyId(format!("F{i:05}"))
+}
+
+/// `families` families in sessions of `session_size` that all start at `START`, and
+/// `units` units of one layout.
+fn batch(id: &str, families: usize, units: usize, session_size: usize) -> Batch {
+    let layout = Layout::new("一房一厅");
+    let mut fams = Vec::with_capacity(families);
+    let mut sessions = Vec::new();
+    for (s, chunk) in (0..families)
+        .collect::<Vec<_>>()
+        .chunks(session_size)
+        .enumerate()
+    {
+        let sid = SessionId(format!("S{s:03}"));
+        for &i in chunk {
+            fams.push(Family {
+                id: family_id(i),
+                name: format!("张*{i}"),
+                rank: i as u32 + 1,
+                session: sid.clone(),
+                eligible_layouts: vec![layout.clone()],
+            });
+        }
+        sessions.push(Session {
+            id: sid,
+            kind: SessionKind::Formal,
+            start: Millis(START),
+            window_ms: WINDOW_MS,
+            families: chunk.iter().map(|&i| family_id(i)).collect(),
+        });
+    }
+    Batch {
+        id: BatchId::new(id),
+        name: "bench".into(),
+        preselect_start: Millis(START - 86_400_000),
+        preselect_end: None,
+        utc_offset_minutes: 480,
+        units: (0..units)
+            .map(|i| Unit {
+                id: unit_id(i),
+                building: format!("{}栋", i / 100 + 1),
+                number: format!("{}", 100 + i % 100),
+                floor: (i % 30) as i32 + 1,
+                layout: layout.clone(),
+                area: 45.0,
+                orientation: "南".into(),
+                rent: 1200.0,
+            })
+            .collect(),
+        families: fams,
+        sessions,
+    }
+}
+
+/// Five intentions per family: 90% of them from the hot 50, as in `tests/contention.rs`.
+fn contention_intentions(seed: u64) -> Vec<Vec<UnitId>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let hot: Vec<usize> = (0..HOT).collect();
+    let all: Vec<usize> = (0..UNITS).collect();
+    (0..FAMILIES)
+        .map(|_| {
+            let pool = if rng.random_bool(0.9) { &hot } else { &all };
+            pool.choose_multiple(&mut rng, 5)
+                .map(|&i| unit_id(i))
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `f(i)` for `0..n` with `in_flight` tasks.
+async fn for_each<F, Fut>(n: usize, in_flight: usize, f: F) -> Res<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Res<()>> + Send,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (f, next) = (f.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), Box<dyn Error + Send + Sync>>(());
+                }
+                f(i).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Loads `batch` and, for each family, accepts the formal declaration and sets its
+/// intentions (the clock must be inside the formal window).
+async fn prepare(
+    engine: &Arc<dyn Allocator>,
+    batch: Batch,
+    lists: Arc<Vec<Vec<UnitId>>>,
+) -> Res<()> {
+    let id = batch.id.clone();
+    let n = batch.families.len();
+    engine.load_batch(batch).await?;
+    let engine = engine.clone();
+    for_each(n, SETUP_IN_FLIGHT, move |i| {
+        let (engine, id, lists) = (engine.clone(), id.clone(), lists.clone());
+        async move {
+            let f = family_id(i);
+            let declare = Action::Declare {
+                stage: Stage::Formal,
+            };
+            engine
+                .act(&id, &f, "decl", declare)
+                .await?
+                .map_err(|r| format!("declare {f}: {r:?}"))?;
+            let set = Action::SetList {
+                list: ListKind::Intentions,
+                units: lists[i].clone(),
+            };
+            engine
+                .act(&id, &f, "set", set)
+                .await?
+                .map_err(|r| format!("set {f}: {r:?}"))?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+/// What one timed confirm phase measured.
+struct ConfirmRun {
+    in_flight: usize,
+    attempts: u64,
+    accepted: u64,
+    families: usize,
+    elapsed: Duration,
+    /// Latency of each attempt, µs.
+    hist: Histogram<u64>,
+}
+
+/// The timed phase: `in_flight` tasks, each taking the next family and confirming its
+/// intentions in order until one is accepted, until every family is done or `cap`.
+async fn confirm_phase(
+    engine: Arc<dyn Allocator>,
+    id: BatchId,
+    lists: Arc<Vec<Vec<UnitId>>>,
+    in_flight: usize,
+    cap: Duration,
+) -> Res<ConfirmRun> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(Mutex::new(histogram()));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (engine, id, lists) = (engine.clone(), id.clone(), lists.clone());
+        let (next, total, accepted) = (next.clone(), total.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            while started.elapsed() < cap {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(wanted) = lists.get(i) else { break };
+                let f = family_id(i);
+                for (n, unit) in wanted.iter().enumerate() {
+                    let confirm = Action::Confirm { unit: unit.clone() };
+                    let t = Instant::now();
+                    let answer = engine.act(&id, &f, &format!("c{n}"), confirm).await?;
+                    hist.record(t.elapsed().as_micros().max(1) as u64)?;
+                    if answer.is_ok() {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            total.lock().add(&hist)?;
+            Ok::<(), Box<dyn Error + Send + Sync>>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed();
+    let hist = total.lock().clone();
+    Ok(ConfirmRun {
+        in_flight,
+        attempts: hist.len(),
+        accepted: accepted.load(Ordering::Relaxed) as u64,
+        families: next.load(Ordering::Relaxed).min(FAMILIES),
+        elapsed,
+        hist,
+    })
+}
+
+/// What closing the idle session measured.
+struct CloseRun {
+    decided: usize,
+    steps: usize,
+    elapsed: Duration,
+    longest_step: Duration,
+}
+
+/// Auto-confirms every family of the idle batch's one session, step by step as
+/// `Allocator::close_session` does, timing each step.
+async fn close_phase(engine: &Arc<dyn Allocator>, id: &BatchId) -> Res<CloseRun> {
+    let session = SessionId::new("S000");
+    let started = Instant::now();
+    let (mut decided, mut steps, mut longest_step) = (0, 0, Duration::ZERO);
+    loop {
+        let t = Instant::now();
+        let step = engine.close_session_step(id, &session, CLOSE_CHUNK).await?;
+        longest_step = longest_step.max(t.elapsed());
+        steps += 1;
+        decided += step.decided;
+        if step.closed || step.decided == 0 {
+            break;
+        }
+    }
+    Ok(CloseRun {
+        decided,
+        steps,
+        elapsed: started.elapsed(),
+        longest_step,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// One engine, every phase.
+// ---------------------------------------------------------------------------------------
+
+struct EngineReport {
+    name: &'static str,
+    confirms: Vec<ConfirmRun>,
+    close: CloseRun,
+    /// Redis only: average EVALSHA time per phase, µs ("confirm", "close").
+    script_us: Vec<(String, f64)>,
+}
+
+async fn run_engine<M, Fut>(
+    name: &'static str,
+    make: M,
+    redis: Option<&DurableRedis>,
+    cap: Duration,
+) -> Res<EngineReport>
+where
+    M: Fn(Arc<ManualClock>) -> Fut,
+    Fut: std::future::Future<Output = Res<Arc<dyn Allocator>>>,
+{
+    let clock = Arc::new(ManualClock::new(Millis(START + 1_000)));
+    let engine = make(clock.clone()).await?;
+    let lists = Arc::new(contention_intentions(7));
+    let mut confirms = Vec::new();
+    let mut script_us = Vec::new();
+    for in_flight in LEVELS {
+        let b = batch(
+            &format!("contention-{in_flight}"),
+            FAMILIES,
+            UNITS,
+            SESSION_SIZE,
+        );
+        let id = b.id.clone();
+        eprintln!("[{name}] preparing {FAMILIES} families for {in_flight} in flight");
+        prepare(&engine, b, lists.clone()).await?;
+        if let Some(r) = redis {
+            r.cmd::<String>(&["CONFIG", "RESETSTAT"])?;
+        }
+        eprintln!("[{name}] confirming, {in_flight} in flight");
+        let run = confirm_phase(engine.clone(), id, lists.clone(), in_flight, cap).await?;
+        if let Some(r) = redis {
+            let (calls, us) = r.evalsha_stats()?;
+            script_us.push((format!("confirm @{in_flight} ({calls} calls)"), us));
+        }
+        confirms.push(run);
+    }
+
+    // 10,000 idle families in one session, each with five intentions over 10,000 units.
+    let b = batch("idle", IDLE_FAMILIES, IDLE_FAMILIES, IDLE_FAMILIES);
+    let id = b.id.clone();
+    let mut rng = StdRng::seed_from_u64(11);
+    let all: Vec<usize> = (0..IDLE_FAMILIES).collect();
+    let idle: Vec<Vec<UnitId>> = (0..IDLE_FAMILIES)
+        .map(|_| {
+            all.choose_multiple(&mut rng, 5)
+                .map(|&i| unit_id(i))
+                .collect()
+        })
+        .collect();
+    eprintln!("[{name}] preparing {IDLE_FAMILIES} idle families");
+    prepare(&engine, b, Arc::new(idle)).await?;
+    clock.set(Millis(START + WINDOW_MS));
+    if let Some(r) = redis {
+        r.cmd::<String>(&["CONFIG", "RESETSTAT"])?;
+    }
+    eprintln!("[{name}] auto-confirming at the deadline");
+    let close = close_phase(&engine, &id).await?;
+    if let Some(r) = redis {
+        let (calls, us) = r.evalsha_stats()?;
+        script_us.push((format!("close_session ({calls} calls)"), us));
+    }
+    Ok(EngineReport {
+        name,
+        confirms,
+        close,
+        script_us,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis-only figures.
+// ---------------------------------------------------------------------------------------
+
+/// The sha of each engine script, by loading the same text the engine sends (lib.lua,
+/// then act.lua for family actions, then the script): SCRIPT LOAD returns the sha.
+fn script_names(r: &DurableRedis) -> Res<HashMap<String, &'static str>> {
+    const LIB: &str = include_str!("../lua/lib.lua");
+    const ACT: &str = include_str!("../lua/act.lua");
+    let scripts: [(&str, String); 12] = [
+        (
+            "load_batch",
+            format!("{LIB}{}", include_str!("../lua/load_batch.lua")),
+        ),
+        (
+            "declare",
+            format!("{LIB}{ACT}{}", include_str!("../lua/declare.lua")),
+        ),
+        (
+            "edit",
+            format!("{LIB}{ACT}{}", include_str!("../lua/edit.lua")),
+        ),
+        (
+            "set_list",
+            format!("{LIB}{ACT}{}", include_str!("../lua/set_list.lua")),
+        ),
+        (
+            "sync",
+            format!("{LIB}{ACT}{}", include_str!("../lua/sync.lua")),
+        ),
+        (
+            "confirm",
+            format!("{LIB}{ACT}{}", include_str!("../lua/confirm.lua")),
+        ),
+        (
+            "waive",
+            format!("{LIB}{ACT}{}", include_str!("../lua/waive.lua")),
+        ),
+        (
+            "apply_supplementary",
+            format!(
+                "{LIB}{ACT}{}",
+                include_str!("../lua/apply_supplementary.lua")
+            ),
+        ),
+        (
+            "close_session",
+            format!("{LIB}{}", include_str!("../lua/close_session.lua")),
+        ),
+        (
+            "publish_supplementary",
+            format!("{LIB}{}", include_str!("../lua/publish_supplementary.lua")),
+        ),
+        (
+            "family",
+            format!("{LIB}{}", include_str!("../lua/family.lua")),
+        ),
+        ("board", include_str!("../lua/board.lua").to_owned()),
+    ];
+    let mut names = HashMap::new();
+    for (name, text) in scripts {
+        let sha: String = r.cmd(&["SCRIPT", "LOAD", &text])?;
+        names.insert(sha, name);
+    }
+    Ok(names)
+}
+
+/// Per script: (calls over 1 ms, longest µs, its key count), from `SLOWLOG GET -1`.
+fn slowlog(r: &DurableRedis) -> Res<Vec<(String, usize, u64, String)>> {
+    let names = script_names(r)?;
+    let entries: Vec<redis::Value> = r.cmd(&["SLOWLOG", "GET", "-1"])?;
+    let mut by: HashMap<String, (usize, u64, String)> = HashMap::new();
+    for e in entries {
+        let redis::Value::Array(fields) = e else {
+            continue;
+        };
+        let micros: u64 = fields
+            .get(2)
+            .map(redis::from_redis_value)
+            .transpose()?
+            .unwrap_or(0);
+        let args: Vec<String> = fields
+            .get(3)
+            .map(redis::from_redis_value)
+            .transpose()?
+            .unwrap_or_default();
+        let what = match args.first().map(|a| a.to_ascii_uppercase()) {
+            Some(c) if c == "EVALSHA" => {
+                let sha = args.get(1).cloned().unwrap_or_default();
+                names
+                    .get(&sha)
+                    .map_or(format!("EVALSHA {sha}"), |n| (*n).to_owned())
+            }
+            Some(c) => c,
+            None => "?".to_owned(),
+        };
+        // Slow-log args are truncated to 32; the 3rd is numkeys for EVALSHA.
+        let keys = args.get(2).cloned().unwrap_or_default();
+        let entry = by.entry(what).or_insert((0, 0, String::new()));
+        entry.0 += 1;
+        if micros > entry.1 {
+            entry.1 = micros;
+            entry.2 = keys;
+        }
+    }
+    let mut v: Vec<_> = by
+        .into_iter()
+        .map(|(k, (n, m, keys))| (k, n, m, keys))
+        .collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.2));
+    Ok(v)
+}
+
+/// One `redis-benchmark` run: (requests/s, p50 ms, p99 ms).
+fn redis_benchmark(r: &DurableRedis, command: &[&str]) -> Res<(f64, f64, f64)> {
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &r.port.to_string()])
+        .args(["-c", "50", "-n", "100000", "--csv"])
+        .args(command)
+        .output()
+        .map_err(|e| format!("run redis-benchmark: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",...
+    let row = text
+        .lines()
+        .find(|l| !l.starts_with("\"test\""))
+        .ok_or_else(|| format!("redis-benchmark printed no result: {text}"))?;
+    let cols: Vec<f64> = row
+        .split("\",\"")
+        .skip(1)
+        .map(|c| c.trim_matches('"').parse().unwrap_or(f64::NAN))
+        .collect();
+    let get = |i: usize| cols.get(i).copied().unwrap_or(f64::NAN);
+    Ok((get(0), get(3), get(5)))
+}
+
+// ---------------------------------------------------------------------------------------
+// The report.
+// ---------------------------------------------------------------------------------------
+
+fn ms(micros: u64) -> String {
+    format!("{:.3}", micros as f64 / 1000.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let redis = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB; {redis}")
+}
+
+fn main() -> Res<()> {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
+    // without it, and must not start a minutes-long benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("allocator benchmark: run it with `cargo bench` (scripts/bench-allocator)");
+        return Ok(());
+    }
+    let cap = Duration::from_secs(
+        std::env::var("BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(8),
+    );
+    let work = tempfile::Builder::new()
+        .prefix("bench-allocator-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let redis_dir = work.path().join("redis");
+    let journal_dir = work.path().join("journal");
+    std::fs::create_dir_all(&redis_dir)?;
+    let redis = DurableRedis::start(&redis_dir)?;
+    redis.cmd::<String>(&["CONFIG", "SET", "slowlog-log-slower-than", "1000"])?;
+    redis.cmd::<String>(&["CONFIG", "SET", "slowlog-max-len", "100000"])?;
+    redis.cmd::<String>(&["CONFIG", "SET", "latency-monitor-threshold", "1"])?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+
+    // The reference first, on an empty server.
+    let trivial: String = redis.cmd(&["SCRIPT", "LOAD", "return 1"])?;
+    let reference = redis_benchmark(&redis, &["EVALSHA", &trivial, "0"])?;
+    let one_write: String =
+        redis.cmd(&["SCRIPT", "LOAD", "redis.call('INCR', KEYS[1]) return 1"])?;
+    let reference_write = redis_benchmark(&redis, &["EVALSHA", &one_write, "1", "bench:counter"])?;
+    redis.cmd::<String>(&["SLOWLOG", "RESET"])?;
+
+    let client = redis.client()?;
+    let redis_report = rt.block_on(run_engine(
+        "redis",
+        |clock| {
+            let client = client.clone();
+            async move {
+                let options = RedisOptions {
+                    clock: Some(clock),
+                    ..RedisOptions::default()
+                };
+                let e = RedisEngine::connect(client, options).await?;
+                Ok(Arc::new(e) as Arc<dyn Allocator>)
+            }
+        },
+        Some(&redis),
+        cap,
+    ))?;
+    let slow = slowlog(&redis)?;
+    let latency: Vec<redis::Value> = redis.cmd(&["LATENCY", "LATEST"])?;
+
+    let embedded_report = rt.block_on(run_engine(
+        "embedded",
+        |clock| {
+            let dir = journal_dir.clone();
+            async move {
+                let e = EmbeddedEngine::open(&dir, clock)?;
+                Ok(Arc::new(e) as Arc<dyn Allocator>)
+            }
+        },
+        None,
+        cap,
+    ))?;
+
+    // ---- print ----
+    println!("## Allocator\n");
+    println!("Machine: {}.", machine());
+    println!(
+        "Redis: `--appendonly yes --appendfsync always`, AOF on the local disk; embedded: \
+         journal with fsync on the same disk. Timed confirm phases capped at {} s.\n",
+        cap.as_secs()
+    );
+    println!(
+        "### Confirm attempts (5,000 families, 500 units, 90% of intentions on 50 hot units)\n"
+    );
+    println!("| engine | in flight | attempts | accepted | families | attempts/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in [&redis_report, &embedded_report] {
+        for c in &r.confirms {
+            println!(
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
+                r.name,
+                c.in_flight,
+                c.attempts,
+                c.accepted,
+                c.families,
+                c.attempts as f64 / c.elapsed.as_secs_f64(),
+                ms(c.hist.value_at_quantile(0.5)),
+                ms(c.hist.value_at_quantile(0.99)),
+                ms(c.hist.max()),
+            );
+        }
+    }
+    println!("\n### Reference: redis-benchmark, 50 clients, 100,000 requests, unpipelined\n");
+    println!("| command | requests/s | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| `EVALSHA <return 1> 0` | {:.0} | {:.3} | {:.3} |",
+        reference.0, reference.1, reference.2
+    );
+    println!(
+        "| `EVALSHA <INCR one key> 1 k` (one write, so one fsync per event-loop turn) | {:.0} | {:.3} | {:.3} |",
+        reference_write.0, reference_write.1, reference_write.2
+    );
+    println!(
+        "\n### Auto-confirm of 10,000 idle families at one deadline (steps of {CLOSE_CHUNK})\n"
+    );
+    println!("| engine | families decided | steps | total s | longest step ms |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in [&redis_report, &embedded_report] {
+        println!(
+            "| {} | {} | {} | {:.3} | {:.1} |",
+            r.name,
+            r.close.decided,
+            r.close.steps,
+            r.close.elapsed.as_secs_f64(),
+            r.close.longest_step.as_secs_f64() * 1000.0
+        );
+    }
+    println!("\n### Redis script time (`INFO commandstats`, EVALSHA usec_per_call per phase)\n");
+    println!("| phase | µs per call |");
+    println!("|---|---:|");
+    for (phase, us) in &redis_report.script_us {
+        println!("| {phase} | {us:.1} |");
+    }
+    println!("\n### Redis slow log (`slowlog-log-slower-than 1000`: every call over 1 ms, load_batch included)\n");
+    if slow.is_empty() {
+        println!("No call over 1 ms.");
+    } else {
+        println!("| command | calls over 1 ms | longest ms | numkeys (scripts) of the longest |");
+        println!("|---|---:|---:|---:|");
+        for (what, n, max, keys) in &slow {
+            println!("| {what} | {n} | {} | {keys} |", ms(*max));
+        }
+    }
+    println!("\n`LATENCY LATEST` (event, last ms, max ms):");
+    for e in latency {
+        if let redis::Value::Array(f) = e {
+            let name: String = f
+                .first()
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or_default();
+            let last: i64 = f
+                .get(2)
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or(0);
+            let max: i64 = f
+                .get(3)
+                .map(redis::from_redis_value)
+                .transpose()?
+                .unwrap_or(0);
+            println!("- {name}: last {last} ms, max {max} ms");
+        }
+    }
+    Ok(())
+}
