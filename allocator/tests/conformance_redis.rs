@@ -571,7 +571,6 @@ mod redis_specific {
 mod large_session {
     use std::sync::Arc;
 
-    use xuanfang_allocator::Allocator;
     use xuanfang_hub::{
         Action, Batch, BatchId, Edit, Event, Family, FamilyId, Layout, ListKind, ManualClock,
         Millis, Selection, Session, SessionId, SessionKind, Stage, Unit, UnitId,
