@@ -51,7 +51,12 @@ pub enum Catchup {
 }
 
 struct Board {
+    /// The seq of the last broadcast delta (or of the initial board): the chain clients
+    /// follow. Private events (a cart edit) advance only `events_seq`; the next public
+    /// delta then covers them too, so no empty delta is ever sent to every socket.
     seq: u64,
+    /// The last event this follower has read.
+    events_seq: u64,
     taken: Vec<TakenUnit>,
     sessions: Vec<SessionInfo>,
     snapshot: Option<Arc<Frames>>,
@@ -96,6 +101,7 @@ impl BatchHub {
             statics: Mutex::new(statics),
             board: Mutex::new(Board {
                 seq: board.seq,
+                events_seq: board.seq,
                 taken: board.taken,
                 sessions: board.sessions,
                 snapshot: None,
@@ -257,7 +263,7 @@ impl BatchHub {
 
     /// Follows the event stream until cancelled.
     pub async fn follow(self: Arc<Self>, cancel: CancellationToken) {
-        let mut last = self.seq();
+        let mut last = self.board.lock().events_seq;
         loop {
             let read = tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -303,14 +309,18 @@ impl BatchHub {
         };
         {
             let mut b = self.board.lock();
-            if first.seq != b.seq + 1 {
+            if first.seq != b.events_seq + 1 {
                 // Cannot happen with a gapless log; a snapshot-only hub would be wrong, so say so.
                 tracing::error!(
-                    expected = b.seq + 1,
+                    expected = b.events_seq + 1,
                     found = first.seq,
                     "event gap in follower"
                 );
             }
+            b.events_seq = last.seq;
+        }
+        if !changes.is_empty() {
+            let mut b = self.board.lock();
             let prev = b.seq;
             for c in &changes {
                 match c {

@@ -141,8 +141,15 @@ pub async fn create_batch(
         .filter(|s| !s.is_empty())
         .cloned()
         .unwrap_or_else(|| format!("batch-{}", now.0));
-    let minutes = |key: &str, default: i64| -> Result<i64, ApiError> {
-        Ok(form.num(key)?.unwrap_or(default) * 60_000)
+    // Durations in minutes, or in seconds (`*_seconds` wins) for rehearsals and load tests.
+    let duration_ms = |key: &str, default_minutes: i64| -> Result<i64, ApiError> {
+        if let Some(secs) = form.num(&format!("{key}_seconds"))? {
+            return Ok(secs * 1000);
+        }
+        Ok(form
+            .num(&format!("{key}_minutes"))?
+            .unwrap_or(default_minutes)
+            * 60_000)
     };
     let meta = BatchMeta {
         id: BatchId(id),
@@ -161,8 +168,8 @@ pub async fn create_batch(
             form.num("first_session_start")?
                 .unwrap_or(now.0 + 30 * 60_000),
         ),
-        interval_ms: minutes("session_interval_minutes", 5)?,
-        window_ms: minutes("window_minutes", 3)?,
+        interval_ms: duration_ms("session_interval", 5)?,
+        window_ms: duration_ms("window", 3)?,
     };
     let batch =
         import::build_batch(meta, units, families, &plan).map_err(|e| bad(e.to_string()))?;

@@ -196,26 +196,13 @@ async fn health_readiness_metrics_and_graceful_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log() {
+    use xuanfang_hub::protocol::BoardChange;
+    use xuanfang_hub::{Action, Edit, FamilyId, ListKind, Stage, UnitId};
     let ns = namespace();
-    let a_alloc = redis_engine(&ns).await;
-    let batch = small_batch("cross", Duration::from_millis(400), Duration::from_secs(30));
-    a_alloc.load_batch(batch.clone()).await.unwrap();
-    let gw_a = start_gateway(a_alloc.clone(), &batch.id).await;
-    let gw_b = start_gateway(redis_engine(&ns).await, &batch.id).await;
-    // Some history before the client's position, so B's deltas are on other boundaries.
-    let f = xuanfang_hub::FamilyId::from("F1");
-    let act = |n: &str, a: xuanfang_hub::Action| {
-        let alloc = a_alloc.clone();
-        let (b, f, n) = (batch.id.clone(), f.clone(), n.to_owned());
-        async move { alloc.act(&b, &f, &n, a).await.unwrap().unwrap() }
-    };
-    act(
-        "1",
-        xuanfang_hub::Action::Declare {
-            stage: xuanfang_hub::Stage::Preselection,
-        },
-    )
-    .await;
+    let alloc = redis_engine(&ns).await;
+    let batch = small_batch("cross", Duration::from_millis(800), Duration::from_secs(30));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw_a = start_gateway(alloc.clone(), &batch.id).await;
     let mut c = connect(gw_a.addr, None, Encoding::Json).await;
     let seq = c
         .until(Duration::from_secs(5), |m| match m {
@@ -225,35 +212,145 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
         .await
         .unwrap();
     drop(c);
-    for (i, u) in ["U01", "U02", "U03"].iter().enumerate() {
+    let f = FamilyId::from("F1");
+    let act = |n: &str, a: Action| {
+        let (alloc, b, f, n) = (alloc.clone(), batch.id.clone(), f.clone(), n.to_owned());
+        async move { alloc.act(&b, &f, &n, a).await.unwrap().unwrap() }
+    };
+    // Private events first, then gateway B starts: its chain begins after them, so the
+    // client's seq is not one of B's delta boundaries.
+    act(
+        "1",
+        Action::Declare {
+            stage: Stage::Preselection,
+        },
+    )
+    .await;
+    for (i, u) in ["U01", "U02"].iter().enumerate() {
+        let unit = UnitId::from(*u);
         act(
             &format!("e{i}"),
-            xuanfang_hub::Action::Edit {
-                list: xuanfang_hub::ListKind::Cart,
-                edit: xuanfang_hub::Edit::Add,
-                unit: xuanfang_hub::UnitId::from(*u),
+            Action::Edit {
+                list: ListKind::Cart,
+                edit: Edit::Add,
+                unit,
             },
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let epoch = gw_b.app.hub().unwrap().epoch;
-    let target = gw_b.app.hub().unwrap().seq();
-    let mut c = connect_path(
-        &format!("{}/ws?epoch={epoch}&seq={seq}", gw_b.addr),
-        Encoding::MsgPack,
+    let gw_b = start_gateway(redis_engine(&ns).await, &batch.id).await;
+    sleep_until(batch.sessions[0].start).await;
+    act(
+        "2",
+        Action::Declare {
+            stage: Stage::Formal,
+        },
     )
     .await;
+    act("3", Action::Sync).await;
+    act(
+        "4",
+        Action::Confirm {
+            unit: UnitId::from("U01"),
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hub_b = gw_b.app.hub().unwrap();
+    let target = hub_b.seq();
+    assert!(target > seq + 3, "B saw the confirm");
+    let url = format!("{}/ws?epoch={}&seq={seq}", gw_b.addr, hub_b.epoch);
+    let mut c = connect_path(&url, Encoding::MsgPack).await;
     let mut last = seq;
+    let mut saw_u01 = false;
     while last < target {
         match c.next(Duration::from_secs(5)).await {
             Some(ServerMsg::Welcome { .. }) => {}
-            Some(ServerMsg::Delta { prev, seq, .. }) => {
+            Some(ServerMsg::Delta {
+                prev, seq, changes, ..
+            }) => {
                 assert_eq!(prev, last, "no gap");
+                saw_u01 |= changes
+                    .iter()
+                    .any(|c| matches!(c, BoardChange::Taken(t) if t.unit == UnitId::from("U01")));
                 last = seq;
             }
             other => panic!("expected deltas, got {other:?}"),
         }
     }
     assert_eq!(last, target);
+    assert!(saw_u01);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
+    use xuanfang_hub::{Action, Edit, FamilyId, ListKind, Stage, UnitId};
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch(
+        "private",
+        Duration::from_millis(700),
+        Duration::from_secs(30),
+    );
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut screen = connect(gw.addr, None, Encoding::Json).await;
+    let s0 = screen
+        .until(Duration::from_secs(5), |m| match m {
+            ServerMsg::Snapshot { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    let f = FamilyId::from("F2");
+    let act = |n: &str, a: Action| {
+        let (alloc, b, f, n) = (alloc.clone(), batch.id.clone(), f.clone(), n.to_owned());
+        async move { alloc.act(&b, &f, &n, a).await.unwrap().unwrap() }
+    };
+    act(
+        "1",
+        Action::Declare {
+            stage: Stage::Preselection,
+        },
+    )
+    .await;
+    act(
+        "2",
+        Action::Edit {
+            list: ListKind::Cart,
+            edit: Edit::Add,
+            unit: UnitId::from("U03"),
+        },
+    )
+    .await;
+    // Nothing public happened: the screen gets nothing.
+    assert!(screen.next(Duration::from_millis(400)).await.is_none());
+    sleep_until(batch.sessions[0].start).await;
+    act(
+        "3",
+        Action::Declare {
+            stage: Stage::Formal,
+        },
+    )
+    .await;
+    act("4", Action::Sync).await;
+    act(
+        "5",
+        Action::Confirm {
+            unit: UnitId::from("U03"),
+        },
+    )
+    .await;
+    match screen.next(Duration::from_secs(5)).await {
+        Some(ServerMsg::Delta {
+            prev, seq, changes, ..
+        }) => {
+            assert_eq!(
+                prev, s0,
+                "the public delta covers the private events before it"
+            );
+            assert_eq!(seq, alloc.board(&batch.id).await.unwrap().seq);
+            assert_eq!(changes.len(), 1);
+        }
+        other => panic!("expected one delta, got {other:?}"),
+    }
 }

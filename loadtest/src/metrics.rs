@@ -1,0 +1,328 @@
+//! Histograms and counters: recorded by every client of a worker, shipped to the
+//! parent as JSON (histograms in HDR's V2 encoding, base64) and merged there.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Histogram names, so parent, workers and thresholds agree.
+pub mod name {
+    /// TCP connect + WebSocket upgrade until the `welcome` arrives.
+    pub const CONNECT: &str = "connect";
+    /// `confirm` sent until its `ok`/`error` arrives.
+    pub const CONFIRM: &str = "confirm";
+    /// Server event time (`Taken.at`) until a client receives the delta, clock-corrected.
+    pub const BROADCAST: &str = "broadcast";
+    /// Storm: from the drop until the client is back at the hub's seq.
+    pub const STORM: &str = "storm";
+    /// All names, in report order.
+    pub const ALL: [&str; 4] = [CONNECT, CONFIRM, BROADCAST, STORM];
+}
+
+/// Errors of the metrics encoding.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("histogram encoding: {0}")]
+    Encode(String),
+    #[error("histogram decoding: {0}")]
+    Decode(String),
+    #[error("histogram merge: {0}")]
+    Merge(String),
+}
+
+/// A latency histogram in microseconds, 1 µs to 10 minutes, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts; this cannot fail.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// A histogram in V2 encoding, base64.
+pub fn encode(h: &Histogram<u64>) -> Result<String, MetricsError> {
+    let mut buf = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut buf)
+        .map_err(|e| MetricsError::Encode(format!("{e:?}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+}
+
+/// The inverse of [`encode`].
+pub fn decode(s: &str) -> Result<Histogram<u64>, MetricsError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| MetricsError::Decode(e.to_string()))?;
+    Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| MetricsError::Decode(format!("{e:?}")))
+}
+
+/// Percentiles of one histogram, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Summary {
+    /// Summarises a microsecond histogram in milliseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// Counters every client adds to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub connects_ok: u64,
+    pub connects_failed: u64,
+    /// Connections the server closed or that failed while open.
+    pub disconnects: u64,
+    pub reconnects: u64,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
+    pub bytes_out: u64,
+    /// Board deltas received.
+    pub deltas: u64,
+    /// Snapshots received after the first one (the server resynchronised a lagging client).
+    pub resyncs: u64,
+    /// `Taken` changes received live (one per unit per client): broadcast deliveries.
+    pub deliveries: u64,
+    pub confirms_ok: u64,
+    pub confirms_taken: u64,
+    pub auto_confirmed: u64,
+    pub no_unit: u64,
+}
+
+impl Counts {
+    /// Adds another worker's counts.
+    pub fn add(&mut self, o: &Counts) {
+        self.connects_ok += o.connects_ok;
+        self.connects_failed += o.connects_failed;
+        self.disconnects += o.disconnects;
+        self.reconnects += o.reconnects;
+        self.messages_in += o.messages_in;
+        self.bytes_in += o.bytes_in;
+        self.messages_out += o.messages_out;
+        self.bytes_out += o.bytes_out;
+        self.deltas += o.deltas;
+        self.resyncs += o.resyncs;
+        self.deliveries += o.deliveries;
+        self.confirms_ok += o.confirms_ok;
+        self.confirms_taken += o.confirms_taken;
+        self.auto_confirmed += o.auto_confirmed;
+        self.no_unit += o.no_unit;
+    }
+}
+
+/// Live counters of one worker, shared by its clients.
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    pub connects_ok: AtomicU64,
+    pub connects_failed: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub deltas: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub confirms_ok: AtomicU64,
+    pub confirms_taken: AtomicU64,
+    pub auto_confirmed: AtomicU64,
+    pub no_unit: AtomicU64,
+    /// Connections open now (for progress).
+    pub open: AtomicU64,
+    /// Families with a final outcome (for progress).
+    pub families_done: AtomicU64,
+}
+
+impl LiveCounts {
+    /// A plain copy for the report.
+    pub fn snapshot(&self) -> Counts {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        Counts {
+            connects_ok: g(&self.connects_ok),
+            connects_failed: g(&self.connects_failed),
+            disconnects: g(&self.disconnects),
+            reconnects: g(&self.reconnects),
+            messages_in: g(&self.messages_in),
+            bytes_in: g(&self.bytes_in),
+            messages_out: g(&self.messages_out),
+            bytes_out: g(&self.bytes_out),
+            deltas: g(&self.deltas),
+            resyncs: g(&self.resyncs),
+            deliveries: g(&self.deliveries),
+            confirms_ok: g(&self.confirms_ok),
+            confirms_taken: g(&self.confirms_taken),
+            auto_confirmed: g(&self.auto_confirmed),
+            no_unit: g(&self.no_unit),
+        }
+    }
+}
+
+/// Everything a worker measured, as it travels to the parent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WireMetrics {
+    /// Histogram name → V2 + base64.
+    pub histograms: BTreeMap<String, String>,
+    pub counts: Counts,
+    /// Error code (or `connect:<status>`, `close:<code>`) → occurrences.
+    pub errors: BTreeMap<String, u64>,
+    /// Local wall-clock ms of the first and last live delivery, for the delivery rate.
+    pub first_delivery_ms: Option<f64>,
+    pub last_delivery_ms: Option<f64>,
+}
+
+/// The shared recorder of one worker.
+#[derive(Debug)]
+pub struct Recorder {
+    histograms: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    deliveries_span: Mutex<Option<(f64, f64)>>,
+    /// The counters, updated lock-free.
+    pub counts: LiveCounts,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder with every named histogram.
+    pub fn new() -> Self {
+        let histograms = name::ALL.iter().map(|n| (*n, histogram())).collect();
+        Self {
+            histograms: Mutex::new(histograms),
+            errors: Mutex::new(BTreeMap::new()),
+            deliveries_span: Mutex::new(None),
+            counts: LiveCounts::default(),
+        }
+    }
+
+    /// Records a duration in microseconds (clamped into the histogram's range).
+    pub fn record_us(&self, hist: &'static str, us: u64) {
+        let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hs.get_mut(hist) {
+            h.saturating_record(us.max(1));
+        }
+    }
+
+    /// Counts one error.
+    pub fn error(&self, key: impl Into<String>) {
+        let mut e = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        *e.entry(key.into()).or_default() += 1;
+    }
+
+    /// Notes a live delivery at local time `at_ms`.
+    pub fn delivery_at(&self, at_ms: f64) {
+        let mut s = self
+            .deliveries_span
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *s = Some(match *s {
+            None => (at_ms, at_ms),
+            Some((a, b)) => (a.min(at_ms), b.max(at_ms)),
+        });
+    }
+
+    /// Everything recorded so far, for the parent.
+    pub fn to_wire(&self) -> Result<WireMetrics, MetricsError> {
+        let hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut histograms = BTreeMap::new();
+        for (n, h) in hs.iter() {
+            histograms.insert((*n).to_owned(), encode(h)?);
+        }
+        let span = *self
+            .deliveries_span
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(WireMetrics {
+            histograms,
+            counts: self.counts.snapshot(),
+            errors: self
+                .errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            first_delivery_ms: span.map(|s| s.0),
+            last_delivery_ms: span.map(|s| s.1),
+        })
+    }
+}
+
+/// Metrics of all workers merged.
+#[derive(Debug, Default)]
+pub struct Merged {
+    pub histograms: BTreeMap<String, Histogram<u64>>,
+    pub counts: Counts,
+    pub errors: BTreeMap<String, u64>,
+    pub first_delivery_ms: Option<f64>,
+    pub last_delivery_ms: Option<f64>,
+}
+
+impl Merged {
+    /// Adds one worker's metrics: histograms are added bucket by bucket, so the
+    /// merged percentiles are exact, not averages of percentiles.
+    pub fn add(&mut self, w: &WireMetrics) -> Result<(), MetricsError> {
+        for (n, enc) in &w.histograms {
+            let h = decode(enc)?;
+            match self.histograms.get_mut(n) {
+                Some(acc) => acc
+                    .add(&h)
+                    .map_err(|e| MetricsError::Merge(format!("{e:?}")))?,
+                None => {
+                    self.histograms.insert(n.clone(), h);
+                }
+            }
+        }
+        self.counts.add(&w.counts);
+        for (k, v) in &w.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.first_delivery_ms = min_opt(self.first_delivery_ms, w.first_delivery_ms, f64::min);
+        self.last_delivery_ms = min_opt(self.last_delivery_ms, w.last_delivery_ms, f64::max);
+        Ok(())
+    }
+
+    /// The summary of a named histogram (empty when nothing was recorded).
+    pub fn summary(&self, name: &str) -> Summary {
+        self.histograms
+            .get(name)
+            .map(Summary::of)
+            .unwrap_or_default()
+    }
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(pick(x, y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
