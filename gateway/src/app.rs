@@ -30,7 +30,7 @@ pub struct WsConfig {
 impl Default for WsConfig {
     fn default() -> Self {
         Self {
-            read_buffer: 4 * 1024,
+            read_buffer: 512,
             write_buffer: 0,
             max_message: 64 * 1024,
             send_timeout: Duration::from_secs(10),

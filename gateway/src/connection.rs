@@ -164,34 +164,10 @@ impl Connection {
     async fn serve(&mut self, resume: Option<(u64, u64)>) -> Flow {
         let (mut deltas, snapshot, seq) = self.hub.attach();
         let mut family_rx = self.family.as_ref().map(|f| self.hub.watch_family(f));
-        let welcome = ServerMsg::Welcome {
-            server_time: self.app.now(),
-            batch: self.hub.batch.clone(),
-            epoch: self.hub.epoch,
-            seq,
-            family: self.family.clone(),
-        };
-        if let Flow::Close(c, r) = self.send_msg(&welcome).await {
+        // Boxed: the greeting runs once, and keeping its state out of the long-lived
+        // connection future keeps idle connections small.
+        if let Flow::Close(c, r) = Box::pin(self.greet(resume, snapshot, seq)).await {
             return Flow::Close(c, r);
-        }
-        let start = match resume {
-            Some((epoch, seq)) => self.resume(epoch, seq).await,
-            None => self.send_frames(&snapshot, seq).await,
-        };
-        if let Flow::Close(c, r) = start {
-            return Flow::Close(c, r);
-        }
-        if let Some(f) = self.family.clone() {
-            match self.app.alloc.family(&self.hub.batch, &f).await {
-                Ok(view) => {
-                    if let Flow::Close(c, r) =
-                        self.send_msg(&ServerMsg::Family { family: view }).await
-                    {
-                        return Flow::Close(c, r);
-                    }
-                }
-                Err(e) => tracing::warn!(family = %f, "family view failed: {e}"),
-            }
         }
         let limiter = self.app.limits.connection_limiter();
         let shutdown = self.app.shutdown.clone();
@@ -216,7 +192,8 @@ impl Connection {
                             self.app.metrics.error(ErrorCode::RateLimited);
                             self.send_msg(&ServerMsg::error(None, ErrorCode::RateLimited.into())).await
                         } else {
-                            self.on_frame(msg).await
+                            // Boxed for the same reason: most connections never send.
+                            Box::pin(self.on_frame(msg)).await
                         }
                     }
                 },
@@ -257,6 +234,41 @@ impl Connection {
                 return Flow::Close(c, r);
             }
         }
+    }
+
+    /// Welcome, then the board (snapshot, or the missed deltas on resume), then the
+    /// family's own view.
+    async fn greet(&mut self, resume: Option<(u64, u64)>, snapshot: Arc<Frames>, seq: u64) -> Flow {
+        let welcome = ServerMsg::Welcome {
+            server_time: self.app.now(),
+            batch: self.hub.batch.clone(),
+            epoch: self.hub.epoch,
+            seq,
+            family: self.family.clone(),
+        };
+        if let Flow::Close(c, r) = self.send_msg(&welcome).await {
+            return Flow::Close(c, r);
+        }
+        let start = match resume {
+            Some((epoch, seq)) => self.resume(epoch, seq).await,
+            None => self.send_frames(&snapshot, seq).await,
+        };
+        if let Flow::Close(c, r) = start {
+            return Flow::Close(c, r);
+        }
+        if let Some(f) = self.family.clone() {
+            match self.app.alloc.family(&self.hub.batch, &f).await {
+                Ok(view) => {
+                    if let Flow::Close(c, r) =
+                        self.send_msg(&ServerMsg::Family { family: view }).await
+                    {
+                        return Flow::Close(c, r);
+                    }
+                }
+                Err(e) => tracing::warn!(family = %f, "family view failed: {e}"),
+            }
+        }
+        Flow::Continue
     }
 
     async fn on_frame(&mut self, msg: Message) -> Flow {
