@@ -115,6 +115,9 @@ struct Connection {
     family: Option<FamilyId>,
     /// Last board seq this client has been sent.
     seq: u64,
+    /// The view this connection's last `ok` carried and shared with the family's other
+    /// connections; not sent to this one again.
+    shared: Option<Arc<xuanfang_hub::protocol::FamilyView>>,
     _slot: ConnSlot,
 }
 
@@ -139,6 +142,7 @@ impl Connection {
             enc,
             family,
             seq: 0,
+            shared: None,
             _slot: slot,
         }
     }
@@ -221,7 +225,8 @@ impl Connection {
                         None => Flow::Close(close_code::BATCH_CHANGED, "batch changed"),
                         Some(()) => {
                             let view = family_rx.as_mut().and_then(|rx| rx.borrow_and_update().clone());
-                            match view {
+                            let own = matches!((&view, &self.shared), (Some(v), Some(s)) if Arc::ptr_eq(v, s));
+                            match view.filter(|_| !own) {
                                 Some(view) => self.send_msg(&ServerMsg::Family { family: (*view).clone() }).await,
                                 None => Flow::Continue,
                             }
@@ -366,6 +371,7 @@ impl Connection {
                     .metrics
                     .actions_ok
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.shared = self.hub.share_view(&view);
                 ServerMsg::Ok {
                     req_id: req_id.to_owned(),
                     family: Some(view),

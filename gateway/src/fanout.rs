@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use xuanfang_allocator::{AllocError, Allocator};
 use xuanfang_hub::protocol::{BoardChange, FamilyView, ServerMsg, SessionInfo, TakenUnit};
-use xuanfang_hub::{views, Batch, BatchId, Event, EventKind, FamilyId};
+use xuanfang_hub::{views, Batch, BatchId, Event, EventKind, FamilyId, How};
 
 use crate::frames::Frames;
 use crate::metrics::Metrics;
@@ -289,14 +289,24 @@ impl BatchHub {
         let changes: Vec<BoardChange> = {
             let mut statics = self.statics.lock();
             for e in &events {
-                if let EventKind::SupplementaryPublished { session } = &e.event {
-                    statics.sessions.push(session.clone());
-                }
-                if let EventKind::SupplementaryPublished { session } = &e.event {
-                    affected.extend(session.families.iter().cloned());
-                }
-                if let Some(f) = e.event.family() {
-                    affected.insert(f.clone());
+                match &e.event {
+                    EventKind::SupplementaryPublished { session } => {
+                        statics.sessions.push(session.clone());
+                        affected.extend(session.families.iter().cloned());
+                    }
+                    // Decided for the family, not by it: it must be told.
+                    EventKind::Selected {
+                        family,
+                        how: How::Automatic,
+                        ..
+                    }
+                    | EventKind::NoUnit { family, .. } => {
+                        affected.insert(family.clone());
+                    }
+                    // The family's own requests: the `ok` reply carries the new view and
+                    // the gateway that answered shares it with the family's other
+                    // connections there (`share_view`), so no extra engine read here.
+                    _ => {}
                 }
             }
             events
@@ -359,6 +369,19 @@ impl BatchHub {
             }
         }
         self.push_family_views(affected).await;
+    }
+
+    /// Shares a view that a request's `ok` carried with the family's other connections
+    /// on this gateway.
+    /// Returns the shared copy, so the answering connection can skip it.
+    pub fn share_view(&self, view: &FamilyView) -> Option<Arc<FamilyView>> {
+        let sender = self.families.lock().get(&view.family)?.clone();
+        if sender.receiver_count() < 2 {
+            return None;
+        }
+        let shared = Arc::new(view.clone());
+        sender.send_replace(Some(shared.clone()));
+        Some(shared)
     }
 
     /// Pushes fresh views to the connected families of a session whose formal window has

@@ -639,3 +639,32 @@ async fn families_are_told_when_their_formal_window_opens() {
     assert_eq!(pushed, xuanfang_hub::Phase::Formal);
     assert!(xuanfang_hub::Millis::now() >= batch.sessions[0].start);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_familys_second_device_sees_its_changes_and_the_first_is_not_told_twice() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("devices", Duration::from_secs(60), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let token = family_token("F1");
+    let mut phone = connect(gw.addr, Some(&token), Encoding::Json).await;
+    let mut tablet = connect(gw.addr, Some(&token), Encoding::MsgPack).await;
+    for c in [&mut phone, &mut tablet] {
+        handshake(c).await;
+        c.until(T, |m| matches!(m, ServerMsg::Family { .. }).then_some(()))
+            .await
+            .unwrap();
+    }
+    preselect(&mut phone, &["U04"]).await;
+    let seen = tablet
+        .until(T, |m| match m {
+            ServerMsg::Family { family } if family.cart == vec![unit("U04")] => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(seen.is_some(), "the tablet sees the cart the phone filled");
+    assert!(
+        phone.next(Duration::from_millis(300)).await.is_none(),
+        "the phone got its ok replies, nothing twice"
+    );
+}
