@@ -20,7 +20,7 @@ use xuanfang_hub::{ErrorCode, FamilyId, Rejection};
 
 use crate::app::App;
 use crate::auth::{self, Identity};
-use crate::fanout::{BatchHub, Catchup};
+use crate::fanout::{BatchHub, Catchup, SnapshotFrames};
 use crate::frames::{encode_one, Frames};
 use crate::http_error::ApiError;
 use crate::limits::{ConnRefusal, ConnSlot};
@@ -208,7 +208,7 @@ impl Connection {
                         } else if d.prev != self.seq {
                             // Cannot follow on exactly: resynchronise rather than leave a gap.
                             let (s, n) = self.hub.snapshot();
-                            self.send_frames(&s, n).await
+                            self.send_snapshot(&s, n).await
                         } else {
                             self.send_frames(&d.frames, d.seq).await
                         }
@@ -216,7 +216,7 @@ impl Connection {
                     Err(RecvError::Lagged(_)) => {
                         self.app.metrics.lagging_resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let (s, n) = self.hub.snapshot();
-                        self.send_frames(&s, n).await
+                        self.send_snapshot(&s, n).await
                     }
                     Err(RecvError::Closed) => Flow::Close(close_code::BATCH_CHANGED, "batch changed"),
                 },
@@ -243,7 +243,12 @@ impl Connection {
 
     /// Welcome, then the board (snapshot, or the missed deltas on resume), then the
     /// family's own view.
-    async fn greet(&mut self, resume: Option<(u64, u64)>, snapshot: Arc<Frames>, seq: u64) -> Flow {
+    async fn greet(
+        &mut self,
+        resume: Option<(u64, u64)>,
+        snapshot: SnapshotFrames,
+        seq: u64,
+    ) -> Flow {
         let welcome = ServerMsg::Welcome {
             server_time: self.app.now(),
             batch: self.hub.batch.clone(),
@@ -256,7 +261,7 @@ impl Connection {
         }
         let start = match resume {
             Some((epoch, seq)) => self.resume(epoch, seq).await,
-            None => self.send_frames(&snapshot, seq).await,
+            None => self.send_snapshot(&snapshot, seq).await,
         };
         if let Flow::Close(c, r) = start {
             return Flow::Close(c, r);
@@ -333,7 +338,7 @@ impl Connection {
                 }
                 Flow::Continue
             }
-            Catchup::Snapshot(s, n) => self.send_frames(&s, n).await,
+            Catchup::Snapshot(s, n) => self.send_snapshot(&s, n).await,
         }
     }
 
@@ -397,6 +402,16 @@ impl Connection {
                 Flow::Continue
             }
         }
+    }
+
+    /// Sends every part of a snapshot; the client is then at `seq`.
+    async fn send_snapshot(&mut self, parts: &[Frames], seq: u64) -> Flow {
+        for f in parts {
+            if let Flow::Close(c, r) = self.send_frames(f, seq).await {
+                return Flow::Close(c, r);
+            }
+        }
+        Flow::Continue
     }
 
     /// Sends a board frame (snapshot or delta) and records the seq it brings the client to.

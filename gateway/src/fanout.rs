@@ -32,6 +32,9 @@ const EVENTS_PER_READ: usize = 1000;
 /// The most events a resume rebuilds from the allocator's log before it prefers a snapshot.
 const RESUME_FROM_LOG_MAX: u64 = 20_000;
 
+/// The frames of one snapshot, in order (see `protocol::snapshot_parts`).
+pub type SnapshotFrames = Arc<[Frames]>;
+
 /// One broadcast delta, with the range of sequence numbers it covers.
 #[derive(Debug)]
 pub struct DeltaFrames {
@@ -47,7 +50,7 @@ pub enum Catchup {
     /// The missed deltas, contiguous from the client's seq to the hub's.
     Deltas(Vec<Arc<DeltaFrames>>),
     /// Too far behind, or another epoch: a full snapshot.
-    Snapshot(Arc<Frames>, u64),
+    Snapshot(SnapshotFrames, u64),
 }
 
 struct Board {
@@ -59,7 +62,7 @@ struct Board {
     events_seq: u64,
     taken: Vec<TakenUnit>,
     sessions: Vec<SessionInfo>,
-    snapshot: Option<Arc<Frames>>,
+    snapshot: Option<SnapshotFrames>,
     retained: VecDeque<Arc<DeltaFrames>>,
 }
 
@@ -135,38 +138,33 @@ impl BatchHub {
 
     /// Subscribes a connection: the receiver and the snapshot it starts from, taken
     /// together so no delta falls between them.
-    pub fn attach(&self) -> (broadcast::Receiver<Arc<DeltaFrames>>, Arc<Frames>, u64) {
+    pub fn attach(&self) -> (broadcast::Receiver<Arc<DeltaFrames>>, SnapshotFrames, u64) {
         let mut b = self.board.lock();
         let rx = self.tx.subscribe();
         let snap = self.snapshot_locked(&mut b);
         (rx, snap, b.seq)
     }
 
-    fn snapshot_locked(&self, b: &mut Board) -> Arc<Frames> {
+    fn snapshot_locked(&self, b: &mut Board) -> SnapshotFrames {
         if let Some(s) = &b.snapshot {
             return s.clone();
         }
-        let msg = ServerMsg::Snapshot {
-            epoch: self.epoch,
-            seq: b.seq,
-            taken: b.taken.clone(),
-            sessions: b.sessions.clone(),
-        };
-        // Our own types always encode; an empty frame would only hide a bug, so log it.
-        let frames = Arc::new(Frames::encode(&msg).unwrap_or_else(|e| {
-            tracing::error!("snapshot encode failed: {e}");
-            Frames::encode(&ServerMsg::Pong {
-                t0: 0.0,
-                server_time: xuanfang_hub::Millis(0),
-            })
-            .expect("pong encodes")
-        }));
+        let frames: SnapshotFrames =
+            xuanfang_hub::protocol::snapshot_parts(self.epoch, b.seq, &b.taken, &b.sessions)
+                .iter()
+                // Our own types always encode; a failure would be a bug worth logging.
+                .filter_map(|m| {
+                    Frames::encode(m)
+                        .map_err(|e| tracing::error!("snapshot encode failed: {e}"))
+                        .ok()
+                })
+                .collect();
         b.snapshot = Some(frames.clone());
         frames
     }
 
     /// The current snapshot and its seq.
-    pub fn snapshot(&self) -> (Arc<Frames>, u64) {
+    pub fn snapshot(&self) -> (SnapshotFrames, u64) {
         let mut b = self.board.lock();
         (self.snapshot_locked(&mut b), b.seq)
     }

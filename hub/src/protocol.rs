@@ -23,6 +23,41 @@ pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 /// The deepest MessagePack nesting decoded (serde_json has its own limit of 128).
 pub const MAX_MSGPACK_DEPTH: usize = 32;
 
+/// Taken units per `snapshot` frame.
+pub const SNAPSHOT_PART: usize = 64;
+
+/// The snapshot frames of a board: part 0 with the sessions, then the taken units in
+/// chunks of [`SNAPSHOT_PART`].
+pub fn snapshot_parts(
+    epoch: u64,
+    seq: u64,
+    taken: &[TakenUnit],
+    sessions: &[SessionInfo],
+) -> Vec<ServerMsg> {
+    let chunks: Vec<&[TakenUnit]> = if taken.is_empty() {
+        vec![&[]]
+    } else {
+        taken.chunks(SNAPSHOT_PART).collect()
+    };
+    let parts = chunks.len() as u32;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| ServerMsg::Snapshot {
+            epoch,
+            seq,
+            part: i as u32,
+            parts,
+            taken: chunk.to_vec(),
+            sessions: if i == 0 {
+                sessions.to_vec()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}
+
 /// A client's request id, echoed in the reply. Chosen by the client, unique per family:
 /// sending the same id again (after a timeout or reconnect) returns the first answer.
 pub type ReqId = String;
@@ -204,10 +239,15 @@ pub enum ServerMsg {
         t0: f64,
         server_time: Millis,
     },
-    /// The whole board at `seq`: every taken unit and every session.
+    /// The whole board at `seq`, in `parts` frames of at most [`SNAPSHOT_PART`] taken
+    /// units each (a WebSocket keeps a buffer as large as the largest frame it sent, so
+    /// small frames keep 20,000 connections small). Part 0 replaces the client's board
+    /// and carries every session; parts 1.. add taken units. Deltas follow the last part.
     Snapshot {
         epoch: u64,
         seq: u64,
+        part: u32,
+        parts: u32,
         taken: Vec<TakenUnit>,
         sessions: Vec<SessionInfo>,
     },

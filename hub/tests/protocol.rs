@@ -260,15 +260,20 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
         (
             any::<u64>(),
             any::<u64>(),
+            (any::<u32>(), any::<u32>()),
             vec(taken_unit(), 0..4),
             vec(session_info(), 0..3)
         )
-            .prop_map(|(epoch, seq, taken, sessions)| ServerMsg::Snapshot {
-                epoch,
-                seq,
-                taken,
-                sessions
-            }),
+            .prop_map(
+                |(epoch, seq, (part, parts), taken, sessions)| ServerMsg::Snapshot {
+                    epoch,
+                    seq,
+                    part,
+                    parts,
+                    taken,
+                    sessions
+                }
+            ),
         (
             any::<u64>(),
             any::<u64>(),

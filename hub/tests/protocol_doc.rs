@@ -139,6 +139,8 @@ fn server_examples() -> Vec<ServerMsg> {
         ServerMsg::Snapshot {
             epoch: 1,
             seq: 42,
+            part: 0,
+            parts: 1,
             taken: vec![taken()],
             sessions: vec![session_info()],
         },

@@ -569,6 +569,15 @@ impl Client {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.sh.rec.counts;
         match m {
+            // Later parts of a snapshot only add taken units to part 0.
+            ServerMsg::Snapshot { part, taken, .. } if *part > 0 => {
+                for t in taken {
+                    self.track.take(&t.unit);
+                }
+                if let Some(set) = &mut self.taken {
+                    set.extend(taken.iter().map(|t| t.unit.clone()));
+                }
+            }
             ServerMsg::Snapshot {
                 epoch, seq, taken, ..
             } => {

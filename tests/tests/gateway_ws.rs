@@ -668,3 +668,89 @@ async fn a_familys_second_device_sees_its_changes_and_the_first_is_not_told_twic
         "the phone got its ok replies, nothing twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_board_arrives_as_a_snapshot_in_small_parts() {
+    use xuanfang_hub::{Action, Family, Session, SessionId, SessionKind, Unit};
+    let alloc = redis_engine(&namespace()).await;
+    let mut batch = small_batch("parts", Duration::from_millis(300), Duration::from_secs(30));
+    let layout = batch.units[0].layout.clone();
+    let n = 150;
+    batch.units = (0..n)
+        .map(|i| Unit {
+            id: UnitId(format!("P{i:03}")),
+            number: format!("{i}"),
+            ..batch.units[0].clone()
+        })
+        .collect();
+    batch.families = (0..n)
+        .map(|i| Family {
+            id: FamilyId(format!("G{i:03}")),
+            name: "李*".into(),
+            rank: i as u32 + 1,
+            session: SessionId::from("S1"),
+            eligible_layouts: vec![layout.clone()],
+        })
+        .collect();
+    let start = batch.sessions[0].start;
+    batch.sessions = vec![Session {
+        id: SessionId::from("S1"),
+        kind: SessionKind::Formal,
+        start,
+        window_ms: 30_000,
+        families: batch.families.iter().map(|f| f.id.clone()).collect(),
+    }];
+    alloc.load_batch(batch.clone()).await.unwrap();
+    sleep_until(start).await;
+    for i in 0..n {
+        let f = FamilyId(format!("G{i:03}"));
+        let u = UnitId(format!("P{i:03}"));
+        for (r, a) in [
+            (
+                "d",
+                Action::Declare {
+                    stage: Stage::Formal,
+                },
+            ),
+            (
+                "a",
+                Action::Edit {
+                    list: ListKind::Intentions,
+                    edit: Edit::Add,
+                    unit: u.clone(),
+                },
+            ),
+            ("c", Action::Confirm { unit: u }),
+        ] {
+            alloc.act(&batch.id, &f, r, a).await.unwrap().unwrap();
+        }
+    }
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let mut screen = connect(gw.addr, None, Encoding::Json).await;
+    let mut taken = std::collections::HashSet::new();
+    let mut parts_seen = 0;
+    loop {
+        match screen.next(T).await {
+            Some(ServerMsg::Welcome { .. }) => {}
+            Some(ServerMsg::Snapshot {
+                part,
+                parts,
+                taken: t,
+                sessions,
+                ..
+            }) => {
+                assert_eq!(part, parts_seen, "parts in order");
+                assert_eq!(parts, 3, "150 units in parts of 64");
+                assert!(t.len() <= xuanfang_hub::protocol::SNAPSHOT_PART);
+                assert_eq!(sessions.is_empty(), part > 0, "sessions ride in part 0");
+                taken.extend(t.into_iter().map(|t| t.unit));
+                parts_seen += 1;
+                if parts_seen == parts {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(taken.len(), n);
+}

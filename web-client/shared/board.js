@@ -13,8 +13,13 @@ export class Board {
     this.sessions = new Map();
   }
 
-  /** Replaces everything with a snapshot. */
+  /** Replaces everything with a snapshot. A snapshot comes in parts: part 0 replaces
+   * the board (and carries the sessions), later parts add taken units. */
   loadSnapshot(m) {
+    if (m.part > 0) {
+      for (const t of m.taken) this.taken.set(t.unit, t);
+      return;
+    }
     this.epoch = m.epoch;
     this.seq = m.seq;
     this.taken = new Map(m.taken.map((t) => [t.unit, t]));
