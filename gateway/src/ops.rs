@@ -279,6 +279,10 @@ fn result_rows<'a>(
     rows
 }
 
+fn export_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal).detail(e.to_string())
+}
+
 /// `GET /api/ops/results.csv`: UTF-8 with BOM so Excel shows the Chinese correctly.
 pub async fn results_csv(
     State(app): State<Arc<App>>,
@@ -292,15 +296,9 @@ pub async fn results_csv(
     {
         let mut w = csv::Writer::from_writer(&mut out);
         for row in result_rows(&batch, &records) {
-            w.serialize(row).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
-                    .detail(e.to_string())
-            })?;
+            w.serialize(row).map_err(export_failed)?;
         }
-        w.flush().map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
-                .detail(e.to_string())
-        })?;
+        w.flush().map_err(export_failed)?;
     }
     Ok((
         [
@@ -324,9 +322,7 @@ pub async fn results_xlsx(
     let hub = current(&app)?;
     let records = app.alloc.results(&hub.batch).await?;
     let batch = hub.statics();
-    let bytes = write_xlsx(&result_rows(&batch, &records)).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal).detail(e.to_string())
-    })?;
+    let bytes = write_xlsx(&result_rows(&batch, &records)).map_err(export_failed)?;
     Ok((
         [
             (

@@ -50,15 +50,19 @@ pub fn catalog(batch: &Batch, closed: &[SessionId]) -> Catalog {
     }
 }
 
-pub fn taken_unit(batch: &Batch, unit: &UnitId, holder: &Holder) -> TakenUnit {
-    let f = batch.family(&holder.family);
+/// A taken unit as the board shows it, with its holder's masked name and rank.
+fn taken_with(unit: &UnitId, holder: &Holder, family: Option<&Family>) -> TakenUnit {
     TakenUnit {
         unit: unit.clone(),
-        family_name: f.map(|f| f.name.clone()).unwrap_or_default(),
-        rank: f.map(|f| f.rank).unwrap_or(0),
+        family_name: family.map(|f| f.name.clone()).unwrap_or_default(),
+        rank: family.map(|f| f.rank).unwrap_or(0),
         how: holder.how,
         at: holder.at,
     }
+}
+
+pub fn taken_unit(batch: &Batch, unit: &UnitId, holder: &Holder) -> TakenUnit {
+    taken_with(unit, holder, batch.family(&holder.family))
 }
 
 /// Every taken unit, in the order they were taken.
@@ -66,16 +70,7 @@ pub fn taken(batch: &Batch, holders: &HashMap<UnitId, Holder>) -> Vec<TakenUnit>
     let families: HashMap<_, _> = batch.families.iter().map(|f| (&f.id, f)).collect();
     let mut v: Vec<_> = holders
         .iter()
-        .map(|(u, h)| {
-            let f = families.get(&h.family);
-            TakenUnit {
-                unit: u.clone(),
-                family_name: f.map(|f| f.name.clone()).unwrap_or_default(),
-                rank: f.map(|f| f.rank).unwrap_or(0),
-                how: h.how,
-                at: h.at,
-            }
-        })
+        .map(|(u, h)| taken_with(u, h, families.get(&h.family).copied()))
         .collect();
     v.sort_by_key(|t| (t.at, t.rank));
     v
