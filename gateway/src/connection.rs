@@ -34,6 +34,9 @@ pub mod close_code {
     pub const BATCH_CHANGED: u16 = 4010;
 }
 
+/// Refused frames in a row before a flooding connection is closed.
+const MAX_OVER_LIMIT: u32 = 50;
+
 /// A request id longer than this is a bad frame (ids are kept for idempotency).
 const MAX_REQ_ID: usize = 64;
 
@@ -153,13 +156,26 @@ impl Connection {
         self.hub.watcher_joined();
         let end = self.serve(resume).await;
         if let Flow::Close(code, reason) = end {
-            let _ = self
+            let sent = self
                 .socket
                 .send(Message::Close(Some(CloseFrame {
                     code,
                     reason: reason.into(),
                 })))
                 .await;
+            // Finish the closing handshake: read (and drop) what the client still sends
+            // until its Close, briefly. Dropping a socket with unread input makes the
+            // kernel reset it, and the client could lose our Close frame with its code.
+            if sent.is_ok() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    while let Some(Ok(m)) = self.socket.recv().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
         }
         self.hub.watcher_left();
         self.app.metrics.connections_closed.fetch_add(1, Relaxed);
@@ -174,6 +190,8 @@ impl Connection {
             return Flow::Close(c, r);
         }
         let limiter = self.app.limits.connection_limiter();
+        // Frames refused in a row; a client that keeps flooding is closed (4008).
+        let mut over_limit = 0u32;
         let shutdown = self.app.shutdown.clone();
         let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(30));
         keepalive.tick().await;
@@ -194,8 +212,14 @@ impl Connection {
                     Some(Ok(msg)) => {
                         if limiter.check().is_err() {
                             self.app.metrics.error(ErrorCode::RateLimited);
-                            self.send_msg(&ServerMsg::error(None, ErrorCode::RateLimited.into())).await
+                            over_limit += 1;
+                            if over_limit > MAX_OVER_LIMIT {
+                                Flow::Close(close_code::RATE_LIMITED, "rate limited")
+                            } else {
+                                self.send_msg(&ServerMsg::error(None, ErrorCode::RateLimited.into())).await
+                            }
                         } else {
+                            over_limit = 0;
                             // Boxed for the same reason: most connections never send.
                             Box::pin(self.on_frame(msg)).await
                         }

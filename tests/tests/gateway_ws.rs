@@ -754,3 +754,63 @@ async fn a_large_board_arrives_as_a_snapshot_in_small_parts() {
     }
     assert_eq!(taken.len(), n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_limits_requests_are_refused_and_a_flood_is_closed() {
+    use xuanfang_gateway::limits::LimitConfig;
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("limits", Duration::from_secs(60), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let limits = LimitConfig {
+        family_msgs_per_sec: 1,
+        conn_msgs_per_sec: 5,
+        ..LimitConfig::default()
+    };
+    let gw = start_gateway_with(alloc.clone(), &batch.id, limits).await;
+
+    // Family requests: a burst of 4 passes, the rest are refused with rate_limited.
+    let mut f = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    handshake(&mut f).await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = f
+            .request(|req_id| ClientMsg::Declare {
+                req_id,
+                stage: Stage::Preselection,
+            })
+            .await;
+        codes.push(error_code(&r));
+    }
+    assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 4, "{codes:?}");
+    assert!(codes[4..]
+        .iter()
+        .all(|c| *c == Some(ErrorCode::RateLimited)));
+
+    // Any frames: past the connection's burst, errors; a sustained flood is closed.
+    let mut w = connect(gw.addr, None, Encoding::Json).await;
+    handshake(&mut w).await;
+    for i in 0..200 {
+        let _ = futures_util::SinkExt::send(
+            &mut w.ws,
+            Message::Text(format!(r#"{{"type":"ping","t0":{i}}}"#).into()),
+        )
+        .await;
+    }
+    let mut limited = 0;
+    let close = tokio::time::timeout(T, async {
+        use futures_util::StreamExt;
+        while let Some(m) = w.ws.next().await {
+            match m {
+                Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+                Ok(Message::Text(t)) if t.contains("rate_limited") => limited += 1,
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert!(limited > 0);
+    assert_eq!(close, Some(4008));
+}
