@@ -354,3 +354,118 @@ async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
         other => panic!("expected one delta, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supplementary_selection_from_application_to_a_confirmed_unit() {
+    use xuanfang_hub::protocol::ClientMsg;
+    use xuanfang_hub::selection::{NoUnitReason, Outcome};
+    use xuanfang_hub::{Edit, ListKind, Millis, SessionKind, Stage, UnitId};
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch(
+        "supp",
+        Duration::from_millis(400),
+        Duration::from_millis(1200),
+    );
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let base = format!("http://{}", gw.addr);
+    let t = Duration::from_secs(5);
+
+    // F1 never enters its formal session: at the deadline it gets no unit.
+    let mut f1 = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    let outcome = f1
+        .until(Duration::from_secs(6), |m| match m {
+            ServerMsg::Family { family } => family.outcome.clone(),
+            _ => None,
+        })
+        .await
+        .expect("told its result");
+    assert!(matches!(
+        outcome,
+        Outcome::NoUnit {
+            reason: NoUnitReason::Absent,
+            ..
+        }
+    ));
+
+    // It applies in its window; the operator sees the application and publishes.
+    let r = f1
+        .request(|req_id| ClientMsg::ApplySupplementary { req_id })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+    let http = reqwest::Client::new();
+    let apps: serde_json::Value = http
+        .get(format!("{base}/api/ops/applications"))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(apps.as_array().unwrap().len(), 1);
+    assert_eq!(apps[0]["family"], "F1");
+    let start = Millis::now().plus_ms(800);
+    let resp = http
+        .post(format!("{base}/api/ops/supplementary"))
+        .bearer_auth(operator_token())
+        .json(&serde_json::json!({ "start": start, "window_ms": 20_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let info: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(info["kind"], "supplementary");
+    assert_eq!(info["families"], 1);
+
+    // F1 is moved into the supplementary session, and selects in it like a formal one.
+    let session = f1
+        .until(t, |m| match m {
+            ServerMsg::Family { family } if family.session.kind == SessionKind::Supplementary => {
+                Some(family.session.clone())
+            }
+            _ => None,
+        })
+        .await
+        .expect("pushed into the supplementary session");
+    assert_eq!(session.start, start);
+    sleep_until(start).await;
+    let r = f1
+        .request(|req_id| ClientMsg::Declare {
+            req_id,
+            stage: Stage::Formal,
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+    let r = f1
+        .request(|req_id| ClientMsg::Edit {
+            req_id,
+            list: ListKind::Intentions,
+            edit: Edit::Add,
+            unit: UnitId::from("U07"),
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+    let r = f1
+        .request(|req_id| ClientMsg::Confirm {
+            req_id,
+            unit: UnitId::from("U07"),
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+    // A watcher that connects now sees the supplementary session and the unit taken.
+    let mut w = connect(gw.addr, None, Encoding::MsgPack).await;
+    let (taken, sessions) = w
+        .until(t, |m| match m {
+            ServerMsg::Snapshot {
+                taken, sessions, ..
+            } => Some((taken.clone(), sessions.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(taken.iter().any(|x| x.unit == UnitId::from("U07")));
+    assert!(sessions
+        .iter()
+        .any(|s| s.kind == SessionKind::Supplementary));
+}
