@@ -1,5 +1,6 @@
 // A phone whose clock is 5 minutes fast still shows the server's countdown: the offset
-// comes from ping/pong, and the displayed time left matches the server's within 1 s.
+// comes from ping/pong; the page's idea of server time is within 100 ms of the server's
+// (the mission's bound) and the displayed seconds left match the server's.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,18 +51,24 @@ test('the countdown follows the server clock when the phone clock is 5 minutes f
   // Wait for a full ping/pong measurement.
   await page.waitForFunction(() => window.xuanfang && Number.isFinite(window.xuanfang.clockRttMs) && window.xuanfang.client.clock.samples >= 5);
   const offset = await page.evaluate(() => window.xuanfang.clockOffsetMs);
-  assert.ok(Math.abs(offset + SHIFT_MS) < 1000, `clockOffsetMs ${offset} ≈ -${SHIFT_MS}`);
+  assert.ok(Math.abs(offset + SHIFT_MS) < 100, `clockOffsetMs ${offset} ≈ -${SHIFT_MS} within 100 ms`);
 
   for (let i = 0; i < 3; i++) {
+    const before = Date.now();
     const [text, target, serverNow] = await page.evaluate(() => [
       document.querySelector('#countdown-value').textContent,
       Number(document.querySelector('#countdown').dataset.target),
       window.xuanfang.serverNow(),
     ]);
-    // Test process and server share this machine's (unshifted) clock.
-    const real = Date.now();
+    // Test process and server share this machine's (unshifted) clock; the page read its
+    // clock somewhere between `before` and now.
+    const after = Date.now();
+    const real = (before + after) / 2;
     assert.equal(target, me.session.start, 'counting down to the session start the server gave');
-    assert.ok(Math.abs(serverNow - real) < 1000, `serverNow() ${serverNow} vs real ${real}`);
+    assert.ok(
+      Math.abs(serverNow - real) < 100 + (after - before) / 2,
+      `serverNow() ${serverNow} vs real ${real} (read took ${after - before} ms)`,
+    );
     const expected = (me.session.start - real) / 1000;
     assert.ok(Math.abs(seconds(text) - expected) <= 1, `shows ${text}, server says ${expected.toFixed(1)} s`);
     assert.ok(seconds(text) > 60, 'far from the 00:00 a client trusting its own clock would show');
@@ -74,6 +81,6 @@ test('the countdown follows the server clock when the phone clock is 5 minutes f
     document.dispatchEvent(new Event('visibilitychange'));
   });
   await page.waitForFunction(() => window.xuanfang.client.clock.samples >= 5);
-  assert.ok(Math.abs((await page.evaluate(() => window.xuanfang.clockOffsetMs)) + SHIFT_MS) < 1000);
+  assert.ok(Math.abs((await page.evaluate(() => window.xuanfang.clockOffsetMs)) + SHIFT_MS) < 100);
   assert.deepEqual(errors.map(String), []);
 });
