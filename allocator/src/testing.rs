@@ -30,10 +30,15 @@ impl RedisServer {
     /// Panics when `redis-server` is missing (run `scripts/test`, which installs it)
     /// or does not come up.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`RedisServer::start`], with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let mut last_error = String::new();
         // The port is free when we look but may be taken before redis binds it: retry.
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(extra) {
                 Ok(s) => return s,
                 Err(e) => last_error = e,
             }
@@ -41,7 +46,7 @@ impl RedisServer {
         panic!("could not start redis-server: {last_error}");
     }
 
-    fn try_start() -> Result<Self, String> {
+    fn try_start(extra: &[&str]) -> Result<Self, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -52,6 +57,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -136,6 +142,93 @@ impl Drop for RedisServer {
             let _ = w.wait();
         }
     }
+}
+
+/// A private three-node Redis Cluster (no replicas) for tests; killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers, joins them with `redis-cli --cluster
+    /// create`, and waits until every node reports `cluster_state:ok`.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli (package redis-tools) runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.ready() {
+            assert!(Instant::now() < deadline, "cluster did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    fn ready(&self) -> bool {
+        self.nodes.iter().all(|n| {
+            let Ok(mut c) = n.client().get_connection() else {
+                return false;
+            };
+            let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut c);
+            info.is_ok_and(|i| i.contains("cluster_state:ok"))
+        })
+    }
+
+    /// One cluster for the whole test process, started on first use.
+    pub fn shared() -> &'static RedisCluster {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(RedisCluster::start)
+    }
+
+    /// The seed URLs, comma-separated, as `xuanfang serve --redis` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(RedisServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A Redis engine on the shared test cluster, in its own namespace, on a manual clock.
+pub async fn cluster_engine(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
+    let options = RedisOptions {
+        namespace: unique_namespace(),
+        clock: Some(clock),
+        ..RedisOptions::default()
+    };
+    let target = crate::redis_engine::conn::Target::parse(&RedisCluster::shared().urls())
+        .expect("cluster urls");
+    Arc::new(
+        RedisEngine::connect_to(target, options)
+            .await
+            .expect("connect to the test cluster"),
+    )
 }
 
 /// A key namespace no other engine of this process uses.

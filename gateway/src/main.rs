@@ -91,7 +91,7 @@ struct DemoArgs {
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
-    /// Redis URL (redis://host:port/db).
+    /// Redis URL (redis://host:port/db), or comma-separated seed URLs of a Redis Cluster.
     #[arg(long, env = "XUANFANG_REDIS")]
     redis: String,
     /// Serve this batch (default: the newest loaded).

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::Value;
 use xuanfang_hub::{Event, EventKind, Millis};
 
+use super::conn::{Conn, Target};
 use super::reply;
 use crate::contract::AllocError;
 
@@ -23,38 +23,41 @@ const BLOCK_MARGIN: Duration = Duration::from_secs(5);
 
 /// A pool of dedicated connections for `XREAD BLOCK`.
 pub(crate) struct Follower {
-    client: Client,
+    target: Target,
     connect_timeout: Duration,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
+/// Reply timeout of cluster connections for blocking reads, whose timeout is fixed when
+/// they are made: longer than any wait the gateway asks for.
+const CLUSTER_BLOCK_TIMEOUT: Duration = Duration::from_secs(65);
+
 impl Follower {
-    pub(crate) fn new(client: Client, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(target: Target, connect_timeout: Duration) -> Self {
         Self {
-            client,
+            target,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    async fn take(&self, wait: Duration) -> Result<MultiplexedConnection, AllocError> {
+    async fn take(&self, wait: Duration) -> Result<Conn, AllocError> {
         let pooled = self.idle.lock().pop();
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(self.connect_timeout)
-                    .set_response_timeout(wait + BLOCK_MARGIN);
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?
+                let timeout = match self.target {
+                    Target::Single(_) => wait + BLOCK_MARGIN,
+                    Target::Cluster(_) => CLUSTER_BLOCK_TIMEOUT.max(wait + BLOCK_MARGIN),
+                };
+                self.target.dedicated(timeout, self.connect_timeout).await?
             }
         };
         conn.set_response_timeout(wait + BLOCK_MARGIN);
         Ok(conn)
     }
 
-    fn give_back(&self, conn: MultiplexedConnection) {
+    fn give_back(&self, conn: Conn) {
         let mut idle = self.idle.lock();
         if idle.len() < IDLE_KEEP {
             idle.push(conn);

@@ -11,6 +11,7 @@
 //! views. The static batch is cached per engine, keyed by a generation that only a
 //! published supplementary session bumps.
 
+pub mod conn;
 mod follow;
 pub mod keys;
 mod reply;
@@ -22,7 +23,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client};
 use serde::Serialize;
 use xuanfang_hub::protocol::{Catalog, FamilyView};
@@ -33,6 +33,7 @@ use xuanfang_hub::{
 };
 
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
+use conn::{Conn, Target};
 use follow::Follower;
 use keys::BatchKeys;
 use reply::{FamilyRead, Reply};
@@ -94,7 +95,7 @@ impl Cached {
 /// The Redis engine. Cheap to share behind an `Arc`; every gateway instance holds one
 /// over the same Redis.
 pub struct RedisEngine {
-    conn: ConnectionManager,
+    conn: Conn,
     follower: Follower,
     clock: Option<Arc<dyn Clock>>,
     namespace: String,
@@ -123,9 +124,10 @@ fn json<T: Serialize>(v: &T) -> Result<String, AllocError> {
 }
 
 impl RedisEngine {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`) with the default options.
+    /// Connects to `url` with the default options: `redis://127.0.0.1:6379` for one
+    /// Redis, or several comma-separated seed URLs for a Redis Cluster.
     pub async fn open(url: &str) -> Result<Self, AllocError> {
-        Self::connect(Client::open(url)?, RedisOptions::default()).await
+        Self::connect_to(Target::parse(url)?, RedisOptions::default()).await
     }
 
     /// Connects with an injected clock: scripts get the clock's time as an argument
@@ -140,15 +142,17 @@ impl RedisEngine {
 
     /// Connects with explicit options.
     pub async fn connect(client: Client, options: RedisOptions) -> Result<Self, AllocError> {
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(options.response_timeout)
-            .set_connection_timeout(options.connection_timeout)
-            .set_number_of_retries(6)
-            .set_max_delay(2_000);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Self::connect_to(Target::Single(client), options).await
+    }
+
+    /// Connects to a single Redis or a Redis Cluster.
+    pub async fn connect_to(target: Target, options: RedisOptions) -> Result<Self, AllocError> {
+        let conn = target
+            .shared(options.response_timeout, options.connection_timeout)
+            .await?;
         Ok(Self {
             conn,
-            follower: Follower::new(client, options.connection_timeout),
+            follower: Follower::new(target, options.connection_timeout),
             clock: options.clock,
             namespace: options.namespace,
             cache: RwLock::new(HashMap::new()),

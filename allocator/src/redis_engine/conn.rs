@@ -1,0 +1,146 @@
+//! One connection type for both deployments: a single Redis (standalone, or the
+//! primary a Sentinel-managed address points at) through a `ConnectionManager`, or a
+//! Redis Cluster through the cluster client, which routes each script by its first key.
+//! Every key of a batch carries the hash tag `{b:<batch>}`, so a script's keys always
+//! live on one cluster node.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
+
+/// Where the engine's Redis lives.
+#[derive(Clone)]
+pub enum Target {
+    Single(Client),
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// `redis://host:port` for a single Redis; several URLs separated by commas (or one
+    /// URL with `?cluster=true`) for a Redis Cluster's seed nodes.
+    pub fn parse(spec: &str) -> redis::RedisResult<Self> {
+        let urls: Vec<String> = spec
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let cluster_flag = urls.iter().any(|u| u.contains("cluster=true"));
+        if urls.len() > 1 || cluster_flag {
+            let urls = urls
+                .into_iter()
+                .map(|u| u.replace("?cluster=true", "").replace("&cluster=true", ""))
+                .collect();
+            Ok(Target::Cluster(urls))
+        } else {
+            Ok(Target::Single(Client::open(spec)?))
+        }
+    }
+
+    fn cluster_client(
+        nodes: &[String],
+        response: Duration,
+        connect: Duration,
+    ) -> redis::RedisResult<ClusterClient> {
+        ClusterClient::builder(nodes.to_vec())
+            .response_timeout(response)
+            .connection_timeout(connect)
+            .retries(6)
+            .build()
+    }
+
+    /// The shared, multiplexed, self-reconnecting connection.
+    pub async fn shared(&self, response: Duration, connect: Duration) -> redis::RedisResult<Conn> {
+        Ok(match self {
+            Target::Single(client) => {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(response)
+                    .set_connection_timeout(connect)
+                    .set_number_of_retries(6)
+                    .set_max_delay(2_000);
+                Conn::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+            }
+            Target::Cluster(nodes) => Conn::Cluster(
+                Self::cluster_client(nodes, response, connect)?
+                    .get_async_connection()
+                    .await?,
+            ),
+        })
+    }
+
+    /// A dedicated connection for one blocking read (`XREAD BLOCK` holds it).
+    pub async fn dedicated(
+        &self,
+        response: Duration,
+        connect: Duration,
+    ) -> redis::RedisResult<Conn> {
+        Ok(match self {
+            Target::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(connect)
+                    .set_response_timeout(response);
+                Conn::Dedicated(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+            Target::Cluster(nodes) => Conn::Cluster(
+                Self::cluster_client(nodes, response, connect)?
+                    .get_async_connection()
+                    .await?,
+            ),
+        })
+    }
+}
+
+/// A connection of either kind.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Dedicated(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Sets the reply timeout of a dedicated single-node connection (blocking reads wait
+    /// longer than ordinary commands). Cluster connections carry theirs from the client.
+    pub fn set_response_timeout(&mut self, t: Duration) {
+        if let Conn::Dedicated(c) = self {
+            c.set_response_timeout(t);
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Dedicated(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Dedicated(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
