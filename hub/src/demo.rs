@@ -171,7 +171,8 @@ fn demo_units(rng: &mut StdRng, n: usize) -> Vec<Unit> {
             continue;
         }
         let floors: usize = rng.random_range(20..=30);
-        let per_floor = share.div_ceil(floors - 1).max(1);
+        // At least four flats a floor, so even a small demo has every layout.
+        let per_floor = share.div_ceil(floors - 1).max(4.min(share));
         let plan: Vec<(&str, f64, &str)> =
             (0..per_floor).map(|p| floor_plan(p, per_floor)).collect();
         // Rent per m² differs a little per tower (location, age).

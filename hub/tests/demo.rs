@@ -125,3 +125,16 @@ fn starting_at_opens_preselection_now() {
     assert_eq!(b.preselect_start, now);
     assert_eq!(b.sessions[0].start, now.plus_ms(600_000));
 }
+
+#[test]
+fn a_small_demo_still_offers_every_layout() {
+    use std::collections::HashSet;
+    let b = xuanfang_hub::demo::demo_batch(xuanfang_hub::demo::DemoOptions {
+        units: 40,
+        families: 20,
+        ..Default::default()
+    });
+    let layouts: HashSet<_> = b.units.iter().map(|u| u.layout.as_str()).collect();
+    assert_eq!(layouts.len(), 3, "{layouts:?}");
+    b.validate().unwrap();
+}
