@@ -109,6 +109,8 @@ pub struct BoardTrack {
     pub regressions: u32,
     /// Snapshots after the first (server resyncs and resumes answered by snapshot).
     pub resyncs: u32,
+    /// Parts of the current snapshot still to come: the board is whole only at 0.
+    pub parts_left: u32,
 }
 
 /// What a delta means for a client's chain.
@@ -489,10 +491,12 @@ impl Client {
         }
         self.sh.rec.counts.reconnects.fetch_add(1, Relaxed);
         self.reconnects += 1;
+        // A board cut off between snapshot parts is not at its seq: ask for a fresh
+        // snapshot instead of resuming from part 0's seq (that would keep it partial).
         let resume = self
             .track
             .epoch
-            .filter(|_| self.track.started)
+            .filter(|_| self.track.started && self.track.parts_left == 0)
             .map(|e| (e, self.track.seq));
         self.open(resume).await?;
         self.check_back();
@@ -502,7 +506,11 @@ impl Client {
     /// After a storm reconnect: back once the client's seq reaches the welcome's.
     fn check_back(&mut self) {
         if let Some(t) = self.storm_started {
-            if self.track.started && self.track.seq >= self.welcome_seq {
+            // Back only with the whole board: every part of a snapshot arrived.
+            if self.track.started
+                && self.track.parts_left == 0
+                && self.track.seq >= self.welcome_seq
+            {
                 self.sh
                     .rec
                     .record_us(name::STORM, ((now_ms() - t) * 1000.0) as u64);
@@ -574,18 +582,25 @@ impl Client {
                 for t in taken {
                     self.track.take(&t.unit);
                 }
+                self.track.parts_left = self.track.parts_left.saturating_sub(1);
                 if let Some(set) = &mut self.taken {
                     set.extend(taken.iter().map(|t| t.unit.clone()));
                 }
+                self.check_back();
             }
             ServerMsg::Snapshot {
-                epoch, seq, taken, ..
+                epoch,
+                seq,
+                parts,
+                taken,
+                ..
             } => {
                 if self.track.started {
                     c.resyncs.fetch_add(1, Relaxed);
                 }
                 self.track
                     .snapshot(*epoch, *seq, taken.iter().map(|t| &t.unit));
+                self.track.parts_left = parts.saturating_sub(1);
                 if let Some(set) = &mut self.taken {
                     set.clear();
                     set.extend(taken.iter().map(|t| t.unit.clone()));
@@ -618,9 +633,12 @@ impl Client {
                                 }
                                 if live {
                                     let lat_ms = t + offset - tu.at.0 as f64;
-                                    self.sh.rec.record_us(
-                                        name::BROADCAST,
-                                        (lat_ms.max(0.0) * 1000.0) as u64,
+                                    let us = (lat_ms.max(0.0) * 1000.0) as u64;
+                                    self.sh.rec.record_us(name::BROADCAST, us);
+                                    self.sh.rec.broadcast_reached(
+                                        tu.unit.as_str(),
+                                        tu.at.0 as u64,
+                                        us,
                                     );
                                     c.deliveries.fetch_add(1, Relaxed);
                                     self.sh.rec.delivery_at(t);
@@ -902,7 +920,8 @@ impl Client {
         loop {
             let fin = *self.finish.borrow_and_update();
             if let Some(f) = fin {
-                if self.track.seq >= f.final_seq || now_ms() >= f.give_up_ms as f64 {
+                let whole = self.track.seq >= f.final_seq && self.track.parts_left == 0;
+                if whole || now_ms() >= f.give_up_ms as f64 {
                     return Ok(());
                 }
                 let until = Instant::now()

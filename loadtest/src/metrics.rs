@@ -1,7 +1,7 @@
 //! Histograms and counters: recorded by every client of a worker, shipped to the
 //! parent as JSON (histograms in HDR's V2 encoding, base64) and merged there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -22,6 +22,10 @@ pub mod name {
     pub const STORM: &str = "storm";
     /// All names, in report order.
     pub const ALL: [&str; 4] = [CONNECT, CONFIRM, BROADCAST, STORM];
+    /// Per broadcast (one `Taken` unit), the slowest watcher's latency: the maximum over
+    /// every client of every worker of receipt − event time. Built by the parent from
+    /// the workers' per-unit maxima, not recorded by clients, so not in [`ALL`].
+    pub const BROADCAST_ALL: &str = "broadcast_all";
 }
 
 /// Errors of the metrics encoding.
@@ -66,6 +70,9 @@ pub struct Summary {
     pub count: u64,
     pub p50: f64,
     pub p90: f64,
+    /// Added after the first reports; absent (0) in older ones.
+    #[serde(default)]
+    pub p95: f64,
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
@@ -83,6 +90,7 @@ impl Summary {
             count: h.len(),
             p50: ms(h.value_at_quantile(0.50)),
             p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
             p99: ms(h.value_at_quantile(0.99)),
             p999: ms(h.value_at_quantile(0.999)),
             max: ms(h.max()),
@@ -195,6 +203,34 @@ pub struct WireMetrics {
     /// Local wall-clock ms of the first and last live delivery, for the delivery rate.
     pub first_delivery_ms: Option<f64>,
     pub last_delivery_ms: Option<f64>,
+    /// Per broadcast, this worker's slowest delivery and how many clients received it.
+    #[serde(default)]
+    pub slowest: Vec<Slowest>,
+}
+
+/// One broadcast (a unit taken at a server time) as seen by the clients of a worker
+/// (or, merged, of all workers).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slowest {
+    pub unit: String,
+    /// Server time of the event (`Taken.at`), ms.
+    pub at: u64,
+    /// The largest receipt − event time, µs.
+    pub max_us: u64,
+    /// Clients that received it live.
+    pub reached: u64,
+}
+
+/// Event time → (slowest µs, clients reached), for one unit.
+type UnitSlowest = HashMap<u64, (u64, u64)>;
+
+/// Broadcast key → (slowest µs, clients reached).
+type SlowestMap = HashMap<(String, u64), (u64, u64)>;
+
+fn note_slowest(m: &mut SlowestMap, key: (String, u64), max_us: u64, reached: u64) {
+    let e = m.entry(key).or_default();
+    e.0 = e.0.max(max_us);
+    e.1 += reached;
 }
 
 /// The shared recorder of one worker.
@@ -203,6 +239,9 @@ pub struct Recorder {
     histograms: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, u64>>,
     deliveries_span: Mutex<Option<(f64, f64)>>,
+    /// Unit → event time → (slowest µs, clients reached): keyed by `&str` first so a
+    /// delivery allocates nothing.
+    slowest: Mutex<HashMap<String, UnitSlowest>>,
     /// The counters, updated lock-free.
     pub counts: LiveCounts,
 }
@@ -221,6 +260,7 @@ impl Recorder {
             histograms: Mutex::new(histograms),
             errors: Mutex::new(BTreeMap::new()),
             deliveries_span: Mutex::new(None),
+            slowest: Mutex::new(HashMap::new()),
             counts: LiveCounts::default(),
         }
     }
@@ -251,6 +291,18 @@ impl Recorder {
         });
     }
 
+    /// Notes one live delivery of the unit taken at server time `at`, `us` after it.
+    pub fn broadcast_reached(&self, unit: &str, at: u64, us: u64) {
+        let mut m = self.slowest.lock().unwrap_or_else(|p| p.into_inner());
+        let per_unit = match m.get_mut(unit) {
+            Some(p) => p,
+            None => m.entry(unit.to_owned()).or_default(),
+        };
+        let e = per_unit.entry(at).or_default();
+        e.0 = e.0.max(us);
+        e.1 += 1;
+    }
+
     /// Everything recorded so far, for the parent.
     pub fn to_wire(&self) -> Result<WireMetrics, MetricsError> {
         let hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
@@ -272,6 +324,20 @@ impl Recorder {
                 .clone(),
             first_delivery_ms: span.map(|s| s.0),
             last_delivery_ms: span.map(|s| s.1),
+            slowest: self
+                .slowest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .flat_map(|(unit, per_at)| {
+                    per_at.iter().map(|(at, (max_us, reached))| Slowest {
+                        unit: unit.clone(),
+                        at: *at,
+                        max_us: *max_us,
+                        reached: *reached,
+                    })
+                })
+                .collect(),
         })
     }
 }
@@ -284,6 +350,7 @@ pub struct Merged {
     pub errors: BTreeMap<String, u64>,
     pub first_delivery_ms: Option<f64>,
     pub last_delivery_ms: Option<f64>,
+    slowest: SlowestMap,
 }
 
 impl Merged {
@@ -307,7 +374,31 @@ impl Merged {
         }
         self.first_delivery_ms = min_opt(self.first_delivery_ms, w.first_delivery_ms, f64::min);
         self.last_delivery_ms = min_opt(self.last_delivery_ms, w.last_delivery_ms, f64::max);
+        for b in &w.slowest {
+            note_slowest(
+                &mut self.slowest,
+                (b.unit.clone(), b.at),
+                b.max_us,
+                b.reached,
+            );
+        }
         Ok(())
+    }
+
+    /// Per broadcast, the slowest delivery over every worker: one value per taken unit.
+    pub fn slowest_histogram(&self) -> Histogram<u64> {
+        let mut h = histogram();
+        for (max_us, _) in self.slowest.values() {
+            h.saturating_record((*max_us).max(1));
+        }
+        h
+    }
+
+    /// Broadcasts seen, and the fewest clients any of them reached (0 when none).
+    pub fn broadcast_reach(&self) -> (u64, u64) {
+        let n = self.slowest.len() as u64;
+        let min = self.slowest.values().map(|(_, r)| *r).min().unwrap_or(0);
+        (n, min)
     }
 
     /// The summary of a named histogram (empty when nothing was recorded).
@@ -324,5 +415,34 @@ fn min_opt(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<
         (Some(x), Some(y)) => Some(pick(x, y)),
         (x, None) => x,
         (None, y) => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowest_is_the_max_over_workers_per_broadcast() {
+        let a = Recorder::new();
+        a.broadcast_reached("u1", 100, 5_000);
+        a.broadcast_reached("u1", 100, 9_000);
+        a.broadcast_reached("u2", 200, 1_000);
+        let b = Recorder::new();
+        b.broadcast_reached("u1", 100, 700_000);
+        b.broadcast_reached("u2", 200, 2_000);
+        let mut m = Merged::default();
+        m.add(&a.to_wire().unwrap()).unwrap();
+        m.add(&b.to_wire().unwrap()).unwrap();
+        let h = m.slowest_histogram();
+        assert_eq!(h.len(), 2);
+        assert!(h.equivalent(h.max(), 700_000));
+        assert!(h.equivalent(h.min(), 2_000));
+        assert_eq!(m.broadcast_reach(), (2, 2));
+        // The same unit taken again after a reset is another broadcast.
+        let c = Recorder::new();
+        c.broadcast_reached("u1", 300, 10);
+        m.add(&c.to_wire().unwrap()).unwrap();
+        assert_eq!(m.broadcast_reach(), (3, 1));
     }
 }

@@ -30,6 +30,15 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub errors_unexpected: u64,
     pub server_rss: Option<Rss>,
+    /// The server's CPU time while broadcasts were delivered (with `--server-pid`).
+    #[serde(default)]
+    pub server_cpu: Option<Cpu>,
+    /// Distinct broadcasts (taken units) received live, and the fewest clients any of
+    /// them reached: with every watcher live, equal to the watchers for a complete run.
+    #[serde(default)]
+    pub broadcasts: u64,
+    #[serde(default)]
+    pub broadcast_reach_min: u64,
     /// `server − local` clock offset used, ms, and the RTT of its sample.
     pub clock_offset_ms: Option<f64>,
     pub clock_rtt_ms: Option<f64>,
@@ -58,6 +67,42 @@ pub struct Rss {
     pub per_connection_bytes: f64,
 }
 
+/// The server's user + system CPU over the delivery span (first to last live delivery,
+/// widened to the nearest samples taken every ~250 ms).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cpu {
+    pub pid: u32,
+    /// Wall-clock seconds between the two samples.
+    pub window_s: f64,
+    /// utime + stime consumed between them.
+    pub cpu_s: f64,
+    /// Live deliveries divided by `cpu_s`.
+    pub deliveries_per_cpu_s: f64,
+}
+
+/// Linux reports utime and stime in USER_HZ ticks, 100 per second on every
+/// architecture the hub targets.
+const TICKS_PER_S: f64 = 100.0;
+
+/// Reads utime + stime of a process, in seconds (`/proc/PID/stat`, fields 14 and 15).
+pub fn cpu_s(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after its ')' are plain.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((ut + st) / TICKS_PER_S)
+}
+
+/// The CPU between the last sample at or before `from` and the first at or after `to`
+/// (samples: local ms, CPU s, in time order).
+pub fn cpu_between(samples: &[(f64, f64)], from: f64, to: f64) -> Option<(f64, f64)> {
+    let a = samples.iter().rev().find(|s| s.0 <= from)?;
+    let b = samples.iter().find(|s| s.0 >= to)?;
+    Some(((b.0 - a.0) / 1000.0, b.1 - a.1))
+}
+
 /// Reads `VmRSS` of a process in KiB.
 pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -73,6 +118,11 @@ impl Report {
         for n in name::ALL {
             self.latency_ms.insert(n.to_owned(), m.summary(n));
         }
+        self.latency_ms.insert(
+            name::BROADCAST_ALL.to_owned(),
+            Summary::of(&m.slowest_histogram()),
+        );
+        (self.broadcasts, self.broadcast_reach_min) = m.broadcast_reach();
         self.counts = m.counts.clone();
         self.errors = m.errors.clone();
         self.errors_unexpected = m
@@ -91,7 +141,8 @@ impl Report {
         }
     }
 
-    /// A metric's value for thresholds: `<hist>_<p50|p90|p99|p999|max|mean>` in ms,
+    /// A metric's value for thresholds: `<hist>_<p50|p90|p95|p99|p999|max|mean>` in ms
+    /// (`broadcast_all_p95`: per broadcast the slowest watcher, then the p95 of those),
     /// or `errors` (unexpected), `connect_errors`, `deliveries_per_s`, `rss_per_conn`.
     pub fn metric(&self, metric: &str) -> Option<f64> {
         match metric {
@@ -106,6 +157,7 @@ impl Report {
         Some(match stat {
             "p50" => s.p50,
             "p90" => s.p90,
+            "p95" => s.p95,
             "p99" => s.p99,
             "p999" => s.p999,
             "max" => s.max,
@@ -171,8 +223,8 @@ impl Report {
                 &mut s,
                 &format!("{n} (ms)"),
                 format!(
-                    "p50={:.2} p90={:.2} p99={:.2} p99.9={:.2} max={:.2} n={}",
-                    sm.p50, sm.p90, sm.p99, sm.p999, sm.max, sm.count
+                    "p50={:.2} p90={:.2} p95={:.2} p99={:.2} p99.9={:.2} max={:.2} n={}",
+                    sm.p50, sm.p90, sm.p95, sm.p99, sm.p999, sm.max, sm.count
                 ),
             );
         }
@@ -201,6 +253,26 @@ impl Report {
                 format!(
                     "{} ({:.0}/s)",
                     self.counts.deliveries, self.rates.deliveries_per_s
+                ),
+            );
+        }
+        if self.broadcasts > 0 {
+            line(
+                &mut s,
+                "broadcasts",
+                format!(
+                    "{} received live, the least reached {} client(s)",
+                    self.broadcasts, self.broadcast_reach_min
+                ),
+            );
+        }
+        if let Some(c) = &self.server_cpu {
+            line(
+                &mut s,
+                "server CPU while delivering",
+                format!(
+                    "{:.2} s over {:.2} s: {:.0} deliveries/CPU-s",
+                    c.cpu_s, c.window_s, c.deliveries_per_cpu_s
                 ),
             );
         }
@@ -328,7 +400,8 @@ fn known_metric(m: &str) -> bool {
         return true;
     }
     m.rsplit_once('_').is_some_and(|(h, s)| {
-        name::ALL.contains(&h) && ["p50", "p90", "p99", "p999", "max", "mean"].contains(&s)
+        (name::ALL.contains(&h) || h == name::BROADCAST_ALL)
+            && ["p50", "p90", "p95", "p99", "p999", "max", "mean"].contains(&s)
     })
 }
 
@@ -389,5 +462,44 @@ impl Threshold {
             Op::Gt => v > self.value,
             Op::Ge => v >= self.value,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_watcher_metric_has_a_threshold_name() {
+        let t = Threshold::parse("broadcast_all_p95<500ms").unwrap();
+        assert_eq!((t.metric.as_str(), t.value), ("broadcast_all_p95", 500.0));
+        assert!(Threshold::parse("broadcast_all_p42<500ms").is_err());
+        let mut r = Report::default();
+        r.latency_ms.insert(
+            name::BROADCAST_ALL.into(),
+            Summary {
+                p95: 620.0,
+                ..Summary::default()
+            },
+        );
+        r.judge(&[t]);
+        assert!(!r.passed);
+        assert_eq!(r.thresholds[0].value, Some(620.0));
+    }
+
+    #[test]
+    fn cpu_is_charged_between_the_samples_around_the_span() {
+        let s = [
+            (0.0, 1.0),
+            (250.0, 1.1),
+            (500.0, 1.5),
+            (750.0, 1.9),
+            (1000.0, 2.0),
+        ];
+        let (w, c) = cpu_between(&s, 300.0, 700.0).unwrap();
+        assert!((w - 0.5).abs() < 1e-9 && (c - 0.8).abs() < 1e-9);
+        assert!(cpu_between(&s, 300.0, 1200.0).is_none());
+        // Our own process is running, so its CPU reads.
+        assert!(cpu_s(std::process::id()).is_some());
     }
 }

@@ -16,7 +16,7 @@ use crate::client::{ClientSpec, FamilyTask, Finish};
 use crate::clock::now_ms;
 use crate::metrics::Merged;
 use crate::operator::{self, Gateway, OpsError, Tokens};
-use crate::report::{vm_rss_kib, Report, Rss, Threshold, ThresholdError};
+use crate::report::{cpu_between, cpu_s, vm_rss_kib, Cpu, Report, Rss, Threshold, ThresholdError};
 use crate::workers::{self, Plan, WorkerError, WorkerLine, WorkerResult};
 
 /// The four scenarios.
@@ -199,6 +199,8 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
     let mut peak_open = 0u64;
     let mut results: Vec<Option<WorkerResult>> = vec![None; k];
     let mut rss_peak = None;
+    // (local ms, server CPU s), to charge the server's CPU to the delivery span.
+    let mut cpu_samples: Vec<(f64, f64)> = Vec::new();
     loop {
         let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
@@ -209,6 +211,9 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
         match line {
             WorkerLine::Progress(p) => progress[w] = Some(p),
             WorkerLine::Result(r) => results[w] = Some(*r),
+        }
+        if let Some(c) = args.server_pid.and_then(cpu_s) {
+            cpu_samples.push((now_ms(), c));
         }
         let all: Vec<_> = progress.iter().flatten().collect();
         let open: u64 = all.iter().map(|p| p.open).sum();
@@ -243,6 +248,9 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
         h.finish(finish).await?;
     }
     while results.iter().any(Option::is_none) {
+        if let Some(c) = args.server_pid.and_then(cpu_s) {
+            cpu_samples.push((now_ms(), c));
+        }
         let got = tokio::time::timeout(Duration::from_secs(120), rx.recv())
             .await
             .map_err(|_| RunError::Setup("workers did not report in time".into()))?;
@@ -292,6 +300,23 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
             per_connection_bytes: (peak.saturating_sub(before) * 1024) as f64
                 / peak_open.max(1) as f64,
         });
+    }
+    if let (Some(pid), Some(a), Some(b)) = (
+        args.server_pid,
+        merged.first_delivery_ms,
+        merged.last_delivery_ms,
+    ) {
+        if let Some(c) = args.server_pid.and_then(cpu_s) {
+            cpu_samples.push((now_ms(), c));
+        }
+        if let Some((window_s, cpu)) = cpu_between(&cpu_samples, a, b) {
+            report.server_cpu = Some(Cpu {
+                pid,
+                window_s,
+                cpu_s: cpu,
+                deliveries_per_cpu_s: report.counts.deliveries as f64 / cpu.max(0.01),
+            });
+        }
     }
     if op_token.is_some() && !args.no_audit {
         let events = gw0.all_events().await?;
