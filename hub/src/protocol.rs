@@ -24,7 +24,7 @@ pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
 pub const MAX_MSGPACK_DEPTH: usize = 32;
 
 /// Taken units per `snapshot` frame.
-pub const SNAPSHOT_PART: usize = 64;
+pub const SNAPSHOT_PART: usize = 32;
 
 /// The snapshot frames of a board: part 0 with the sessions, then the taken units in
 /// chunks of [`SNAPSHOT_PART`].

@@ -11,15 +11,26 @@ export class Board {
     this.taken = new Map();
     /** session id → SessionInfo */
     this.sessions = new Map();
+    /** Snapshot parts still to come; the board is whole only at 0. */
+    this.partsLeft = 0;
+  }
+
+  /** Whether the board is whole: a complete snapshot (and deltas) applied. Only a
+   * whole board may resume from its (epoch, seq); a partial one needs a new snapshot. */
+  isWhole() {
+    return this.seq !== null && this.partsLeft === 0;
   }
 
   /** Replaces everything with a snapshot. A snapshot comes in parts: part 0 replaces
    * the board (and carries the sessions), later parts add taken units. */
   loadSnapshot(m) {
     if (m.part > 0) {
+      if (this.partsLeft === 0 || m.seq !== this.seq) return; // not the snapshot we are building
       for (const t of m.taken) this.taken.set(t.unit, t);
+      this.partsLeft -= 1;
       return;
     }
+    this.partsLeft = Math.max(0, (m.parts ?? 1) - 1);
     this.epoch = m.epoch;
     this.seq = m.seq;
     this.taken = new Map(m.taken.map((t) => [t.unit, t]));

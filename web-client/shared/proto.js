@@ -122,7 +122,7 @@ export class HubClient {
   /** The socket URL; after the first board, it asks to resume from (epoch, seq) so a
    * reconnect gets only the missed deltas instead of a whole snapshot. */
   resumeUrl() {
-    if (this.board.seq === null || this.board.epoch === null || this.board.epoch === undefined) {
+    if (!this.board.isWhole() || this.board.epoch === null || this.board.epoch === undefined) {
       return this.url;
     }
     const sep = this.url.includes('?') ? '&' : '?';
@@ -223,6 +223,11 @@ export class HubClient {
   askResume() {
     const now = Date.now();
     if (now - this.resumeAskedAt < 2000 || this.board.seq === null) return;
+    if (!this.board.isWhole()) {
+      // A partial board has no position to resume from: reconnect for a fresh snapshot.
+      this.ws?.close();
+      return;
+    }
     this.resumeAskedAt = now;
     this.send({ type: 'resume', epoch: this.board.epoch, seq: this.board.seq });
   }
