@@ -371,7 +371,9 @@ impl Connection {
             return Flow::Continue;
         };
         let req_id = req_id.clone();
+        let started = std::time::Instant::now();
         let reply = self.answer(&req_id, action).await;
+        self.app.metrics.action_took(started.elapsed());
         self.send_msg(&reply).await
     }
 

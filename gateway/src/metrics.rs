@@ -22,11 +22,29 @@ pub struct Metrics {
     pub slow_disconnects: AtomicU64,
     pub auto_confirmed: AtomicU64,
     errors: Mutex<HashMap<ErrorCode, u64>>,
+    /// Family actions by server-side latency (frame read to reply queued), per bucket.
+    action_latency: [AtomicU64; ACTION_BUCKETS_MS.len() + 1],
+    action_latency_sum_us: AtomicU64,
 }
+
+/// Upper bounds (ms) of the action latency histogram; one more bucket is +Inf.
+const ACTION_BUCKETS_MS: [u64; 11] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000];
 
 impl Metrics {
     pub fn error(&self, code: ErrorCode) {
         *self.errors.lock().entry(code).or_default() += 1;
+    }
+
+    /// Records how long the hub took to answer one family action.
+    pub fn action_took(&self, d: std::time::Duration) {
+        let ms = d.as_millis() as u64;
+        let i = ACTION_BUCKETS_MS
+            .iter()
+            .position(|b| ms < *b)
+            .unwrap_or(ACTION_BUCKETS_MS.len());
+        self.action_latency[i].fetch_add(1, Relaxed);
+        self.action_latency_sum_us
+            .fetch_add(d.as_micros() as u64, Relaxed);
     }
 
     pub fn deltas_published(&self, receivers: usize) {
@@ -113,6 +131,24 @@ impl Metrics {
         for (code, n) in errors {
             let _ = writeln!(s, "xuanfang_errors_total{{code=\"{code}\"}} {n}");
         }
+        let _ = writeln!(s, "# HELP xuanfang_action_seconds Family actions, frame read to reply queued\n# TYPE xuanfang_action_seconds histogram");
+        let mut cumulative = 0;
+        for (i, n) in self.action_latency.iter().enumerate() {
+            cumulative += n.load(Relaxed);
+            let le = ACTION_BUCKETS_MS
+                .get(i)
+                .map(|ms| format!("{}", *ms as f64 / 1000.0))
+                .unwrap_or_else(|| "+Inf".to_owned());
+            let _ = writeln!(
+                s,
+                "xuanfang_action_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.action_latency_sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            s,
+            "xuanfang_action_seconds_sum {sum}\nxuanfang_action_seconds_count {cumulative}"
+        );
         let _ = writeln!(s, "# HELP xuanfang_watchers Open WebSocket connections\n# TYPE xuanfang_watchers gauge\nxuanfang_watchers {watchers}");
         let _ = writeln!(s, "# HELP xuanfang_families_online Families with a connection here\n# TYPE xuanfang_families_online gauge\nxuanfang_families_online {families_online}");
         let _ = writeln!(s, "# HELP xuanfang_board_seq Last event seq broadcast\n# TYPE xuanfang_board_seq gauge\nxuanfang_board_seq {seq}");

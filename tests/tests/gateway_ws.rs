@@ -498,6 +498,18 @@ async fn a_family_can_only_act_for_itself() {
     handshake(&mut anon).await;
     let r = anon.request(|req_id| ClientMsg::Waive { req_id }).await;
     assert_eq!(error_code(&r), Some(ErrorCode::Unauthorized));
+
+    // Both answers are in the server-side latency histogram.
+    let metrics = reqwest::get(format!("http://{}/metrics", gw.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("xuanfang_action_seconds_count 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
