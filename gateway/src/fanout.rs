@@ -28,7 +28,12 @@ const RETAINED_DELTAS: usize = 4096;
 pub const BROADCAST_CAPACITY: usize = 256;
 /// Events read from the allocator per delta; under load several changes coalesce into
 /// one delta.
-const EVENTS_PER_READ: usize = 1000;
+const EVENTS_PER_READ: usize = 5000;
+/// The shortest time between two reads of the stream. A quiet board publishes each
+/// change at once; in a burst (a session start: thousands of confirms a second) changes
+/// gather for this long into one delta, so 20,000 sockets get a few frames a second
+/// instead of one per confirm — which is what keeps the hub's CPU free to answer.
+const MIN_DELTA_INTERVAL: Duration = Duration::from_millis(50);
 /// The most events a resume rebuilds from the allocator's log before it prefers a snapshot.
 const RESUME_FROM_LOG_MAX: u64 = 20_000;
 
@@ -262,7 +267,12 @@ impl BatchHub {
     /// Follows the event stream until cancelled.
     pub async fn follow(self: Arc<Self>, cancel: CancellationToken) {
         let mut last = self.board.lock().events_seq;
+        let mut last_read = tokio::time::Instant::now() - MIN_DELTA_INTERVAL;
         loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(last_read + MIN_DELTA_INTERVAL) => {}
+            }
             let read = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = self.alloc.wait_events(&self.batch, last, EVENTS_PER_READ, Duration::from_secs(2)) => r,
@@ -270,6 +280,7 @@ impl BatchHub {
             match read {
                 Ok(events) if events.is_empty() => {}
                 Ok(events) => {
+                    last_read = tokio::time::Instant::now();
                     last = events.last().map(|e| e.seq).unwrap_or(last);
                     self.publish(events).await;
                 }

@@ -95,12 +95,19 @@ impl Cached {
 /// The Redis engine. Cheap to share behind an `Arc`; every gateway instance holds one
 /// over the same Redis.
 pub struct RedisEngine {
-    conn: Conn,
+    /// A few multiplexed connections, used in turn: Redis reads one buffer per client per
+    /// event-loop turn and fsyncs once per turn, so a burst spread over several
+    /// connections gets more commands per fsync than one long pipeline.
+    conns: Vec<Conn>,
+    next_conn: std::sync::atomic::AtomicUsize,
     follower: Follower,
     clock: Option<Arc<dyn Clock>>,
     namespace: String,
     cache: RwLock<HashMap<BatchId, Arc<Cached>>>,
 }
+
+/// Shared multiplexed connections per engine.
+const SHARED_CONNECTIONS: usize = 4;
 
 /// How many times a script that found the engine's batch out of date is retried.
 const STALE_RETRIES: usize = 3;
@@ -147,16 +154,30 @@ impl RedisEngine {
 
     /// Connects to a single Redis or a Redis Cluster.
     pub async fn connect_to(target: Target, options: RedisOptions) -> Result<Self, AllocError> {
-        let conn = target
-            .shared(options.response_timeout, options.connection_timeout)
-            .await?;
+        let mut conns = Vec::with_capacity(SHARED_CONNECTIONS);
+        for _ in 0..SHARED_CONNECTIONS {
+            conns.push(
+                target
+                    .shared(options.response_timeout, options.connection_timeout)
+                    .await?,
+            );
+        }
         Ok(Self {
-            conn,
+            conns,
+            next_conn: std::sync::atomic::AtomicUsize::new(0),
             follower: Follower::new(target, options.connection_timeout),
             clock: options.clock,
             namespace: options.namespace,
             cache: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The next shared connection (round robin).
+    fn conn(&self) -> Conn {
+        let i = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.conns[i % self.conns.len()].clone()
     }
 
     fn keys(&self, batch: &BatchId) -> BatchKeys {
@@ -191,8 +212,7 @@ impl RedisEngine {
     /// The cached batch, checked against the generation in Redis now.
     async fn current(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
         let gen: Option<u64> = self
-            .conn
-            .clone()
+            .conn()
             .hget(self.keys(batch).meta(), "gen")
             .await?;
         let gen = gen.ok_or(AllocError::Rejected(ErrorCode::UnknownBatch.into()))?;
@@ -201,8 +221,7 @@ impl RedisEngine {
 
     async fn reload(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
         let (text, gen, epoch): (Option<String>, Option<u64>, Option<u64>) = self
-            .conn
-            .clone()
+            .conn()
             .hget(self.keys(batch).meta(), &["batch", "gen", "epoch"])
             .await?;
         let (Some(text), Some(gen), Some(epoch)) = (text, gen, epoch) else {
@@ -228,7 +247,7 @@ impl RedisEngine {
         events: Vec<Event>,
     ) -> Result<Vec<Event>, AllocError> {
         if events.is_empty() {
-            let exists: bool = self.conn.clone().exists(self.keys(batch).meta()).await?;
+            let exists: bool = self.conn().exists(self.keys(batch).meta()).await?;
             if !exists {
                 return Err(ErrorCode::UnknownBatch.into());
             }
@@ -316,7 +335,7 @@ impl Allocator for RedisEngine {
             inv.key(k.family(&f.id));
         }
         inv.arg(self.now_arg()).arg(json(&batch)?).arg(plan);
-        match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+        match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
             Reply::Ok(payload) => {
                 let epoch = payload
                     .first()
@@ -326,8 +345,7 @@ impl Allocator for RedisEngine {
                 // Scored by load time (the epoch is the load's server time in ms), so
                 // `batches()` lists oldest first.
                 let _: () = self
-                    .conn
-                    .clone()
+                    .conn()
                     .zadd(keys::batches(&self.namespace), batch.id.as_str(), epoch)
                     .await?;
                 let id = batch.id.clone();
@@ -371,7 +389,7 @@ impl Allocator for RedisEngine {
             for f in &session.families {
                 inv.arg(f.as_str());
             }
-            match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+            match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
                 Reply::Ok(payload) => {
                     let gen = payload
                         .first()
@@ -430,7 +448,7 @@ impl Allocator for RedisEngine {
         for a in &own_args {
             inv.arg(a);
         }
-        match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+        match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
             Reply::Ok(payload) => {
                 let read = FamilyRead::parse(payload)?;
                 Ok(Ok(self.view(batch, family, read).await?))
@@ -462,7 +480,7 @@ impl Allocator for RedisEngine {
                 return Err(ErrorCode::UnknownSession.into());
             };
             let cursor: Option<usize> =
-                self.conn.clone().hget(k.cursor(), session.as_str()).await?;
+                self.conn().hget(k.cursor(), session.as_str()).await?;
             let c0 = cursor.unwrap_or(0).min(s.families.len());
             let window = close_window(max);
             let rest = &s.families[c0..(c0 + window).min(s.families.len())];
@@ -484,7 +502,7 @@ impl Allocator for RedisEngine {
             for f in rest {
                 inv.arg(f.as_str());
             }
-            match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+            match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
                 Reply::Ok(payload) => {
                     let n = payload.first().map(reply::int).transpose()?.unwrap_or(0);
                     let closed = payload.get(1).map(reply::int).transpose()?.unwrap_or(0) != 0;
@@ -509,8 +527,7 @@ impl Allocator for RedisEngine {
 
     async fn batches(&self) -> Result<Vec<BatchId>, AllocError> {
         let ids: Vec<String> = self
-            .conn
-            .clone()
+            .conn()
             .zrange(keys::batches(&self.namespace), 0, -1)
             .await?;
         Ok(ids.into_iter().map(BatchId).collect())
@@ -518,7 +535,7 @@ impl Allocator for RedisEngine {
 
     async fn catalog(&self, batch: &BatchId) -> Result<Catalog, AllocError> {
         let c = self.current(batch).await?;
-        let closed: Vec<String> = self.conn.clone().hkeys(self.keys(batch).closed()).await?;
+        let closed: Vec<String> = self.conn().hkeys(self.keys(batch).closed()).await?;
         let closed: Vec<SessionId> = closed.into_iter().map(SessionId).collect();
         Ok(views::catalog(&c.batch, &closed))
     }
@@ -534,7 +551,7 @@ impl Allocator for RedisEngine {
             .key(k.seq())
             .key(k.taken())
             .key(k.closed());
-        let payload = match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+        let payload = match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
             Reply::Ok(p) => p,
             Reply::Refused(r) => return Err(r.into()),
             Reply::Stale => return Err(corrupt("board answered stale")),
@@ -572,7 +589,7 @@ impl Allocator for RedisEngine {
         let mut inv = scripts::FAMILY.prepare_invoke();
         inv.key(k.meta()).key(k.closed()).key(k.family(family));
         inv.arg(self.now_arg());
-        match reply::reply(inv.invoke_async(&mut self.conn.clone()).await?)? {
+        match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
             Reply::Ok(payload) => self.view(batch, family, FamilyRead::parse(payload)?).await,
             Reply::Refused(r) => Err(r.into()),
             Reply::Stale => Err(corrupt("family answered stale")),
@@ -591,7 +608,7 @@ impl Allocator for RedisEngine {
                 pipe.hgetall(k.family(&f.id));
             }
             let hashes: Vec<HashMap<String, String>> =
-                pipe.query_async(&mut self.conn.clone()).await?;
+                pipe.query_async(&mut self.conn()).await?;
             for (f, fields) in chunk.iter().zip(hashes) {
                 out.push(FamilyRecord {
                     family: f.clone(),
@@ -609,7 +626,7 @@ impl Allocator for RedisEngine {
         limit: usize,
     ) -> Result<Vec<Event>, AllocError> {
         let events = follow::read_range(
-            &mut self.conn.clone(),
+            &mut self.conn(),
             &self.keys(batch).events(),
             after,
             limit,
@@ -627,7 +644,7 @@ impl Allocator for RedisEngine {
     ) -> Result<Vec<Event>, AllocError> {
         let stream = self.keys(batch).events();
         let events = if wait.is_zero() || limit == 0 {
-            follow::read_range(&mut self.conn.clone(), &stream, after, limit).await?
+            follow::read_range(&mut self.conn(), &stream, after, limit).await?
         } else {
             self.follower
                 .read_blocking(&stream, after, limit, wait)
@@ -638,8 +655,7 @@ impl Allocator for RedisEngine {
 
     async fn epoch(&self, batch: &BatchId) -> Result<u64, AllocError> {
         let epoch: Option<u64> = self
-            .conn
-            .clone()
+            .conn()
             .hget(self.keys(batch).meta(), "epoch")
             .await?;
         epoch.ok_or(AllocError::Rejected(Rejection::new(
@@ -652,14 +668,14 @@ impl Allocator for RedisEngine {
             return Ok(c.now());
         }
         let (secs, micros): (i64, i64) = redis::cmd("TIME")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await?;
         Ok(Millis(secs * 1000 + micros / 1000))
     }
 
     async fn ping(&self) -> Result<(), AllocError> {
         let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await?;
         Ok(())
     }
