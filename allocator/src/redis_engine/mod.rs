@@ -211,10 +211,7 @@ impl RedisEngine {
 
     /// The cached batch, checked against the generation in Redis now.
     async fn current(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
-        let gen: Option<u64> = self
-            .conn()
-            .hget(self.keys(batch).meta(), "gen")
-            .await?;
+        let gen: Option<u64> = self.conn().hget(self.keys(batch).meta(), "gen").await?;
         let gen = gen.ok_or(AllocError::Rejected(ErrorCode::UnknownBatch.into()))?;
         self.cached_at_least(batch, gen).await
     }
@@ -479,8 +476,7 @@ impl Allocator for RedisEngine {
             let Some(s) = c.batch.session(session) else {
                 return Err(ErrorCode::UnknownSession.into());
             };
-            let cursor: Option<usize> =
-                self.conn().hget(k.cursor(), session.as_str()).await?;
+            let cursor: Option<usize> = self.conn().hget(k.cursor(), session.as_str()).await?;
             let c0 = cursor.unwrap_or(0).min(s.families.len());
             let window = close_window(max);
             let rest = &s.families[c0..(c0 + window).min(s.families.len())];
@@ -607,8 +603,7 @@ impl Allocator for RedisEngine {
             for f in chunk {
                 pipe.hgetall(k.family(&f.id));
             }
-            let hashes: Vec<HashMap<String, String>> =
-                pipe.query_async(&mut self.conn()).await?;
+            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
             for (f, fields) in chunk.iter().zip(hashes) {
                 out.push(FamilyRecord {
                     family: f.clone(),
@@ -625,13 +620,8 @@ impl Allocator for RedisEngine {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, AllocError> {
-        let events = follow::read_range(
-            &mut self.conn(),
-            &self.keys(batch).events(),
-            after,
-            limit,
-        )
-        .await?;
+        let events =
+            follow::read_range(&mut self.conn(), &self.keys(batch).events(), after, limit).await?;
         self.known_if_empty(batch, events).await
     }
 
@@ -654,10 +644,7 @@ impl Allocator for RedisEngine {
     }
 
     async fn epoch(&self, batch: &BatchId) -> Result<u64, AllocError> {
-        let epoch: Option<u64> = self
-            .conn()
-            .hget(self.keys(batch).meta(), "epoch")
-            .await?;
+        let epoch: Option<u64> = self.conn().hget(self.keys(batch).meta(), "epoch").await?;
         epoch.ok_or(AllocError::Rejected(Rejection::new(
             ErrorCode::UnknownBatch,
         )))
@@ -667,16 +654,12 @@ impl Allocator for RedisEngine {
         if let Some(c) = &self.clock {
             return Ok(c.now());
         }
-        let (secs, micros): (i64, i64) = redis::cmd("TIME")
-            .query_async(&mut self.conn())
-            .await?;
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
         Ok(Millis(secs * 1000 + micros / 1000))
     }
 
     async fn ping(&self) -> Result<(), AllocError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn())
-            .await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
     }
 }
