@@ -357,7 +357,7 @@ async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supplementary_selection_from_application_to_a_confirmed_unit() {
-    use xuanfang_hub::protocol::ClientMsg;
+    use xuanfang_hub::protocol::{BoardChange, ClientMsg};
     use xuanfang_hub::selection::{NoUnitReason, Outcome};
     use xuanfang_hub::{Edit, ListKind, Millis, SessionKind, Stage, UnitId};
     let alloc = redis_engine(&namespace()).await;
@@ -453,19 +453,30 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
         })
         .await;
     assert!(is_ok(&r), "{r:?}");
-    // A watcher that connects now sees the supplementary session and the unit taken.
+    // A watcher that connects now sees the supplementary session and the unit taken
+    // (in its snapshot, or in the delta right after when the hub had not broadcast yet).
     let mut w = connect(gw.addr, None, Encoding::MsgPack).await;
-    let (taken, sessions) = w
+    let mut saw_session = false;
+    let saw_unit = w
         .until(t, |m| match m {
             ServerMsg::Snapshot {
                 taken, sessions, ..
-            } => Some((taken.clone(), sessions.clone())),
+            } => {
+                saw_session |= sessions
+                    .iter()
+                    .any(|s| s.kind == SessionKind::Supplementary);
+                taken
+                    .iter()
+                    .any(|x| x.unit == UnitId::from("U07"))
+                    .then_some(())
+            }
+            ServerMsg::Delta { changes, .. } => changes
+                .iter()
+                .any(|c| matches!(c, BoardChange::Taken(x) if x.unit == UnitId::from("U07")))
+                .then_some(()),
             _ => None,
         })
-        .await
-        .unwrap();
-    assert!(taken.iter().any(|x| x.unit == UnitId::from("U07")));
-    assert!(sessions
-        .iter()
-        .any(|s| s.kind == SessionKind::Supplementary));
+        .await;
+    assert!(saw_unit.is_some(), "the confirmed unit reaches the board");
+    assert!(saw_session, "the snapshot lists the supplementary session");
 }
