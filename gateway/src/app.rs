@@ -88,8 +88,14 @@ impl App {
         if self.hub().is_some_and(|h| h.batch == batch) {
             return Ok(());
         }
-        let hub = BatchHub::open(self.alloc.clone(), batch, self.metrics.clone()).await?;
         let cancel = self.shutdown.child_token();
+        let hub = BatchHub::open(
+            self.alloc.clone(),
+            batch,
+            self.metrics.clone(),
+            cancel.clone(),
+        )
+        .await?;
         tokio::spawn(hub.clone().follow(cancel.clone()));
         tokio::spawn(crate::deadline::keep(
             self.clone(),

@@ -193,11 +193,19 @@ impl Connection {
         // Frames refused in a row; a client that keeps flooding is closed (4008).
         let mut over_limit = 0u32;
         let shutdown = self.app.shutdown.clone();
+        let retired = self.hub.retired.clone();
         let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(30));
         keepalive.tick().await;
         loop {
             let flow = tokio::select! {
                 _ = shutdown.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down"),
+                _ = retired.cancelled() => {
+                    if shutdown.is_cancelled() {
+                        Flow::Close(close_code::GOING_AWAY, "server shutting down")
+                    } else {
+                        Flow::Close(close_code::BATCH_CHANGED, "batch changed")
+                    }
+                }
                 frame = self.socket.recv() => match frame {
                     None => return Flow::Continue,
                     Some(Err(e)) => {

@@ -74,6 +74,9 @@ struct Board {
 pub struct BatchHub {
     pub batch: BatchId,
     pub epoch: u64,
+    /// Cancelled when this gateway stops serving the batch (another batch was loaded, or
+    /// shutdown): its follower stops and its connections are closed so clients reconnect.
+    pub retired: CancellationToken,
     alloc: Arc<dyn Allocator>,
     metrics: Arc<Metrics>,
     statics: Mutex<Batch>,
@@ -91,6 +94,7 @@ impl BatchHub {
         alloc: Arc<dyn Allocator>,
         batch: BatchId,
         metrics: Arc<Metrics>,
+        retired: CancellationToken,
     ) -> Result<Arc<Self>, AllocError> {
         let statics = alloc.batch(&batch).await?;
         let board = alloc.board(&batch).await?;
@@ -101,6 +105,7 @@ impl BatchHub {
             .map(|f| (f.id.clone(), (f.name.clone(), f.rank)))
             .collect();
         Ok(Arc::new(Self {
+            retired,
             names,
             batch,
             epoch: board.epoch,

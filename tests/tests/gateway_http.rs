@@ -77,9 +77,38 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     assert_eq!(errors[0]["row"], 501, "header is row 1");
     assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
 
+    let mut old_screen = connect(gw.addr, None, Encoding::Json).await;
+    old_screen
+        .until(Duration::from_secs(5), |m| {
+            matches!(m, ServerMsg::Snapshot { .. }).then_some(())
+        })
+        .await
+        .unwrap();
     let (status, body) = upload(&base, units_csv(100), families_csv(50)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["batch"], "uploaded");
+    // A screen of the old batch is told to reconnect (4010) and then gets the new one.
+    let code = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(m)) = old_screen.ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Close(f) = m {
+                return f.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(4010));
+    let mut new_screen = connect(gw.addr, None, Encoding::Json).await;
+    let batch = new_screen
+        .until(Duration::from_secs(5), |m| match m {
+            ServerMsg::Welcome { batch, .. } => Some(batch.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(batch.as_str(), "uploaded");
     // The gateway now serves the new batch.
     let catalog: serde_json::Value = reqwest::get(format!("{base}/api/catalog"))
         .await
