@@ -134,10 +134,6 @@ impl BatchHub {
         self.board.lock().sessions.clone()
     }
 
-    pub fn taken_count(&self) -> usize {
-        self.board.lock().taken.len()
-    }
-
     pub fn has_family(&self, f: &FamilyId) -> bool {
         self.names.contains_key(f)
     }

@@ -27,15 +27,6 @@ impl Frames {
             Encoding::MsgPack => self.msgpack.clone(),
         }
     }
-
-    /// Bytes of the JSON form (for metrics).
-    pub fn len(&self, enc: Encoding) -> usize {
-        match (enc, &self.json, &self.msgpack) {
-            (Encoding::Json, Message::Text(t), _) => t.len(),
-            (Encoding::MsgPack, _, Message::Binary(b)) => b.len(),
-            _ => 0,
-        }
-    }
 }
 
 /// Encodes one message for one connection.
