@@ -25,35 +25,32 @@ pub const MAX_MSGPACK_DEPTH: usize = 32;
 
 /// Taken units per `snapshot` frame.
 pub const SNAPSHOT_PART: usize = 32;
+/// Sessions per `snapshot` frame.
+pub const SNAPSHOT_SESSIONS_PART: usize = 4;
 
-/// The snapshot frames of a board: part 0 with the sessions, then the taken units in
-/// chunks of [`SNAPSHOT_PART`].
+/// The snapshot frames of a board: taken units in chunks of [`SNAPSHOT_PART`] and
+/// sessions in chunks of [`SNAPSHOT_SESSIONS_PART`], side by side, so every frame stays
+/// small (a WebSocket keeps a write buffer as large as the largest frame it sent).
 pub fn snapshot_parts(
     epoch: u64,
     seq: u64,
     taken: &[TakenUnit],
     sessions: &[SessionInfo],
 ) -> Vec<ServerMsg> {
-    let chunks: Vec<&[TakenUnit]> = if taken.is_empty() {
-        vec![&[]]
-    } else {
-        taken.chunks(SNAPSHOT_PART).collect()
-    };
-    let parts = chunks.len() as u32;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, chunk)| ServerMsg::Snapshot {
+    let taken_chunks: Vec<&[TakenUnit]> = taken.chunks(SNAPSHOT_PART).collect();
+    let session_chunks: Vec<&[SessionInfo]> = sessions.chunks(SNAPSHOT_SESSIONS_PART).collect();
+    let parts = taken_chunks.len().max(session_chunks.len()).max(1);
+    (0..parts)
+        .map(|i| ServerMsg::Snapshot {
             epoch,
             seq,
             part: i as u32,
-            parts,
-            taken: chunk.to_vec(),
-            sessions: if i == 0 {
-                sessions.to_vec()
-            } else {
-                Vec::new()
-            },
+            parts: parts as u32,
+            taken: taken_chunks.get(i).map(|c| c.to_vec()).unwrap_or_default(),
+            sessions: session_chunks
+                .get(i)
+                .map(|c| c.to_vec())
+                .unwrap_or_default(),
         })
         .collect()
 }
@@ -239,10 +236,10 @@ pub enum ServerMsg {
         t0: f64,
         server_time: Millis,
     },
-    /// The whole board at `seq`, in `parts` frames of at most [`SNAPSHOT_PART`] taken
-    /// units each (a WebSocket keeps a buffer as large as the largest frame it sent, so
-    /// small frames keep 20,000 connections small). Part 0 replaces the client's board
-    /// and carries every session; parts 1.. add taken units. Deltas follow the last part.
+    /// The whole board at `seq`, in `parts` small frames (a WebSocket keeps a buffer as
+    /// large as the largest frame it sent, so small frames keep 20,000 connections
+    /// small). Part 0 replaces the client's board; every part adds its taken units and
+    /// sessions. Deltas follow the last part.
     Snapshot {
         epoch: u64,
         seq: u64,

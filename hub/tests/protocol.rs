@@ -504,3 +504,65 @@ fn msgpack_and_json_carry_the_same_shape() {
         serde_json::from_slice(&Encoding::Json.encode(&msg).unwrap()).unwrap();
     assert_eq!(from_pack, from_json);
 }
+
+#[test]
+fn snapshot_parts_keep_frames_small_and_carry_the_whole_board() {
+    use xuanfang_hub::protocol::{snapshot_parts, SNAPSHOT_PART, SNAPSHOT_SESSIONS_PART};
+    let board_taken: Vec<_> = (0..100).map(sample_taken).collect();
+    let board_sessions: Vec<_> = (0..10).map(sample_session).collect();
+    let parts = snapshot_parts(7, 99, &board_taken, &board_sessions);
+    assert_eq!(
+        parts.len(),
+        100usize
+            .div_ceil(SNAPSHOT_PART)
+            .max(10usize.div_ceil(SNAPSHOT_SESSIONS_PART))
+    );
+    let (mut taken, mut sessions) = (Vec::new(), Vec::new());
+    for (i, p) in parts.iter().enumerate() {
+        let ServerMsg::Snapshot {
+            epoch,
+            seq,
+            part,
+            parts: n,
+            taken: t,
+            sessions: s,
+        } = p
+        else {
+            panic!("not a snapshot");
+        };
+        assert_eq!(
+            (*epoch, *seq, *part as usize, *n as usize),
+            (7, 99, i, parts.len())
+        );
+        assert!(t.len() <= SNAPSHOT_PART && s.len() <= SNAPSHOT_SESSIONS_PART);
+        taken.extend(t.iter().cloned());
+        sessions.extend(s.iter().cloned());
+    }
+    assert_eq!(taken, board_taken);
+    assert_eq!(sessions, board_sessions);
+    // An empty board is still one frame.
+    assert_eq!(snapshot_parts(1, 1, &[], &[]).len(), 1);
+}
+
+fn sample_taken(i: u32) -> xuanfang_hub::protocol::TakenUnit {
+    xuanfang_hub::protocol::TakenUnit {
+        unit: xuanfang_hub::UnitId(format!("U{i}")),
+        family_name: "王*".into(),
+        rank: i,
+        how: xuanfang_hub::How::Confirmed,
+        at: xuanfang_hub::Millis(i64::from(i)),
+    }
+}
+
+fn sample_session(i: u32) -> xuanfang_hub::protocol::SessionInfo {
+    xuanfang_hub::protocol::SessionInfo {
+        id: xuanfang_hub::SessionId(format!("S{i}")),
+        kind: xuanfang_hub::SessionKind::Formal,
+        start: xuanfang_hub::Millis(0),
+        deadline: xuanfang_hub::Millis(1),
+        families: 1,
+        first_rank: i,
+        last_rank: i,
+        closed: false,
+    }
+}

@@ -741,6 +741,7 @@ async fn a_large_board_arrives_as_a_snapshot_in_small_parts() {
     let mut screen = connect(gw.addr, None, Encoding::Json).await;
     let mut taken = std::collections::HashSet::new();
     let mut parts_seen = 0;
+    let mut n_sessions = 0;
     loop {
         match screen.next(T).await {
             Some(ServerMsg::Welcome { .. }) => {}
@@ -758,7 +759,8 @@ async fn a_large_board_arrives_as_a_snapshot_in_small_parts() {
                     "150 units in parts"
                 );
                 assert!(t.len() <= xuanfang_hub::protocol::SNAPSHOT_PART);
-                assert_eq!(sessions.is_empty(), part > 0, "sessions ride in part 0");
+                assert!(sessions.len() <= xuanfang_hub::protocol::SNAPSHOT_SESSIONS_PART);
+                n_sessions += sessions.len();
                 taken.extend(t.into_iter().map(|t| t.unit));
                 parts_seen += 1;
                 if parts_seen == parts {
@@ -769,6 +771,7 @@ async fn a_large_board_arrives_as_a_snapshot_in_small_parts() {
         }
     }
     assert_eq!(taken.len(), n);
+    assert_eq!(n_sessions, 1, "every session arrives once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,11 +22,12 @@ export class Board {
   }
 
   /** Replaces everything with a snapshot. A snapshot comes in parts: part 0 replaces
-   * the board (and carries the sessions), later parts add taken units. */
+   * the board, every part adds its taken units and sessions. */
   loadSnapshot(m) {
     if (m.part > 0) {
       if (this.partsLeft === 0 || m.seq !== this.seq) return; // not the snapshot we are building
       for (const t of m.taken) this.taken.set(t.unit, t);
+      for (const s of m.sessions) this.sessions.set(s.id, s);
       this.partsLeft -= 1;
       return;
     }
