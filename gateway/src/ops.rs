@@ -283,15 +283,43 @@ fn export_failed(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal).detail(e.to_string())
 }
 
+/// What an export is made of: the batch and every family's record (operators only).
+async fn export_inputs(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(xuanfang_hub::Batch, Vec<FamilyRecord>), ApiError> {
+    operator(app, headers)?;
+    let hub = current(app)?;
+    let records = app.alloc.results(&hub.batch).await?;
+    Ok((hub.statics(), records))
+}
+
+/// A file download named `results-<batch>.<ext>`.
+fn attachment(
+    content_type: &str,
+    batch: &xuanfang_hub::BatchId,
+    ext: &str,
+    body: Vec<u8>,
+) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"results-{batch}.{ext}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// `GET /api/ops/results.csv`: UTF-8 with BOM so Excel shows the Chinese correctly.
 pub async fn results_csv(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
-    let records = app.alloc.results(&hub.batch).await?;
-    let batch = hub.statics();
+    let (batch, records) = export_inputs(&app, &headers).await?;
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut out);
@@ -300,17 +328,7 @@ pub async fn results_csv(
         }
         w.flush().map_err(export_failed)?;
     }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"results-{}.csv\"", hub.batch),
-            ),
-        ],
-        out,
-    )
-        .into_response())
+    Ok(attachment("text/csv; charset=utf-8", &batch.id, "csv", out))
 }
 
 /// `GET /api/ops/results.xlsx`.
@@ -318,25 +336,14 @@ pub async fn results_xlsx(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
-    let records = app.alloc.results(&hub.batch).await?;
-    let batch = hub.statics();
+    let (batch, records) = export_inputs(&app, &headers).await?;
     let bytes = write_xlsx(&result_rows(&batch, &records)).map_err(export_failed)?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_owned(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"results-{}.xlsx\"", hub.batch),
-            ),
-        ],
+    Ok(attachment(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        &batch.id,
+        "xlsx",
         bytes,
-    )
-        .into_response())
+    ))
 }
 
 fn write_xlsx(rows: &[ResultRow<'_>]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {

@@ -226,7 +226,7 @@ async fn health_readiness_metrics_and_graceful_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log() {
     use xuanfang_hub::protocol::BoardChange;
-    use xuanfang_hub::{Action, Edit, FamilyId, ListKind, Stage, UnitId};
+    use xuanfang_hub::UnitId;
     let ns = namespace();
     let alloc = redis_engine(&ns).await;
     let batch = small_batch("cross", Duration::from_millis(800), Duration::from_secs(30));
@@ -241,49 +241,12 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
         .await
         .unwrap();
     drop(c);
-    let f = FamilyId::from("F1");
-    let act = |n: &str, a: Action| {
-        let (alloc, b, f, n) = (alloc.clone(), batch.id.clone(), f.clone(), n.to_owned());
-        async move { alloc.act(&b, &f, &n, a).await.unwrap().unwrap() }
-    };
     // Private events first, then gateway B starts: its chain begins after them, so the
     // client's seq is not one of B's delta boundaries.
-    act(
-        "1",
-        Action::Declare {
-            stage: Stage::Preselection,
-        },
-    )
-    .await;
-    for (i, u) in ["U01", "U02"].iter().enumerate() {
-        let unit = UnitId::from(*u);
-        act(
-            &format!("e{i}"),
-            Action::Edit {
-                list: ListKind::Cart,
-                edit: Edit::Add,
-                unit,
-            },
-        )
-        .await;
-    }
+    preselect_direct(alloc.as_ref(), &batch.id, "F1", &["U01", "U02"]).await;
     let gw_b = start_gateway(redis_engine(&ns).await, &batch.id).await;
     sleep_until(batch.sessions[0].start).await;
-    act(
-        "2",
-        Action::Declare {
-            stage: Stage::Formal,
-        },
-    )
-    .await;
-    act("3", Action::Sync).await;
-    act(
-        "4",
-        Action::Confirm {
-            unit: UnitId::from("U01"),
-        },
-    )
-    .await;
+    confirm_direct(alloc.as_ref(), &batch.id, "F1", "U01").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let hub_b = gw_b.app.hub().unwrap();
     let target = hub_b.seq();
@@ -313,7 +276,6 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
-    use xuanfang_hub::{Action, Edit, FamilyId, ListKind, Stage, UnitId};
     let alloc = redis_engine(&namespace()).await;
     let batch = small_batch(
         "private",
@@ -330,45 +292,11 @@ async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
         })
         .await
         .unwrap();
-    let f = FamilyId::from("F2");
-    let act = |n: &str, a: Action| {
-        let (alloc, b, f, n) = (alloc.clone(), batch.id.clone(), f.clone(), n.to_owned());
-        async move { alloc.act(&b, &f, &n, a).await.unwrap().unwrap() }
-    };
-    act(
-        "1",
-        Action::Declare {
-            stage: Stage::Preselection,
-        },
-    )
-    .await;
-    act(
-        "2",
-        Action::Edit {
-            list: ListKind::Cart,
-            edit: Edit::Add,
-            unit: UnitId::from("U03"),
-        },
-    )
-    .await;
+    preselect_direct(alloc.as_ref(), &batch.id, "F2", &["U03"]).await;
     // Nothing public happened: the screen gets nothing.
     assert!(screen.next(Duration::from_millis(400)).await.is_none());
     sleep_until(batch.sessions[0].start).await;
-    act(
-        "3",
-        Action::Declare {
-            stage: Stage::Formal,
-        },
-    )
-    .await;
-    act("4", Action::Sync).await;
-    act(
-        "5",
-        Action::Confirm {
-            unit: UnitId::from("U03"),
-        },
-    )
-    .await;
+    confirm_direct(alloc.as_ref(), &batch.id, "F2", "U03").await;
     match screen.next(Duration::from_secs(5)).await {
         Some(ServerMsg::Delta {
             prev, seq, changes, ..

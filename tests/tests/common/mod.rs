@@ -321,3 +321,44 @@ pub async fn connect_path(addr_and_path: &str, enc: Encoding) -> Client {
         seen: Vec::new(),
     }
 }
+
+/// A family declares pre-selection and fills its cart, straight through the engine.
+pub async fn preselect_direct(alloc: &dyn Allocator, batch: &BatchId, f: &str, units: &[&str]) {
+    use xuanfang_hub::{Action, Edit, ListKind, Stage};
+    let f = FamilyId::from(f);
+    let mut steps = vec![Action::Declare {
+        stage: Stage::Preselection,
+    }];
+    steps.extend(units.iter().map(|u| Action::Edit {
+        list: ListKind::Cart,
+        edit: Edit::Add,
+        unit: UnitId::from(*u),
+    }));
+    for (i, a) in steps.into_iter().enumerate() {
+        let r = alloc.act(batch, &f, &format!("pre{i}"), a).await.unwrap();
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
+
+/// In its formal window, a family declares, syncs its cart and confirms `unit`,
+/// straight through the engine.
+pub async fn confirm_direct(alloc: &dyn Allocator, batch: &BatchId, f: &str, unit: &str) {
+    use xuanfang_hub::{Action, Stage};
+    let f = FamilyId::from(f);
+    let steps = [
+        Action::Declare {
+            stage: Stage::Formal,
+        },
+        Action::Sync,
+        Action::Confirm {
+            unit: UnitId::from(unit),
+        },
+    ];
+    for (i, a) in steps.into_iter().enumerate() {
+        let r = alloc
+            .act(batch, &f, &format!("formal{i}"), a)
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
