@@ -13,8 +13,8 @@
 --   answers {0, closed}. The window must hold the cursor ('stale' otherwise).
 -- Decides, in rank order, up to `max` pending families (no outcome, current session is
 --   this one): no formal declaration -> no_unit absent; else the first intention no
---   family holds (nor one chosen earlier in this step) -> selected automatic; else
---   no_unit no_free_intention. If the window ends before the session does, the cursor
+--   family holds (nor one chosen earlier in this step) -> selected automatic; an empty
+--   list -> no_unit no_intentions; else no_unit no_free_intention. If the window ends before the session does, the cursor
 --   moves to the window's end (the caller goes on with the next window); if no pending
 --   family remains in the session: session_closed.
 -- Writes: all decisions after all checks; the cursor; closed[session] = seq.
@@ -61,14 +61,17 @@ while pos < WINDOW_END do
     if not f[3] then
       d.reason = 'absent'
     else
-      for _, u in ipairs(decode_list(f[4])) do
+      local intent = decode_list(f[4])
+      for _, u in ipairs(intent) do
         if not chosen[u] and redis.call('HEXISTS', K_TAKEN, u) == 0 then
           d.unit = u
           chosen[u] = true
           break
         end
       end
-      if not d.unit then
+      if #intent == 0 then
+        d.reason = 'no_intentions'
+      elseif not d.unit then
         d.reason = 'no_free_intention'
       end
     end

@@ -87,7 +87,7 @@ local function write_selected(k_seq, k_events, k_taken, k_fam, family, unit, how
     '{"family":' .. jstr(family) .. ',"how":"' .. how .. '","at":' .. now_s .. '}')
 end
 
--- Writes a family's empty result ('absent' or 'no_free_intention').
+-- Writes a family's empty result ('absent', 'no_intentions' or 'no_free_intention').
 local function write_no_unit(k_seq, k_events, k_fam, family, reason, now_s)
   emit(k_seq, k_events, now_s, '{"kind":"no_unit","family":' .. jstr(family)
     .. ',"reason":"' .. reason .. '"}')

@@ -221,6 +221,7 @@ impl Model {
                 if phase != wanted {
                     return refuse(ErrorCode::WindowClosed);
                 }
+                let in_formal_session = !self.sessions[self.current(fi)].supplementary;
                 let st = &mut self.families[fi].st;
                 let at = match stage {
                     Stage::Preselection => &mut st.preselect_declared_at,
@@ -229,6 +230,11 @@ impl Model {
                 if at.is_none() {
                     *at = Some(Millis(now));
                     self.seq += 1;
+                    // Entering a formal session syncs the pre-selection.
+                    if *stage == Stage::Formal && in_formal_session && st.intentions != st.cart {
+                        st.intentions = st.cart.clone();
+                        self.seq += 1;
+                    }
                 }
                 Ok(())
             }
@@ -410,6 +416,9 @@ impl Model {
                 .find(|u| self.holder(u.as_str()).is_none());
             match (st.formal_declared_at, free) {
                 (None, _) => self.no_unit(fi, NoUnitReason::Absent, now),
+                (Some(_), None) if st.intentions.is_empty() => {
+                    self.no_unit(fi, NoUnitReason::NoIntentions, now)
+                }
                 (Some(_), Some(u)) => {
                     let u = u.0.clone();
                     self.select(fi, &u, How::Automatic, now);

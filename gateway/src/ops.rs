@@ -253,6 +253,7 @@ fn result_rows<'a>(
                     match reason {
                         NoUnitReason::Absent => "未参与 absent",
                         NoUnitReason::NoFreeIntention => "未选定 no unit",
+                        NoUnitReason::NoIntentions => "未选定 no intentions",
                     },
                     None,
                     Some(*at),

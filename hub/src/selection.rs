@@ -73,7 +73,10 @@ pub enum How {
 pub enum NoUnitReason {
     /// It never accepted the formal declaration: its pre-selection is void.
     Absent,
-    /// Every intention was taken (or the list was empty).
+    /// It entered formal selection but its intention list was empty (it had no
+    /// pre-selection and chose nothing, or deleted every intention).
+    NoIntentions,
+    /// Every intention was taken by families that confirmed or ranked earlier.
     NoFreeIntention,
 }
 
@@ -350,10 +353,24 @@ impl Selection {
                 if already {
                     return Ok(vec![]);
                 }
-                Ok(vec![EventKind::Declared {
-                    family: fam,
+                let mut events = vec![EventKind::Declared {
+                    family: fam.clone(),
                     stage: *stage,
-                }])
+                }];
+                // Entering formal selection syncs the pre-selection (guide §1: only a
+                // family that does not take part loses it), so an idle family is
+                // auto-assigned from the cart it ordered. 同步 then matters only after
+                // edits. A supplementary session starts from an empty list: the
+                // pre-selection belonged to the formal session.
+                if *stage == Stage::Formal && session.kind == SessionKind::Formal {
+                    events.extend(self.list_changed(
+                        fam,
+                        ListKind::Intentions,
+                        &st.intentions,
+                        st.cart.clone(),
+                    ));
+                }
+                Ok(events)
             }
             Action::Edit { list, edit, unit } => {
                 let current = self.check_list_access(st, *list, phase)?;
@@ -574,6 +591,10 @@ impl Selection {
                 .iter()
                 .find(|u| !self.taken.contains_key(*u) && !chosen.contains(u));
             match free {
+                None if st.intentions.is_empty() => events.push(EventKind::NoUnit {
+                    family: family.clone(),
+                    reason: NoUnitReason::NoIntentions,
+                }),
                 Some(unit) => {
                     chosen.push(unit);
                     events.push(EventKind::Selected {

@@ -795,19 +795,71 @@ fn absent_families_get_no_unit_and_their_preselection_is_void() {
 }
 
 #[test]
-fn a_present_family_with_no_intentions_gets_no_free_intention() {
+fn entering_formal_selection_syncs_the_preselection_into_the_intentions() {
     let mut w = World::new(batch());
-    w.preselect("F1", &["U1"]);
-    // Declared but never synced: the cart alone is not an intention.
+    w.preselect("F1", &["U2", "U1"]);
+    let ev = w.ok("F1", declare(Stage::Formal), S1);
+    assert_eq!(
+        ev,
+        vec![
+            EventKind::Declared {
+                family: f("F1"),
+                stage: Stage::Formal
+            },
+            EventKind::ListChanged {
+                family: f("F1"),
+                list: ListKind::Intentions,
+                units: vec![u("U2"), u("U1")],
+            },
+        ]
+    );
+    assert_eq!(w.state("F1").intentions, [u("U2"), u("U1")]);
+    // Declaring again neither re-syncs nor undoes edits made since.
+    w.ok("F1", edit(Intentions, Edit::Remove, "U2"), S1 + 1);
+    assert!(w.ok("F1", declare(Stage::Formal), S1 + 2).is_empty());
+    assert_eq!(w.state("F1").intentions, [u("U1")]);
+}
+
+#[test]
+fn an_idle_family_that_never_tapped_sync_is_assigned_from_its_preselection() {
+    let mut w = World::new(batch());
+    w.preselect("F1", &["U2", "U1"]);
     w.ok("F1", declare(Stage::Formal), S1);
     w.close("S1", D1, 100);
     assert_eq!(
         w.outcome("F1"),
-        Some(Outcome::NoUnit {
-            reason: NoUnitReason::NoFreeIntention,
+        Some(Outcome::Selected {
+            unit: u("U2"),
+            how: How::Automatic,
             at: t(D1)
         })
     );
+}
+
+#[test]
+fn entering_with_an_empty_preselection_leaves_the_intentions_empty() {
+    let mut w = World::new(batch());
+    let ev = w.ok("F1", declare(Stage::Formal), S1);
+    assert_eq!(ev.len(), 1, "only the declaration: {ev:?}");
+    assert!(w.state("F1").intentions.is_empty());
+}
+
+#[test]
+fn a_present_family_with_an_empty_list_gets_no_unit_for_no_intentions() {
+    let mut w = World::new(batch());
+    w.preselect("F1", &["U1"]);
+    w.ok("F1", declare(Stage::Formal), S1);
+    // It deleted its only intention and chose nothing else.
+    w.ok("F1", edit(Intentions, Edit::Remove, "U1"), S1 + 1);
+    w.close("S1", D1, 100);
+    assert_eq!(
+        w.outcome("F1"),
+        Some(Outcome::NoUnit {
+            reason: NoUnitReason::NoIntentions,
+            at: t(D1)
+        })
+    );
+    assert!(w.sel.taken().is_empty());
 }
 
 #[test]

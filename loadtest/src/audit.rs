@@ -197,10 +197,17 @@ fn step_checks(events: &[Event]) -> Vec<Check> {
                 autos += 1;
                 let (expected, declared) = first_free(&sel, family);
                 match reason {
-                    NoUnitReason::NoFreeIntention if expected.is_some() => auto.push(format!(
-                        "seq {}: {family} got no unit though {:?} was free",
-                        e.seq, expected
-                    )),
+                    NoUnitReason::NoFreeIntention | NoUnitReason::NoIntentions
+                        if expected.is_some() =>
+                    {
+                        auto.push(format!(
+                            "seq {}: {family} got no unit though {:?} was free",
+                            e.seq, expected
+                        ))
+                    }
+                    NoUnitReason::NoIntentions if !intentions_empty(&sel, family) => auto.push(
+                        format!("seq {}: {family} told no intentions but had some", e.seq),
+                    ),
                     NoUnitReason::Absent if declared => auto.push(format!(
                         "seq {}: {family} marked absent though it declared",
                         e.seq
@@ -249,6 +256,10 @@ fn step_checks(events: &[Event]) -> Vec<Check> {
 }
 
 /// The first intention nobody holds, and whether the family declared for formal selection.
+fn intentions_empty(sel: &Selection, family: &FamilyId) -> bool {
+    sel.state(family).is_none_or(|st| st.intentions.is_empty())
+}
+
 fn first_free(sel: &Selection, family: &FamilyId) -> (Option<UnitId>, bool) {
     let Some(st) = sel.state(family) else {
         return (None, false);

@@ -1,5 +1,5 @@
 // One family's whole journey, by clicks only: log in, declare, pre-select with filters,
-// reorder the cart, enter formal selection, sync, confirm with the dialog, see the result.
+// reorder the cart, enter formal selection (which syncs), confirm with the dialog, see the result.
 // Screenshots of each phone page are saved on the way.
 
 import { test, before, after } from 'node:test';
@@ -88,11 +88,12 @@ test('a family goes from login to its result by clicks only', async () => {
   await page.check('#agree');
   await page.click('#start-formal');
 
-  // Entering formal selection offers 确认同步 of the pre-selection.
+  // Entering formal selection syncs the pre-selection by itself (no tap needed) and says so;
+  // 同步预选房源 is offered only once the intentions differ from it.
   await page.waitForSelector('#sync-banner');
-  await shot(page, 'app-formal');
-  await page.click('#sync-confirm');
   await page.waitForFunction(() => document.querySelector('#list-count')?.textContent === '2/5');
+  assert.equal(await page.$('#sync'), null, 'nothing to sync right after entering');
+  await shot(page, 'app-formal');
 
   // 我的意向 keeps the synced order; confirm the first with the dialog.
   await page.click('#open-list');

@@ -86,13 +86,13 @@ export const STRINGS = {
   'select.choose': S('选择', 'Select'),
   'select.sync': S('同步预选房源', 'Sync pre-selection'),
   'select.sync_confirm': S('确认同步', 'Confirm sync'),
-  'select.sync_offer': S(
-    '您有 {n} 套预选房源，确认同步后将作为您的意向房源。',
-    'You pre-selected {n} unit(s); sync them to make them your intentions.',
+  'select.synced_on_entry': S(
+    '您的 {n} 套预选房源已按原顺序同步为意向房源。未确认正选的，到时系统将按此顺序自动选定第一套未被选定的房源。',
+    'Your {n} pre-selected unit(s) are now your intentions, in the same order. If you do not confirm, the system selects the first one still free at the deadline.',
   ),
-  'select.sync_warn': S(
-    '同步后，正选中新选择的意向房源将被预选房源覆盖，确定同步吗？',
-    'Syncing replaces the intentions you chose during formal selection with your pre-selection. Sync?',
+  'select.sync_warn_units': S(
+    '同步后，意向列表将恢复为预选房源，以下房源将被移出意向：{units}。确定同步吗？',
+    'Syncing restores your pre-selection as your intentions; these units will be removed from them: {units}. Sync?',
   ),
   'select.no_match': S('没有符合条件的房源', 'No unit matches'),
   'select.more': S('显示更多（还有{n}套）', 'Show more ({n} left)'),
@@ -156,6 +156,7 @@ export const STRINGS = {
 
   'msg.added': S('已添加 {unit}', 'Added {unit}'),
   'msg.synced': S('已同步预选房源', 'Pre-selection synced'),
+  'msg.synced_removed': S('已同步预选房源，已移出：{units}', 'Pre-selection synced; removed: {units}'),
   'msg.confirmed': S('选房成功：{unit}', 'Selected: {unit}'),
   'msg.listed_taken': S('{unit} 已被其他家庭选定', '{unit} has been taken by another family'),
   'msg.session_over': S('正选时间已结束', 'Your formal session has ended'),
@@ -169,6 +170,10 @@ export const STRINGS = {
   'result.reason.absent': S(
     '您未在正选时间内参与选房，预选结果已作废。可申请补选。',
     'You did not take part in your formal session; your pre-selection is void. You may apply for supplementary selection.',
+  ),
+  'result.reason.no_intentions': S(
+    '您进入了正选，但意向列表为空（没有预选房源，也未选择意向房源）。可申请补选。',
+    'You entered formal selection but your intention list was empty (no pre-selection and no unit chosen). You may apply for supplementary selection.',
   ),
   'result.reason.no_free_intention': S(
     '您的意向房源均已被其他家庭选定。可申请补选。',

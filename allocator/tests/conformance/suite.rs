@@ -77,6 +77,8 @@ macro_rules! conformance_suite {
             set_list_keeps_a_listed_unit_even_if_taken_since,
             a_unit_taken_by_another_family_cannot_be_added,
             sync_copies_the_cart_into_the_intentions_and_overwrites_them,
+            entering_formal_selection_syncs_the_preselection,
+            an_idle_family_that_never_tapped_sync_gets_its_first_free_preselected_unit,
             sync_outside_the_formal_window_is_window_closed,
             confirm_gives_the_unit_and_ends_the_familys_session,
             confirm_of_a_unit_not_in_the_intentions_is_not_in_intentions,
@@ -330,12 +332,11 @@ impl Ctx {
         }
     }
 
-    /// Formal-declares at the current time and fills the intentions.
+    /// Formal-declares at the current time (which syncs the cart) and sets the
+    /// intentions to exactly `units`.
     pub async fn intentions(&self, family: &str, units: &[&str]) {
         self.ok(family, declare(Stage::Formal)).await;
-        for u in units {
-            self.ok(family, add(ListKind::Intentions, u)).await;
-        }
+        self.ok(family, set_list(ListKind::Intentions, units)).await;
     }
 
     pub async fn view(&self, family: &str) -> FamilyView {
@@ -926,11 +927,42 @@ pub async fn sync_copies_the_cart_into_the_intentions_and_overwrites_them(c: Ctx
     c.at(PRE);
     c.cart("f1", &["A101", "A102"]).await;
     c.at(S1);
+    // Entering synced once; the family then chose its own list.
     c.intentions("f1", &["A103"]).await;
     let view = c.ok("f1", Action::Sync).await;
     assert_eq!(view.intentions, ids(&["A101", "A102"]));
     assert_eq!(view.cart, ids(&["A101", "A102"]));
     c.ok("f1", confirm("A102")).await;
+}
+
+pub async fn entering_formal_selection_syncs_the_preselection(c: Ctx) {
+    c.at(PRE);
+    c.cart("f1", &["A102", "A101"]).await;
+    c.at(S1);
+    let view = c.ok("f1", declare(Stage::Formal)).await;
+    assert_eq!(view.intentions, ids(&["A102", "A101"]));
+    // A second acceptance changes nothing, edits made since stay.
+    c.ok("f1", edit(ListKind::Intentions, Edit::Remove, "A102"))
+        .await;
+    let view = c.ok("f1", declare(Stage::Formal)).await;
+    assert_eq!(view.intentions, ids(&["A101"]));
+    let synced = count(&c.events().await, |e| {
+        matches!(e, EventKind::ListChanged { list: ListKind::Intentions, .. })
+    });
+    assert_eq!(synced, 2, "the entry sync and the removal");
+}
+
+pub async fn an_idle_family_that_never_tapped_sync_gets_its_first_free_preselected_unit(c: Ctx) {
+    c.at(PRE);
+    c.cart("f1", &["A101", "A102"]).await;
+    c.cart("f2", &["A101", "A103"]).await;
+    c.at(S1);
+    c.ok("f1", declare(Stage::Formal)).await;
+    c.ok("f2", declare(Stage::Formal)).await;
+    c.at(DL1);
+    c.close("S1").await;
+    assert_eq!(c.outcome("f1").await, selected("A101", How::Automatic, DL1));
+    assert_eq!(c.outcome("f2").await, selected("A103", How::Automatic, DL1));
 }
 
 pub async fn sync_outside_the_formal_window_is_window_closed(c: Ctx) {
@@ -1215,7 +1247,7 @@ pub async fn a_family_whose_intentions_are_all_taken_gets_no_unit(c: Ctx) {
     );
     assert_eq!(
         c.outcome("f3").await,
-        no_unit(NoUnitReason::NoFreeIntention, DL1)
+        no_unit(NoUnitReason::NoIntentions, DL1)
     );
     assert_eq!(c.outcome("f1").await, selected("A101", How::Confirmed, S1));
 }

@@ -4,6 +4,7 @@
 import { t } from '/web/shared/i18n.js';
 import { esc } from '/web/shared/format.js';
 import { listFor, meta, takenBy } from './units.js';
+import { canSync, inSyncWithCart, syncPreselection } from './sync.js';
 
 export const title = (ctx) => (ctx.family.phase === 'formal' ? 'select.my_intentions' : 'select.my_cart');
 
@@ -47,7 +48,7 @@ export function update(ctx, el) {
     ${anyTaken && editable ? `<p class="banner" id="taken-note">${t('list.taken_note')}</p>` : ''}
     <div id="my-list" data-list="${list}">${items.length ? items.join('') : `<p class="empty">${t('list.empty')}</p>`}</div>
     ${editable ? `<div class="toolbar">
-        ${formal ? `<button class="btn" id="sync">${t('select.sync')}</button>` : ''}
+        ${formal && canSync(f) && !inSyncWithCart(f) ? `<button class="btn" id="sync">${t('select.sync')}</button>` : ''}
         <button class="btn primary" id="add-more">${t(formal ? 'list.add_other' : 'list.add_more')}</button>
       </div>` : ''}
     ${formal ? `<button class="btn ghost block" id="waive">${t('list.waive')}</button>` : ''}`;
@@ -60,13 +61,7 @@ export function update(ctx, el) {
     };
   }
   el.querySelector('#add-more')?.addEventListener('click', () => ctx.go('select'));
-  el.querySelector('#sync')?.addEventListener('click', async () => {
-    if (f.intentions.length > 0) {
-      const ok = await ctx.confirmDialog(t('select.sync'), t('select.sync_warn'), t('select.sync_confirm'));
-      if (!ok) return;
-    }
-    if (await ctx.act('sync')) ctx.toast(t('msg.synced'), 'ok');
-  });
+  el.querySelector('#sync')?.addEventListener('click', () => syncPreselection(ctx, f));
   el.querySelector('#waive')?.addEventListener('click', async () => {
     const ok = await ctx.confirmDialog(t('list.waive'), t('list.waive_warn'), t('list.waive'));
     if (ok && (await ctx.act('waive'))) ctx.go('result');

@@ -4,6 +4,7 @@
 import { t } from '/web/shared/i18n.js';
 import { esc, unitLabel } from '/web/shared/format.js';
 import { blocker, listFor, meta, takenBy } from './units.js';
+import { canSync, inSyncWithCart, syncPreselection } from './sync.js';
 
 const PAGE = 40;
 const filters = { building: '', layout: '', orientation: '', number: '', shown: PAGE };
@@ -61,24 +62,14 @@ export function update(ctx, el) {
         <button class="btn primary" id="open-list">${t('select.my_cart')}<span class="count-pill" id="list-count">${n}/5</span></button>
       </div>`;
   } else {
-    const offerSync = f.intentions.length === 0 && f.cart.length > 0;
+    const synced = canSync(f) && inSyncWithCart(f);
     top.innerHTML = `
-      ${offerSync ? `<div class="banner" id="sync-banner">${t('select.sync_offer', { n: f.cart.length })}
-        <button class="btn primary block" id="sync-confirm">${t('select.sync_confirm')}</button></div>` : ''}
+      ${synced ? `<div class="banner" id="sync-banner">${t('select.synced_on_entry', { n: f.cart.length })}</div>` : ''}
       <div class="toolbar">
-        <button class="btn" id="sync">${t('select.sync')}</button>
+        ${canSync(f) && !synced ? `<button class="btn" id="sync">${t('select.sync')}</button>` : ''}
         <button class="btn primary" id="open-list">${t('select.my_intentions')}<span class="count-pill" id="list-count">${n}/5</span></button>
       </div>`;
-    const doSync = async () => {
-      if (f.intentions.length > 0) {
-        const ok = await ctx.confirmDialog(t('select.sync'), t('select.sync_warn'), t('select.sync_confirm'));
-        if (!ok) return;
-      }
-      if (await ctx.act('sync')) ctx.toast(t('msg.synced'), 'ok');
-    };
-    top.querySelector('#sync').onclick = doSync;
-    const sc = top.querySelector('#sync-confirm');
-    if (sc) sc.onclick = doSync;
+    top.querySelector('#sync')?.addEventListener('click', () => syncPreselection(ctx, f));
   }
   top.querySelector('#open-list').onclick = () => ctx.go('mylist');
   renderList(ctx, el);
