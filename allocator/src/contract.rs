@@ -58,6 +58,9 @@ pub enum AllocError {
     Journal(#[from] std::io::Error),
     #[error("corrupt state: {0}")]
     Corrupt(String),
+    /// Another process holds the data directory: two writers would corrupt the journals.
+    #[error("data directory {dir} is in use by another process (lock file {lock} is held); stop it first")]
+    Locked { dir: String, lock: String },
 }
 
 impl From<Rejection> for AllocError {

@@ -3,42 +3,105 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use serde::Serialize;
 use serde_json::json;
 use xuanfang_allocator::BoardState;
 use xuanfang_hub::protocol::{Catalog, FamilyView};
-use xuanfang_hub::ErrorCode;
+use xuanfang_hub::{BatchId, Outcome};
 
 use crate::app::App;
-use crate::auth::{self, Identity};
-use crate::fanout::BatchHub;
+use crate::caller::{FamilyCaller, FamilyTarget, Target};
 use crate::http_error::ApiError;
 
-pub fn current(app: &App) -> Result<Arc<BatchHub>, ApiError> {
-    app.hub()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::UnknownBatch))
-}
-
-/// The caller's verified identity from `Authorization: Bearer`.
-pub fn identity(app: &App, headers: &HeaderMap) -> Result<Identity, ApiError> {
-    let token = auth::bearer(headers)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized))?;
-    app.auth
-        .verify(token)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code()))
-}
-
-/// `GET /api/catalog`: units and sessions of the current batch.
-pub async fn catalog(State(app): State<Arc<App>>) -> Result<Json<Catalog>, ApiError> {
-    let hub = current(&app)?;
+/// `GET /api/catalog?batch=`: units and sessions of a batch.
+pub async fn catalog(
+    State(app): State<Arc<App>>,
+    Target(hub): Target,
+) -> Result<Json<Catalog>, ApiError> {
     Ok(Json(app.alloc.catalog(&hub.batch).await?))
 }
 
-/// `GET /api/board`: every taken unit at the current seq.
-pub async fn board(State(app): State<Arc<App>>) -> Result<Json<BoardState>, ApiError> {
-    let hub = current(&app)?;
+/// `GET /api/board?batch=`: every taken unit, at the seq of the board the WebSocket
+/// snapshot carries.
+pub async fn board(
+    State(app): State<Arc<App>>,
+    Target(hub): Target,
+) -> Result<Json<BoardState>, ApiError> {
     Ok(Json(app.alloc.board(&hub.batch).await?))
+}
+
+/// One served batch as `/api/batches` lists it.
+#[derive(Debug, Serialize)]
+pub struct BatchSummary {
+    pub batch: BatchId,
+    pub name: String,
+    /// `selecting` while any session is open, then `finished`.
+    pub state: &'static str,
+    /// The live batch: the one served when a request names none.
+    pub live: bool,
+    pub sessions: usize,
+    pub families: usize,
+}
+
+fn summaries(app: &App) -> Vec<BatchSummary> {
+    let live = app.live().map(|h| h.batch.clone());
+    app.hubs()
+        .into_iter()
+        .rev()
+        .map(|h| BatchSummary {
+            live: live.as_ref() == Some(&h.batch),
+            state: if h.selection_finished() {
+                "finished"
+            } else {
+                "selecting"
+            },
+            name: h.name(),
+            sessions: h.sessions().len(),
+            families: h.family_count(),
+            batch: h.batch.clone(),
+        })
+        .collect()
+}
+
+/// `GET /api/batches`: every served batch, newest first.
+pub async fn batches(State(app): State<Arc<App>>) -> Json<Vec<BatchSummary>> {
+    Json(summaries(&app))
+}
+
+/// One batch of the calling family, for its home page.
+#[derive(Debug, Serialize)]
+pub struct MyBatch {
+    pub batch: BatchId,
+    pub name: String,
+    pub state: &'static str,
+    pub live: bool,
+    pub outcome: Option<Outcome>,
+}
+
+/// `GET /api/me/batches`: the batches the calling person is a family of, newest first.
+pub async fn my_batches(
+    State(app): State<Arc<App>>,
+    FamilyCaller(family): FamilyCaller,
+) -> Result<Json<Vec<MyBatch>>, ApiError> {
+    let mut out = Vec::new();
+    for s in summaries(&app) {
+        let Ok(hub) = app.hub(&s.batch).await else {
+            continue;
+        };
+        if !hub.has_family(&family) {
+            continue;
+        }
+        let view = app.alloc.family(&s.batch, &family).await?;
+        out.push(MyBatch {
+            batch: s.batch,
+            name: s.name,
+            state: s.state,
+            live: s.live,
+            outcome: view.outcome,
+        });
+    }
+    Ok(Json(out))
 }
 
 /// `GET /api/time`: server time, for clients without a WebSocket.
@@ -46,16 +109,12 @@ pub async fn time(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     Json(json!({ "server_time": app.now() }))
 }
 
-/// `GET /api/me`: the calling family's view.
+/// `GET /api/me?batch=`: the calling family's view in one of its batches.
 pub async fn me(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    t: FamilyTarget,
 ) -> Result<Json<FamilyView>, ApiError> {
-    let Identity::Family(f) = identity(&app, &headers)? else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden));
-    };
-    let hub = current(&app)?;
-    Ok(Json(app.alloc.family(&hub.batch, &f).await?))
+    Ok(Json(app.alloc.family(&t.hub.batch, &t.family).await?))
 }
 
 /// `GET /healthz`: the process is up.
@@ -66,15 +125,15 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: the engine answers and a batch is being served.
 pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
     app.alloc.ping().await?;
-    current(&app)?;
+    crate::caller::public_hub(&app, None).await?;
     Ok("ready")
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<Arc<App>>) -> String {
-    let (watchers, online, seq) = app
-        .hub()
-        .map(|h| (h.watchers(), h.families_online(), h.seq()))
-        .unwrap_or_default();
+    let hubs = app.hubs();
+    let watchers = hubs.iter().map(|h| h.watchers()).sum();
+    let online = hubs.iter().map(|h| h.families_online()).sum();
+    let seq = app.live().map(|h| h.seq()).unwrap_or_default();
     app.metrics.render(watchers, online, seq)
 }

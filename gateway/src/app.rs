@@ -1,5 +1,7 @@
 //! Shared state of one gateway process.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,11 +50,30 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Demo mode: exposes `/api/demo/logins`.
     pub demo: Option<crate::demo::DemoInfo>,
-    hub: RwLock<Option<Arc<BatchHub>>>,
+    /// Every loaded batch, each with its board hub (see [`App::hub`]).
+    batches: RwLock<Served>,
+    /// This app, for the tasks it spawns.
+    this: std::sync::Weak<App>,
+    /// One opening at a time, so two requests for a new batch build one hub.
+    opening: tokio::sync::Mutex<()>,
     /// Offset of the engine's clock from this process's clock, in ms (engine − local),
     /// so pongs and countdowns use the same time that decides windows.
     clock_offset: std::sync::atomic::AtomicI64,
-    hub_cancel: RwLock<CancellationToken>,
+}
+
+/// The batches this gateway serves. Every loaded batch has a hub (its statics and board,
+/// cheap); only an active hub follows the event stream and keeps deadlines: a batch whose
+/// selection is still running, or one somebody connected to or asked about.
+#[derive(Default)]
+struct Served {
+    hubs: HashMap<BatchId, Served1>,
+    /// Load order, oldest first: the last one is the live batch.
+    order: Vec<BatchId>,
+}
+
+struct Served1 {
+    hub: Arc<BatchHub>,
+    active: AtomicBool,
 }
 
 impl App {
@@ -63,7 +84,8 @@ impl App {
         ws: WsConfig,
         demo: Option<crate::demo::DemoInfo>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|this| Self {
+            this: this.clone(),
             alloc,
             auth,
             limits,
@@ -71,41 +93,152 @@ impl App {
             ws,
             shutdown: CancellationToken::new(),
             demo,
-            hub: RwLock::new(None),
+            batches: RwLock::new(Served::default()),
+            opening: tokio::sync::Mutex::new(()),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
-            hub_cancel: RwLock::new(CancellationToken::new()),
         })
     }
 
-    /// The batch this gateway serves now, if any.
-    pub fn hub(&self) -> Option<Arc<BatchHub>> {
-        self.hub.read().clone()
+    /// The live batch: the newest loaded. Hall screens, the console and anonymous
+    /// requests that name no batch get this one.
+    pub fn live(&self) -> Option<Arc<BatchHub>> {
+        let served = self.batches.read();
+        let id = served.order.last()?;
+        let s = served.hubs.get(id)?;
+        self.activate(s);
+        Some(s.hub.clone())
     }
 
-    /// Serves `batch` from now on: starts its follower and deadline keeper. Connections
-    /// to the previous batch are closed so clients reconnect to the new one.
-    pub async fn serve_batch(self: &Arc<Self>, batch: BatchId) -> Result<(), AllocError> {
-        if self.hub().is_some_and(|h| h.batch == batch) {
-            return Ok(());
+    /// The hub of `batch`, opened (and activated) on first use. `unknown_batch` when the
+    /// allocator has no such batch.
+    pub async fn hub(self: &Arc<Self>, batch: &BatchId) -> Result<Arc<BatchHub>, AllocError> {
+        if let Some(h) = self.served(batch) {
+            return Ok(h);
         }
-        let cancel = self.shutdown.child_token();
+        self.open(batch, true).await
+    }
+
+    /// Serves `batch` actively from now on (a batch just loaded, or named at start-up).
+    /// Other batches keep being served: their sockets stay open.
+    pub async fn serve_batch(self: &Arc<Self>, batch: BatchId) -> Result<(), AllocError> {
+        self.hub(&batch).await.map(|_| ())
+    }
+
+    /// Every served batch, oldest first.
+    pub fn hubs(&self) -> Vec<Arc<BatchHub>> {
+        let served = self.batches.read();
+        (served.order.iter())
+            .filter_map(|id| served.hubs.get(id).map(|s| s.hub.clone()))
+            .collect()
+    }
+
+    /// The batches `family` belongs to, newest first (a person may be a family in several
+    /// batches; the token's `sub` is the family id in each).
+    pub fn batches_of(&self, family: &xuanfang_hub::FamilyId) -> Vec<Arc<BatchHub>> {
+        let mut v: Vec<_> = self
+            .hubs()
+            .into_iter()
+            .filter(|h| h.has_family(family))
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// The hub of a served batch, activated.
+    fn served(&self, batch: &BatchId) -> Option<Arc<BatchHub>> {
+        let served = self.batches.read();
+        let s = served.hubs.get(batch)?;
+        self.activate(s);
+        Some(s.hub.clone())
+    }
+
+    async fn open(
+        self: &Arc<Self>,
+        batch: &BatchId,
+        active: bool,
+    ) -> Result<Arc<BatchHub>, AllocError> {
+        let _one = self.opening.lock().await;
+        if let Some(h) = self.served(batch) {
+            return Ok(h);
+        }
         let hub = BatchHub::open(
             self.alloc.clone(),
-            batch,
+            batch.clone(),
             self.metrics.clone(),
-            cancel.clone(),
+            self.shutdown.child_token(),
         )
         .await?;
-        tokio::spawn(hub.clone().follow(cancel.clone()));
-        tokio::spawn(crate::deadline::keep(
-            self.clone(),
-            hub.clone(),
-            cancel.clone(),
-        ));
-        let old = std::mem::replace(&mut *self.hub_cancel.write(), cancel);
-        old.cancel();
-        *self.hub.write() = Some(hub);
+        let s = Served1 {
+            hub: hub.clone(),
+            active: AtomicBool::new(false),
+        };
+        if active || !hub.selection_finished() {
+            self.activate(&s);
+        }
+        let mut served = self.batches.write();
+        served.hubs.insert(batch.clone(), s);
+        if !served.order.contains(batch) {
+            served.order.push(batch.clone());
+        }
+        Ok(hub)
+    }
+
+    /// Starts a hub's follower and deadline keeper, once.
+    fn activate(&self, s: &Served1) {
+        if s.active.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.me() else { return };
+        let hub = s.hub.clone();
+        tracing::info!(batch = %hub.batch, "following batch");
+        tokio::spawn(hub.clone().follow(hub.retired.clone()));
+        tokio::spawn(crate::deadline::keep(me, hub.clone(), hub.retired.clone()));
+    }
+
+    /// Opens hubs for batches loaded since the last look (by any gateway), in the
+    /// allocator's load order, and wakes idle hubs whose log moved on (a supplementary
+    /// session published elsewhere) so their deadlines are kept here too.
+    pub async fn refresh_batches(self: &Arc<Self>) -> Result<(), AllocError> {
+        let list = self.alloc.batches().await?;
+        for id in &list {
+            let idle = {
+                let served = self.batches.read();
+                match served.hubs.get(id) {
+                    None => None,
+                    Some(s) if s.active.load(Ordering::Acquire) => continue,
+                    Some(s) => Some(s.hub.clone()),
+                }
+            };
+            match idle {
+                None => {
+                    if let Err(e) = self.open(id, false).await {
+                        tracing::warn!(batch = %id, "cannot serve batch: {e}");
+                    }
+                }
+                Some(hub) => {
+                    if self.alloc.board(id).await.is_ok_and(|b| b.seq != hub.seq()) {
+                        self.served(id);
+                    }
+                }
+            }
+        }
+        // The allocator's order is the load order; keep ours the same.
+        let mut served = self.batches.write();
+        let mut order: Vec<BatchId> = list
+            .into_iter()
+            .filter(|b| served.hubs.contains_key(b))
+            .collect();
+        for b in &served.order {
+            if !order.contains(b) {
+                order.push(b.clone());
+            }
+        }
+        served.order = order;
         Ok(())
+    }
+
+    fn me(&self) -> Option<Arc<Self>> {
+        self.this.upgrade()
     }
 
     /// Server time: this process's clock corrected to the engine's.
@@ -124,8 +257,8 @@ impl App {
         Ok(())
     }
 
-    /// Background upkeep: clock sync, limiter housekeeping, following the newest batch
-    /// when another gateway or an operator loads one.
+    /// Background upkeep: clock sync, limiter housekeeping, serving the batches another
+    /// gateway loaded.
     pub async fn upkeep(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -137,15 +270,8 @@ impl App {
                 tracing::warn!("engine clock sync failed: {e}");
             }
             self.limits.housekeeping();
-            match self.alloc.batches().await {
-                Ok(list) => {
-                    if let Some(newest) = list.last() {
-                        if let Err(e) = self.serve_batch(newest.clone()).await {
-                            tracing::warn!("cannot serve batch {newest}: {e}");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!("listing batches failed: {e}"),
+            if let Err(e) = self.refresh_batches().await {
+                tracing::warn!("listing batches failed: {e}");
             }
         }
     }

@@ -20,6 +20,7 @@ use xuanfang_hub::{ErrorCode, FamilyId, Rejection};
 
 use crate::app::App;
 use crate::auth::{self, Identity};
+use crate::caller;
 use crate::fanout::{BatchHub, Catchup, SnapshotFrames};
 use crate::frames::{encode_one, Frames};
 use crate::http_error::ApiError;
@@ -31,7 +32,6 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     pub const RATE_LIMITED: u16 = 4008;
     pub const SLOW_CONSUMER: u16 = 4009;
-    pub const BATCH_CHANGED: u16 = 4010;
 }
 
 /// Refused frames in a row before a flooding connection is closed.
@@ -43,6 +43,8 @@ const MAX_REQ_ID: usize = 64;
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
+    /// The batch to watch; default: the live batch, or for a family its newest batch.
+    batch: Option<String>,
     /// With `seq`: resume from this (epoch, seq) instead of receiving a snapshot.
     epoch: Option<u64>,
     seq: Option<u64>,
@@ -67,15 +69,15 @@ pub async fn upgrade(
             return ApiError::new(StatusCode::UNAUTHORIZED, e.code()).into_response();
         }
     };
-    let Some(hub) = app.hub() else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
-            .into_response();
+    let batch = q.batch.filter(|b| !b.is_empty()).map(xuanfang_hub::BatchId);
+    let hub = match &family {
+        Some(f) => caller::family_hub(&app, f, batch.as_ref()).await,
+        None => caller::public_hub(&app, batch.as_ref()).await,
     };
-    if let Some(f) = &family {
-        if !hub.has_family(f) {
-            return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::UnknownFamily).into_response();
-        }
-    }
+    let hub = match hub {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
     let slot = match app.limits.connect(peer.ip()) {
         Ok(s) => s,
         Err(r) => {
@@ -193,19 +195,14 @@ impl Connection {
         // Frames refused in a row; a client that keeps flooding is closed (4008).
         let mut over_limit = 0u32;
         let shutdown = self.app.shutdown.clone();
+        // Cancelled only at shutdown; loading another batch never closes this socket.
         let retired = self.hub.retired.clone();
         let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(30));
         keepalive.tick().await;
         loop {
             let flow = tokio::select! {
                 _ = shutdown.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down"),
-                _ = retired.cancelled() => {
-                    if shutdown.is_cancelled() {
-                        Flow::Close(close_code::GOING_AWAY, "server shutting down")
-                    } else {
-                        Flow::Close(close_code::BATCH_CHANGED, "batch changed")
-                    }
-                }
+                _ = retired.cancelled() => Flow::Close(close_code::GOING_AWAY, "server shutting down"),
                 frame = self.socket.recv() => match frame {
                     None => return Flow::Continue,
                     Some(Err(e)) => {
@@ -250,11 +247,11 @@ impl Connection {
                         let (s, n) = self.hub.snapshot();
                         self.send_snapshot(&s, n).await
                     }
-                    Err(RecvError::Closed) => Flow::Close(close_code::BATCH_CHANGED, "batch changed"),
+                    Err(RecvError::Closed) => Flow::Close(close_code::GOING_AWAY, "server shutting down"),
                 },
                 v = async { match family_rx.as_mut() { Some(rx) => rx.changed().await.ok(), None => std::future::pending().await } } => {
                     match v {
-                        None => Flow::Close(close_code::BATCH_CHANGED, "batch changed"),
+                        None => Flow::Close(close_code::GOING_AWAY, "server shutting down"),
                         Some(()) => {
                             let view = family_rx.as_mut().and_then(|rx| rx.borrow_and_update().clone());
                             let own = matches!((&view, &self.shared), (Some(v), Some(s)) if Arc::ptr_eq(v, s));

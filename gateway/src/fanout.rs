@@ -74,8 +74,7 @@ struct Board {
 pub struct BatchHub {
     pub batch: BatchId,
     pub epoch: u64,
-    /// Cancelled when this gateway stops serving the batch (another batch was loaded, or
-    /// shutdown): its follower stops and its connections are closed so clients reconnect.
+    /// Cancelled at shutdown: the follower and deadline keeper stop, connections close.
     pub retired: CancellationToken,
     alloc: Arc<dyn Allocator>,
     metrics: Arc<Metrics>,
@@ -136,6 +135,20 @@ impl BatchHub {
 
     pub fn has_family(&self, f: &FamilyId) -> bool {
         self.names.contains_key(f)
+    }
+
+    /// Every session of the batch is closed (as far as this hub has followed).
+    pub fn selection_finished(&self) -> bool {
+        self.board.lock().sessions.iter().all(|s| s.closed)
+    }
+
+    pub fn family_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The batch's display name.
+    pub fn name(&self) -> String {
+        self.statics.lock().name.clone()
     }
 
     pub fn statics(&self) -> Batch {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -15,8 +15,8 @@ use xuanfang_hub::import::{self, BatchMeta, Format, ImportErrors, SessionPlan};
 use xuanfang_hub::{BatchId, ErrorCode, Millis};
 
 use crate::app::App;
+use crate::caller::Operator;
 use crate::http_error::ApiError;
-use crate::ops::operator;
 
 #[derive(Debug, Serialize)]
 struct RowProblem {
@@ -98,11 +98,10 @@ impl Form {
 
 pub async fn create_batch(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    // Extracted before the (possibly large) body is read.
+    _op: Operator,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    // Authorise before reading a (possibly large) body.
-    operator(&app, &headers)?;
     let mp = <Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
         .await
         .map_err(|e| bad(format!("expected a multipart upload: {e}")))?;

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod caller;
 pub mod config;
 pub mod connection;
 pub mod deadline;

@@ -29,8 +29,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Embedded engine, a realistic demo batch, the pages served (the README's main job).
+    /// Not for production: anyone who can reach it gets operator access.
     Demo(DemoArgs),
-    /// Production: the Redis engine; several `serve` processes on one Redis form one hub.
+    /// Production: over Redis (several `serve` processes on one Redis form one hub), or
+    /// on one machine with the embedded engine (`--data-dir`).
     Serve(ServeArgs),
     /// Mint a family or operator token (tests, the load tool, ops).
     Token(TokenArgs),
@@ -85,16 +87,27 @@ struct DemoArgs {
     /// How many family login links to print.
     #[arg(long, default_value_t = 3)]
     print_logins: usize,
+    /// Start a new demo batch even if the data directory holds one (default: continue it).
+    #[arg(long)]
+    fresh: bool,
+    /// Allow a non-loopback --listen. The demo hands operator tokens to anyone who asks.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 #[derive(Args)]
+#[group(id = "engine", required = true, multiple = false, args = ["redis", "data_dir"])]
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
     /// Redis URL (redis://host:port/db), or comma-separated seed URLs of a Redis Cluster.
     #[arg(long, env = "XUANFANG_REDIS")]
-    redis: String,
-    /// Serve this batch (default: the newest loaded).
+    redis: Option<String>,
+    /// The embedded engine's journal directory (one machine, no Redis). One process at a
+    /// time: a second one on the same directory is refused.
+    #[arg(long, env = "XUANFANG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also serve this batch actively from the start (every loaded batch is served).
     #[arg(long, env = "XUANFANG_BATCH")]
     batch: Option<String>,
 }
@@ -192,7 +205,18 @@ async fn run_until_signal(app: Arc<App>, listen: SocketAddr) -> Result<(), MainE
     Ok(())
 }
 
+/// The demo's warning, said at start-up, in every page and in the README.
+const DEMO_WARNING: &str = "演示模式，不可用于生产：任何能访问本端口的人都可获得运营权限。\n  DEMO MODE — not for production: anyone who can reach this port gets operator access. Use `xuanfang serve`.";
+
 async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
+    if !a.common.listen.ip().is_loopback() && !a.allow_remote {
+        return Err(MainError::Msg(format!(
+            "demo refuses to listen on {} (not loopback): it gives operator tokens to anyone. \
+             Use `xuanfang serve` in production, or pass --allow-remote for a rehearsal on a closed network",
+            a.common.listen
+        )));
+    }
+    eprintln!("xuanfang: {DEMO_WARNING}");
     std::fs::create_dir_all(&a.data_dir)?;
     let engine: Arc<dyn Allocator> =
         Arc::new(EmbeddedEngine::open(&a.data_dir, Arc::new(SystemClock))?);
@@ -205,11 +229,31 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         window: Duration::from_secs(a.window),
         seed: a.seed,
     };
-    let batch = demo::make_batch(&shape, engine.now().await?);
-    engine.load_batch(batch.clone()).await?;
+    let existing = engine.batches().await?.last().cloned();
+    let batch = match existing {
+        Some(id) if !a.fresh => {
+            let b = engine.batch(&id).await?;
+            println!(
+                "xuanfang demo — continuing batch {id} from {} (--fresh starts a new one)",
+                a.data_dir.display()
+            );
+            b
+        }
+        _ => {
+            let b = demo::make_batch(&shape, engine.now().await?);
+            engine.load_batch(b.clone()).await?;
+            b
+        }
+    };
+    // Logins are minted only with the demo's own per-run secret: a secret the operator
+    // gave may be a real identity platform's, and the demo must not hand its tokens out.
+    let own_secret = a.common.jwt_secret.is_none() && a.common.jwt_public_key.is_none();
     let auth = auth_of(&a.common, true)?;
     let base = format!("http://{}", a.common.listen);
-    let info = demo::logins(&batch, &auth, &base);
+    let info = match own_secret {
+        true => demo::logins(&batch, &auth, &base),
+        false => demo::without_logins(&base),
+    };
     println!(
         "xuanfang demo — batch {} ({} units, {} families, {} sessions)",
         batch.id,
@@ -217,16 +261,24 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         batch.families.len(),
         batch.sessions.len()
     );
-    println!("  大厅播报 hall screen:   {}", info.hall_url);
-    println!("  运营控制台 operator:    {}", info.operator_url);
-    for l in info.families.iter().take(a.print_logins) {
-        println!(
-            "  家庭 {} {} (排位 {}, 场次 {}): {}",
-            l.family, l.name, l.rank, l.session, l.url
-        );
+    match own_secret {
+        true => {
+            println!("  大厅播报 hall screen:   {}", info.hall_url);
+            println!("  运营控制台 operator:    {}", info.operator_url);
+            for l in info.families.iter().take(a.print_logins) {
+                println!(
+                    "  家庭 {} {} (排位 {}, 场次 {}): {}",
+                    l.family, l.name, l.rank, l.session, l.url
+                );
+            }
+            println!("  all logins: {base}/api/demo/logins");
+        }
+        false => println!(
+            "  大厅播报 hall screen:   {base}/hall\n  (a secret was given: no login links; mint tokens with `xuanfang token`)"
+        ),
     }
-    println!("  all logins: {base}/api/demo/logins");
     let app = app_of(engine.clone(), auth, &a.common, Some(info))?;
+    app.refresh_batches().await?;
     app.serve_batch(batch.id.clone()).await?;
     if a.bots > 0 {
         demo::spawn_bots(engine, &batch, a.bots, a.seed);
@@ -235,17 +287,20 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
 }
 
 async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
-    let engine: Arc<dyn Allocator> =
-        Arc::new(xuanfang_allocator::redis_engine::RedisEngine::open(&a.redis).await?);
+    let engine: Arc<dyn Allocator> = match (&a.redis, &a.data_dir) {
+        (Some(url), _) => Arc::new(xuanfang_allocator::redis_engine::RedisEngine::open(url).await?),
+        (None, Some(dir)) => Arc::new(EmbeddedEngine::open(dir, Arc::new(SystemClock))?),
+        (None, None) => return Err(MainError::Msg("serve needs --redis or --data-dir".into())),
+    };
     let auth = auth_of(&a.common, false)?;
     let app = app_of(engine.clone(), auth, &a.common, None)?;
-    let batch = match a.batch {
-        Some(b) => Some(BatchId(b)),
-        None => engine.batches().await?.last().cloned(),
-    };
-    match batch {
-        Some(b) => app.serve_batch(b).await?,
-        None => tracing::warn!("no batch loaded yet; upload one at /console"),
+    app.refresh_batches().await?;
+    match a.batch {
+        Some(b) => app.serve_batch(BatchId(b)).await?,
+        None if app.hubs().is_empty() => {
+            tracing::warn!("no batch loaded yet; upload one at /console")
+        }
+        None => {}
     }
     run_until_signal(app, a.common.listen).await
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -16,18 +16,10 @@ use xuanfang_hub::{
     views, ErrorCode, Event, FamilyId, How, Millis, Session, SessionId, SessionKind,
 };
 
-use crate::api::{current, identity};
 use crate::app::App;
-use crate::auth::Identity;
+use crate::caller::{Operator, Target};
+use crate::fanout::BatchHub;
 use crate::http_error::ApiError;
-
-/// Refuses anyone but an operator.
-pub fn operator(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
-    match identity(app, headers)? {
-        Identity::Operator(who) => Ok(who),
-        Identity::Family(_) => Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden)),
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Progress {
@@ -49,10 +41,9 @@ pub struct Progress {
 /// `GET /api/ops/progress`.
 pub async fn progress(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
 ) -> Result<Json<Progress>, ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
     let records = app.alloc.results(&hub.batch).await?;
     let batch = hub.statics();
     let board = app.alloc.board(&hub.batch).await?;
@@ -128,10 +119,9 @@ fn applications_of(records: &[FamilyRecord]) -> Vec<Application> {
 /// `GET /api/ops/applications`: families waiting for a supplementary session.
 pub async fn applications(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
 ) -> Result<Json<Vec<Application>>, ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
     let records = app.alloc.results(&hub.batch).await?;
     Ok(Json(applications_of(&records)))
 }
@@ -152,11 +142,10 @@ fn default_window() -> i64 {
 /// `POST /api/ops/supplementary`: publishes a supplementary session.
 pub async fn publish_supplementary(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
     Json(req): Json<PublishRequest>,
 ) -> Result<(StatusCode, Json<SessionInfo>), ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
     let records = app.alloc.results(&hub.batch).await?;
     let mut families = match req.families {
         Some(f) => f,
@@ -287,10 +276,8 @@ fn export_failed(e: impl std::fmt::Display) -> ApiError {
 /// What an export is made of: the batch and every family's record (operators only).
 async fn export_inputs(
     app: &App,
-    headers: &HeaderMap,
+    hub: &BatchHub,
 ) -> Result<(xuanfang_hub::Batch, Vec<FamilyRecord>), ApiError> {
-    operator(app, headers)?;
-    let hub = current(app)?;
     let records = app.alloc.results(&hub.batch).await?;
     Ok((hub.statics(), records))
 }
@@ -318,9 +305,10 @@ fn attachment(
 /// `GET /api/ops/results.csv`: UTF-8 with BOM so Excel shows the Chinese correctly.
 pub async fn results_csv(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
 ) -> Result<Response, ApiError> {
-    let (batch, records) = export_inputs(&app, &headers).await?;
+    let (batch, records) = export_inputs(&app, &hub).await?;
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut out);
@@ -335,9 +323,10 @@ pub async fn results_csv(
 /// `GET /api/ops/results.xlsx`.
 pub async fn results_xlsx(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
 ) -> Result<Response, ApiError> {
-    let (batch, records) = export_inputs(&app, &headers).await?;
+    let (batch, records) = export_inputs(&app, &hub).await?;
     let bytes = write_xlsx(&result_rows(&batch, &records)).map_err(export_failed)?;
     Ok(attachment(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -398,11 +387,10 @@ pub struct EventsQuery {
 /// `GET /api/ops/events?after=&limit=`: the event log, for auditors.
 pub async fn events(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
     let limit = q.limit.unwrap_or(10_000).min(100_000);
     Ok(Json(app.alloc.events(&hub.batch, q.after, limit).await?))
 }
@@ -411,9 +399,8 @@ pub async fn events(
 /// tool and auditors.
 pub async fn batch(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _op: Operator,
+    Target(hub): Target,
 ) -> Result<Json<xuanfang_hub::Batch>, ApiError> {
-    operator(&app, &headers)?;
-    let hub = current(&app)?;
     Ok(Json(app.alloc.batch(&hub.batch).await?))
 }

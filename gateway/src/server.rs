@@ -24,6 +24,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/board", get(api::board))
         .route("/api/time", get(api::time))
         .route("/api/me", get(api::me))
+        .route("/api/me/batches", get(api::my_batches))
+        .route("/api/batches", get(api::batches))
         .route("/api/demo/logins", get(demo_logins))
         .route("/api/ops/progress", get(ops::progress))
         .route("/api/ops/applications", get(ops::applications))

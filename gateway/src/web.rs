@@ -1,6 +1,8 @@
 //! The web client's pages and assets, embedded in the binary (no Node.js needed to run).
 
-use axum::extract::Path;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -25,14 +27,37 @@ fn serve(path: &str) -> Response {
     }
 }
 
-pub async fn app_page() -> Response {
-    serve("app/index.html")
+/// A page; in demo mode with a banner saying it is not production.
+fn page(app: &crate::app::App, path: &str) -> Response {
+    if app.demo.is_none() {
+        return serve(path);
+    }
+    let Some(file) = Assets::get(path) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let html = String::from_utf8_lossy(&file.data).replacen(
+        "<body>",
+        "<body><div class=\"demo-banner\" role=\"note\">演示模式 · 非生产环境 — DEMO, not for production</div>",
+        1,
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+        ],
+        html,
+    )
+        .into_response()
 }
-pub async fn hall_page() -> Response {
-    serve("hall/index.html")
+
+pub async fn app_page(State(app): State<Arc<crate::app::App>>) -> Response {
+    page(&app, "app/index.html")
 }
-pub async fn console_page() -> Response {
-    serve("console/index.html")
+pub async fn hall_page(State(app): State<Arc<crate::app::App>>) -> Response {
+    page(&app, "hall/index.html")
+}
+pub async fn console_page(State(app): State<Arc<crate::app::App>>) -> Response {
+    page(&app, "console/index.html")
 }
 pub async fn asset(Path(path): Path<String>) -> Response {
     serve(&path)

@@ -87,19 +87,17 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     let (status, body) = upload(&base, units_csv(100), families_csv(50)).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["batch"], "uploaded");
-    // A screen of the old batch is told to reconnect (4010) and then gets the new one.
-    let code = tokio::time::timeout(Duration::from_secs(5), async {
-        use futures_util::StreamExt;
-        while let Some(Ok(m)) = old_screen.ws.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Close(f) = m {
-                return f.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, Some(4010));
+    // Loading a batch closes no other batch's socket: the old screen still answers.
+    old_screen
+        .send(&xuanfang_hub::protocol::ClientMsg::Ping { t0: 1.0 })
+        .await;
+    let pong = old_screen
+        .until(Duration::from_secs(10), |m| {
+            matches!(m, ServerMsg::Pong { .. }).then_some(())
+        })
+        .await;
+    assert!(pong.is_some(), "the old batch's screen stayed open");
+    // A screen naming no batch gets the live one: the newest loaded.
     let mut new_screen = connect(gw.addr, None, Encoding::Json).await;
     let batch = new_screen
         .until(Duration::from_secs(5), |m| match m {
@@ -109,7 +107,6 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
         .await
         .unwrap();
     assert_eq!(batch.as_str(), "uploaded");
-    // The gateway now serves the new batch.
     let catalog: serde_json::Value = reqwest::get(format!("{base}/api/catalog"))
         .await
         .unwrap()
@@ -119,6 +116,28 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     assert_eq!(catalog["batch"], "uploaded");
     assert_eq!(catalog["units"].as_array().unwrap().len(), 100);
     assert_eq!(catalog["sessions"].as_array().unwrap().len(), 5);
+    // The older batch is still served by name.
+    let old: serde_json::Value = reqwest::get(format!("{base}/api/catalog?batch=first"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old["batch"], "first");
+    let listed: serde_json::Value = reqwest::get(format!("{base}/api/batches"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["uploaded", "first"], "newest first: {listed}");
+    assert_eq!(listed[0]["live"], true);
 
     // A family token cannot upload.
     let r = reqwest::Client::new()
@@ -247,10 +266,13 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
     let gw_b = start_gateway(redis_engine(&ns).await, &batch.id).await;
     sleep_until(batch.sessions[0].start).await;
     confirm_direct(alloc.as_ref(), &batch.id, "F1", "U01").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let hub_b = gw_b.app.hub().unwrap();
+    let hub_b = gw_b.app.hub(&batch.id).await.unwrap();
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while hub_b.seq() <= seq + 3 {
+        assert!(tokio::time::Instant::now() < end, "B never saw the confirm");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let target = hub_b.seq();
-    assert!(target > seq + 3, "B saw the confirm");
     let url = format!("{}/ws?epoch={}&seq={seq}", gw_b.addr, hub_b.epoch);
     let mut c = connect_path(&url, Encoding::MsgPack).await;
     let mut last = seq;

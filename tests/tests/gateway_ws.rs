@@ -365,9 +365,17 @@ async fn reconnect_with_last_seq_gets_exactly_the_missed_deltas() {
         })
         .await
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let now_seq = gw.app.hub().unwrap().seq();
-    assert!(now_seq > seq);
+    // Wait (generously) until the hub has followed the confirm.
+    let hub = gw.app.hub(&batch.id).await.unwrap();
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while hub.seq() <= seq {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the hub never saw the confirm"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let now_seq = hub.seq();
 
     let addr = format!("{}/ws?epoch={epoch}&seq={seq}", gw.addr);
     let mut back = connect_path(&addr, Encoding::Json).await;

@@ -64,6 +64,29 @@ pub struct EmbeddedEngine {
     /// Serialises `load_batch` so two loads of one id cannot both create it.
     loading: tokio::sync::Mutex<()>,
     stats: Arc<Stats>,
+    /// Held (locked) for the engine's life; the OS releases it even on `kill -9`.
+    _lock: Option<std::fs::File>,
+}
+
+/// The file in a data directory that one engine at a time holds locked.
+pub const LOCK_FILE: &str = "xuanfang.lock";
+
+/// Takes the directory's exclusive lock, or says who cannot have it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, AllocError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AllocError::Locked {
+            dir: dir.display().to_string(),
+            lock: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 /// One batch.
@@ -140,14 +163,18 @@ impl EmbeddedEngine {
             batches: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             stats: Arc::default(),
+            _lock: None,
         }
     }
 
     /// An engine that journals into `dir` (created if missing), after replaying every
     /// journal found there. A torn tail is truncated (and logged); a file that does not
     /// rebuild a valid selection is an error rather than a silently smaller state.
+    /// A second engine (in this or another process) on the same directory is refused
+    /// with [`AllocError::Locked`].
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, AllocError> {
         std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
         let stats = Arc::new(Stats::default());
         let mut batches = HashMap::new();
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -173,6 +200,7 @@ impl EmbeddedEngine {
             batches: RwLock::new(batches),
             loading: tokio::sync::Mutex::new(()),
             stats,
+            _lock: Some(lock),
         })
     }
 

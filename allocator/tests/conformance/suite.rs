@@ -947,7 +947,13 @@ pub async fn entering_formal_selection_syncs_the_preselection(c: Ctx) {
     let view = c.ok("f1", declare(Stage::Formal)).await;
     assert_eq!(view.intentions, ids(&["A101"]));
     let synced = count(&c.events().await, |e| {
-        matches!(e, EventKind::ListChanged { list: ListKind::Intentions, .. })
+        matches!(
+            e,
+            EventKind::ListChanged {
+                list: ListKind::Intentions,
+                ..
+            }
+        )
     });
     assert_eq!(synced, 2, "the entry sync and the removal");
 }
