@@ -2,7 +2,7 @@
 // Windows are the server's business: the app shows the `phase` the server reports and
 // asks the server again (GET /api/me) when a displayed countdown reaches zero.
 
-import { api, takeToken, HttpError } from '/web/shared/api.js';
+import { api, currentBatch, setBatch, takeToken, HttpError } from '/web/shared/api.js';
 import { applyStatic, bindToggle, onLangChange, pick, t } from '/web/shared/i18n.js';
 import { countdown, unitLabel } from '/web/shared/format.js';
 import { HubClient } from '/web/shared/proto.js';
@@ -31,6 +31,8 @@ const ctx = {
   knownTaken: new Set(),
   route: null,
   view: null,
+  /** The batches this person is a family of, newest first (GET /api/me/batches). */
+  batches: [],
   get family() {
     return this.client?.family ?? null;
   },
@@ -228,6 +230,11 @@ async function boot() {
   }
   let me;
   try {
+    // A person may be a family in several batches: the address names one, else the
+    // newest. Everything after this (catalog, socket) is about that batch.
+    ctx.batches = await api('/api/me/batches', { token: ctx.token });
+    const named = ctx.batches.find((b) => b.batch === currentBatch());
+    setBatch((named ?? ctx.batches[0])?.batch);
     [ctx.catalog, me] = await Promise.all([api('/api/catalog'), api('/api/me', { token: ctx.token })]);
   } catch (e) {
     const key = e instanceof HttpError && (e.status === 401 || e.status === 403) ? 'login.expired' : 'login.unreachable';

@@ -1,7 +1,7 @@
 // Hall screen: the live board for the selection hall. No login; reconnects silently.
 // Cells are built once and updated in place, so 2,000 units cost nothing per change.
 
-import { api } from '/web/shared/api.js';
+import { api, currentBatch } from '/web/shared/api.js';
 import { applyStatic, bindToggle, onLangChange, t } from '/web/shared/i18n.js';
 import { clockTime, countdown, esc, hm } from '/web/shared/format.js';
 import { HubClient } from '/web/shared/proto.js';
@@ -171,6 +171,15 @@ function tick() {
   cv.textContent = countdown(target - now);
 }
 
+async function followLive() {
+  try {
+    const live = (await api('/api/batches')).find((b) => b.live);
+    if (live && catalog && live.batch !== catalog.batch) location.reload();
+  } catch {
+    // Unreachable now; the next look will tell.
+  }
+}
+
 async function loadCatalog() {
   for (;;) {
     try {
@@ -204,6 +213,9 @@ async function boot() {
     if (catalog && w.batch !== catalog.batch) location.reload();
   });
   client.start();
+  // A screen that names no batch follows the live one: when an operator loads the next
+  // batch, switch to it (sockets are no longer closed for that).
+  if (!currentBatch()) setInterval(followLive, 30000);
   window.xuanfang = {
     get clockOffsetMs() {
       return client.clock.offsetMs;

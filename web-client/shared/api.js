@@ -9,8 +9,30 @@ export class HttpError extends Error {
   }
 }
 
+// The batch this page is about: `?batch=` in the address, or one the page picked (a
+// family's newest batch). Unset, the server answers for its live batch.
+let batch = new URLSearchParams(location.search).get('batch') || null;
+
+/** The batch the page is about, or null for the server's live batch. */
+export function currentBatch() {
+  return batch;
+}
+
+/** Chooses the batch for every later call and socket of this page. */
+export function setBatch(id) {
+  batch = id || null;
+}
+
+/** `path` with `batch=` added when a batch is chosen (lists of batches take none). */
+export function withBatch(path) {
+  if (!batch || path.startsWith('/api/batches') || path.startsWith('/api/me/batches')) return path;
+  const sep = path.includes('?') ? '&' : '?';
+  return `${path}${sep}batch=${encodeURIComponent(batch)}`;
+}
+
 /** GETs (or sends) JSON; `token` adds the Bearer header. */
 export async function api(path, { token, method = 'GET', json, form } = {}) {
+  path = withBatch(path);
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   let body;
@@ -34,7 +56,7 @@ export async function api(path, { token, method = 'GET', json, form } = {}) {
 
 /** Downloads an authenticated file (links cannot carry a Bearer header). */
 export async function download(path, token, filename) {
-  const res = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  const res = await fetch(withBatch(path), { headers: { Authorization: `Bearer ${token}` } });
   if (!res.ok) throw new HttpError(res.status, await res.text());
   const url = URL.createObjectURL(await res.blob());
   const a = document.createElement('a');

@@ -3,6 +3,7 @@
 // re-implement: request ids and replies, board resume after a gap, clock offset from
 // ping/pong, reconnect with jittered exponential backoff.
 
+import { withBatch } from './api.js';
 import { Board } from './board.js';
 import { ServerClock } from './clock.js';
 
@@ -303,5 +304,5 @@ export class HubClient {
 function defaultUrl(token) {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   const q = token ? `?token=${encodeURIComponent(token)}` : '';
-  return `${proto}://${location.host}/ws${q}`;
+  return withBatch(`${proto}://${location.host}/ws${q}`);
 }

@@ -163,6 +163,13 @@ export const STRINGS = {
 
   'result.pending': S('暂无结果', 'No result yet'),
   'result.pending_note': S('选房结束后可在此查看最终结果。', 'Your final result appears here after your session.'),
+  'home.my_batches': S('我的选房批次', 'My selection rounds'),
+  'home.start_done': S('本场选房已结束', 'Your session is over'),
+  'batch.state.selecting': S('选房进行中', 'Selection running'),
+  'batch.state.finished': S('选房已结束', 'Selection finished'),
+  'batch.outcome.selected': S('已选定房源', 'Unit selected'),
+  'batch.outcome.no_unit': S('未选定房源', 'No unit'),
+  'batch.outcome.waived': S('已放弃', 'Waived'),
   'result.no_unit': S('未选定房源', 'No unit'),
   'result.waived': S('已放弃选房', 'Selection waived'),
   'result.how.confirmed': S('主动确认正选', 'Confirmed by you'),

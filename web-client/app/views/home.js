@@ -2,6 +2,20 @@
 
 import { t } from '/web/shared/i18n.js';
 import { dateTime, esc, hm } from '/web/shared/format.js';
+import { currentBatch } from '/web/shared/api.js';
+
+/** The person's batches when there are several: each opens this app on that batch. */
+function batchList(ctx) {
+  if (ctx.batches.length < 2) return '';
+  const items = ctx.batches.map((b) => {
+    const here = b.batch === currentBatch();
+    const state = b.outcome ? t(`batch.outcome.${b.outcome.result}`) : t(`batch.state.${b.state}`);
+    return `<a class="batch-item${here ? ' here' : ''}" href="/app?batch=${encodeURIComponent(b.batch)}"
+        ${here ? 'aria-current="page"' : ''} data-batch="${esc(b.batch)}">
+        <span class="batch-name">${esc(b.name)}</span><span class="muted">${esc(state)}</span></a>`;
+  });
+  return `<h3 class="muted">${t('home.my_batches')}</h3><nav class="batch-list" id="my-batches">${items.join('')}</nav>`;
+}
 
 export const title = () => 'app.title';
 
@@ -20,11 +34,12 @@ export function update(ctx, el) {
       <div class="muted" id="my-session">${esc(sessionName)}：${dateTime(s.start)} – ${hm(s.deadline)}</div>
       <span class="phase-badge" id="phase" data-phase="${f.phase}">${t(`phase.${f.phase}`)}</span>
     </section>
+    ${batchList(ctx)}
     <h3 class="muted">${t('home.online_selection')}</h3>
     <div class="tiles">
-      <button class="tile primary" id="start">
+      <button class="tile${f.outcome ? '' : ' primary'}" id="start">
         <span class="tile-title">${t('home.start')}</span>
-        <span class="tile-sub">${t('home.start_sub')}</span>
+        <span class="tile-sub">${t(f.outcome ? 'home.start_done' : 'home.start_sub')}</span>
       </button>
       <button class="tile" id="go-supp">
         <span class="tile-title">${t('home.supp')}</span>
