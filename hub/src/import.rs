@@ -1004,8 +1004,12 @@ pub enum BuildError {
         earlier: SessionId,
         later: SessionId,
     },
-    #[error("automatic plan needs per_session >= 1 and a positive window")]
+    #[error(
+        "automatic plan needs per_session >= 1, a positive window and an interval of 0 or more"
+    )]
     BadPlan,
+    #[error("session {0} would start or end outside the range of time stamps")]
+    TimeOutOfRange(SessionId),
     #[error("{0}")]
     Invalid(#[from] BatchError),
 }
@@ -1026,7 +1030,7 @@ pub fn build_batch(
             interval_ms,
             window_ms,
         } => {
-            if *per_session == 0 || *window_ms <= 0 {
+            if *per_session == 0 || *window_ms <= 0 || *interval_ms < 0 {
                 return Err(BuildError::BadPlan);
             }
             let count = families.len().div_ceil(*per_session);
@@ -1034,13 +1038,20 @@ pub fn build_batch(
             let mut sessions = Vec::with_capacity(count);
             for (i, chunk) in families.chunks_mut(*per_session).enumerate() {
                 let id = SessionId(format!("S{:0width$}", i + 1));
+                // Operators type these durations; overflow is a refusal, not a wrap.
+                let start = i64::try_from(i)
+                    .ok()
+                    .and_then(|i| interval_ms.checked_mul(i))
+                    .and_then(|offset| first_start.0.checked_add(offset))
+                    .filter(|start| start.checked_add(*window_ms).is_some())
+                    .ok_or_else(|| BuildError::TimeOutOfRange(id.clone()))?;
                 for f in chunk.iter_mut() {
                     f.session = id.clone();
                 }
                 sessions.push(Session {
                     id,
                     kind: SessionKind::Formal,
-                    start: first_start.plus_ms(interval_ms * i as i64),
+                    start: Millis(start),
                     window_ms: *window_ms,
                     families: chunk.iter().map(|f| f.id.clone()).collect(),
                 });
@@ -1067,6 +1078,9 @@ pub fn build_batch(
                 let fams = members.remove(id).unwrap_or_default();
                 if fams.is_empty() {
                     return Err(BuildError::EmptySession(id.clone()));
+                }
+                if slot.start.0.checked_add(slot.window_ms).is_none() {
+                    return Err(BuildError::TimeOutOfRange(id.clone()));
                 }
                 sessions.push(Session {
                     id: id.clone(),

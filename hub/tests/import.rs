@@ -946,3 +946,50 @@ fn import_error_message_lists_rows() {
     assert!(msg.contains("row 3"), "{msg}");
     assert!(msg.contains("floor"), "{msg}");
 }
+
+#[test]
+fn auto_plan_whose_session_times_overflow_is_refused_not_wrapped() {
+    let units = || import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = || import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    let plan = |first_start, interval_ms| SessionPlan::Auto {
+        per_session: 1,
+        first_start: Millis(first_start),
+        interval_ms,
+        window_ms: 180_000,
+    };
+    let e = build_batch(meta(), units(), fams(), &plan(0, i64::MAX / 2 + 1)).unwrap_err();
+    assert_eq!(e, BuildError::TimeOutOfRange(SessionId::new("S03")));
+    let e = build_batch(meta(), units(), fams(), &plan(i64::MAX - 1_000, 0)).unwrap_err();
+    assert_eq!(e, BuildError::TimeOutOfRange(SessionId::new("S01")));
+}
+
+#[test]
+fn auto_plan_with_a_negative_interval_is_refused() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    let plan = SessionPlan::Auto {
+        per_session: 1,
+        first_start: Millis(1_000_000),
+        interval_ms: -300_000,
+        window_ms: 180_000,
+    };
+    assert_eq!(
+        build_batch(meta(), units, fams, &plan).unwrap_err(),
+        BuildError::BadPlan
+    );
+}
+
+#[test]
+fn named_plan_whose_window_end_overflows_is_refused() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    let e = build_batch(meta(), units, fams, &named(&[("S1", i64::MAX - 1)])).unwrap_err();
+    assert_eq!(e, BuildError::TimeOutOfRange(SessionId::new("S1")));
+}
+
+#[test]
+fn millis_plus_ms_saturates_instead_of_wrapping() {
+    assert_eq!(Millis(i64::MAX - 5).plus_ms(10), Millis(i64::MAX));
+    assert_eq!(Millis(i64::MIN + 5).plus_ms(-10), Millis(i64::MIN));
+    assert_eq!(Millis(1_000).plus_ms(-400), Millis(600));
+}
