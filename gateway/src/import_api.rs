@@ -141,14 +141,20 @@ pub async fn create_batch(
         .cloned()
         .unwrap_or_else(|| format!("batch-{}", now.0));
     // Durations in minutes, or in seconds (`*_seconds` wins) for rehearsals and load tests.
+    // Typed by an operator: a product that overflows is refused, not wrapped.
     let duration_ms = |key: &str, default_minutes: i64| -> Result<i64, ApiError> {
-        if let Some(secs) = form.num(&format!("{key}_seconds"))? {
-            return Ok(secs * 1000);
-        }
-        Ok(form
-            .num(&format!("{key}_minutes"))?
-            .unwrap_or(default_minutes)
-            * 60_000)
+        let (field, value, unit_ms) = match form.num(&format!("{key}_seconds"))? {
+            Some(secs) => ("seconds", secs, 1000),
+            None => (
+                "minutes",
+                form.num(&format!("{key}_minutes"))?
+                    .unwrap_or(default_minutes),
+                60_000,
+            ),
+        };
+        value
+            .checked_mul(unit_ms)
+            .ok_or_else(|| bad(format!("{key}_{field} is out of range")))
     };
     let meta = BatchMeta {
         id: BatchId(id),

@@ -19,19 +19,66 @@
 //! A header may carry a unit in brackets (`面积(㎡)`, `租金（元/月）`). Eligible layouts
 //! are separated by `|`, `、`, `;`, `；`, `,` or `，`. The session column may be left
 //! out when sessions are scheduled automatically ([`SessionPlan::Auto`]).
+//!
+//! Uploads are untrusted. Nothing is allocated by what a file merely claims (an XLSX
+//! `<dimension>`, a cell's position, a zip entry's declared size): a file is refused
+//! with a [`Problem`] once it goes past one of the limits below, all far beyond a real
+//! batch. Sizes: [`MAX_UNPACKED_BYTES`], [`MAX_SHARED_STRINGS_BYTES`],
+//! [`MAX_TEXT_BYTES`]; shape: [`MAX_ROWS`], [`MAX_COLUMNS`], [`MAX_CELL_CHARS`]; fields:
+//! [`MAX_ID_CHARS`], [`MAX_TEXT_CHARS`], [`FLOORS`], [`RANKS`], [`MAX_AREA`],
+//! [`MAX_RENT`]; answers: [`MAX_PROBLEMS`], [`MAX_ECHO_CHARS`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Cursor;
+use std::io::{Cursor, Read};
+use std::ops::RangeInclusive;
 use std::path::Path;
 
-use calamine::{Data, Reader};
+use calamine::{DataRef, Reader, Xlsx};
 
 use crate::domain::{
     Batch, BatchError, BatchId, Family, FamilyId, Layout, Session, SessionId, SessionKind, Unit,
     UnitId,
 };
 use crate::time::Millis;
+
+// ---------------------------------------------------------------------------
+// Limits.
+
+/// Rows read, counted as a spreadsheet shows them (the header included); data on a
+/// later row refuses the file.
+pub const MAX_ROWS: usize = 200_000;
+/// Columns read (A to BL); data in a later column refuses the file.
+pub const MAX_COLUMNS: usize = 64;
+/// Characters in one cell. A longer cell is a problem of its row and is not copied.
+pub const MAX_CELL_CHARS: usize = 1_000;
+/// Bytes of cell text kept from one sheet, all cells together (shared strings count
+/// each time they are used).
+pub const MAX_TEXT_BYTES: usize = 32 << 20;
+/// Bytes an XLSX file may unpack to, all its parts together.
+pub const MAX_UNPACKED_BYTES: u64 = 64 << 20;
+/// Bytes the shared-string table of an XLSX file may unpack to; it is held in memory
+/// whole while the sheet is read.
+pub const MAX_SHARED_STRINGS_BYTES: u64 = 16 << 20;
+/// Problems listed for one file; the rest are counted ([`Problem::MoreProblems`]).
+pub const MAX_PROBLEMS: usize = 100;
+/// Characters of a cell value quoted back in a problem; longer values end in `…`.
+pub const MAX_ECHO_CHARS: usize = 64;
+/// Characters in an id: 房源编号, 家庭编号, 场次.
+pub const MAX_ID_CHARS: usize = 64;
+/// Characters in any other text field: 姓名, 楼栋, 房号, 户型 (each of 可选户型), 朝向.
+pub const MAX_TEXT_CHARS: usize = 64;
+/// 楼层 accepted.
+pub const FLOORS: RangeInclusive<i64> = -99..=999;
+/// 排位 accepted.
+pub const RANKS: RangeInclusive<i64> = 1..=10_000_000;
+/// Largest 面积 in m² (it must also be above 0).
+pub const MAX_AREA: f64 = 10_000.0;
+/// Largest 租金 in yuan per month (it may be 0).
+pub const MAX_RENT: f64 = 1_000_000.0;
+
+/// Longest message of an unreadable file; parser errors may quote the file.
+const MAX_MESSAGE_CHARS: usize = 256;
 
 /// One bad row of an import.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +91,9 @@ pub struct RowError {
 
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.row == 0 {
+        if let Problem::MoreProblems(_) = self.problem {
+            write!(f, "{}", self.problem)
+        } else if self.row == 0 {
             write!(f, "file: {}", self.problem)
         } else {
             write!(f, "row {}: {}", self.row, self.problem)
@@ -82,11 +131,40 @@ pub enum Problem {
     /// The rank was already used by an earlier row.
     #[error("duplicate rank {rank} (first on row {first_row})")]
     DuplicateRank { rank: u32, first_row: usize },
+    /// A number that is outside what the field accepts ([`FLOORS`], [`RANKS`], ...).
+    #[error("{field}: {value} is out of range (allowed: {allowed})")]
+    OutOfRange {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    /// A text field (or, on reading, any cell) is longer than allowed.
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    /// A text field holds a control character (line break, tab, ...).
+    #[error("{field} contains a control character (line break, tab, ...)")]
+    ControlCharacter { field: &'static str },
+    /// The sheet has data on a row after [`MAX_ROWS`]; the file is not read.
+    #[error("the sheet has data on row {row}; at most {max} rows are read")]
+    TooManyRows { row: usize, max: usize },
+    /// The sheet has data in a column after [`MAX_COLUMNS`]; the file is not read.
+    #[error("the sheet has data in column {column}; at most {max} columns are read")]
+    TooManyColumns { column: usize, max: usize },
+    /// An XLSX file, or its shared-string table, unpacks to more than allowed.
+    #[error("{part} unpacks to more than {max_mib} MiB")]
+    TooBig { part: &'static str, max_mib: u64 },
+    /// The cells of the sheet hold more than [`MAX_TEXT_BYTES`] of text together.
+    #[error("the sheet holds more than {max_mib} MiB of text")]
+    TooMuchText { max_mib: usize },
+    /// The last entry of a list cut at [`MAX_PROBLEMS`]: how many were left out.
+    #[error("and {0} more problem(s) not listed")]
+    MoreProblems(usize),
 }
 
-/// Every bad row of an import; never empty.
+/// Every bad row of an import, up to [`MAX_PROBLEMS`]; never empty. When rows were
+/// left out, the last entry is [`Problem::MoreProblems`] with their number.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{} bad row(s): {}", .0.len(), summary(.0))]
+#[error("{} bad row(s): {}", self.count(), summary(.0))]
 pub struct ImportErrors(pub Vec<RowError>);
 
 fn summary(errors: &[RowError]) -> String {
@@ -103,6 +181,71 @@ impl ImportErrors {
     fn file(problem: Problem) -> Self {
         ImportErrors(vec![RowError { row: 0, problem }])
     }
+
+    fn at(row: usize, problem: Problem) -> Self {
+        ImportErrors(vec![RowError { row, problem }])
+    }
+
+    /// How many problems there are, the unlisted ones included.
+    pub fn count(&self) -> usize {
+        self.0
+            .iter()
+            .map(|e| match e.problem {
+                Problem::MoreProblems(n) => n,
+                _ => 1,
+            })
+            .sum()
+    }
+}
+
+/// Collects problems, listing the first [`MAX_PROBLEMS`] and counting the rest.
+#[derive(Default)]
+struct Problems {
+    listed: Vec<RowError>,
+    more: usize,
+}
+
+impl Problems {
+    fn push(&mut self, row: usize, problem: Problem) {
+        if self.listed.len() < MAX_PROBLEMS {
+            self.listed.push(RowError { row, problem });
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_result(self) -> Result<(), ImportErrors> {
+        let Problems { mut listed, more } = self;
+        if more > 0 {
+            listed.push(RowError {
+                row: 0,
+                problem: Problem::MoreProblems(more),
+            });
+        }
+        if listed.is_empty() {
+            Ok(())
+        } else {
+            Err(ImportErrors(listed))
+        }
+    }
+}
+
+/// `s` cut to `max` characters, with `…` when it was longer.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((end, _)) => format!("{}…", &s[..end]),
+    }
+}
+
+/// A cell value as quoted back in a problem.
+fn echo(s: &str) -> String {
+    clip(s, MAX_ECHO_CHARS)
+}
+
+/// Whether `s` has more than `max` characters, looking at no more than that.
+fn longer_than(s: &str, max: usize) -> bool {
+    s.len() > max && (s.len() > 4 * max || s.chars().nth(max).is_some())
 }
 
 /// The container format of an import file.
@@ -126,12 +269,12 @@ impl Format {
 
 /// Units from a CSV or XLSX file's bytes.
 pub fn units(format: Format, bytes: &[u8]) -> Result<Vec<Unit>, ImportErrors> {
-    parse_units(read_table(format, bytes)?)
+    parse_units(read_table(format, bytes, UNIT_COLUMNS)?)
 }
 
 /// Families from a CSV or XLSX file's bytes.
 pub fn families(format: Format, bytes: &[u8]) -> Result<Vec<Family>, ImportErrors> {
-    parse_families(read_table(format, bytes)?)
+    parse_families(read_table(format, bytes, FAMILY_COLUMNS)?)
 }
 
 /// Units from a UTF-8 CSV (with or without BOM).
@@ -188,29 +331,159 @@ pub fn split_layouts(cell: &str) -> Vec<Layout> {
 // ---------------------------------------------------------------------------
 // Tables: both formats become rows of strings with their spreadsheet row number.
 
-/// A sheet as text: the header row and the data rows with their row numbers.
+/// A sheet as text: for each data row, its row number and the cells of the located
+/// columns (in the order of the column list; `""` where a column is absent), or the
+/// problem found while reading it.
 struct Table {
-    header: Vec<String>,
     rows: Vec<(usize, Result<Vec<String>, Problem>)>,
 }
 
-fn read_table(format: Format, bytes: &[u8]) -> Result<Table, ImportErrors> {
+fn read_table(format: Format, bytes: &[u8], columns: &[Column]) -> Result<Table, ImportErrors> {
+    let mut table = TableBuilder::new(columns);
     match format {
-        Format::Csv => read_csv(bytes),
-        Format::Xlsx => read_xlsx(bytes),
+        Format::Csv => read_csv(bytes, &mut table)?,
+        Format::Xlsx => read_xlsx(bytes, &mut table)?,
+    }
+    table.finish()
+}
+
+/// One non-blank cell as read, before it is known which column it belongs to.
+enum RawCell {
+    Text(String),
+    /// Longer than [`MAX_CELL_CHARS`]; not copied.
+    TooLong,
+    /// Not UTF-8 (CSV only).
+    NotUtf8,
+}
+
+impl RawCell {
+    /// The cell of a text, or `None` when it is blank.
+    fn text(s: &str) -> Option<RawCell> {
+        let s = s.trim();
+        if s.is_empty() {
+            None
+        } else if longer_than(s, MAX_CELL_CHARS) {
+            Some(RawCell::TooLong)
+        } else {
+            Some(RawCell::Text(s.to_owned()))
+        }
     }
 }
 
-fn read_csv(bytes: &[u8]) -> Result<Table, ImportErrors> {
+/// Refuses a non-blank cell outside the rows and columns read (1-based row, 0-based
+/// column), before anything is stored for it.
+fn check_position(row: usize, col: usize) -> Result<(), ImportErrors> {
+    if row > MAX_ROWS {
+        return Err(ImportErrors::file(Problem::TooManyRows {
+            row,
+            max: MAX_ROWS,
+        }));
+    }
+    if col >= MAX_COLUMNS {
+        return Err(ImportErrors::file(Problem::TooManyColumns {
+            column: col + 1,
+            max: MAX_COLUMNS,
+        }));
+    }
+    Ok(())
+}
+
+/// Builds a [`Table`] from the rows of a sheet in order: the first non-blank row is the
+/// header, whose columns are located at once; later rows keep only those columns.
+struct TableBuilder<'c> {
+    columns: &'c [Column],
+    /// The header row and where each column is in it, once read.
+    header: Option<(usize, Vec<Option<usize>>)>,
+    rows: Vec<(usize, Result<Vec<String>, Problem>)>,
+    text_bytes: usize,
+}
+
+impl<'c> TableBuilder<'c> {
+    fn new(columns: &'c [Column]) -> Self {
+        Self {
+            columns,
+            header: None,
+            rows: Vec::new(),
+            text_bytes: 0,
+        }
+    }
+
+    /// Takes one row (cells by column index, `None` where blank); blank rows are
+    /// skipped. The cells are taken out of `cells`.
+    fn push(&mut self, row: usize, cells: &mut [Option<RawCell>]) -> Result<(), ImportErrors> {
+        if cells.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let Some((_, at)) = &self.header else {
+            let mut names = Vec::with_capacity(cells.len());
+            for cell in cells.iter_mut() {
+                match cell.take() {
+                    None => names.push(String::new()),
+                    Some(RawCell::Text(s)) => names.push(s),
+                    Some(RawCell::NotUtf8) => return Err(ImportErrors::at(row, Problem::NotUtf8)),
+                    Some(RawCell::TooLong) => {
+                        return Err(ImportErrors::at(
+                            row,
+                            Problem::TooLong {
+                                field: "header",
+                                max: MAX_CELL_CHARS,
+                            },
+                        ))
+                    }
+                }
+            }
+            self.header = Some((row, locate(row, &names, self.columns)?));
+            return Ok(());
+        };
+        let mut kept = Vec::with_capacity(self.columns.len());
+        let mut problem = None;
+        for (column, i) in self.columns.iter().zip(at) {
+            match i.and_then(|i| cells.get_mut(i)).and_then(Option::take) {
+                None => kept.push(String::new()),
+                Some(RawCell::Text(s)) => {
+                    self.text_bytes += s.len();
+                    kept.push(s);
+                }
+                Some(RawCell::TooLong) => {
+                    problem.get_or_insert(Problem::TooLong {
+                        field: column.name,
+                        max: MAX_CELL_CHARS,
+                    });
+                }
+                Some(RawCell::NotUtf8) => {
+                    problem.get_or_insert(Problem::NotUtf8);
+                }
+            }
+        }
+        if self.text_bytes > MAX_TEXT_BYTES {
+            return Err(ImportErrors::file(Problem::TooMuchText {
+                max_mib: MAX_TEXT_BYTES >> 20,
+            }));
+        }
+        self.rows.push((row, problem.map_or(Ok(kept), Err)));
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Table, ImportErrors> {
+        let (header_row, _) = self
+            .header
+            .ok_or_else(|| ImportErrors::file(Problem::NoRows))?;
+        if self.rows.is_empty() {
+            return Err(ImportErrors::at(header_row, Problem::NoRows));
+        }
+        Ok(Table { rows: self.rows })
+    }
+}
+
+fn read_csv(bytes: &[u8], table: &mut TableBuilder<'_>) -> Result<(), ImportErrors> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
-    let mut header: Option<Vec<String>> = None;
-    let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut lines = LineCounter::new(bytes);
+    let mut cells: Vec<Option<RawCell>> = Vec::new();
     loop {
         let line = rdr.position().line() as usize;
         match rdr.read_byte_record(&mut record) {
@@ -218,10 +491,7 @@ fn read_csv(bytes: &[u8]) -> Result<Table, ImportErrors> {
             Ok(true) => {}
             Err(e) => {
                 let row = e.position().map_or(line, |p| p.line() as usize);
-                return Err(ImportErrors(vec![RowError {
-                    row,
-                    problem: Problem::Unreadable(e.to_string()),
-                }]));
+                return Err(ImportErrors::at(row, unreadable(&e)));
             }
         }
         // The csv reader skips blank lines but counts a record from before them; a
@@ -229,27 +499,21 @@ fn read_csv(bytes: &[u8]) -> Result<Table, ImportErrors> {
         let row = record
             .position()
             .map_or(line, |p| lines.line_of(p.byte() as usize));
-        let cells: Result<Vec<String>, Problem> = record
-            .iter()
-            .map(|c| {
-                std::str::from_utf8(c)
-                    .map(|s| s.trim().to_owned())
-                    .map_err(|_| Problem::NotUtf8)
-            })
-            .collect();
-        match (&header, cells) {
-            (None, Ok(cells)) => header = Some(cells),
-            (None, Err(p)) => return Err(ImportErrors(vec![RowError { row, problem: p }])),
-            (Some(_), cells) => {
-                if cells.as_ref().is_ok_and(|c| c.iter().all(String::is_empty)) {
-                    continue;
-                }
-                rows.push((row, cells));
+        cells.clear();
+        for (col, c) in record.iter().enumerate() {
+            let cell = match std::str::from_utf8(c) {
+                Ok(s) => RawCell::text(s),
+                Err(_) => Some(RawCell::NotUtf8),
+            };
+            if cell.is_some() {
+                check_position(row, col)?;
+                cells.resize_with(col, || None);
+                cells.push(cell);
             }
         }
+        table.push(row, &mut cells)?;
     }
-    let header = header.ok_or_else(|| ImportErrors::file(Problem::NoRows))?;
-    Ok(Table { header, rows })
+    Ok(())
 }
 
 /// Line numbers of byte offsets, for offsets that only grow.
@@ -285,50 +549,125 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-fn read_xlsx(bytes: &[u8]) -> Result<Table, ImportErrors> {
-    let unreadable = |e: &dyn fmt::Display| ImportErrors::file(Problem::Unreadable(e.to_string()));
-    let mut wb =
-        calamine::open_workbook_auto_from_rs(Cursor::new(bytes)).map_err(|e| unreadable(&e))?;
-    let range = match wb.worksheet_range_at(0) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => return Err(unreadable(&e)),
-        None => return Err(unreadable(&"the workbook has no sheet")),
+/// A file-level "unreadable" problem, its message cut to a sane length.
+fn unreadable(e: &dyn fmt::Display) -> Problem {
+    Problem::Unreadable(clip(&e.to_string(), MAX_MESSAGE_CHARS))
+}
+
+/// Reads the first sheet cell by cell: only cells with a value take memory, whatever
+/// the sheet's declared dimension or the positions of its cells. calamine's dense
+/// `Range` would allocate every cell between A1 and the last one used.
+fn read_xlsx(bytes: &[u8], table: &mut TableBuilder<'_>) -> Result<(), ImportErrors> {
+    check_unpacked_size(bytes)?;
+    // calamine indexes some tables without checking (a shared-string index past the
+    // end panics); a malformed upload must be refused, not take the caller down.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_xlsx_cells(bytes, table)
+    }))
+    .unwrap_or_else(|_| {
+        Err(ImportErrors::file(Problem::Unreadable(
+            "malformed workbook".into(),
+        )))
+    })
+}
+
+fn read_xlsx_cells(bytes: &[u8], table: &mut TableBuilder<'_>) -> Result<(), ImportErrors> {
+    let file = |e: &dyn fmt::Display| ImportErrors::file(unreadable(e));
+    // XLSX only: xls and ods would be read into a dense range by calamine.
+    let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(bytes))
+        .map_err(|e| file(&format_args!("not an XLSX workbook: {e}")))?;
+    let Some(name) = wb.sheet_names().into_iter().next() else {
+        return Err(file(&"the workbook has no sheet"));
     };
-    // The range starts at the first used cell; row numbers must count from A1.
-    let (first_row, first_col) = range.start().unwrap_or((0, 0));
-    let pad = first_col as usize;
-    let mut header: Option<Vec<String>> = None;
-    let mut rows = Vec::new();
-    for (i, r) in range.rows().enumerate() {
-        let row = first_row as usize + i + 1;
-        let mut cells: Vec<String> = vec![String::new(); pad];
-        cells.extend(r.iter().map(cell_text));
-        if header.is_none() {
-            header = Some(cells);
+    let mut cells = wb.worksheet_cells_reader(&name).map_err(|e| file(&e))?;
+    let mut row_cells: Vec<Option<RawCell>> = Vec::new();
+    let mut current = 0; // 1-based row being collected; 0 before the first
+    while let Some(cell) = cells.next_cell().map_err(|e| file(&e))? {
+        let Some(value) = raw_cell(cell.get_value()) else {
             continue;
+        };
+        let (r, c) = cell.get_position();
+        let (row, col) = (r as usize + 1, c as usize);
+        check_position(row, col)?;
+        if row != current {
+            if row < current {
+                return Err(file(&format_args!("row {row} comes after row {current}")));
+            }
+            table.push(current, &mut row_cells)?;
+            row_cells.clear();
+            current = row;
         }
-        if cells.iter().all(String::is_empty) {
-            continue;
+        if row_cells.len() <= col {
+            row_cells.resize_with(col + 1, || None);
         }
-        rows.push((row, Ok(cells)));
+        if row_cells[col].replace(value).is_some() {
+            return Err(file(&format_args!(
+                "two cells at row {row}, column {}",
+                col + 1
+            )));
+        }
     }
-    let header = header.ok_or_else(|| ImportErrors::file(Problem::NoRows))?;
-    Ok(Table { header, rows })
+    table.push(current, &mut row_cells)
 }
 
 /// A cell as the text a user sees; whole floats lose their `.0` so `12` stays `12`.
-fn cell_text(d: &Data) -> String {
+fn raw_cell(d: &DataRef<'_>) -> Option<RawCell> {
     match d {
-        Data::Empty => String::new(),
-        Data::String(s) => s.trim().to_owned(),
-        Data::Int(i) => i.to_string(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
-        Data::Float(f) => f.to_string(),
-        Data::Bool(b) => b.to_string(),
-        Data::DateTime(dt) => dt.as_f64().to_string(),
-        Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
-        Data::Error(e) => format!("#{e:?}"),
+        DataRef::Empty => None,
+        DataRef::String(s) | DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => RawCell::text(s),
+        DataRef::SharedString(s) => RawCell::text(s),
+        DataRef::Int(i) => RawCell::text(&i.to_string()),
+        DataRef::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
+            RawCell::text(&(*f as i64).to_string())
+        }
+        DataRef::Float(f) => RawCell::text(&f.to_string()),
+        DataRef::Bool(b) => RawCell::text(&b.to_string()),
+        DataRef::DateTime(dt) => RawCell::text(&dt.as_f64().to_string()),
+        DataRef::Error(e) => RawCell::text(&format!("#{e:?}")),
     }
+}
+
+/// Refuses a zip bomb: unpacks every part once, counting, and stops as soon as the
+/// parts together pass [`MAX_UNPACKED_BYTES`] or the shared-string table passes
+/// [`MAX_SHARED_STRINGS_BYTES`]. Declared sizes are not trusted; calamine reads the same
+/// bytes afterwards.
+fn check_unpacked_size(bytes: &[u8]) -> Result<(), ImportErrors> {
+    let file = |e: &dyn fmt::Display| {
+        ImportErrors::file(unreadable(&format_args!("not an XLSX workbook: {e}")))
+    };
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| file(&e))?;
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let mut part = zip.by_index(i).map_err(|e| file(&e))?;
+        // calamine finds parts case-insensitively, with `\` or `/`.
+        let shared = part
+            .name()
+            .replace('\\', "/")
+            .eq_ignore_ascii_case("xl/sharedStrings.xml");
+        let mut left = MAX_UNPACKED_BYTES - total;
+        if shared {
+            left = left.min(MAX_SHARED_STRINGS_BYTES);
+        }
+        let n = std::io::copy(&mut (&mut part).take(left + 1), &mut std::io::sink())
+            .map_err(|e| file(&e))?;
+        if n > left {
+            return Err(ImportErrors::file(
+                if shared && n > MAX_SHARED_STRINGS_BYTES {
+                    Problem::TooBig {
+                        part: "the shared-string table",
+                        max_mib: MAX_SHARED_STRINGS_BYTES >> 20,
+                    }
+                } else {
+                    Problem::TooBig {
+                        part: "the file",
+                        max_mib: MAX_UNPACKED_BYTES >> 20,
+                    }
+                },
+            ));
+        }
+        total += n;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -382,8 +721,13 @@ fn normalise_header(h: &str) -> String {
     h.trim().to_lowercase().replace([' ', '-'], "_")
 }
 
-/// The index of each column in the header, or every header problem (row 1).
-fn locate(header: &[String], columns: &[Column]) -> Result<Vec<Option<usize>>, ImportErrors> {
+/// The index of each column in the header, or every header problem (on the header's
+/// row).
+fn locate(
+    row: usize,
+    header: &[String],
+    columns: &[Column],
+) -> Result<Vec<Option<usize>>, ImportErrors> {
     let names: Vec<String> = header.iter().map(|h| normalise_header(h)).collect();
     let mut errors = Vec::new();
     let mut found = Vec::with_capacity(columns.len());
@@ -407,16 +751,26 @@ fn locate(header: &[String], columns: &[Column]) -> Result<Vec<Option<usize>>, I
         Err(ImportErrors(
             errors
                 .into_iter()
-                .map(|problem| RowError { row: 1, problem })
+                .map(|problem| RowError { row, problem })
                 .collect(),
         ))
     }
 }
 
-/// One data row with the located columns, for typed access.
+/// Refuses text over `max` characters or with control characters.
+fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), Problem> {
+    if longer_than(s, max) {
+        Err(Problem::TooLong { field, max })
+    } else if s.chars().any(char::is_control) {
+        Err(Problem::ControlCharacter { field })
+    } else {
+        Ok(())
+    }
+}
+
+/// One data row, its cells in the order of the column list, for typed access.
 struct Row<'a> {
     cells: &'a [String],
-    at: &'a [Option<usize>],
     columns: &'a [Column],
 }
 
@@ -425,78 +779,102 @@ impl Row<'_> {
         self.columns
             .iter()
             .position(|c| c.name == name)
-            .and_then(|i| self.at[i])
             .and_then(|i| self.cells.get(i))
             .map_or("", String::as_str)
     }
 
-    fn text(&self, name: &'static str) -> Result<String, Problem> {
+    /// A required cell, as read (at most [`MAX_CELL_CHARS`]).
+    fn text(&self, name: &'static str) -> Result<&str, Problem> {
         let s = self.get(name);
         if s.is_empty() {
             Err(Problem::MissingField(name))
         } else {
-            Ok(s.to_owned())
+            Ok(s)
         }
     }
 
-    fn number<T: std::str::FromStr>(&self, name: &'static str) -> Result<T, Problem> {
+    /// A required text field of at most `max` characters and no control characters.
+    fn field(&self, name: &'static str, max: usize) -> Result<String, Problem> {
         let s = self.text(name)?;
-        // XLSX cells typed as text or CSVs from some tools write `12.0` for integers.
-        let s = s.strip_suffix(".0").unwrap_or(&s);
-        s.parse().map_err(|_| Problem::BadNumber {
-            field: name,
-            value: s.to_owned(),
-        })
+        check_text(name, s, max)?;
+        Ok(s.to_owned())
     }
 
-    fn real(&self, name: &'static str, min: f64) -> Result<f64, Problem> {
+    /// A required whole number within `range`.
+    fn integer(&self, name: &'static str, range: &RangeInclusive<i64>) -> Result<i64, Problem> {
         let s = self.text(name)?;
-        match s.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= min => Ok(v),
-            _ => Err(Problem::BadNumber {
+        // XLSX cells typed as text or CSVs from some tools write `12.0` for integers.
+        let s = s.strip_suffix(".0").unwrap_or(s);
+        let v: i64 = s.parse().map_err(|_| Problem::BadNumber {
+            field: name,
+            value: echo(s),
+        })?;
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(Problem::OutOfRange {
                 field: name,
-                value: s,
-            }),
+                value: echo(s),
+                allowed: format!("{} to {}", range.start(), range.end()),
+            })
+        }
+    }
+
+    /// A required finite number, above `min` (or from `min` when `min_allowed`) and at
+    /// most `max`.
+    fn real(
+        &self,
+        name: &'static str,
+        min: f64,
+        min_allowed: bool,
+        max: f64,
+    ) -> Result<f64, Problem> {
+        let s = self.text(name)?;
+        let v = match s.parse::<f64>() {
+            Ok(v) if v.is_finite() => v,
+            _ => {
+                return Err(Problem::BadNumber {
+                    field: name,
+                    value: echo(s),
+                })
+            }
+        };
+        let above_min = if min_allowed { v >= min } else { v > min };
+        if above_min && v <= max {
+            Ok(v)
+        } else {
+            Err(Problem::OutOfRange {
+                field: name,
+                value: echo(s),
+                allowed: if min_allowed {
+                    format!("{min} to {max}")
+                } else {
+                    format!("above {min}, up to {max}")
+                },
+            })
         }
     }
 }
 
-/// Parses every row; returns the values, or every bad row.
+/// Parses every row; returns the values, or the bad rows (see [`MAX_PROBLEMS`]).
 fn parse_rows<T>(
     table: Table,
     columns: &[Column],
     mut parse: impl FnMut(usize, &Row<'_>) -> Result<T, Problem>,
 ) -> Result<Vec<T>, ImportErrors> {
-    let at = locate(&table.header, columns)?;
-    if table.rows.is_empty() {
-        return Err(ImportErrors(vec![RowError {
-            row: 1,
-            problem: Problem::NoRows,
-        }]));
-    }
     let mut out = Vec::with_capacity(table.rows.len());
-    let mut errors = Vec::new();
+    let mut problems = Problems::default();
     for (row, cells) in &table.rows {
-        let parsed = cells.as_ref().map_err(Clone::clone).and_then(|cells| {
-            parse(
-                *row,
-                &Row {
-                    cells,
-                    at: &at,
-                    columns,
-                },
-            )
-        });
+        let parsed = cells
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|cells| parse(*row, &Row { cells, columns }));
         match parsed {
             Ok(v) => out.push(v),
-            Err(problem) => errors.push(RowError { row: *row, problem }),
+            Err(problem) => problems.push(*row, problem),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(ImportErrors(errors))
-    }
+    problems.into_result().map(|()| out)
 }
 
 /// Remembers the first row of each key, to report later duplicates.
@@ -522,18 +900,18 @@ fn parse_units(table: Table) -> Result<Vec<Unit>, ImportErrors> {
     let mut ids = FirstSeen::new();
     parse_rows(table, UNIT_COLUMNS, |row, r| {
         let unit = Unit {
-            id: UnitId(r.text("id")?),
-            building: r.text("building")?,
-            number: r.text("number")?,
-            floor: r.number("floor")?,
-            layout: Layout(r.text("layout")?),
-            area: r.real("area", f64::MIN_POSITIVE)?,
-            orientation: r.text("orientation")?,
-            rent: r.real("rent", 0.0)?,
+            id: UnitId(r.field("id", MAX_ID_CHARS)?),
+            building: r.field("building", MAX_TEXT_CHARS)?,
+            number: r.field("number", MAX_TEXT_CHARS)?,
+            floor: r.integer("floor", &FLOORS)? as i32,
+            layout: Layout(r.field("layout", MAX_TEXT_CHARS)?),
+            area: r.real("area", 0.0, false, MAX_AREA)?,
+            orientation: r.field("orientation", MAX_TEXT_CHARS)?,
+            rent: r.real("rent", 0.0, true, MAX_RENT)?,
         };
         ids.check(unit.id.0.clone(), row)
             .map_err(|first_row| Problem::DuplicateId {
-                id: unit.id.0.clone(),
+                id: echo(&unit.id.0),
                 first_row,
             })?;
         Ok(unit)
@@ -544,28 +922,27 @@ fn parse_families(table: Table) -> Result<Vec<Family>, ImportErrors> {
     let mut ids = FirstSeen::new();
     let mut ranks = FirstSeen::new();
     parse_rows(table, FAMILY_COLUMNS, |row, r| {
-        let rank: u32 = r.number("rank")?;
-        if rank == 0 {
-            // Ranks count from 1; 0 would sort before every real family.
-            return Err(Problem::BadNumber {
-                field: "rank",
-                value: "0".into(),
-            });
-        }
+        // Ranks count from 1; 0 would sort before every real family.
+        let rank = r.integer("rank", &RANKS)? as u32;
         let eligible_layouts = split_layouts(r.get("eligible_layouts"));
         if eligible_layouts.is_empty() {
             return Err(Problem::MissingField("eligible_layouts"));
         }
+        for layout in &eligible_layouts {
+            check_text("eligible_layouts", &layout.0, MAX_TEXT_CHARS)?;
+        }
+        let session = r.get("session");
+        check_text("session", session, MAX_ID_CHARS)?;
         let family = Family {
-            id: FamilyId(r.text("id")?),
-            name: mask_name(&r.text("name")?),
+            id: FamilyId(r.field("id", MAX_ID_CHARS)?),
+            name: mask_name(&r.field("name", MAX_TEXT_CHARS)?),
             rank,
-            session: SessionId(r.get("session").to_owned()),
+            session: SessionId(session.to_owned()),
             eligible_layouts,
         };
         ids.check(family.id.0.clone(), row)
             .map_err(|first_row| Problem::DuplicateId {
-                id: family.id.0.clone(),
+                id: echo(&family.id.0),
                 first_row,
             })?;
         ranks
@@ -627,8 +1004,12 @@ pub enum BuildError {
         earlier: SessionId,
         later: SessionId,
     },
-    #[error("automatic plan needs per_session >= 1 and a positive window")]
+    #[error(
+        "automatic plan needs per_session >= 1, a positive window and an interval of 0 or more"
+    )]
     BadPlan,
+    #[error("session {0} would start or end outside the range of time stamps")]
+    TimeOutOfRange(SessionId),
     #[error("{0}")]
     Invalid(#[from] BatchError),
 }
@@ -649,7 +1030,7 @@ pub fn build_batch(
             interval_ms,
             window_ms,
         } => {
-            if *per_session == 0 || *window_ms <= 0 {
+            if *per_session == 0 || *window_ms <= 0 || *interval_ms < 0 {
                 return Err(BuildError::BadPlan);
             }
             let count = families.len().div_ceil(*per_session);
@@ -657,13 +1038,20 @@ pub fn build_batch(
             let mut sessions = Vec::with_capacity(count);
             for (i, chunk) in families.chunks_mut(*per_session).enumerate() {
                 let id = SessionId(format!("S{:0width$}", i + 1));
+                // Operators type these durations; overflow is a refusal, not a wrap.
+                let start = i64::try_from(i)
+                    .ok()
+                    .and_then(|i| interval_ms.checked_mul(i))
+                    .and_then(|offset| first_start.0.checked_add(offset))
+                    .filter(|start| start.checked_add(*window_ms).is_some())
+                    .ok_or_else(|| BuildError::TimeOutOfRange(id.clone()))?;
                 for f in chunk.iter_mut() {
                     f.session = id.clone();
                 }
                 sessions.push(Session {
                     id,
                     kind: SessionKind::Formal,
-                    start: first_start.plus_ms(interval_ms * i as i64),
+                    start: Millis(start),
                     window_ms: *window_ms,
                     families: chunk.iter().map(|f| f.id.clone()).collect(),
                 });
@@ -690,6 +1078,9 @@ pub fn build_batch(
                 let fams = members.remove(id).unwrap_or_default();
                 if fams.is_empty() {
                     return Err(BuildError::EmptySession(id.clone()));
+                }
+                if slot.start.0.checked_add(slot.window_ms).is_none() {
+                    return Err(BuildError::TimeOutOfRange(id.clone()));
                 }
                 sessions.push(Session {
                     id: id.clone(),

@@ -11,8 +11,10 @@ use std::fmt;
 pub struct Millis(pub i64);
 
 impl Millis {
+    /// `ms` later (earlier when negative), saturating at the ends of the range: a
+    /// duration typed by an operator must not wrap a window end into the past.
     pub fn plus_ms(self, ms: i64) -> Millis {
-        Millis(self.0 + ms)
+        Millis(self.0.saturating_add(ms))
     }
 
     /// The wall clock of this process.

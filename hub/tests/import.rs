@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use rust_xlsxwriter::Workbook;
 use xuanfang_hub::import::{
     self, build_batch, mask_name, split_layouts, BatchMeta, BuildError, ImportErrors, Problem,
-    RowError, SessionPlan, SessionSlot,
+    RowError, SessionPlan, SessionSlot, MAX_CELL_CHARS, MAX_COLUMNS, MAX_ECHO_CHARS, MAX_ID_CHARS,
+    MAX_PROBLEMS, MAX_ROWS, MAX_TEXT_CHARS,
 };
 use xuanfang_hub::{BatchId, Layout, Millis, SessionId};
 
@@ -98,7 +99,7 @@ fn every_bad_row_is_reported_not_just_the_first() {
     assert_eq!(errs[1].problem, Problem::MissingField("number"));
     assert!(matches!(
         errs[2].problem,
-        Problem::BadNumber { field: "rent", .. }
+        Problem::OutOfRange { field: "rent", .. }
     ));
 }
 
@@ -214,7 +215,7 @@ fn rank_zero_and_missing_layouts_are_refused() {
     assert_eq!(errs[0].row, 2);
     assert!(matches!(
         errs[0].problem,
-        Problem::BadNumber { field: "rank", .. }
+        Problem::OutOfRange { field: "rank", .. }
     ));
     assert_eq!(errs[1].row, 4);
     assert_eq!(errs[1].problem, Problem::MissingField("eligible_layouts"));
@@ -421,6 +422,399 @@ fn garbage_is_not_an_xlsx() {
     assert!(matches!(e.problem, Problem::Unreadable(_)));
 }
 
+#[test]
+fn xlsx_header_problems_name_the_row_the_header_is_on() {
+    let rows = vec![vec![], vec![], header("房源编号,楼栋")];
+    let errs = import::units_from_xlsx(&xlsx(&rows)).unwrap_err().0;
+    assert!(errs.iter().all(|e| e.row == 3), "{errs:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile XLSX files (made by tests/fixtures/make_fixtures.py)
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn xlsx_with_a_value_in_the_last_cell_is_refused_without_allocating_the_grid() {
+    // 2 KB; calamine's dense range for it would be 16384 × 1048576 cells (512 GiB).
+    let bytes = fixture("last_cell.xlsx");
+    assert!(bytes.len() < 4096);
+    let e = only_error(import::units_from_xlsx(&bytes));
+    assert_eq!(
+        (e.row, e.problem),
+        (
+            0,
+            Problem::TooManyRows {
+                row: 1_048_576,
+                max: MAX_ROWS
+            }
+        )
+    );
+}
+
+#[test]
+fn xlsx_with_a_value_past_the_last_column_read_is_refused() {
+    let e = only_error(import::units_from_xlsx(&fixture("far_column.xlsx")));
+    assert_eq!(
+        (e.row, e.problem),
+        (
+            0,
+            Problem::TooManyColumns {
+                column: 16_384,
+                max: MAX_COLUMNS
+            }
+        )
+    );
+}
+
+#[test]
+fn xlsx_declared_dimension_and_empty_styled_cells_are_not_data() {
+    // <dimension ref="A1:XFD1048576"/> and <c r="XFD1048576" s="0"/> around one good row.
+    let units = import::units_from_xlsx(&fixture("huge_dimension.xlsx")).unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0].id.as_str(), "U1");
+}
+
+#[test]
+fn xlsx_long_shared_string_used_400_times_is_never_copied_and_the_answer_stays_small() {
+    // One 1 MiB shared string as the 房源编号 of 400 rows.
+    let e = import::units_from_xlsx(&fixture("shared_string_bomb.xlsx")).unwrap_err();
+    assert_eq!(e.count(), 400);
+    assert_eq!(e.0.len(), MAX_PROBLEMS + 1);
+    for (i, r) in e.0[..MAX_PROBLEMS].iter().enumerate() {
+        assert_eq!(r.row, i + 2);
+        assert_eq!(
+            r.problem,
+            Problem::TooLong {
+                field: "id",
+                max: MAX_CELL_CHARS
+            }
+        );
+    }
+    assert_eq!(e.0[MAX_PROBLEMS].problem, Problem::MoreProblems(300));
+    let listed: usize = e.0.iter().map(|r| r.to_string().len()).sum();
+    assert!(listed < 8 * 1024, "{listed} bytes of problems");
+    assert!(e.to_string().len() < 1024, "{e}");
+}
+
+#[test]
+fn xlsx_shared_string_index_past_the_table_is_unreadable_not_a_panic() {
+    let e = only_error(import::units_from_xlsx(&fixture(
+        "bad_shared_string_index.xlsx",
+    )));
+    assert_eq!(e.row, 0);
+    assert!(matches!(e.problem, Problem::Unreadable(_)), "{e}");
+}
+
+#[test]
+fn xlsx_shared_string_table_over_16_mib_is_refused_before_it_is_read() {
+    let bytes = fixture("big_shared_strings.xlsx");
+    assert!(bytes.len() < 32 * 1024);
+    let e = only_error(import::units_from_xlsx(&bytes));
+    assert_eq!(
+        e.problem,
+        Problem::TooBig {
+            part: "the shared-string table",
+            max_mib: 16
+        }
+    );
+}
+
+#[test]
+fn xlsx_that_unpacks_to_over_64_mib_is_refused() {
+    let bytes = fixture("zip_bomb.xlsx");
+    assert!(bytes.len() < 128 * 1024);
+    let e = only_error(import::units_from_xlsx(&bytes));
+    assert_eq!(
+        e.problem,
+        Problem::TooBig {
+            part: "the file",
+            max_mib: 64
+        }
+    );
+}
+
+#[test]
+fn xlsx_cell_longer_than_1000_characters_is_a_problem_of_its_row() {
+    use Cell::*;
+    let long = "栋".repeat(MAX_CELL_CHARS + 1);
+    let bytes = xlsx(&[
+        header(UNIT_HEADER_ZH),
+        vec![
+            S("U1"),
+            S(&long),
+            S("101"),
+            N(1.0),
+            S("一房一厅"),
+            N(40.0),
+            S("南"),
+            N(1200.0),
+        ],
+    ]);
+    let e = only_error(import::units_from_xlsx(&bytes));
+    assert_eq!(
+        (e.row, e.problem),
+        (
+            2,
+            Problem::TooLong {
+                field: "building",
+                max: MAX_CELL_CHARS
+            }
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Limits on rows, columns, cells, fields and answers
+
+#[test]
+fn csv_cell_longer_than_1000_characters_is_a_problem_of_its_row() {
+    let long = "x".repeat(MAX_CELL_CHARS + 1);
+    let csv = units_csv(3, |i| {
+        (i == 1).then(|| format!("U1,1栋,101,1,{long},40,南,1200"))
+    });
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    assert_eq!(
+        (e.row, e.problem),
+        (
+            3,
+            Problem::TooLong {
+                field: "layout",
+                max: MAX_CELL_CHARS
+            }
+        )
+    );
+}
+
+#[test]
+fn csv_data_past_the_last_column_read_is_refused_but_blank_trailing_cells_are_not() {
+    let mut line = "U1,1栋,101,1,一房一厅,40,南,1200".to_owned();
+    line.push_str(&",".repeat(MAX_COLUMNS));
+    let ok = units_csv(2, |i| (i == 0).then(|| line.clone()));
+    assert_eq!(import::units_from_csv(ok.as_bytes()).unwrap().len(), 2);
+    let bad = units_csv(2, |i| (i == 0).then(|| format!("{line}备注")));
+    let e = only_error(import::units_from_csv(bad.as_bytes()));
+    assert_eq!(
+        (e.row, e.problem),
+        (
+            0,
+            Problem::TooManyColumns {
+                column: MAX_COLUMNS + 8,
+                max: MAX_COLUMNS
+            }
+        )
+    );
+}
+
+#[test]
+fn csv_data_past_the_last_row_read_is_refused() {
+    // Blank lines count as rows, as a spreadsheet shows them.
+    let csv = format!(
+        "{UNIT_HEADER_ZH}\nU1,1栋,101,1,一房一厅,40,南,1200\n{}U2,1栋,102,1,一房一厅,40,南,1200\n",
+        "\n".repeat(MAX_ROWS - 2)
+    );
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    assert_eq!(
+        e.problem,
+        Problem::TooManyRows {
+            row: MAX_ROWS + 1,
+            max: MAX_ROWS
+        }
+    );
+}
+
+#[test]
+fn problems_are_listed_up_to_100_and_the_rest_counted() {
+    let csv = units_csv(250, |i| Some(format!("U{i},1栋,101,x,一房一厅,40,南,1200")));
+    let e = import::units_from_csv(csv.as_bytes()).unwrap_err();
+    assert_eq!(e.count(), 250);
+    assert_eq!(e.0.len(), MAX_PROBLEMS + 1);
+    assert_eq!(e.0[MAX_PROBLEMS - 1].row, MAX_PROBLEMS + 1);
+    assert_eq!(
+        e.0[MAX_PROBLEMS],
+        RowError {
+            row: 0,
+            problem: Problem::MoreProblems(150)
+        }
+    );
+    let msg = e.to_string();
+    assert!(msg.starts_with("250 bad row(s): row 2: "), "{msg}");
+}
+
+#[test]
+fn values_quoted_in_problems_are_cut_to_64_characters() {
+    let floor = "9".repeat(500);
+    let csv = units_csv(1, |_| {
+        Some(format!("U1,1栋,101,{floor},一房一厅,40,南,1200"))
+    });
+    let e = only_error(import::units_from_csv(csv.as_bytes()));
+    let Problem::BadNumber { field, value } = e.problem else {
+        panic!("{e}");
+    };
+    assert_eq!(field, "floor");
+    assert_eq!(value, format!("{}…", &floor[..MAX_ECHO_CHARS]));
+}
+
+#[test]
+fn unit_text_fields_over_64_characters_are_refused_per_row() {
+    let ok = "栋".repeat(MAX_TEXT_CHARS);
+    let long = "栋".repeat(MAX_TEXT_CHARS + 1);
+    let long_id = "U".repeat(MAX_ID_CHARS + 1);
+    let csv = units_csv(7, |i| match i {
+        0 => Some(format!(
+            "{},{ok},{ok},1,{ok},40,{ok},1200",
+            "U".repeat(MAX_ID_CHARS)
+        )),
+        1 => Some(format!("{long_id},1栋,101,1,一房一厅,40,南,1200")),
+        2 => Some(format!("U2,{long},101,1,一房一厅,40,南,1200")),
+        3 => Some(format!("U3,1栋,{long},1,一房一厅,40,南,1200")),
+        4 => Some(format!("U4,1栋,101,1,{long},40,南,1200")),
+        5 => Some(format!("U5,1栋,101,1,一房一厅,40,{long},1200")),
+        _ => None,
+    });
+    let errs = import::units_from_csv(csv.as_bytes()).unwrap_err().0;
+    let got: Vec<(usize, Problem)> = errs.into_iter().map(|e| (e.row, e.problem)).collect();
+    let long = |field| Problem::TooLong {
+        field,
+        max: MAX_TEXT_CHARS,
+    };
+    assert_eq!(
+        got,
+        vec![
+            (
+                3,
+                Problem::TooLong {
+                    field: "id",
+                    max: MAX_ID_CHARS
+                }
+            ),
+            (4, long("building")),
+            (5, long("number")),
+            (6, long("layout")),
+            (7, long("orientation")),
+        ]
+    );
+}
+
+#[test]
+fn family_text_fields_over_64_characters_are_refused_per_row() {
+    let long = "张".repeat(MAX_TEXT_CHARS + 1);
+    let csv = families_csv(5, |i| match i {
+        0 => Some(format!(
+            "{},张三,1,S1,一房一厅",
+            "F".repeat(MAX_ID_CHARS + 1)
+        )),
+        1 => Some(format!("F1,{long},2,S1,一房一厅")),
+        2 => Some(format!(
+            "F2,张三,3,{},一房一厅",
+            "S".repeat(MAX_ID_CHARS + 1)
+        )),
+        3 => Some(format!("F3,张三,4,S1,一房一厅|{long}")),
+        _ => None,
+    });
+    let errs = import::families_from_csv(csv.as_bytes()).unwrap_err().0;
+    let got: Vec<(usize, Problem)> = errs.into_iter().map(|e| (e.row, e.problem)).collect();
+    let long = |field, max| Problem::TooLong { field, max };
+    assert_eq!(
+        got,
+        vec![
+            (2, long("id", MAX_ID_CHARS)),
+            (3, long("name", MAX_TEXT_CHARS)),
+            (4, long("session", MAX_ID_CHARS)),
+            (5, long("eligible_layouts", MAX_TEXT_CHARS)),
+        ]
+    );
+}
+
+#[test]
+fn control_characters_in_text_fields_are_refused_per_row() {
+    let csv = units_csv(3, |i| match i {
+        0 => Some("U\u{1}0,1栋,101,1,一房一厅,40,南,1200".into()),
+        1 => Some("U1,\"1\n栋\",101,1,一房一厅,40,南,1200".into()),
+        _ => None,
+    });
+    let errs = import::units_from_csv(csv.as_bytes()).unwrap_err().0;
+    let got: Vec<(usize, Problem)> = errs.into_iter().map(|e| (e.row, e.problem)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, Problem::ControlCharacter { field: "id" }),
+            (3, Problem::ControlCharacter { field: "building" }),
+        ]
+    );
+    let csv = families_csv(2, |i| (i == 1).then(|| "F1,张\t三,2,S1,一房一厅".into()));
+    let e = only_error(import::families_from_csv(csv.as_bytes()));
+    assert_eq!(
+        (e.row, e.problem),
+        (3, Problem::ControlCharacter { field: "name" })
+    );
+}
+
+#[test]
+fn unit_numbers_out_of_range_are_refused_per_row_and_the_bounds_accepted() {
+    let unit = |floor: &str, area: &str, rent: &str| {
+        format!("U,1栋,101,{floor},一房一厅,{area},南,{rent}")
+    };
+    let rows = [
+        unit("-99", "0.01", "0"),
+        unit("999", "10000", "1000000"),
+        unit("1000", "40", "1200"),
+        unit("-100", "40", "1200"),
+        unit("99999999999", "40", "1200"),
+        unit("1", "0", "1200"),
+        unit("1", "10000.5", "1200"),
+        unit("1", "1e300", "1200"),
+        unit("1", "40", "1000000.01"),
+    ];
+    let csv = units_csv(rows.len(), |i| {
+        Some(rows[i].replacen("U,", &format!("U{i},"), 1))
+    });
+    let errs = import::units_from_csv(csv.as_bytes()).unwrap_err().0;
+    let got: Vec<(usize, &str, &str)> = errs
+        .iter()
+        .map(|e| match &e.problem {
+            Problem::OutOfRange { field, value, .. } => (e.row, *field, value.as_str()),
+            p => panic!("row {}: {p}", e.row),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (4, "floor", "1000"),
+            (5, "floor", "-100"),
+            (6, "floor", "99999999999"),
+            (7, "area", "0"),
+            (8, "area", "10000.5"),
+            (9, "area", "1e300"),
+            (10, "rent", "1000000.01"),
+        ]
+    );
+    assert_eq!(
+        errs[0].problem.to_string(),
+        "floor: 1000 is out of range (allowed: -99 to 999)"
+    );
+}
+
+#[test]
+fn ranks_out_of_range_are_refused_per_row_and_the_bounds_accepted() {
+    let csv = families_csv(4, |i| match i {
+        0 => Some("F0,张三,1,S1,一房一厅".into()),
+        1 => Some("F1,张三,10000000,S1,一房一厅".into()),
+        2 => Some("F2,张三,10000001,S1,一房一厅".into()),
+        3 => Some("F3,张三,4294967296,S1,一房一厅".into()),
+        _ => None,
+    });
+    let errs = import::families_from_csv(csv.as_bytes()).unwrap_err().0;
+    let rows: Vec<usize> = errs.iter().map(|e| e.row).collect();
+    assert_eq!(rows, vec![4, 5]);
+    assert!(errs
+        .iter()
+        .all(|e| matches!(e.problem, Problem::OutOfRange { field: "rank", .. })));
+}
+
 // ---------------------------------------------------------------------------
 // Batch assembly
 
@@ -551,4 +945,51 @@ fn import_error_message_lists_rows() {
         .to_string();
     assert!(msg.contains("row 3"), "{msg}");
     assert!(msg.contains("floor"), "{msg}");
+}
+
+#[test]
+fn auto_plan_whose_session_times_overflow_is_refused_not_wrapped() {
+    let units = || import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = || import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    let plan = |first_start, interval_ms| SessionPlan::Auto {
+        per_session: 1,
+        first_start: Millis(first_start),
+        interval_ms,
+        window_ms: 180_000,
+    };
+    let e = build_batch(meta(), units(), fams(), &plan(0, i64::MAX / 2 + 1)).unwrap_err();
+    assert_eq!(e, BuildError::TimeOutOfRange(SessionId::new("S03")));
+    let e = build_batch(meta(), units(), fams(), &plan(i64::MAX - 1_000, 0)).unwrap_err();
+    assert_eq!(e, BuildError::TimeOutOfRange(SessionId::new("S01")));
+}
+
+#[test]
+fn auto_plan_with_a_negative_interval_is_refused() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    let plan = SessionPlan::Auto {
+        per_session: 1,
+        first_start: Millis(1_000_000),
+        interval_ms: -300_000,
+        window_ms: 180_000,
+    };
+    assert_eq!(
+        build_batch(meta(), units, fams, &plan).unwrap_err(),
+        BuildError::BadPlan
+    );
+}
+
+#[test]
+fn named_plan_whose_window_end_overflows_is_refused() {
+    let units = import::units_from_csv(units_csv(5, |_| None).as_bytes()).unwrap();
+    let fams = import::families_from_csv(families_csv(3, |_| None).as_bytes()).unwrap();
+    let e = build_batch(meta(), units, fams, &named(&[("S1", i64::MAX - 1)])).unwrap_err();
+    assert_eq!(e, BuildError::TimeOutOfRange(SessionId::new("S1")));
+}
+
+#[test]
+fn millis_plus_ms_saturates_instead_of_wrapping() {
+    assert_eq!(Millis(i64::MAX - 5).plus_ms(10), Millis(i64::MAX));
+    assert_eq!(Millis(i64::MIN + 5).plus_ms(-10), Millis(i64::MIN));
+    assert_eq!(Millis(1_000).plus_ms(-400), Millis(600));
 }
