@@ -98,6 +98,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         (
             prop_oneof![
                 Just(NoUnitReason::Absent),
+                Just(NoUnitReason::NoIntentions),
                 Just(NoUnitReason::NoFreeIntention)
             ],
             millis()
