@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use xuanfang_hub::ErrorCode;
 
@@ -18,39 +18,90 @@ use crate::{api, connection, import_api, ops, web};
 /// Uploads (unit and family sheets) may be a few MB.
 const MAX_UPLOAD: usize = 16 * 1024 * 1024;
 
+/// Who may call a route. The extractors in a handler's signature enforce it
+/// (`caller.rs`); this list states it, so one test can walk every route and check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no token needed.
+    Public,
+    /// A family token (`role: family`).
+    Family,
+    /// An operator token (`role: operator`).
+    Operator,
+    /// Demo mode only; 404 otherwise.
+    Demo,
+}
+
+/// One route: method, path, who may call it, and its handler.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    /// The limits layered on it: the HTTP API is rate limited per IP.
+    pub api: bool,
+    handler: fn() -> MethodRouter<Arc<App>>,
+}
+
+/// Every route of the gateway: the router is built from this list.
+pub fn routes() -> Vec<Route> {
+    use Access::*;
+    let r = |method, path, access, api, handler| Route {
+        method,
+        path,
+        access,
+        api,
+        handler,
+    };
+    vec![
+        r("GET", "/api/catalog", Public, true, || get(api::catalog)),
+        r("GET", "/api/board", Public, true, || get(api::board)),
+        r("GET", "/api/time", Public, true, || get(api::time)),
+        r("GET", "/api/batches", Public, true, || get(api::batches)),
+        r("GET", "/api/me", Family, true, || get(api::me)),
+        r("GET", "/api/me/batches", Family, true, || get(api::my_batches)),
+        r("GET", "/api/demo/logins", Demo, true, || get(demo_logins)),
+        r("GET", "/api/ops/progress", Operator, true, || get(ops::progress)),
+        r("GET", "/api/ops/applications", Operator, true, || {
+            get(ops::applications)
+        }),
+        r("POST", "/api/ops/supplementary", Operator, true, || {
+            post(ops::publish_supplementary)
+        }),
+        r("GET", "/api/ops/results.csv", Operator, true, || {
+            get(ops::results_csv)
+        }),
+        r("GET", "/api/ops/results.xlsx", Operator, true, || {
+            get(ops::results_xlsx)
+        }),
+        r("GET", "/api/ops/events", Operator, true, || get(ops::events)),
+        r("GET", "/api/ops/batch", Operator, true, || get(ops::batch)),
+        r("POST", "/api/ops/batches", Operator, true, || {
+            post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        }),
+        // A family token acts; without one the socket watches the public board.
+        r("GET", "/ws", Public, false, || get(connection::upgrade)),
+        r("GET", "/healthz", Public, false, || get(api::healthz)),
+        r("GET", "/readyz", Public, false, || get(api::readyz)),
+        r("GET", "/metrics", Public, false, || get(api::metrics)),
+        r("GET", "/", Public, false, || get(web::index)),
+        r("GET", "/app", Public, false, || get(web::app_page)),
+        r("GET", "/hall", Public, false, || get(web::hall_page)),
+        r("GET", "/console", Public, false, || get(web::console_page)),
+        r("GET", "/web/{*path}", Public, false, || get(web::asset)),
+    ]
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
-        .route("/api/catalog", get(api::catalog))
-        .route("/api/board", get(api::board))
-        .route("/api/time", get(api::time))
-        .route("/api/me", get(api::me))
-        .route("/api/me/batches", get(api::my_batches))
-        .route("/api/batches", get(api::batches))
-        .route("/api/demo/logins", get(demo_logins))
-        .route("/api/ops/progress", get(ops::progress))
-        .route("/api/ops/applications", get(ops::applications))
-        .route("/api/ops/supplementary", post(ops::publish_supplementary))
-        .route("/api/ops/results.csv", get(ops::results_csv))
-        .route("/api/ops/results.xlsx", get(ops::results_xlsx))
-        .route("/api/ops/events", get(ops::events))
-        .route("/api/ops/batch", get(ops::batch))
-        .route(
-            "/api/ops/batches",
-            post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
-        )
-        .layer(middleware::from_fn_with_state(app.clone(), http_rate_limit));
-    Router::new()
-        .merge(api)
-        .route("/ws", get(connection::upgrade))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/", get(web::index))
-        .route("/app", get(web::app_page))
-        .route("/hall", get(web::hall_page))
-        .route("/console", get(web::console_page))
-        .route("/web/{*path}", get(web::asset))
-        .with_state(app)
+    let (mut api, mut rest) = (Router::new(), Router::new());
+    for route in routes() {
+        if route.api {
+            api = api.route(route.path, (route.handler)());
+        } else {
+            rest = rest.route(route.path, (route.handler)());
+        }
+    }
+    let api = api.layer(middleware::from_fn_with_state(app.clone(), http_rate_limit));
+    Router::new().merge(api).merge(rest).with_state(app)
 }
 
 async fn demo_logins(State(app): State<Arc<App>>) -> Response {
