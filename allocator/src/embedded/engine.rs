@@ -39,7 +39,7 @@ use xuanfang_hub::{
     Selection, Session, SessionId,
 };
 
-use super::journal::{self, Journal, Record, ReqKey, Sink, Stats};
+use super::journal::{self, Journal, JournalOptions, Record, ReqKey, Sink, Stats};
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
 
 /// The longest batch id accepted, so a journal's file name stays well under the
@@ -49,9 +49,13 @@ const MAX_BATCH_ID: usize = 80;
 /// Journal activity since the engine started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalStats {
+    /// Records handed to the journal writers; `queued - records` are waiting for (or
+    /// in) a write and sync.
+    pub queued: u64,
     /// Records written.
     pub records: u64,
-    /// `sync_data` calls: fewer than `records` when group commit merged writes.
+    /// Syncs (`sync_data` unless [`JournalOptions::sync`] says otherwise): fewer than
+    /// `records` when group commit merged writes.
     pub syncs: u64,
 }
 
@@ -64,6 +68,7 @@ pub struct EmbeddedEngine {
     /// Serialises `load_batch` so two loads of one id cannot both create it.
     loading: tokio::sync::Mutex<()>,
     stats: Arc<Stats>,
+    options: JournalOptions,
 }
 
 /// One batch.
@@ -140,6 +145,7 @@ impl EmbeddedEngine {
             batches: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             stats: Arc::default(),
+            options: JournalOptions::default(),
         }
     }
 
@@ -147,6 +153,15 @@ impl EmbeddedEngine {
     /// journal found there. A torn tail is truncated (and logged); a file that does not
     /// rebuild a valid selection is an error rather than a silently smaller state.
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, AllocError> {
+        Self::open_with(dir, clock, JournalOptions::default())
+    }
+
+    /// Like [`EmbeddedEngine::open`], with the journal writers working as `options` say.
+    pub fn open_with(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        options: JournalOptions,
+    ) -> Result<Self, AllocError> {
         std::fs::create_dir_all(dir)?;
         let stats = Arc::new(Stats::default());
         let mut batches = HashMap::new();
@@ -156,7 +171,7 @@ impl EmbeddedEngine {
         paths.retain(|p| p.extension().is_some_and(|x| x == journal::EXTENSION));
         paths.sort();
         for path in paths {
-            let Some(slot) = recover(&path, &stats)? else {
+            let Some(slot) = recover(&path, &stats, &options)? else {
                 continue;
             };
             let id = slot.durable.state.lock().sel.batch().id.clone();
@@ -173,12 +188,14 @@ impl EmbeddedEngine {
             batches: RwLock::new(batches),
             loading: tokio::sync::Mutex::new(()),
             stats,
+            options,
         })
     }
 
     /// Journal activity since start (all zero in memory).
     pub fn journal_stats(&self) -> JournalStats {
         JournalStats {
+            queued: self.stats.queued.load(Ordering::Relaxed),
             records: self.stats.records.load(Ordering::Relaxed),
             syncs: self.stats.syncs.load(Ordering::Relaxed),
         }
@@ -206,7 +223,11 @@ impl EmbeddedEngine {
 
 /// Rebuilds one batch from its journal; `None` for a file whose first record never
 /// became whole (the load was never acknowledged), which is removed.
-fn recover(path: &Path, stats: &Arc<Stats>) -> Result<Option<Slot>, AllocError> {
+fn recover(
+    path: &Path,
+    stats: &Arc<Stats>,
+    options: &JournalOptions,
+) -> Result<Option<Slot>, AllocError> {
     let contents = journal::read(path)?;
     let mut records = contents.records.into_iter();
     let Some(first) = records.next() else {
@@ -243,7 +264,13 @@ fn recover(path: &Path, stats: &Arc<Stats>) -> Result<Option<Slot>, AllocError> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let journal = Journal::start(file, name, stats.clone(), Box::new(durable.clone()))?;
+    let journal = Journal::start(
+        file,
+        name,
+        stats.clone(),
+        Box::new(durable.clone()),
+        options.sync.clone(),
+    )?;
     Ok(Some(Slot {
         epoch,
         head: Mutex::new(Head { sel, replies }),
@@ -397,6 +424,7 @@ impl Allocator for EmbeddedEngine {
                 journal::file_name(&id),
                 self.stats.clone(),
                 Box::new(durable.clone()),
+                self.options.sync.clone(),
             )?),
         };
         let slot = Slot {
