@@ -139,11 +139,11 @@ fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
         return Ok(Auth::public_key(&pem, alg)?);
     }
     match &c.jwt_secret {
-        Some(s) => Ok(Auth::hs256(s.as_bytes())),
+        Some(s) => Ok(Auth::hs256(s.as_bytes())?),
         None if demo => {
             // A fresh secret per demo run: its login links are its own.
             let secret: [u8; 32] = rand::random();
-            Ok(Auth::hs256(&secret))
+            Ok(Auth::hs256(&secret)?)
         }
         None => Err(MainError::Msg(
             "serve needs --jwt-secret or --jwt-public-key".into(),
@@ -251,7 +251,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
 }
 
 fn token_main(a: TokenArgs) -> Result<(), MainError> {
-    let auth = Auth::hs256(a.jwt_secret.as_bytes());
+    let auth = Auth::hs256(a.jwt_secret.as_bytes())?;
     let token = match (a.family, a.operator) {
         (Some(f), None) => auth.mint(&f, Role::Family, a.ttl)?,
         (None, Some(o)) => auth.mint(&o, Role::Operator, a.ttl)?,

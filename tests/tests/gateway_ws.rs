@@ -416,7 +416,8 @@ async fn expired_forged_and_operator_misuse_are_refused() {
     alloc.load_batch(batch.clone()).await.unwrap();
     let gw = start_gateway(alloc.clone(), &batch.id).await;
 
-    let forged = xuanfang_gateway::auth::Auth::hs256(b"not-the-secret")
+    let forged = xuanfang_gateway::auth::Auth::hs256(b"not-the-secret-but-as-long-as-one")
+        .unwrap()
         .mint("F1", xuanfang_gateway::auth::Role::Family, 60)
         .unwrap();
     let err = try_connect(gw.addr, Some(&forged), Encoding::Json)
