@@ -15,8 +15,9 @@
 //! restart. A refusal is kept in memory only: after a restart a refused request is
 //! decided again at the new server time (it changed nothing, so nothing is lost).
 //!
-//! `load_batch` refuses an invalid batch, and a batch id that is empty or longer than
-//! 80 bytes (it names the journal file), with `invalid_list`.
+//! `load_batch` refuses an invalid batch with `invalid_list`, as every engine does: that
+//! includes ids that [`xuanfang_hub::domain::check_id`] refuses, so a batch id (which
+//! names the journal file) is at most 64 bytes, under 200 once escaped.
 //!
 //! A failed journal write or fsync is answered with [`AllocError::Journal`]; the batch
 //! then refuses every further change until the process restarts and replays the
@@ -41,10 +42,6 @@ use xuanfang_hub::{
 
 use super::journal::{self, Journal, JournalOptions, Record, ReqKey, Sink, Stats};
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
-
-/// The longest batch id accepted, so a journal's file name stays well under the
-/// 255-byte limit of common file systems even when every byte is escaped.
-const MAX_BATCH_ID: usize = 80;
 
 /// Journal activity since the engine started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -378,11 +375,8 @@ impl Allocator for EmbeddedEngine {
             return Err(ErrorCode::Conflict.into());
         }
         let id = batch.id.clone();
-        if id.as_str().is_empty() || id.as_str().len() > MAX_BATCH_ID {
-            return Err(ErrorCode::InvalidList.into());
-        }
         let mut sel = Selection::new(batch.clone()).map_err(|e| {
-            tracing::info!(batch = %id, error = %e, "batch refused");
+            tracing::info!(batch = ?id.as_str(), error = %e, "batch refused");
             AllocError::from(ErrorCode::InvalidList)
         })?;
         // Below 2^53 so JavaScript clients (JSON numbers are doubles) echo it exactly.
