@@ -537,6 +537,15 @@ async fn malformed_and_oversized_frames_get_errors_and_change_nothing() {
     let long_id = "y".repeat(65);
     c.send(&ClientMsg::Waive { req_id: long_id }).await;
     assert_eq!(next_error(&mut c).await, Some(ErrorCode::BadFrame));
+    for control in ["r\n1", "r\r", "\u{0}", "r\u{85}"] {
+        let req_id = control.to_owned();
+        c.send(&ClientMsg::Waive { req_id }).await;
+        assert_eq!(
+            next_error(&mut c).await,
+            Some(ErrorCode::BadFrame),
+            "{control:?}"
+        );
+    }
 
     // The connection is still usable, and nothing changed.
     c.send(&ClientMsg::Ping { t0: 1.5 }).await;
