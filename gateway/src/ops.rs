@@ -324,12 +324,34 @@ fn attachment(
             (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"results-{batch}.{ext}\""),
+                content_disposition(&format!("results-{batch}.{ext}")),
             ),
         ],
         body,
     )
         .into_response()
+}
+
+/// `attachment` with the file name as RFC 6266 gives it for any text: `filename*` is
+/// the UTF-8 name percent-encoded (RFC 8187), and `filename` an ASCII fallback for old
+/// clients, every byte outside `[A-Za-z0-9._-]` written as `_`. The value is always
+/// printable ASCII without quotes inside, so whatever the name holds (`"`, CR, LF,
+/// Chinese) it is a valid header that cannot be split or broken out of.
+pub fn content_disposition(name: &str) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    let fallback: String = name
+        .bytes()
+        .map(|b| if keep(b) { b as char } else { '_' })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if keep(b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// `GET /api/ops/results.csv`: UTF-8 with BOM so Excel shows the Chinese correctly.
@@ -444,6 +466,27 @@ pub async fn batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_names_are_percent_encoded_with_an_ascii_fallback() {
+        assert_eq!(
+            content_disposition("results-b1.csv"),
+            "attachment; filename=\"results-b1.csv\"; filename*=UTF-8''results-b1.csv"
+        );
+        assert_eq!(
+            content_disposition("results-2025年.csv"),
+            "attachment; filename=\"results-2025___.csv\"; \
+             filename*=UTF-8''results-2025%E5%B9%B4.csv"
+        );
+        // Quotes, CR/LF and the like cannot end the value early or split the header.
+        let v = content_disposition("results-a\"; x=\"y\r\nSet-Cookie: z.csv");
+        assert_eq!(v.matches('"').count(), 2, "{v}");
+        assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
+        assert!(axum::http::HeaderValue::from_str(&v).is_ok());
+        assert!(
+            v.ends_with("filename*=UTF-8''results-a%22%3B%20x%3D%22y%0D%0ASet-Cookie%3A%20z.csv")
+        );
+    }
 
     #[test]
     fn text_starting_like_a_formula_is_prefixed_with_a_quote() {
