@@ -523,10 +523,35 @@ mod redis_specific {
         }
     }
 
+    /// Blocked clients of a server, from `INFO clients`.
+    async fn blocked_clients(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(conn)
+            .await
+            .expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("INFO clients lists blocked_clients")
+    }
+
     #[tokio::test]
     async fn a_blocked_event_wait_does_not_hold_up_other_commands() {
-        let ns = unique_namespace();
-        let e = Arc::new(engine(&ns).await);
+        // Long enough that a command queued behind a blocked read, or a waiter that only
+        // returns at its timeout, misses any bound below by far, however slow the machine.
+        const WAIT: Duration = Duration::from_secs(60);
+        // A private server, so every blocked client on it is one of this test's waiters.
+        let server = RedisServer::start();
+        let options = RedisOptions {
+            namespace: unique_namespace(),
+            ..RedisOptions::default()
+        };
+        let e = Arc::new(
+            RedisEngine::connect(server.client(), options)
+                .await
+                .expect("connect"),
+        );
         let now = e.now().await.expect("now");
         let b = BatchId::new("w");
         e.load_batch(batch("w", now.plus_ms(-1), now.plus_ms(3_600_000)))
@@ -535,15 +560,24 @@ mod redis_specific {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let (e, b) = (e.clone(), b.clone());
-                tokio::spawn(async move { e.wait_events(&b, 1, 10, Duration::from_secs(3)).await })
+                tokio::spawn(async move { e.wait_events(&b, 1, 10, WAIT).await })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut admin = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("admin connection");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while blocked_clients(&mut admin).await < 3 {
+            assert!(Instant::now() < deadline, "the waiters never blocked");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let started = Instant::now();
         e.board(&b).await.expect("board");
         e.ping().await.expect("ping");
         assert!(
-            started.elapsed() < Duration::from_millis(1_000),
+            started.elapsed() < WAIT / 2,
             "commands waited behind XREAD BLOCK: {:?}",
             started.elapsed()
         );
@@ -559,8 +593,8 @@ mod redis_specific {
             assert_eq!(events.first().map(|e| e.seq), Some(2));
         }
         assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "waiters woke on the event"
+            started.elapsed() < WAIT / 2,
+            "waiters woke on the event, not at their timeout"
         );
     }
 }

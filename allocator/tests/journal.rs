@@ -1,12 +1,14 @@
 //! The embedded engine's journal: what survives a restart, a torn tail, a crash, and a
 //! failing disk.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
-use xuanfang_allocator::embedded::{journal, EmbeddedEngine};
+use xuanfang_allocator::embedded::{journal, EmbeddedEngine, JournalOptions};
 use xuanfang_allocator::{AllocError, Allocator, BoardState, FamilyRecord};
 use xuanfang_hub::{
     Action, Batch, BatchId, ErrorCode, Event, FamilyId, How, ListKind, ManualClock, Millis,
@@ -234,12 +236,65 @@ async fn a_refusal_is_decided_again_after_a_restart() {
     assert_eq!(now.map(|v| v.preselect_declared_at), Ok(Some(Millis(PRE))));
 }
 
+/// A sync the test can hold shut: the journal writer waits in it until released.
+#[derive(Default)]
+struct Gate {
+    shut: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn hold(&self) {
+        *self.shut.lock().unwrap() = true;
+    }
+
+    fn release(&self) {
+        *self.shut.lock().unwrap() = false;
+        self.opened.notify_all();
+    }
+
+    /// Called by the writer before each sync.
+    fn pass(&self) {
+        let shut = self.shut.lock().unwrap();
+        drop(self.opened.wait_while(shut, |shut| *shut).unwrap());
+    }
+}
+
+/// Opens the gate when dropped, so a failing test does not leave the writer stuck.
+struct ReleaseOnDrop(Arc<Gate>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// Polls `done` until it holds; panics after a minute (what it waits for takes
+/// milliseconds, so only a bug gets near that).
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_confirms_share_fsyncs() {
+async fn confirms_queued_behind_a_sync_share_one_sync() {
     const N: usize = 64;
     let dir = temp_dir();
     let clock = Arc::new(ManualClock::new(START));
-    let engine = Arc::new(EmbeddedEngine::open(dir.path(), clock.clone()).unwrap());
+    let gate = Arc::new(Gate::default());
+    let options = JournalOptions {
+        sync: Arc::new({
+            let gate = gate.clone();
+            move |file: &File| {
+                gate.pass();
+                file.sync_data()
+            }
+        }),
+    };
+    let engine = Arc::new(EmbeddedEngine::open_with(dir.path(), clock.clone(), options).unwrap());
     let batch = BatchId::new("group-commit");
     engine.load_batch(many(&batch, N)).await.unwrap();
     let c = Ctx::attach(engine.clone(), clock.clone(), &batch).await;
@@ -248,6 +303,14 @@ async fn concurrent_confirms_share_fsyncs() {
         c.intentions(&format!("f{i}"), &[&format!("U{i}")]).await;
     }
     let before = engine.journal_stats();
+    assert_eq!(
+        before.queued, before.records,
+        "the setup left records unwritten"
+    );
+
+    // Hold the writer in its next sync, then queue every confirm behind it.
+    gate.hold();
+    let release = ReleaseOnDrop(gate.clone());
     let tasks: Vec<_> = (1..=N)
         .map(|i| {
             let (engine, batch) = (engine.clone(), batch.clone());
@@ -259,13 +322,33 @@ async fn concurrent_confirms_share_fsyncs() {
             })
         })
         .collect();
+    wait_until("every confirm to reach the journal", || {
+        engine.journal_stats().queued - before.queued == N as u64
+    })
+    .await;
+    let held = engine.journal_stats();
+    assert_eq!(
+        held.records, before.records,
+        "a record was written through a held sync"
+    );
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "a confirm was answered before its record was durable"
+    );
+
+    // The first group is in the held sync; everything after it is already queued, so
+    // the writer takes it all as one group with one sync.
+    drop(release);
     for t in tasks {
         assert!(matches!(t.await.unwrap(), Ok(Ok(_))));
     }
     let after = engine.journal_stats();
     let (records, syncs) = (after.records - before.records, after.syncs - before.syncs);
     assert_eq!(records, N as u64);
-    assert!(syncs <= N as u64 / 4, "{N} confirms took {syncs} fsyncs");
+    assert!(
+        syncs <= 2,
+        "{N} queued confirms took {syncs} syncs, not at most 2"
+    );
     assert_eq!(engine.board(&batch).await.unwrap().taken.len(), N);
 }
 

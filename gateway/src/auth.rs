@@ -33,6 +33,11 @@ pub enum Identity {
     Operator(String),
 }
 
+/// The shortest HS256 secret accepted: 32 bytes, the size of the SHA-256 output (RFC 7518
+/// §3.2 requires a key at least that long). A shorter one can be guessed offline from
+/// any one token, and with it anyone can mint operator tokens.
+pub const MIN_HS256_SECRET: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("token expired")]
@@ -43,6 +48,11 @@ pub enum AuthError {
     Key(String),
     #[error("minting needs the shared secret")]
     CannotMint,
+    #[error(
+        "the HS256 secret is {0} bytes long; it needs at least {MIN_HS256_SECRET} bytes \
+         (e.g. `openssl rand -hex 32`)"
+    )]
+    WeakSecret(usize),
 }
 
 impl AuthError {
@@ -71,16 +81,20 @@ impl std::fmt::Debug for Auth {
 }
 
 impl Auth {
-    /// HS256 with a shared secret: verifies and mints.
-    pub fn hs256(secret: &[u8]) -> Self {
+    /// HS256 with a shared secret: verifies and mints. Refuses a secret shorter than
+    /// [`MIN_HS256_SECRET`] bytes.
+    pub fn hs256(secret: &[u8]) -> Result<Self, AuthError> {
+        if secret.len() < MIN_HS256_SECRET {
+            return Err(AuthError::WeakSecret(secret.len()));
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
+        Ok(Self {
             decoding: DecodingKey::from_secret(secret),
             encoding: Some(EncodingKey::from_secret(secret)),
             validation,
-        }
+        })
     }
 
     /// The identity platform's public key (PEM): RS256 or EdDSA. Verifies only.
@@ -148,9 +162,12 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 mod tests {
     use super::*;
 
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
+
     #[test]
     fn minted_family_token_verifies_as_that_family() {
-        let auth = Auth::hs256(b"secret");
+        let auth = Auth::hs256(SECRET).unwrap();
         let t = auth.mint("F0001", Role::Family, 60).unwrap();
         assert_eq!(
             auth.verify(&t).unwrap(),
@@ -160,19 +177,20 @@ mod tests {
 
     #[test]
     fn token_signed_with_another_secret_is_refused() {
-        let t = Auth::hs256(b"other")
+        let t = Auth::hs256(OTHER)
+            .unwrap()
             .mint("F0001", Role::Family, 60)
             .unwrap();
         assert!(matches!(
-            Auth::hs256(b"secret").verify(&t),
+            Auth::hs256(SECRET).unwrap().verify(&t),
             Err(AuthError::Invalid(_))
         ));
     }
 
     #[test]
     fn expired_token_is_refused_as_expired() {
-        let auth = Auth::hs256(b"secret");
-        let key = EncodingKey::from_secret(b"secret");
+        let auth = Auth::hs256(SECRET).unwrap();
+        let key = EncodingKey::from_secret(SECRET);
         let claims = Claims {
             sub: "F1".into(),
             role: Role::Family,
@@ -181,5 +199,20 @@ mod tests {
         };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
         assert!(matches!(auth.verify(&t), Err(AuthError::Expired)));
+    }
+
+    #[test]
+    fn an_hs256_secret_shorter_than_32_bytes_is_refused() {
+        for weak in [&b""[..], b"a", b"secret", &[7u8; MIN_HS256_SECRET - 1]] {
+            let refused = Auth::hs256(weak).map(|_| ());
+            assert!(
+                matches!(refused, Err(AuthError::WeakSecret(n)) if n == weak.len()),
+                "{} bytes: {refused:?}",
+                weak.len()
+            );
+        }
+        let e = Auth::hs256(b"a").unwrap_err().to_string();
+        assert!(e.contains("at least 32"), "{e}");
+        assert!(Auth::hs256(&[7u8; MIN_HS256_SECRET]).is_ok());
     }
 }

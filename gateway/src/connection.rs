@@ -37,9 +37,6 @@ pub mod close_code {
 /// Refused frames in a row before a flooding connection is closed.
 const MAX_OVER_LIMIT: u32 = 50;
 
-/// A request id longer than this is a bad frame (ids are kept for idempotency).
-const MAX_REQ_ID: usize = 64;
-
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
@@ -384,7 +381,7 @@ impl Connection {
 
     async fn answer(&mut self, req_id: &str, action: xuanfang_hub::Action) -> ServerMsg {
         let err = |code: ErrorCode| ServerMsg::error(Some(req_id.to_owned()), code.into());
-        if req_id.is_empty() || req_id.len() > MAX_REQ_ID {
+        if !xuanfang_hub::protocol::req_id_ok(req_id) {
             self.app.metrics.error(ErrorCode::BadFrame);
             return err(ErrorCode::BadFrame);
         }

@@ -152,11 +152,11 @@ fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
         return Ok(Auth::public_key(&pem, alg)?);
     }
     match &c.jwt_secret {
-        Some(s) => Ok(Auth::hs256(s.as_bytes())),
+        Some(s) => Ok(Auth::hs256(s.as_bytes())?),
         None if demo => {
             // A fresh secret per demo run: its login links are its own.
             let secret: [u8; 32] = rand::random();
-            Ok(Auth::hs256(&secret))
+            Ok(Auth::hs256(&secret)?)
         }
         None => Err(MainError::Msg(
             "serve needs --jwt-secret or --jwt-public-key".into(),
@@ -217,6 +217,8 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         )));
     }
     eprintln!("xuanfang: {DEMO_WARNING}");
+    // Refuse a weak secret before anything is written.
+    let auth = auth_of(&a.common, true)?;
     std::fs::create_dir_all(&a.data_dir)?;
     let engine: Arc<dyn Allocator> =
         Arc::new(EmbeddedEngine::open(&a.data_dir, Arc::new(SystemClock))?);
@@ -248,7 +250,6 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
     // Logins are minted only with the demo's own per-run secret: a secret the operator
     // gave may be a real identity platform's, and the demo must not hand its tokens out.
     let own_secret = a.common.jwt_secret.is_none() && a.common.jwt_public_key.is_none();
-    let auth = auth_of(&a.common, true)?;
     let base = format!("http://{}", a.common.listen);
     let info = match own_secret {
         true => demo::logins(&batch, &auth, &base),
@@ -287,12 +288,12 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
 }
 
 async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
+    let auth = auth_of(&a.common, false)?;
     let engine: Arc<dyn Allocator> = match (&a.redis, &a.data_dir) {
         (Some(url), _) => Arc::new(xuanfang_allocator::redis_engine::RedisEngine::open(url).await?),
         (None, Some(dir)) => Arc::new(EmbeddedEngine::open(dir, Arc::new(SystemClock))?),
         (None, None) => return Err(MainError::Msg("serve needs --redis or --data-dir".into())),
     };
-    let auth = auth_of(&a.common, false)?;
     let app = app_of(engine.clone(), auth, &a.common, None)?;
     app.refresh_batches().await?;
     match a.batch {
@@ -306,7 +307,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
 }
 
 fn token_main(a: TokenArgs) -> Result<(), MainError> {
-    let auth = Auth::hs256(a.jwt_secret.as_bytes());
+    let auth = Auth::hs256(a.jwt_secret.as_bytes())?;
     let token = match (a.family, a.operator) {
         (Some(f), None) => auth.mint(&f, Role::Family, a.ttl)?,
         (None, Some(o)) => auth.mint(&o, Role::Operator, a.ttl)?,

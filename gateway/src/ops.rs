@@ -1,6 +1,7 @@
 //! Operator API under `/api/ops/` (operator token): progress, supplementary sessions,
 //! results export, the event log, and batch import.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -192,29 +193,46 @@ pub async fn publish_supplementary(
     ))
 }
 
-/// One row of the results export.
+/// One row of the results export. Its `Serialize` is the CSV form: every text cell that
+/// comes from imported data goes through [`spreadsheet_text`].
 #[derive(Debug, Serialize)]
 struct ResultRow<'a> {
     #[serde(rename = "排位 rank")]
     rank: u32,
-    #[serde(rename = "家庭编号 family")]
+    #[serde(rename = "家庭编号 family", serialize_with = "text_cell")]
     family: &'a str,
-    #[serde(rename = "姓名 name")]
+    #[serde(rename = "姓名 name", serialize_with = "text_cell")]
     name: &'a str,
-    #[serde(rename = "场次 session")]
+    #[serde(rename = "场次 session", serialize_with = "text_cell")]
     session: &'a str,
     #[serde(rename = "结果 result")]
     result: &'static str,
-    #[serde(rename = "房源 unit")]
+    #[serde(rename = "房源 unit", serialize_with = "text_cell")]
     unit: String,
-    #[serde(rename = "楼栋 building")]
+    #[serde(rename = "楼栋 building", serialize_with = "text_cell")]
     building: String,
-    #[serde(rename = "房号 number")]
+    #[serde(rename = "房号 number", serialize_with = "text_cell")]
     number: String,
-    #[serde(rename = "户型 layout")]
+    #[serde(rename = "户型 layout", serialize_with = "text_cell")]
     layout: String,
+    /// Written by us from a number (it may be negative; it is not text).
     #[serde(rename = "时间 at (ms)")]
     at: String,
+}
+
+/// A text cell a spreadsheet will not run as a formula (CSV injection, OWASP): text
+/// starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`,
+/// which spreadsheets show as text. Only for text from imports (names, ids, unit
+/// fields), never for numbers we write ourselves.
+pub fn spreadsheet_text(s: &str) -> Cow<'_, str> {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{s}")),
+        _ => Cow::Borrowed(s),
+    }
+}
+
+fn text_cell<S: serde::Serializer, T: AsRef<str>>(s: &T, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(&spreadsheet_text(s.as_ref()))
 }
 
 fn result_rows<'a>(
@@ -294,12 +312,34 @@ fn attachment(
             (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"results-{batch}.{ext}\""),
+                content_disposition(&format!("results-{batch}.{ext}")),
             ),
         ],
         body,
     )
         .into_response()
+}
+
+/// `attachment` with the file name as RFC 6266 gives it for any text: `filename*` is
+/// the UTF-8 name percent-encoded (RFC 8187), and `filename` an ASCII fallback for old
+/// clients, every byte outside `[A-Za-z0-9._-]` written as `_`. The value is always
+/// printable ASCII without quotes inside, so whatever the name holds (`"`, CR, LF,
+/// Chinese) it is a valid header that cannot be split or broken out of.
+pub fn content_disposition(name: &str) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    let fallback: String = name
+        .bytes()
+        .map(|b| if keep(b) { b as char } else { '_' })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if keep(b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// `GET /api/ops/results.csv`: UTF-8 with BOM so Excel shows the Chinese correctly.
@@ -309,15 +349,21 @@ pub async fn results_csv(
     Target(hub): Target,
 ) -> Result<Response, ApiError> {
     let (batch, records) = export_inputs(&app, &hub).await?;
+    let out = write_csv(&result_rows(&batch, &records)).map_err(export_failed)?;
+    Ok(attachment("text/csv; charset=utf-8", &batch.id, "csv", out))
+}
+
+/// The CSV export: a BOM, a header row, then one row per family.
+fn write_csv(rows: &[ResultRow<'_>]) -> Result<Vec<u8>, csv::Error> {
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        for row in result_rows(&batch, &records) {
-            w.serialize(row).map_err(export_failed)?;
+        for row in rows {
+            w.serialize(row)?;
         }
-        w.flush().map_err(export_failed)?;
+        w.flush()?;
     }
-    Ok(attachment("text/csv; charset=utf-8", &batch.id, "csv", out))
+    Ok(out)
 }
 
 /// `GET /api/ops/results.xlsx`.
@@ -403,4 +449,87 @@ pub async fn batch(
     Target(hub): Target,
 ) -> Result<Json<xuanfang_hub::Batch>, ApiError> {
     Ok(Json(app.alloc.batch(&hub.batch).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_names_are_percent_encoded_with_an_ascii_fallback() {
+        assert_eq!(
+            content_disposition("results-b1.csv"),
+            "attachment; filename=\"results-b1.csv\"; filename*=UTF-8''results-b1.csv"
+        );
+        assert_eq!(
+            content_disposition("results-2025年.csv"),
+            "attachment; filename=\"results-2025___.csv\"; \
+             filename*=UTF-8''results-2025%E5%B9%B4.csv"
+        );
+        // Quotes, CR/LF and the like cannot end the value early or split the header.
+        let v = content_disposition("results-a\"; x=\"y\r\nSet-Cookie: z.csv");
+        assert_eq!(v.matches('"').count(), 2, "{v}");
+        assert!(v.bytes().all(|b| b.is_ascii_graphic() || b == b' '), "{v}");
+        assert!(axum::http::HeaderValue::from_str(&v).is_ok());
+        assert!(
+            v.ends_with("filename*=UTF-8''results-a%22%3B%20x%3D%22y%0D%0ASet-Cookie%3A%20z.csv")
+        );
+    }
+
+    #[test]
+    fn text_starting_like_a_formula_is_prefixed_with_a_quote() {
+        for bad in [
+            "=1+1",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "=HYPERLINK(\"x\")",
+        ] {
+            assert_eq!(spreadsheet_text(bad), format!("'{bad}"), "{bad:?}");
+        }
+        for fine in [
+            "", "张*明", "A-1203", "1栋", "1203", " =x", "x=1", "'quoted",
+        ] {
+            assert_eq!(spreadsheet_text(fine), fine, "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn csv_export_neutralises_imported_text_but_not_numbers() {
+        let row = ResultRow {
+            rank: 1,
+            family: "=cmd|'/c calc'!A1",
+            name: "+张*明",
+            session: "@S1",
+            result: "确认正选 confirmed",
+            unit: "-A101".into(),
+            building: "\t1栋".into(),
+            number: "\r1203".into(),
+            layout: "=一房一厅".into(),
+            at: "-5".into(),
+        };
+        let bytes = write_csv(&[row]).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let body = text.strip_prefix('\u{feff}').expect("BOM");
+        let mut r = csv::Reader::from_reader(body.as_bytes());
+        let rec = r.records().next().unwrap().unwrap();
+        let cells: Vec<&str> = rec.iter().collect();
+        assert_eq!(
+            cells,
+            [
+                "1",
+                "'=cmd|'/c calc'!A1",
+                "'+张*明",
+                "'@S1",
+                "确认正选 confirmed",
+                "'-A101",
+                "'\t1栋",
+                "'\r1203",
+                "'=一房一厅",
+                "-5",
+            ]
+        );
+    }
 }

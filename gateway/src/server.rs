@@ -58,9 +58,13 @@ pub fn routes() -> Vec<Route> {
         r("GET", "/api/time", Public, true, || get(api::time)),
         r("GET", "/api/batches", Public, true, || get(api::batches)),
         r("GET", "/api/me", Family, true, || get(api::me)),
-        r("GET", "/api/me/batches", Family, true, || get(api::my_batches)),
+        r("GET", "/api/me/batches", Family, true, || {
+            get(api::my_batches)
+        }),
         r("GET", "/api/demo/logins", Demo, true, || get(demo_logins)),
-        r("GET", "/api/ops/progress", Operator, true, || get(ops::progress)),
+        r("GET", "/api/ops/progress", Operator, true, || {
+            get(ops::progress)
+        }),
         r("GET", "/api/ops/applications", Operator, true, || {
             get(ops::applications)
         }),
@@ -73,7 +77,9 @@ pub fn routes() -> Vec<Route> {
         r("GET", "/api/ops/results.xlsx", Operator, true, || {
             get(ops::results_xlsx)
         }),
-        r("GET", "/api/ops/events", Operator, true, || get(ops::events)),
+        r("GET", "/api/ops/events", Operator, true, || {
+            get(ops::events)
+        }),
         r("GET", "/api/ops/batch", Operator, true, || get(ops::batch)),
         r("POST", "/api/ops/batches", Operator, true, || {
             post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD))

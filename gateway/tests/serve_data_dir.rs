@@ -17,7 +17,7 @@ const SECRET: &str = "serve-data-dir-test-secret-0123456789abcdef";
 const BATCH: &str = "kill9";
 
 fn auth() -> Auth {
-    Auth::hs256(SECRET.as_bytes())
+    Auth::hs256(SECRET.as_bytes()).unwrap()
 }
 
 fn token(sub: &str, role: Role) -> String {

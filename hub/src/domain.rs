@@ -4,6 +4,7 @@
 //! lives in [`crate::selection`].
 
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::time::Millis;
@@ -58,6 +59,66 @@ string_id!(
     /// A layout (户型), e.g. `一房一厅`. Free text so a bureau can name its own.
     Layout
 );
+
+/// The longest id accepted, in bytes of UTF-8 (64 ASCII characters, 21 Chinese ones).
+/// Ids end up in file names (a journal's name escapes each byte to three), Redis keys,
+/// HTTP headers and spreadsheet cells, so they stay short.
+pub const MAX_ID_BYTES: usize = 64;
+
+/// Which kind of id an [`IdProblem`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    Batch,
+    Unit,
+    Family,
+    Session,
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdKind::Batch => "batch (批次)",
+            IdKind::Unit => "unit (房源)",
+            IdKind::Family => "family (家庭)",
+            IdKind::Session => "session (场次)",
+        })
+    }
+}
+
+/// Why an id is refused; see [`check_id`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than {MAX_ID_BYTES} bytes")]
+    TooLong,
+    #[error("it contains a control character")]
+    Control,
+    #[error("a batch id may hold only letters, digits, '-', '_' and '.'")]
+    NotBatchSafe,
+}
+
+/// Checks an id of `kind`. Every id must be 1 to [`MAX_ID_BYTES`] bytes with no control
+/// character (CR, LF, tab, NUL, DEL, C1...): ids are joined with `\n` into keys and
+/// written into headers and exports. A batch id, which also names files and downloads,
+/// may hold only letters and digits of any script (so `2025年第一批` is fine), `-`, `_`
+/// and `.`.
+pub fn check_id(kind: IdKind, id: &str) -> Result<(), IdProblem> {
+    if id.is_empty() {
+        return Err(IdProblem::Empty);
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(IdProblem::TooLong);
+    }
+    if id.chars().any(char::is_control) {
+        return Err(IdProblem::Control);
+    }
+    let batch_safe = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if kind == IdKind::Batch && !id.chars().all(batch_safe) {
+        return Err(IdProblem::NotBatchSafe);
+    }
+    Ok(())
+}
 
 /// One flat in the pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +231,14 @@ pub enum BatchError {
     BadWindow(SessionId, i64),
     #[error("a batch needs at least one unit, one family and one session")]
     Empty,
+    /// The id is shown escaped (`{1:?}`), so a control character in it cannot break a
+    /// log line or a reply.
+    #[error("{0} id {1:?} is refused: {2}")]
+    BadId(IdKind, String, IdProblem),
+}
+
+fn id_ok(kind: IdKind, id: &str) -> Result<(), BatchError> {
+    check_id(kind, id).map_err(|p| BatchError::BadId(kind, id.to_owned(), p))
 }
 
 impl Batch {
@@ -185,31 +254,50 @@ impl Batch {
         self.sessions.iter().find(|s| &s.id == id)
     }
 
-    /// Checks the invariants every engine relies on. Formal sessions must list exactly
-    /// their families in rank order; supplementary sessions may list any families.
+    /// Checks a batch before it is loaded: every id passes [`check_id`], and the
+    /// invariants of [`Batch::validate_structure`] hold. Linear in the size of the batch.
     pub fn validate(&self) -> Result<(), BatchError> {
-        use std::collections::{HashMap, HashSet};
+        self.check(true)
+    }
+
+    /// The invariants every engine relies on, without the id rules: formal sessions
+    /// list exactly their families in rank order; supplementary sessions may list any
+    /// families; ids are unique. For a batch accepted earlier (a log being replayed),
+    /// whose ids may predate the rules of [`check_id`].
+    pub fn validate_structure(&self) -> Result<(), BatchError> {
+        self.check(false)
+    }
+
+    fn check(&self, ids: bool) -> Result<(), BatchError> {
+        let checked = |kind, id: &str| if ids { id_ok(kind, id) } else { Ok(()) };
         if self.units.is_empty() || self.families.is_empty() || self.sessions.is_empty() {
             return Err(BatchError::Empty);
         }
-        let mut units = HashSet::new();
+        checked(IdKind::Batch, self.id.as_str())?;
+        let mut units = HashSet::with_capacity(self.units.len());
         for u in &self.units {
+            checked(IdKind::Unit, u.id.as_str())?;
             if !units.insert(&u.id) {
                 return Err(BatchError::DuplicateUnit(u.id.clone()));
             }
         }
-        let mut sessions = HashMap::new();
+        let mut sessions = HashMap::with_capacity(self.sessions.len());
+        // (session, family) for every family a session lists.
+        let mut listed = HashSet::new();
         for s in &self.sessions {
+            checked(IdKind::Session, s.id.as_str())?;
             if s.window_ms <= 0 {
                 return Err(BatchError::BadWindow(s.id.clone(), s.window_ms));
             }
             if sessions.insert(&s.id, s).is_some() {
                 return Err(BatchError::DuplicateSession(s.id.clone()));
             }
+            listed.extend(s.families.iter().map(|f| (&s.id, f)));
         }
-        let mut families = HashMap::new();
-        let mut ranks = HashSet::new();
+        let mut families = HashMap::with_capacity(self.families.len());
+        let mut ranks = HashSet::with_capacity(self.families.len());
         for f in &self.families {
+            checked(IdKind::Family, f.id.as_str())?;
             if families.insert(&f.id, f).is_some() {
                 return Err(BatchError::DuplicateFamily(f.id.clone()));
             }
@@ -219,7 +307,7 @@ impl Batch {
             let Some(s) = sessions.get(&f.session) else {
                 return Err(BatchError::UnknownSession(f.id.clone(), f.session.clone()));
             };
-            if !s.families.contains(&f.id) {
+            if !listed.contains(&(&s.id, &f.id)) {
                 return Err(BatchError::FamilyNotInSession(f.id.clone(), s.id.clone()));
             }
         }

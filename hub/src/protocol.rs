@@ -57,7 +57,18 @@ pub fn snapshot_parts(
 
 /// A client's request id, echoed in the reply. Chosen by the client, unique per family:
 /// sending the same id again (after a timeout or reconnect) returns the first answer.
+/// Only ids that pass [`req_id_ok`] are acted on.
 pub type ReqId = String;
+
+/// The longest request id accepted, in bytes (answers are kept per id for idempotency).
+pub const MAX_REQ_ID: usize = 64;
+
+/// Whether a request id may be acted on: 1 to [`MAX_REQ_ID`] bytes and no control
+/// character (engines key their remembered answers by family and id joined with `\n`).
+/// A request with any other id is answered with `bad_frame`.
+pub fn req_id_ok(req_id: &str) -> bool {
+    !req_id.is_empty() && req_id.len() <= MAX_REQ_ID && !req_id.chars().any(char::is_control)
+}
 
 /// Client → server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -212,6 +212,11 @@ impl Selection {
     /// A fresh selection of a valid batch; `seq` is 0 until the first event is applied.
     pub fn new(batch: Batch) -> Result<Self, BatchError> {
         batch.validate()?;
+        Ok(Self::of_valid(batch))
+    }
+
+    /// A selection of a batch that passed [`Batch::validate_structure`].
+    fn of_valid(batch: Batch) -> Self {
         let units = batch
             .units
             .iter()
@@ -225,7 +230,7 @@ impl Selection {
             .map(|(i, f)| (f.id.clone(), i))
             .collect();
         let states = vec![FamilyState::default(); batch.families.len()];
-        Ok(Self {
+        Self {
             batch,
             units,
             families,
@@ -233,17 +238,20 @@ impl Selection {
             taken: HashMap::new(),
             closed: Vec::new(),
             seq: 0,
-        })
+        }
     }
 
-    /// Rebuilds the state from a log that starts with `BatchLoaded`.
+    /// Rebuilds the state from a log that starts with `BatchLoaded`. The batch is held
+    /// to [`Batch::validate_structure`], not to today's id rules: a log accepted when
+    /// they were looser must still replay after an upgrade.
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<Self, ReplayError> {
         let mut it = events.into_iter();
         let first = it.next().ok_or(ReplayError::Empty)?;
         let EventKind::BatchLoaded { batch } = &first.event else {
             return Err(ReplayError::NoBatch);
         };
-        let mut sel = Selection::new(batch.clone()).map_err(ReplayError::Batch)?;
+        batch.validate_structure().map_err(ReplayError::Batch)?;
+        let mut sel = Selection::of_valid(batch.clone());
         sel.seq = first.seq;
         for e in it {
             if e.seq != sel.seq + 1 {

@@ -7,7 +7,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use xuanfang_hub::protocol::{
     BoardChange, ClientMsg, DecodeError, Encoding, FamilyView, ServerMsg, SessionInfo, TakenUnit,
-    Text, MAX_CLIENT_FRAME,
+    Text, MAX_CLIENT_FRAME, MAX_REQ_ID,
 };
 use xuanfang_hub::rules::{Phase, Stage};
 use xuanfang_hub::selection::{Edit, How, ListKind, NoUnitReason, Outcome};
@@ -423,6 +423,28 @@ fn every_error_code_round_trips_as_its_snake_case_name() {
 
 // ---------------------------------------------------------------------------
 // Hostile input
+
+#[test]
+fn req_ids_are_1_to_64_bytes_without_control_characters() {
+    use xuanfang_hub::protocol::req_id_ok;
+    assert_eq!(MAX_REQ_ID, 64);
+    for ok in [
+        "1",
+        "r-0001",
+        "确认-1",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "a b",
+    ] {
+        assert!(req_id_ok(ok), "{ok:?}");
+    }
+    assert!(req_id_ok(&"x".repeat(64)));
+    assert!(req_id_ok(&"确".repeat(21)));
+    for bad in ["", "a\nb", "a\r", "\t", "\u{0}", "x\u{7f}", "x\u{85}"] {
+        assert!(!req_id_ok(bad), "{bad:?}");
+    }
+    assert!(!req_id_ok(&"x".repeat(65)));
+    assert!(!req_id_ok(&"确".repeat(22)));
+}
 
 #[test]
 fn oversized_frames_are_refused_before_parsing() {

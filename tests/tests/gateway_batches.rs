@@ -52,6 +52,8 @@ async fn get_json(url: String, token: Option<&str>) -> (u16, serde_json::Value) 
 async fn an_older_batch_stays_served_while_a_newer_one_runs_live() {
     let ns = namespace();
     let alloc = redis_engine(&ns).await;
+    // Batch ids hold letters, digits, '-', '_' and '.'; the namespace keeps runs apart.
+    let ns: String = ns.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let a = small_batch(
         &format!("A-{ns}"),
         Duration::from_millis(600),

@@ -424,7 +424,8 @@ async fn expired_forged_and_operator_misuse_are_refused() {
     alloc.load_batch(batch.clone()).await.unwrap();
     let gw = start_gateway(alloc.clone(), &batch.id).await;
 
-    let forged = xuanfang_gateway::auth::Auth::hs256(b"not-the-secret")
+    let forged = xuanfang_gateway::auth::Auth::hs256(b"not-the-secret-but-as-long-as-one")
+        .unwrap()
         .mint("F1", xuanfang_gateway::auth::Role::Family, 60)
         .unwrap();
     let err = try_connect(gw.addr, Some(&forged), Encoding::Json)
@@ -544,6 +545,15 @@ async fn malformed_and_oversized_frames_get_errors_and_change_nothing() {
     let long_id = "y".repeat(65);
     c.send(&ClientMsg::Waive { req_id: long_id }).await;
     assert_eq!(next_error(&mut c).await, Some(ErrorCode::BadFrame));
+    for control in ["r\n1", "r\r", "\u{0}", "r\u{85}"] {
+        let req_id = control.to_owned();
+        c.send(&ClientMsg::Waive { req_id }).await;
+        assert_eq!(
+            next_error(&mut c).await,
+            Some(ErrorCode::BadFrame),
+            "{control:?}"
+        );
+    }
 
     // The connection is still usable, and nothing changed.
     c.send(&ClientMsg::Ping { t0: 1.5 }).await;

@@ -40,8 +40,14 @@ fn token_of(c: Caller) -> Option<String> {
         Caller::Nobody => None,
         Caller::Expired => Some(expired_token("F1")),
         Caller::BadSignature => {
-            let other = xuanfang_gateway::auth::Auth::hs256(b"another-secret-of-at-least-32-bytes!");
-            Some(other.mint("op", xuanfang_gateway::auth::Role::Operator, 3600).unwrap())
+            let other =
+                xuanfang_gateway::auth::Auth::hs256(b"another-secret-of-at-least-32-bytes!")
+                    .unwrap();
+            Some(
+                other
+                    .mint("op", xuanfang_gateway::auth::Role::Operator, 3600)
+                    .unwrap(),
+            )
         }
         // An unsigned operator token: must never be accepted.
         Caller::AlgNone => Some(format!(
@@ -97,7 +103,10 @@ async fn every_route_refuses_the_callers_its_access_excludes_and_changes_nothing
             if route.access == Access::Demo {
                 assert_eq!(status, 404, "{what} (not a demo gateway)");
             } else if allowed(route.access, caller) {
-                assert!(status != 401 && status != 403, "{what} should be let through");
+                assert!(
+                    status != 401 && status != 403,
+                    "{what} should be let through"
+                );
             } else if matches!(caller, Caller::Family | Caller::Operator) {
                 assert_eq!(status, 403, "{what}: a valid token of the wrong role");
             } else {

@@ -15,8 +15,9 @@
 //! restart. A refusal is kept in memory only: after a restart a refused request is
 //! decided again at the new server time (it changed nothing, so nothing is lost).
 //!
-//! `load_batch` refuses an invalid batch, and a batch id that is empty or longer than
-//! 80 bytes (it names the journal file), with `invalid_list`.
+//! `load_batch` refuses an invalid batch with `invalid_list`, as every engine does: that
+//! includes ids that [`xuanfang_hub::domain::check_id`] refuses, so a batch id (which
+//! names the journal file) is at most 64 bytes, under 200 once escaped.
 //!
 //! A failed journal write or fsync is answered with [`AllocError::Journal`]; the batch
 //! then refuses every further change until the process restarts and replays the
@@ -39,19 +40,19 @@ use xuanfang_hub::{
     Selection, Session, SessionId,
 };
 
-use super::journal::{self, Journal, Record, ReqKey, Sink, Stats};
+use super::journal::{self, Journal, JournalOptions, Record, ReqKey, Sink, Stats};
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
-
-/// The longest batch id accepted, so a journal's file name stays well under the
-/// 255-byte limit of common file systems even when every byte is escaped.
-const MAX_BATCH_ID: usize = 80;
 
 /// Journal activity since the engine started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalStats {
+    /// Records handed to the journal writers; `queued - records` are waiting for (or
+    /// in) a write and sync.
+    pub queued: u64,
     /// Records written.
     pub records: u64,
-    /// `sync_data` calls: fewer than `records` when group commit merged writes.
+    /// Syncs (`sync_data` unless [`JournalOptions::sync`] says otherwise): fewer than
+    /// `records` when group commit merged writes.
     pub syncs: u64,
 }
 
@@ -64,6 +65,7 @@ pub struct EmbeddedEngine {
     /// Serialises `load_batch` so two loads of one id cannot both create it.
     loading: tokio::sync::Mutex<()>,
     stats: Arc<Stats>,
+    options: JournalOptions,
     /// Held (locked) for the engine's life; the OS releases it even on `kill -9`.
     _lock: Option<std::fs::File>,
 }
@@ -164,6 +166,7 @@ impl EmbeddedEngine {
             loading: tokio::sync::Mutex::new(()),
             stats: Arc::default(),
             _lock: None,
+            options: JournalOptions::default(),
         }
     }
 
@@ -173,6 +176,15 @@ impl EmbeddedEngine {
     /// A second engine (in this or another process) on the same directory is refused
     /// with [`AllocError::Locked`].
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self, AllocError> {
+        Self::open_with(dir, clock, JournalOptions::default())
+    }
+
+    /// Like [`EmbeddedEngine::open`], with the journal writers working as `options` say.
+    pub fn open_with(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        options: JournalOptions,
+    ) -> Result<Self, AllocError> {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
         let stats = Arc::new(Stats::default());
@@ -183,7 +195,7 @@ impl EmbeddedEngine {
         paths.retain(|p| p.extension().is_some_and(|x| x == journal::EXTENSION));
         paths.sort();
         for path in paths {
-            let Some(slot) = recover(&path, &stats)? else {
+            let Some(slot) = recover(&path, &stats, &options)? else {
                 continue;
             };
             let id = slot.durable.state.lock().sel.batch().id.clone();
@@ -201,12 +213,14 @@ impl EmbeddedEngine {
             loading: tokio::sync::Mutex::new(()),
             stats,
             _lock: Some(lock),
+            options,
         })
     }
 
     /// Journal activity since start (all zero in memory).
     pub fn journal_stats(&self) -> JournalStats {
         JournalStats {
+            queued: self.stats.queued.load(Ordering::Relaxed),
             records: self.stats.records.load(Ordering::Relaxed),
             syncs: self.stats.syncs.load(Ordering::Relaxed),
         }
@@ -234,7 +248,11 @@ impl EmbeddedEngine {
 
 /// Rebuilds one batch from its journal; `None` for a file whose first record never
 /// became whole (the load was never acknowledged), which is removed.
-fn recover(path: &Path, stats: &Arc<Stats>) -> Result<Option<Slot>, AllocError> {
+fn recover(
+    path: &Path,
+    stats: &Arc<Stats>,
+    options: &JournalOptions,
+) -> Result<Option<Slot>, AllocError> {
     let contents = journal::read(path)?;
     let mut records = contents.records.into_iter();
     let Some(first) = records.next() else {
@@ -271,7 +289,13 @@ fn recover(path: &Path, stats: &Arc<Stats>) -> Result<Option<Slot>, AllocError> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let journal = Journal::start(file, name, stats.clone(), Box::new(durable.clone()))?;
+    let journal = Journal::start(
+        file,
+        name,
+        stats.clone(),
+        Box::new(durable.clone()),
+        options.sync.clone(),
+    )?;
     Ok(Some(Slot {
         epoch,
         head: Mutex::new(Head { sel, replies }),
@@ -379,11 +403,8 @@ impl Allocator for EmbeddedEngine {
             return Err(ErrorCode::Conflict.into());
         }
         let id = batch.id.clone();
-        if id.as_str().is_empty() || id.as_str().len() > MAX_BATCH_ID {
-            return Err(ErrorCode::InvalidList.into());
-        }
         let mut sel = Selection::new(batch.clone()).map_err(|e| {
-            tracing::info!(batch = %id, error = %e, "batch refused");
+            tracing::info!(batch = ?id.as_str(), error = %e, "batch refused");
             AllocError::from(ErrorCode::InvalidList)
         })?;
         // Below 2^53 so JavaScript clients (JSON numbers are doubles) echo it exactly.
@@ -425,6 +446,7 @@ impl Allocator for EmbeddedEngine {
                 journal::file_name(&id),
                 self.stats.clone(),
                 Box::new(durable.clone()),
+                self.options.sync.clone(),
             )?),
         };
         let slot = Slot {

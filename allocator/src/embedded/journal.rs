@@ -9,8 +9,10 @@
 //!
 //! Writes go through one writer thread per file ([`Journal`]): it takes every pending
 //! record at once, writes them, syncs once (group commit), then tells each waiter. So
-//! many concurrent confirms on one batch cost a few syncs, not one each.
+//! many concurrent confirms on one batch cost a few syncs, not one each. How a group is
+//! made durable is [`JournalOptions::sync`] (`sync_data` unless a test replaces it).
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -163,12 +165,42 @@ pub fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().append(true).open(path)
 }
 
+/// Makes the frames just written to a journal file durable; called on the writer
+/// thread, once per group.
+pub type SyncFn = Arc<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
+
+/// How an engine's journal writers work.
+#[derive(Clone)]
+pub struct JournalOptions {
+    /// Makes each group durable. The default is [`File::sync_data`]; a replacement must
+    /// be at least as strong, or acknowledged changes can be lost in a crash. Tests use
+    /// it to hold the writer in a sync (so they can queue records behind it whatever
+    /// the machine's speed) or to inject a failing disk.
+    pub sync: SyncFn,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            sync: Arc::new(File::sync_data),
+        }
+    }
+}
+
+impl fmt::Debug for JournalOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalOptions").finish_non_exhaustive()
+    }
+}
+
 /// Counters shared by every writer of an engine, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Records handed to a writer (written or still waiting).
+    pub queued: AtomicU64,
     /// Records written.
     pub records: AtomicU64,
-    /// `sync_data` calls made.
+    /// Sync calls made (one per group).
     pub syncs: AtomicU64,
 }
 
@@ -191,21 +223,24 @@ struct Pending {
 /// every pending record is written.
 pub struct Journal {
     tx: mpsc::Sender<Pending>,
+    stats: Arc<Stats>,
 }
 
 impl Journal {
-    /// Starts the writer thread of `file`.
+    /// Starts the writer thread of `file`; each group is made durable by `sync`.
     pub fn start(
         file: File,
         name: String,
         stats: Arc<Stats>,
         sink: Box<dyn Sink>,
+        sync: SyncFn,
     ) -> io::Result<Journal> {
         let (tx, rx) = mpsc::channel();
+        let writer_stats = stats.clone();
         std::thread::Builder::new()
             .name(format!("journal {name}"))
-            .spawn(move || writer(file, rx, stats, sink))?;
-        Ok(Journal { tx })
+            .spawn(move || writer(file, rx, writer_stats, sink, sync))?;
+        Ok(Journal { tx, stats })
     }
 
     /// Queues a record; the receiver answers once it is durable (or failed). Must be
@@ -224,12 +259,19 @@ impl Journal {
                 done,
             })
             .map_err(|_| io::Error::other("the journal writer has stopped"))?;
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         Ok(rx)
     }
 }
 
 /// The writer loop: group commit until the engine drops its [`Journal`].
-fn writer(mut file: File, rx: mpsc::Receiver<Pending>, stats: Arc<Stats>, sink: Box<dyn Sink>) {
+fn writer(
+    mut file: File,
+    rx: mpsc::Receiver<Pending>,
+    stats: Arc<Stats>,
+    sink: Box<dyn Sink>,
+    sync: SyncFn,
+) {
     // Where the file ends after the last good sync, to cut a partial write on failure.
     let mut good_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     while let Ok(first) = rx.recv() {
@@ -239,7 +281,7 @@ fn writer(mut file: File, rx: mpsc::Receiver<Pending>, stats: Arc<Stats>, sink: 
         for p in &group {
             buf.extend_from_slice(&p.frame);
         }
-        let result = file.write_all(&buf).and_then(|()| file.sync_data());
+        let result = file.write_all(&buf).and_then(|()| sync(&file));
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(()) => {

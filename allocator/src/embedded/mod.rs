@@ -13,3 +13,4 @@ pub mod engine;
 pub mod journal;
 
 pub use engine::{EmbeddedEngine, JournalStats};
+pub use journal::JournalOptions;

@@ -49,6 +49,7 @@ macro_rules! conformance_suite {
             load_batch_starts_the_log_with_batch_loaded_at_seq_1,
             loading_a_batch_id_in_use_is_a_conflict,
             loading_an_invalid_batch_is_refused_as_invalid_list,
+            ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_list,
             batches_lists_every_loaded_batch,
             catalog_and_batch_return_what_was_loaded,
             an_unknown_batch_is_refused_by_every_operation,
@@ -531,6 +532,47 @@ pub async fn loading_an_invalid_batch_is_refused_as_invalid_list(c: Ctx) {
     assert!(!c.engine.batches().await.unwrap().contains(&id));
     // The id is still free for a valid batch.
     c.engine.load_batch(fixture(&id)).await.unwrap();
+}
+
+pub async fn ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_list(c: Ctx) {
+    let base = unique_id("ids");
+    let mut bad = Vec::new();
+    for id in ["", "b\r\nx", "b\"x", "b x", &"b".repeat(65)] {
+        bad.push(fixture(&BatchId::new(id)));
+    }
+    let mut unit = fixture(&base);
+    unit.units[0].id = UnitId::new("A\n101");
+    bad.push(unit);
+    let mut family = fixture(&base);
+    family.families[7].id = FamilyId::new("f8\n");
+    family.sessions[2].families[0] = FamilyId::new("f8\n");
+    bad.push(family);
+    let mut session = fixture(&base);
+    session.sessions[2].id = SessionId::new("S\u{0}3");
+    session.families[7].session = SessionId::new("S\u{0}3");
+    bad.push(session);
+    let mut long_family = fixture(&base);
+    long_family.families[7].id = FamilyId::new("f".repeat(65));
+    long_family.sessions[2].families[0] = FamilyId::new("f".repeat(65));
+    bad.push(long_family);
+    let ids: Vec<BatchId> = bad.iter().map(|b| b.id.clone()).collect();
+    for b in bad {
+        let id = b.id.clone();
+        assert_eq!(
+            code_of(c.engine.load_batch(b).await),
+            ErrorCode::InvalidList,
+            "{id:?}"
+        );
+    }
+    let listed = c.engine.batches().await.unwrap();
+    assert!(ids.iter().all(|id| !listed.contains(id)), "{listed:?}");
+    // Letters of any script, digits, '-', '_' and '.' are fine, up to 64 bytes.
+    let chinese = BatchId::new(format!(
+        "{}年第一批.v1",
+        &base.as_str()[base.as_str().len() - 16..]
+    ));
+    c.engine.load_batch(fixture(&chinese)).await.unwrap();
+    assert_eq!(c.engine.batch(&chinese).await.unwrap().id, chinese);
 }
 
 pub async fn batches_lists_every_loaded_batch(c: Ctx) {

@@ -22,10 +22,10 @@ use xuanfang_hub::{
     Batch, BatchId, Family, FamilyId, Layout, Millis, Session, SessionId, SessionKind, Unit, UnitId,
 };
 
-pub const SECRET: &[u8] = b"test-secret";
+pub const SECRET: &[u8] = b"test-secret-of-at-least-32-bytes";
 
 pub fn auth() -> Auth {
-    Auth::hs256(SECRET)
+    Auth::hs256(SECRET).expect("a secret of 32 bytes or more")
 }
 
 pub fn family_token(f: &str) -> String {
