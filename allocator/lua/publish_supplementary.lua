@@ -4,12 +4,16 @@
 -- KEYS: 1 meta, 2 seq, 3 events, 4 sessions, 5.. fam:<family> in the session's order
 -- ARGV: 1 now (-1 = TIME), 2 the batch generation the engine built ARGV[4] from,
 --   3 the session as JSON, 4 the batch with the session appended, as JSON,
---   5 session id, 6 kind, 7 window_ms, 8 start, 9 deadline, 10.. the family ids
--- Checks: unknown_batch; the generation is current ('stale': the engine reloads and
---   retries); kind supplementary and window > 0 (invalid_list); a new session id
---   (conflict); per family in order: known (unknown_family), applied with no unit and
---   no supplementary session yet (not_eligible_for_supplementary), ranks increasing
---   (invalid_list).
+--   5 session id, 6 kind, 7 window_ms, 8 start, 9 deadline,
+--   10 the earliest start hub allows for these families (its applications close then),
+--   11 1 when the window overlaps a formal session (hub supplementary::overlaps_formal),
+--   12.. the family ids
+-- Checks (hub Selection::decide_publish, in its order): unknown_batch; the generation is
+--   current ('stale': the engine reloads and retries); kind supplementary and window > 0
+--   (invalid_session); a new session id (conflict); per family in order: known
+--   (unknown_family), applied with no unit and no supplementary session yet
+--   (not_eligible_for_supplementary), ranks increasing (invalid_list); then timing: start
+--   not before server time, not before ARGV 10, no overlap (invalid_session).
 -- Writes: event `supplementary_published`; sessions[id]; each family's current session
 --   becomes this one, with its outcome, formal declaration and intentions cleared;
 --   meta batch JSON and gen + 1.
@@ -27,7 +31,7 @@ if gen ~= ARGV[2] then
   return { 'err', 'stale' }
 end
 if KIND ~= 'supplementary' or WINDOW <= 0 then
-  return { 'err', 'invalid_list' }
+  return { 'err', 'invalid_session' }
 end
 if redis.call('HEXISTS', K_SESSIONS, SID) == 1 then
   return { 'err', 'conflict' }
@@ -46,6 +50,10 @@ for i = FIRST_FAM, #KEYS do
     return { 'err', 'invalid_list' }
   end
   last_rank = rank
+end
+local START = tonumber(ARGV[8])
+if START < NOW or START < tonumber(ARGV[10]) or ARGV[11] == '1' then
+  return { 'err', 'invalid_session' }
 end
 
 emit(K_SEQ, K_EVENTS, NOW_S, '{"kind":"supplementary_published","session":' .. ARGV[3] .. '}')

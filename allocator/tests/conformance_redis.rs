@@ -286,7 +286,7 @@ mod differential {
                     families,
                 };
                 let got = engine.publish_supplementary(&id, session.clone()).await;
-                match reference.sel.decide_publish(&session) {
+                match reference.sel.decide_publish(&session, now) {
                     Ok(events) => {
                         reference.commit(events, now);
                         got.expect("publish");

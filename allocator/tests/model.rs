@@ -446,9 +446,9 @@ impl Model {
     }
 
     /// An operator's supplementary session: families that applied and got no unit.
-    fn publish(&mut self, s: &Session) -> Result<(), Rejection> {
+    fn publish(&mut self, s: &Session, now: i64) -> Result<(), Rejection> {
         if s.kind != SessionKind::Supplementary || s.window_ms <= 0 {
-            return refuse(ErrorCode::InvalidList);
+            return refuse(ErrorCode::InvalidSession);
         }
         if self.sessions.iter().any(|x| x.id == s.id.0) {
             return refuse(ErrorCode::Conflict);
@@ -472,6 +472,19 @@ impl Model {
                 return refuse(ErrorCode::InvalidList);
             }
             members.push(fi);
+        }
+        // Timing: not in the past, not before the families' applications close, not
+        // during a formal session.
+        let close = members
+            .iter()
+            .filter_map(|&fi| self.supplementary_window(fi))
+            .map(|(_, until)| until)
+            .max();
+        let (a, b) = (s.start.0, s.start.0 + s.window_ms);
+        let overlaps = (self.sessions.iter().filter(|x| !x.supplementary))
+            .any(|x| x.start < b && a < x.start + x.window);
+        if a < now || close.is_some_and(|c| a < c) || overlaps {
+            return refuse(ErrorCode::InvalidSession);
         }
         for &fi in &members {
             let st = &mut self.families[fi].st;
@@ -1144,7 +1157,7 @@ async fn run_case(preselect_end: bool, ops: Vec<Op>) -> Result<(), TestCaseError
                     window_ms: if *flaw == 2 { 0 } else { SUPPLEMENTARY_WINDOW },
                     families,
                 };
-                let want = model.publish(&session);
+                let want = model.publish(&session, now);
                 if want.is_ok() {
                     bump(&COVERAGE.published);
                 }

@@ -59,6 +59,7 @@ impl From<AllocError> for ApiError {
                     | ErrorCode::UnknownSession
                     | ErrorCode::UnknownUnit => StatusCode::NOT_FOUND,
                     ErrorCode::Conflict => StatusCode::CONFLICT,
+                    ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 ApiError::new(status, r.code)

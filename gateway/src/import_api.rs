@@ -35,8 +35,14 @@ fn problems(file: &'static str, e: ImportErrors) -> Vec<RowProblem> {
         .collect()
 }
 
+/// A malformed upload: not multipart, a missing file, a form field that does not parse.
 fn bad(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidList).detail(detail)
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest).detail(detail)
+}
+
+/// Well-formed, but the batch it describes is not valid.
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBatch).detail(detail)
 }
 
 #[derive(Default)]
@@ -128,7 +134,7 @@ pub async fn create_batch(
             }
             return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "code": ErrorCode::InvalidList, "errors": errors })),
+                Json(json!({ "code": ErrorCode::InvalidBatch, "errors": errors })),
             )
                 .into_response());
         }
@@ -154,7 +160,7 @@ pub async fn create_batch(
         };
         value
             .checked_mul(unit_ms)
-            .ok_or_else(|| bad(format!("{key}_{field} is out of range")))
+            .ok_or_else(|| invalid(format!("{key}_{field} is out of range")))
     };
     let meta = BatchMeta {
         id: BatchId(id),
@@ -177,7 +183,7 @@ pub async fn create_batch(
         window_ms: duration_ms("window", 3)?,
     };
     let batch =
-        import::build_batch(meta, units, families, &plan).map_err(|e| bad(e.to_string()))?;
+        import::build_batch(meta, units, families, &plan).map_err(|e| invalid(e.to_string()))?;
     let id = batch.id.clone();
     app.alloc.load_batch(batch).await?;
     app.serve_batch(id.clone()).await?;

@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 use xuanfang_allocator::FamilyRecord;
 use xuanfang_hub::protocol::SessionInfo;
 use xuanfang_hub::selection::{NoUnitReason, Outcome};
-use xuanfang_hub::{
-    views, ErrorCode, Event, FamilyId, How, Millis, Session, SessionId, SessionKind,
-};
+use xuanfang_hub::{supplementary, views, ErrorCode, Event, FamilyId, How, Millis};
 
 use crate::app::App;
 use crate::caller::{Operator, Target};
@@ -103,7 +101,7 @@ pub struct Application {
 fn applications_of(records: &[FamilyRecord]) -> Vec<Application> {
     let mut v: Vec<_> = records
         .iter()
-        .filter(|r| r.state.supplementary_session.is_none())
+        .filter(|r| supplementary::awaits_session(&r.state))
         .filter_map(|r| {
             Some(Application {
                 family: r.family.id.clone(),
@@ -148,40 +146,11 @@ pub async fn publish_supplementary(
     Json(req): Json<PublishRequest>,
 ) -> Result<(StatusCode, Json<SessionInfo>), ApiError> {
     let records = app.alloc.results(&hub.batch).await?;
-    let mut families = match req.families {
-        Some(f) => f,
-        None => applications_of(&records)
-            .into_iter()
-            .map(|a| a.family)
-            .collect(),
-    };
-    let rank = |f: &FamilyId| {
-        records
-            .iter()
-            .find(|r| &r.family.id == f)
-            .map(|r| r.family.rank)
-            .unwrap_or(u32::MAX)
-    };
-    families.sort_by_key(rank);
-    if families.is_empty() {
-        return Err(
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidList)
-                .detail("no families to schedule"),
-        );
-    }
-    let batch = hub.statics();
-    let n = batch
-        .sessions
-        .iter()
-        .filter(|s| s.kind == SessionKind::Supplementary)
-        .count();
-    let session = Session {
-        id: SessionId(format!("补选{}", n + 1)),
-        kind: SessionKind::Supplementary,
-        start: req.start,
-        window_ms: req.window_ms,
-        families,
-    };
+    // The engine's batch, not the hub's copy: a session published a moment ago counts.
+    let batch = app.alloc.batch(&hub.batch).await?;
+    let states = records.iter().map(|r| (&r.family, &r.state));
+    let session = supplementary::plan(&batch, states, req.start, req.window_ms, req.families)
+        .map_err(|code| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code))?;
     app.alloc
         .publish_supplementary(&hub.batch, session.clone())
         .await?;

@@ -58,6 +58,15 @@ pub enum ErrorCode {
     Internal,
     /// The server is shutting down or overloaded; reconnect later.
     Unavailable,
+    /// An operator's batch (upload or load) is invalid: the answer lists what.
+    InvalidBatch,
+    /// A session an operator publishes is invalid: not supplementary, no window, a start
+    /// in the past, before the day's applications close, or overlapping a formal session.
+    InvalidSession,
+    /// There is no family to schedule (nobody applied, or all are scheduled already).
+    NothingToSchedule,
+    /// A request is malformed (a missing upload field, a body that does not parse).
+    BadRequest,
 }
 
 impl ErrorCode {
@@ -92,6 +101,10 @@ impl ErrorCode {
             TooEarly => "选房时间尚未结束",
             Internal => "系统繁忙，请重试",
             Unavailable => "服务暂不可用，请稍后重连",
+            InvalidBatch => "选房批次数据有误",
+            InvalidSession => "场次设置有误",
+            NothingToSchedule => "没有待安排的家庭",
+            BadRequest => "请求格式有误",
         }
     }
 
@@ -126,6 +139,10 @@ impl ErrorCode {
             TooEarly => "The selection window has not ended yet",
             Internal => "Server busy; please retry",
             Unavailable => "Service unavailable; reconnect later",
+            InvalidBatch => "The batch data is invalid",
+            InvalidSession => "The session is invalid",
+            NothingToSchedule => "No family is waiting to be scheduled",
+            BadRequest => "Malformed request",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`rules`]: phases and windows as pure functions of time.
 //! - [`selection`]: the state machine (decide, then apply events); the event log
 //!   rebuilds it.
+//! - [`supplementary`]: 补选 — who waits, session naming, when it may start.
 //! - [`error_code`]: every refusal with a stable code and zh/en messages.
 //! - [`protocol`]: client/server messages in JSON and MessagePack.
 //! - [`views`]: board, family and catalog views built from a selection.
@@ -18,6 +19,7 @@ pub mod import;
 pub mod protocol;
 pub mod rules;
 pub mod selection;
+pub mod supplementary;
 pub mod time;
 pub mod views;
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use crate::domain::{Batch, BatchError, FamilyId, Session, SessionId, SessionKind, UnitId};
 use crate::error_code::{ErrorCode, Rejection};
 use crate::rules::{self, Phase, Stage, LIST_CAP};
+use crate::supplementary;
 use crate::time::Millis;
 
 /// The two ordered lists a family keeps.
@@ -625,11 +626,16 @@ impl Selection {
         Ok(events)
     }
 
-    /// Checks an operator's supplementary session: a new id, kind supplementary, listed
-    /// families in rank order, each of which applied and has no unit.
-    pub fn decide_publish(&self, session: &Session) -> Result<Vec<EventKind>, Rejection> {
+    /// Checks an operator's supplementary session at server time `now`: a new id, kind
+    /// supplementary with a window, listed families in rank order, each of which applied
+    /// and has no unit, then the timing rules of [`supplementary::check_timing`].
+    pub fn decide_publish(
+        &self,
+        session: &Session,
+        now: Millis,
+    ) -> Result<Vec<EventKind>, Rejection> {
         if session.kind != SessionKind::Supplementary || session.window_ms <= 0 {
-            return Err(ErrorCode::InvalidList.into());
+            return Err(ErrorCode::InvalidSession.into());
         }
         if self.batch.session(&session.id).is_some() {
             return Err(ErrorCode::Conflict.into());
@@ -640,11 +646,7 @@ impl Selection {
                 .families
                 .get(f)
                 .ok_or(Rejection::new(ErrorCode::UnknownFamily))?;
-            let st = &self.states[i];
-            let ok = st.applied_supplementary_at.is_some()
-                && st.supplementary_session.is_none()
-                && matches!(st.outcome, Some(Outcome::NoUnit { .. }));
-            if !ok {
+            if !supplementary::awaits_session(&self.states[i]) {
                 return Err(ErrorCode::NotEligibleForSupplementary.into());
             }
             let rank = self.batch.families[i].rank;
@@ -653,6 +655,7 @@ impl Selection {
             }
             last_rank = rank;
         }
+        supplementary::check_timing(&self.batch, session, now)?;
         Ok(vec![EventKind::SupplementaryPublished {
             session: session.clone(),
         }])

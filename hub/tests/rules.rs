@@ -1135,14 +1135,14 @@ fn applied() -> World {
 fn publish_supplementary_refuses_what_is_not_a_new_supplementary_session() {
     let w = applied();
     let start = D2 + 60 * MIN;
-    let p = |sess: &Session| w.sel.decide_publish(sess).map_err(|r| r.code);
+    let p = |sess: &Session| w.sel.decide_publish(sess, t(D2 + 1)).map_err(|r| r.code);
     assert_eq!(
         p(&session("B1", start, &["F1"])),
-        Err(ErrorCode::InvalidList)
+        Err(ErrorCode::InvalidSession)
     );
     let mut zero = supplementary("B1", start, &["F1"]);
     zero.window_ms = 0;
-    assert_eq!(p(&zero), Err(ErrorCode::InvalidList));
+    assert_eq!(p(&zero), Err(ErrorCode::InvalidSession));
     assert_eq!(
         p(&supplementary("S1", start, &["F1"])),
         Err(ErrorCode::Conflict)
@@ -1163,6 +1163,72 @@ fn publish_supplementary_refuses_what_is_not_a_new_supplementary_session() {
 }
 
 #[test]
+fn a_supplementary_session_may_not_start_in_the_past() {
+    let w = applied();
+    let now = D2 + 30 * MIN;
+    let p = |start| {
+        w.sel
+            .decide_publish(&supplementary("B1", start, &["F1"]), t(now))
+            .map_err(|r| r.code)
+    };
+    assert_eq!(p(now - 1), Err(ErrorCode::InvalidSession));
+    assert!(p(now).is_ok());
+}
+
+#[test]
+fn a_supplementary_session_comes_after_the_days_applications_close() {
+    // F1 (S1) may apply until S2, the day's last formal session, ends at D2.
+    let w = applied();
+    let p = |start| {
+        w.sel
+            .decide_publish(&supplementary("B1", start, &["F1"]), t(D1 + 1))
+            .map_err(|r| r.code)
+    };
+    assert_eq!(p(D2 - 1), Err(ErrorCode::InvalidSession));
+    assert!(p(D2).is_ok());
+}
+
+#[test]
+fn a_supplementary_session_may_not_overlap_a_formal_session() {
+    let w = applied();
+    // S3 is the next day's formal session (T0 + DAY); a 补选 during it is refused.
+    let s3 = w
+        .sel
+        .batch()
+        .sessions
+        .iter()
+        .find(|s| s.kind == SessionKind::Formal && s.start.0 > D2)
+        .map(|s| s.start.0)
+        .expect("a formal session on a later day");
+    let p = |start| {
+        w.sel
+            .decide_publish(&supplementary("B1", start, &["F1"]), t(D2 + 1))
+            .map_err(|r| r.code)
+    };
+    assert_eq!(p(s3 - W + 1), Err(ErrorCode::InvalidSession), "ends inside S3");
+    assert_eq!(p(s3 + 1), Err(ErrorCode::InvalidSession), "starts inside S3");
+    assert!(p(s3 - W).is_ok(), "ends as S3 starts");
+}
+
+#[test]
+fn the_next_supplementary_session_is_named_after_the_ones_before() {
+    let mut w = applied();
+    assert_eq!(
+        xuanfang_hub::supplementary::next_session_id(w.sel.batch()),
+        s("补选1")
+    );
+    let ev = w
+        .sel
+        .decide_publish(&supplementary("补选1", D2 + 60 * MIN, &["F1"]), t(D2 + 1))
+        .unwrap();
+    w.append(ev, t(D2 + 1));
+    assert_eq!(
+        xuanfang_hub::supplementary::next_session_id(w.sel.batch()),
+        s("补选2")
+    );
+}
+
+#[test]
 fn publish_supplementary_requires_rank_order() {
     let mut b = batch();
     // Put F1 and F2 both absent in S1 so both can apply.
@@ -1174,13 +1240,13 @@ fn publish_supplementary_requires_rank_order() {
     let start = D2 + 60 * MIN;
     assert_eq!(
         w.sel
-            .decide_publish(&supplementary("B1", start, &["F2", "F1"]))
+            .decide_publish(&supplementary("B1", start, &["F2", "F1"]), t(D2 + 1))
             .map_err(|r| r.code),
         Err(ErrorCode::InvalidList)
     );
     assert!(w
         .sel
-        .decide_publish(&supplementary("B1", start, &["F1", "F2"]))
+        .decide_publish(&supplementary("B1", start, &["F1", "F2"]), t(D2 + 1))
         .is_ok());
 }
 
@@ -1189,7 +1255,7 @@ fn a_published_family_selects_again_in_its_supplementary_session() {
     let mut w = applied();
     let start = D2 + 60 * MIN;
     let b1 = supplementary("B1", start, &["F1"]);
-    let ev = w.sel.decide_publish(&b1).unwrap();
+    let ev = w.sel.decide_publish(&b1, t(D2 + 1)).unwrap();
     w.append(ev, t(D2 + 1));
     // The fresh session: no outcome, no formal declaration, empty intentions.
     let st = w.state("F1").clone();
@@ -1226,7 +1292,7 @@ fn a_published_family_selects_again_in_its_supplementary_session() {
     // A family already in a supplementary session cannot be published again.
     assert!(w
         .sel
-        .decide_publish(&supplementary("B2", start + DAY, &["F1"]))
+        .decide_publish(&supplementary("B2", start + DAY, &["F1"]), t(D2 + 1))
         .is_err());
 }
 
@@ -1236,7 +1302,7 @@ fn an_absent_family_in_a_supplementary_session_again_gets_no_unit() {
     let start = D2 + 60 * MIN;
     let ev = w
         .sel
-        .decide_publish(&supplementary("B1", start, &["F1"]))
+        .decide_publish(&supplementary("B1", start, &["F1"]), t(D2 + 1))
         .unwrap();
     w.append(ev, t(D2 + 1));
     assert_eq!(
@@ -1265,7 +1331,7 @@ fn an_absent_family_in_a_supplementary_session_again_gets_no_unit() {
 fn replay_of_the_event_log_rebuilds_an_equal_state() {
     let mut w = applied();
     let b1 = supplementary("B1", D2 + 60 * MIN, &["F1"]);
-    let ev = w.sel.decide_publish(&b1).unwrap();
+    let ev = w.sel.decide_publish(&b1, t(D2 + 1)).unwrap();
     w.append(ev, t(D2 + 1));
     let replayed = Selection::replay(&w.log).unwrap();
     assert_eq!(replayed, w.sel);

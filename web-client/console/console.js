@@ -168,16 +168,31 @@ function bindImport() {
   });
 }
 
+/** A sensible 补选 start: 10 minutes after the later of now and the last formal session's end. */
+function suggestedStart() {
+  const now = Date.now() + offset;
+  const formalEnd = Math.max(0, ...(progress?.sessions ?? []).filter((s) => s.kind === 'formal').map((s) => s.deadline));
+  const at = Math.max(now, formalEnd) + 10 * 60000;
+  return at - (at % 60000) + 60000;
+}
+
 function bindPublish() {
   const form = document.getElementById('publish');
-  const soon = Date.now() + offset + 10 * 60000;
-  field(form, 'start').value = localInput(soon - (soon % 60000));
+  const start = field(form, 'start');
+  start.value = localInput(suggestedStart());
+  // Until the operator edits it, the suggestion follows the clock and the sessions.
+  start.addEventListener('input', () => (start.dataset.edited = '1'), { once: true });
+  setInterval(() => {
+    if (!start.dataset.edited) start.value = localInput(suggestedStart());
+  }, 30000);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const out = document.getElementById('publish-result');
     const families = [...document.querySelectorAll('#applications tbody input:checked')].map((i) => i.value);
-    const body = { start: new Date(field(form, 'start').value).getTime(), window_ms: Number(field(form, 'window').value) * 60000 };
+    const body = { start: new Date(start.value).getTime(), window_ms: Number(field(form, 'window').value) * 60000 };
     if (families.length) body.families = families;
+    const n = families.length || (applications?.length ?? 0);
+    if (!window.confirm(t('console.publish_confirm', { start: start.value.replace('T', ' '), n }))) return;
     try {
       const s = await api('/api/ops/supplementary', { token, method: 'POST', json: body });
       out.className = 'c-result ok';

@@ -283,6 +283,10 @@ export const STRINGS = {
   'console.publish_window': S('时长（分钟）', 'Window (min)'),
   'console.publish_selected': S('仅发布勾选的家庭（不勾选则全部申请家庭）', 'Only the ticked families (none ticked: every applicant)'),
   'console.published': S('已发布补选场次 {id}', 'Published session {id}'),
+  'console.publish_confirm': S(
+    '确定发布补选场次？开始时间 {start}，共 {n} 户家庭。发布后家庭将收到通知。',
+    'Publish the supplementary session starting {start} for {n} families? Families are told at once.',
+  ),
   'console.export': S('结果导出', 'Export results'),
   'console.export_csv': S('选房结果 CSV', 'Results CSV'),
   'console.export_xlsx': S('选房结果 Excel', 'Results Excel'),

@@ -405,7 +405,7 @@ impl Allocator for EmbeddedEngine {
         let id = batch.id.clone();
         let mut sel = Selection::new(batch.clone()).map_err(|e| {
             tracing::info!(batch = ?id.as_str(), error = %e, "batch refused");
-            AllocError::from(ErrorCode::InvalidList)
+            AllocError::from(ErrorCode::InvalidBatch)
         })?;
         // Below 2^53 so JavaScript clients (JSON numbers are doubles) echo it exactly.
         let epoch = rand::random::<u64>() >> 11;
@@ -471,8 +471,9 @@ impl Allocator for EmbeddedEngine {
         let wait = {
             let mut head = slot.head.lock();
             slot.check_writable()?;
-            let kinds = head.sel.decide_publish(&session)?;
-            slot.commit(&mut head, kinds, None, self.clock.now())?
+            let now = self.clock.now();
+            let kinds = head.sel.decide_publish(&session, now)?;
+            slot.commit(&mut head, kinds, None, now)?
         };
         slot.settle(wait).await
     }

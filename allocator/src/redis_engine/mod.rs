@@ -28,8 +28,8 @@ use serde::Serialize;
 use xuanfang_hub::protocol::{Catalog, FamilyView};
 use xuanfang_hub::selection::Holder;
 use xuanfang_hub::{
-    rules, views, Action, Batch, BatchId, Clock, ErrorCode, Event, FamilyId, Millis, Rejection,
-    Session, SessionId, UnitId,
+    rules, supplementary, views, Action, Batch, BatchId, Clock, ErrorCode, Event, FamilyId, Millis,
+    Rejection, Session, SessionId, UnitId,
 };
 
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
@@ -318,7 +318,7 @@ impl RedisEngine {
 impl Allocator for RedisEngine {
     async fn load_batch(&self, batch: Batch) -> Result<(), AllocError> {
         if batch.validate().is_err() {
-            return Err(ErrorCode::InvalidList.into());
+            return Err(ErrorCode::InvalidBatch.into());
         }
         let k = self.keys(&batch.id);
         let plan = Self::load_plan(&batch)?;
@@ -382,7 +382,14 @@ impl Allocator for RedisEngine {
                 .arg(wire(&session.kind))
                 .arg(session.window_ms)
                 .arg(session.start.0)
-                .arg(session.deadline().0);
+                .arg(session.deadline().0)
+                // The static timing rules, decided by hub; the script checks them after
+                // the families, in hub's order, and the server-time rule itself.
+                .arg(
+                    supplementary::earliest_start(&c.batch, &session.families)
+                        .map_or(i64::MIN, |m| m.0),
+                )
+                .arg(u8::from(supplementary::overlaps_formal(&c.batch, &session)));
             for f in &session.families {
                 inv.arg(f.as_str());
             }

@@ -18,7 +18,7 @@
 //! - a refusal by the rules of an action is `Ok(Err(rejection))` from `act`
 //!   (including `unknown_family` and `unknown_unit`);
 //! - a refusal of a whole request is `Err(AllocError::Rejected(..))`: `unknown_batch`
-//!   everywhere, `conflict`/`invalid_list` from `load_batch`, `too_early`/
+//!   everywhere, `conflict`/`invalid_batch` from `load_batch`, `too_early`/
 //!   `unknown_session` from `close_session_step`, every `publish_supplementary`
 //!   refusal, `unknown_family` from `family`;
 //! - server time comes only from the engine's clock (the test moves it by hand).
@@ -48,8 +48,8 @@ macro_rules! conformance_suite {
         conformance_suite!(@tests $make;
             load_batch_starts_the_log_with_batch_loaded_at_seq_1,
             loading_a_batch_id_in_use_is_a_conflict,
-            loading_an_invalid_batch_is_refused_as_invalid_list,
-            ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_list,
+            loading_an_invalid_batch_is_refused_as_invalid_batch,
+            ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_batch,
             batches_lists_every_loaded_batch,
             catalog_and_batch_return_what_was_loaded,
             an_unknown_batch_is_refused_by_every_operation,
@@ -106,6 +106,7 @@ macro_rules! conformance_suite {
             applying_twice_is_already_applied,
             a_family_of_the_days_last_session_cannot_apply,
             publishing_a_supplementary_session_checks_its_families,
+            a_supplementary_session_may_not_start_in_the_past_or_before_applications_close,
             a_supplementary_session_runs_like_a_formal_one,
             events_are_numbered_from_1_without_gaps_and_paged,
             wait_events_returns_at_once_when_events_exist,
@@ -513,7 +514,7 @@ pub async fn loading_a_batch_id_in_use_is_a_conflict(c: Ctx) {
     assert_eq!(c.events().await.len(), 1);
 }
 
-pub async fn loading_an_invalid_batch_is_refused_as_invalid_list(c: Ctx) {
+pub async fn loading_an_invalid_batch_is_refused_as_invalid_batch(c: Ctx) {
     let id = unique_id("invalid");
     let mut dup_rank = fixture(&id);
     dup_rank.families[1].rank = 1;
@@ -526,7 +527,7 @@ pub async fn loading_an_invalid_batch_is_refused_as_invalid_list(c: Ctx) {
     for bad in [dup_rank, no_units, bad_window, dup_unit] {
         assert_eq!(
             code_of(c.engine.load_batch(bad).await),
-            ErrorCode::InvalidList
+            ErrorCode::InvalidBatch
         );
     }
     assert!(!c.engine.batches().await.unwrap().contains(&id));
@@ -534,7 +535,7 @@ pub async fn loading_an_invalid_batch_is_refused_as_invalid_list(c: Ctx) {
     c.engine.load_batch(fixture(&id)).await.unwrap();
 }
 
-pub async fn ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_list(c: Ctx) {
+pub async fn ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_batch(c: Ctx) {
     let base = unique_id("ids");
     let mut bad = Vec::new();
     for id in ["", "b\r\nx", "b\"x", "b x", &"b".repeat(65)] {
@@ -560,7 +561,7 @@ pub async fn ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_
         let id = b.id.clone();
         assert_eq!(
             code_of(c.engine.load_batch(b).await),
-            ErrorCode::InvalidList,
+            ErrorCode::InvalidBatch,
             "{id:?}"
         );
     }
@@ -1516,12 +1517,12 @@ pub async fn publishing_a_supplementary_session_checks_its_families(c: Ctx) {
         kind: SessionKind::Formal,
         ..supplementary("SUP1", &["f1"])
     };
-    assert_eq!(code_of(publish(formal).await), ErrorCode::InvalidList);
+    assert_eq!(code_of(publish(formal).await), ErrorCode::InvalidSession);
     let no_window = Session {
         window_ms: 0,
         ..supplementary("SUP1", &["f1"])
     };
-    assert_eq!(code_of(publish(no_window).await), ErrorCode::InvalidList);
+    assert_eq!(code_of(publish(no_window).await), ErrorCode::InvalidSession);
     let events = c.events().await.len();
     publish(supplementary("SUP1", &["f1"])).await.unwrap();
     assert_eq!(c.events().await.len(), events + 1);
@@ -1534,6 +1535,30 @@ pub async fn publishing_a_supplementary_session_checks_its_families(c: Ctx) {
         code_of(publish(supplementary("SUP2", &["f1"])).await),
         ErrorCode::NotEligibleForSupplementary
     );
+}
+
+pub async fn a_supplementary_session_may_not_start_in_the_past_or_before_applications_close(
+    c: Ctx,
+) {
+    c.at(DL1);
+    c.close("S1").await;
+    c.ok("f1", Action::ApplySupplementary).await;
+    let at = |start: i64| Session {
+        start: Millis(start),
+        ..supplementary("SUP1", &["f1"])
+    };
+    let publish = |s: Session| c.engine.publish_supplementary(&c.batch, s);
+    // Applications of f1's day close when S3 ends: a 补选 comes after that.
+    assert_eq!(
+        code_of(publish(at(DL3 - 1)).await),
+        ErrorCode::InvalidSession
+    );
+    // Server time has passed the start.
+    c.at(SUP + 1);
+    assert_eq!(code_of(publish(at(SUP)).await), ErrorCode::InvalidSession);
+    let events = c.events().await.len();
+    publish(at(SUP + 1)).await.unwrap();
+    assert_eq!(c.events().await.len(), events + 1);
 }
 
 pub async fn a_supplementary_session_runs_like_a_formal_one(c: Ctx) {

@@ -6,7 +6,7 @@ use xuanfang_hub::ErrorCode;
 
 /// Every error code, in declaration order. [`code_index`] matches exhaustively, so a
 /// new variant does not compile until it is added here too.
-pub const ALL_CODES: [ErrorCode; 27] = {
+pub const ALL_CODES: [ErrorCode; 31] = {
     use ErrorCode::*;
     [
         BadFrame,
@@ -36,6 +36,10 @@ pub const ALL_CODES: [ErrorCode; 27] = {
         TooEarly,
         Internal,
         Unavailable,
+        InvalidBatch,
+        InvalidSession,
+        NothingToSchedule,
+        BadRequest,
     ]
 };
 
@@ -70,6 +74,10 @@ pub fn code_index(c: ErrorCode) -> usize {
         TooEarly => 24,
         Internal => 25,
         Unavailable => 26,
+        InvalidBatch => 27,
+        InvalidSession => 28,
+        NothingToSchedule => 29,
+        BadRequest => 30,
     }
 }
 
