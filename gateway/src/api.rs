@@ -22,13 +22,10 @@ pub async fn catalog(
     Ok(Json(app.alloc.catalog(&hub.batch).await?))
 }
 
-/// `GET /api/board?batch=`: every taken unit, at the seq of the board the WebSocket
-/// snapshot carries.
-pub async fn board(
-    State(app): State<Arc<App>>,
-    Target(hub): Target,
-) -> Result<Json<BoardState>, ApiError> {
-    Ok(Json(app.alloc.board(&hub.batch).await?))
+/// `GET /api/board?batch=`: the board exactly as a WebSocket snapshot would carry it
+/// now: taken units, sessions, and the chain position `seq` a client resumes from.
+pub async fn board(Target(hub): Target) -> Json<BoardState> {
+    Json(hub.board_state())
 }
 
 /// One served batch as `/api/batches` lists it.

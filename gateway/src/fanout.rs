@@ -182,6 +182,18 @@ impl BatchHub {
         frames
     }
 
+    /// The board as the WebSocket snapshot carries it: the same taken units, sessions and
+    /// chain position (`seq`), so HTTP and the socket never disagree.
+    pub fn board_state(&self) -> xuanfang_allocator::BoardState {
+        let b = self.board.lock();
+        xuanfang_allocator::BoardState {
+            epoch: self.epoch,
+            seq: b.seq,
+            taken: b.taken.clone(),
+            sessions: b.sessions.clone(),
+        }
+    }
+
     /// The current snapshot and its seq.
     pub fn snapshot(&self) -> (SnapshotFrames, u64) {
         let mut b = self.board.lock();

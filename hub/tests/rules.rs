@@ -1205,8 +1205,16 @@ fn a_supplementary_session_may_not_overlap_a_formal_session() {
             .decide_publish(&supplementary("B1", start, &["F1"]), t(D2 + 1))
             .map_err(|r| r.code)
     };
-    assert_eq!(p(s3 - W + 1), Err(ErrorCode::InvalidSession), "ends inside S3");
-    assert_eq!(p(s3 + 1), Err(ErrorCode::InvalidSession), "starts inside S3");
+    assert_eq!(
+        p(s3 - W + 1),
+        Err(ErrorCode::InvalidSession),
+        "ends inside S3"
+    );
+    assert_eq!(
+        p(s3 + 1),
+        Err(ErrorCode::InvalidSession),
+        "starts inside S3"
+    );
     assert!(p(s3 - W).is_ok(), "ends as S3 starts");
 }
 

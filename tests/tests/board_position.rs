@@ -1,0 +1,44 @@
+//! One board, one position: `GET /api/board` answers the chain position the WebSocket
+//! snapshot carries, also after private events (cart edits) moved the engine's log on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use xuanfang_hub::protocol::{Encoding, ServerMsg};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_board_and_the_socket_snapshot_share_one_seq_after_private_events() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch(
+        "position",
+        Duration::from_secs(600),
+        Duration::from_secs(60),
+    );
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    // Private events only: the engine's log grows, the public board does not change.
+    preselect_direct(alloc.as_ref(), &batch.id, "F1", &["U01", "U02"]).await;
+    preselect_direct(alloc.as_ref(), &batch.id, "F2", &["U03"]).await;
+    let engine_seq = alloc.board(&batch.id).await.unwrap().seq;
+    let board: serde_json::Value = reqwest::get(format!("http://{}/api/board", gw.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut screen = connect(gw.addr, None, Encoding::Json).await;
+    let snapshot_seq = screen
+        .until(Duration::from_secs(10), |m| match m {
+            ServerMsg::Snapshot { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .await
+        .expect("snapshot");
+    assert_eq!(board["seq"].as_u64(), Some(snapshot_seq), "{board}");
+    assert!(
+        engine_seq > snapshot_seq,
+        "the private events are in the log"
+    );
+}
