@@ -8,7 +8,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use xuanfang_allocator::{AllocError, Allocator};
-use xuanfang_hub::{BatchId, Millis};
+use xuanfang_hub::{BatchId, Clock, Millis, SystemClock};
 
 use crate::auth::Auth;
 use crate::fanout::BatchHub;
@@ -59,6 +59,8 @@ pub struct App {
     /// Offset of the engine's clock from this process's clock, in ms (engine − local),
     /// so pongs and countdowns use the same time that decides windows.
     clock_offset: std::sync::atomic::AtomicI64,
+    /// This process's clock: the system's, or a test's (time is driven, not slept).
+    clock: Arc<dyn Clock>,
 }
 
 /// The batches this gateway serves. Every loaded batch has a hub (its statics and board,
@@ -84,7 +86,20 @@ impl App {
         ws: WsConfig,
         demo: Option<crate::demo::DemoInfo>,
     ) -> Arc<Self> {
+        Self::with_clock(alloc, auth, limits, ws, demo, Arc::new(SystemClock))
+    }
+
+    /// Like [`App::new`] on another clock (tests share a `ManualClock` with the engine).
+    pub fn with_clock(
+        alloc: Arc<dyn Allocator>,
+        auth: Auth,
+        limits: Arc<Limits>,
+        ws: WsConfig,
+        demo: Option<crate::demo::DemoInfo>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
+            clock,
             this: this.clone(),
             alloc,
             auth,
@@ -243,14 +258,14 @@ impl App {
 
     /// Server time: this process's clock corrected to the engine's.
     pub fn now(&self) -> Millis {
-        Millis::now().plus_ms(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))
+        (self.clock.now()).plus_ms(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Measures the engine's clock (half the round trip as the one-way delay).
     pub async fn sync_clock(&self) -> Result<(), AllocError> {
-        let t0 = Millis::now();
+        let t0 = self.clock.now();
         let engine = self.alloc.now().await?;
-        let t1 = Millis::now();
+        let t1 = self.clock.now();
         let mid = (t0.0 + t1.0) / 2;
         self.clock_offset
             .store(engine.0 - mid, std::sync::atomic::Ordering::Relaxed);
