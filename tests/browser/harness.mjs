@@ -10,7 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const BIN = process.env.XUANFANG_BIN || join(ROOT, 'target', 'debug', 'xuanfang');
+// The binary: XUANFANG_BIN, else the debug build in CARGO_TARGET_DIR (a relative one is
+// taken from the workspace root), else target/debug/xuanfang (CI).
+export const BIN =
+  process.env.XUANFANG_BIN ||
+  join(process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target'), 'debug', 'xuanfang');
 export const SCREENSHOTS = join(ROOT, 'target', 'screenshots');
 export const PHONE = { width: 375, height: 812 };
 export const HALL = { width: 1920, height: 1080 };

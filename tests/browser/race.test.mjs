@@ -1,5 +1,6 @@
 // Two families of one session confirm the same unit at the same moment: exactly one
-// gets it, the other is told within a second, sees the unit taken, and picks another.
+// gets it, the other is told within a second, in one message that hides none of its
+// buttons, sees the unit taken, and picks another.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,6 +56,15 @@ test('two families racing for one unit: one wins, the other is told at once and 
     await p.click(`#my-list button[data-act="confirm"][data-unit="${contested}"]`);
     await p.waitForSelector('#dialog[open]');
   }
+  // Every message shown from now on (the refusal and the board's news must not both speak).
+  for (const p of [pa, pb]) {
+    await p.evaluate(() => {
+      window.__toasts = [];
+      new MutationObserver((rs) => {
+        for (const r of rs) for (const n of r.addedNodes) if (n.classList?.contains('toast')) window.__toasts.push({ text: n.textContent, kind: n.className });
+      }).observe(document.getElementById('toasts'), { childList: true });
+    });
+  }
   const t0 = Date.now();
   await Promise.all([pa.click('#dialog-ok'), pb.click('#dialog-ok')]);
 
@@ -69,17 +79,30 @@ test('two families racing for one unit: one wins, the other is told at once and 
   assert.ok(told < 1000, `the loser was told within a second (took ${told} ms)`);
   const [winner, loser, loserFam, spare] = ra === 'won' ? [pa, pb, fb, spareB] : [pb, pa, fa, spareA];
   assert.equal(await winner.getAttribute('#result', 'data-unit'), contested);
-  // The refusal itself (error unit_taken, the server's words), not only the board's news.
+  const unit = (await getJson(demo.base, '/api/catalog')).units.find((u) => u.id === contested);
+  const label = `${unit.building} ${unit.number}`;
   await loser.waitForFunction(
-    () => [...document.querySelectorAll('.toast.error')].some((t) => t.textContent.includes('该房源已被其他家庭选定')),
-    null,
-    { timeout: Math.max(50, 1000 - (Date.now() - t0)) },
+    (l) => [...document.querySelectorAll('.toast.error')].some((t) => t.textContent.includes(`${l} 已被其他家庭选定`)),
+    label,
+    { timeout: 3000 },
   );
 
   // The loser keeps its list, with the contested unit marked taken and not confirmable.
   const row = loser.locator(`#my-list .unit[data-unit="${contested}"]`);
   await loser.waitForFunction((id) => document.querySelector(`#my-list .unit[data-unit="${id}"]`)?.dataset.taken === 'true', contested, { timeout: 1000 });
   assert.ok(await row.locator('button[data-act="confirm"]').isDisabled());
+  // Said once, not twice ("已被选定 已被 蔡*芳 选定").
+  const why = (await row.locator('.why').textContent()).trim();
+  assert.match(why, /^已被 \S+ 选定$/, why);
+  // The message sits over the title bar: no button of the list under it.
+  const toastBox = await loser.locator('.toast').boundingBox();
+  for (const b of await loser.$$eval('#view button', (els) => els.map((e) => e.getBoundingClientRect().toJSON()))) {
+    const overlap = b.x < toastBox.x + toastBox.width && toastBox.x < b.x + b.width && b.y < toastBox.y + toastBox.height && toastBox.y < b.y + b.height;
+    assert.ok(!overlap, `the message ${JSON.stringify(toastBox)} hides a button at ${JSON.stringify(b)}`);
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  const seen = await loser.evaluate(() => window.__toasts);
+  assert.equal(seen.length, 1, `one message for the lost race: ${JSON.stringify(seen)}`);
   await shot(loser, 'app-race-lost');
 
   // ... and confirms its other intention.

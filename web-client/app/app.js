@@ -6,7 +6,7 @@ import { api, currentBatch, setBatch, takeToken, HttpError } from '/web/shared/a
 import { applyStatic, bindToggle, onLangChange, pick, t } from '/web/shared/i18n.js';
 import { countdown, unitLabel } from '/web/shared/format.js';
 import { HubClient } from '/web/shared/proto.js';
-import { confirmDialog, toast } from './ui.js';
+import { closeDialog, confirmDialog, dialogNet, toast } from './ui.js';
 import * as home from './views/home.js';
 import * as declare from './views/declare.js';
 import * as select from './views/select.js';
@@ -19,6 +19,10 @@ const VIEWS = { home, declare, select, mylist, result, supp, board };
 /** Where 返回 leads from each page: a fixed parent, not browser history, so it is predictable. */
 const PARENT = { declare: 'home', select: 'home', mylist: 'select', result: 'home', supp: 'home', board: 'home' };
 const TOKEN_KEY = 'xuanfang.token';
+/** Refusals that may mean the deadline has just decided for the family. */
+const OUTCOME_CODES = new Set(['window_closed', 'already_has_unit', 'waived']);
+/** Before the first connection, how long 连接中 may last before the banner shows. */
+const BOOT_GRACE_MS = 3000;
 
 const viewEl = document.getElementById('view');
 const ctx = {
@@ -29,6 +33,8 @@ const ctx = {
   units: new Map(),
   /** Units the server told us are taken before the board delta arrived. */
   knownTaken: new Set(),
+  /** Whether the connection is up: actions that need the server are offered only then. */
+  online: false,
   route: null,
   view: null,
   /** The batches this person is a family of, newest first (GET /api/me/batches). */
@@ -45,9 +51,16 @@ const ctx = {
   },
   toast,
   confirmDialog,
-  /** Whether a unit is taken, from the board or a refusal we just received. */
+  /** Whether a unit is taken by another family, from the board or a refusal we just
+   * received. The family's own unit (its rank on the board) is not "taken". */
   isTaken(id) {
-    return this.client.board.taken.has(id) || this.knownTaken.has(id);
+    const h = this.client.board.taken.get(id);
+    if (h) return h.rank !== this.family?.rank;
+    return this.knownTaken.has(id);
+  },
+  /** The request of `type` sent and not yet answered (held while offline), if any. */
+  pendingOf(type) {
+    return this.client?.pendingRequests().find((m) => m.type === type) ?? null;
   },
   label(id) {
     return unitLabel(this.units.get(id), id);
@@ -57,7 +70,16 @@ const ctx = {
     try {
       return await this.client.request(type, fields);
     } catch (e) {
-      if (e.code === 'unit_taken' && e.unit) this.knownTaken.add(e.unit);
+      if (e.code === 'stopped') return null;
+      // Refused because the window closed or a result exists: when the deadline has
+      // just decided for the family, that decision is the news, not the refusal.
+      if (OUTCOME_CODES.has(e.code) && (await decidedByDeadline())) return null;
+      if (e.code === 'unit_taken' && e.unit) {
+        this.knownTaken.add(e.unit);
+        tellTaken(e.unit);
+        this.refresh();
+        return null;
+      }
       const text = e.code === 'timeout' ? t('err.timeout') : pick(e.message) || e.code;
       const what = e.unit && this.units.has(e.unit) ? `${this.label(e.unit)}：` : '';
       toast(what + text, 'error', 5000);
@@ -171,17 +193,69 @@ async function refreshMe() {
   }
 }
 
+/**
+ * After a refusal that may come from the deadline (window closed, already has a unit):
+ * asks the server for the family's view. With an outcome, that outcome is announced
+ * (once) and the refusal is not; with the window over and the result still being
+ * decided, the result page waits for it. Returns whether the refusal is settled so.
+ */
+async function decidedByDeadline() {
+  await refreshMe();
+  const f = ctx.family;
+  if (f?.outcome) {
+    announceOutcome(f.outcome);
+    return true;
+  }
+  if (f?.phase === 'done') {
+    closeDialog();
+    if (ctx.route !== 'result') ctx.go('result');
+    return true;
+  }
+  return false;
+}
+
+/** Outcomes already announced, so each is said once however it reached us. */
+const announced = new Set();
+
+/** The family's outcome, in one message: the dialog (if open) closes and, from the
+ * selection pages, the result page opens. */
+function announceOutcome(o) {
+  const key = `${o.result}:${o.unit ?? ''}:${o.at ?? ''}`;
+  if (announced.has(key)) return;
+  announced.add(key);
+  closeDialog();
+  if (o.result === 'selected') {
+    const unit = ctx.label(o.unit);
+    if (o.how === 'automatic') toast(t('msg.auto_selected', { unit }), 'ok', 6000);
+    else toast(t('msg.confirmed', { unit }), 'ok', 5000);
+  } else if (o.result === 'no_unit') {
+    toast(t('msg.session_over_no_unit'), 'info', 6000);
+  } else if (o.result === 'waived') {
+    toast(t('msg.waived'), 'info', 5000);
+  }
+  if (['select', 'mylist', 'declare'].includes(ctx.route)) ctx.go('result');
+  else ctx.refresh();
+}
+
+/** Units whose loss was told recently (a refusal and the board's news say it once). */
+const toldTaken = new Map();
+
+/** Tells the family, once, that a unit of its lists went to another family. */
+function tellTaken(unit) {
+  const now = Date.now();
+  if (now - (toldTaken.get(unit) ?? -Infinity) < 15000) return;
+  toldTaken.set(unit, now);
+  toast(t('msg.listed_taken', { unit: ctx.label(unit) }), 'error', 5000);
+}
+
 function onFamily(f) {
   const outcomeArrived = !lastOutcome && f.outcome;
   if (f.phase !== lastPhase) refreshTries = 0;
   lastPhase = f.phase;
   lastOutcome = f.outcome;
-  if (outcomeArrived && ['select', 'mylist', 'declare'].includes(ctx.route)) {
-    // The deadline decided (automatic selection or no unit): say so. A confirm or a
-    // waiver of our own moves to the result page by itself.
-    const decidedByServer = f.outcome.result === 'no_unit' || f.outcome.how === 'automatic';
-    if (decidedByServer) toast(t('msg.session_over'), 'info', 5000);
-    ctx.go('result');
+  if (outcomeArrived) {
+    announceOutcome(f.outcome);
+    tick();
     return;
   }
   ctx.refresh();
@@ -190,12 +264,20 @@ function onFamily(f) {
 
 function onChanges(changes) {
   const f = ctx.family;
+  let ours = false;
   for (const c of changes) {
     if (c.kind !== 'taken' || !f) continue;
-    const mine = f.outcome?.unit === c.unit;
+    // The board shows the family's own unit (by its rank) before its own view says
+    // so: that is its result arriving, not a loss.
+    if (c.rank === f.rank || f.outcome?.unit === c.unit) {
+      ours = true;
+      continue;
+    }
     const listed = f.cart.includes(c.unit) || f.intentions.includes(c.unit);
-    if (listed && !mine) toast(t('msg.listed_taken', { unit: ctx.label(c.unit) }), 'error', 5000);
+    if (listed && !f.outcome) tellTaken(c.unit);
   }
+  // Our own view is on its way; ask too, in case that push was missed.
+  if (ours && !f.outcome) refreshMe();
   ctx.refresh();
 }
 
@@ -212,10 +294,40 @@ function showLogin(reasonKey) {
     </div>`;
 }
 
+let everOnline = false;
+let bootGraceOver = false;
+
+/** The connection's state: the header dot, and while it is down a banner, with the
+ * actions that need the server disabled (views read `ctx.online`). */
 function connStatus(s) {
   const el = document.getElementById('conn');
   el.dataset.state = s;
   el.textContent = t(`conn.${s}`);
+  const online = s === 'online';
+  if (online) everOnline = true;
+  const banner = document.getElementById('net-banner');
+  banner.hidden = online || !(everOnline || bootGraceOver);
+  banner.dataset.state = s;
+  document.getElementById('net-banner-title').textContent = t('net.lost');
+  document.getElementById('net-banner-note').textContent = t('net.lost_note');
+  document.body.dataset.net = online ? 'online' : 'offline';
+  if (online !== ctx.online) {
+    ctx.online = online;
+    dialogNet(online);
+    ctx.refresh();
+  }
+}
+
+/** Which irreversible requests are waiting; the views show them on their rows. */
+let pendingKey = '';
+function onPending(list) {
+  const key = list
+    .filter((m) => m.type === 'confirm' || m.type === 'waive')
+    .map((m) => `${m.type}:${m.unit ?? ''}`)
+    .join(',');
+  if (key === pendingKey) return;
+  pendingKey = key;
+  ctx.refresh();
 }
 
 async function boot() {
@@ -249,11 +361,16 @@ async function boot() {
   lastPhase = me.phase;
   lastOutcome = me.outcome;
   ctx.client.on('status', connStatus);
+  ctx.client.on('pending', onPending);
   ctx.client.on('family', onFamily);
   ctx.client.on('board', () => ctx.refresh());
   ctx.client.on('changes', onChanges);
   ctx.client.on('error', (e) => toast(pick(e.message) || e.code, 'error'));
   connStatus('connecting');
+  setTimeout(() => {
+    bootGraceOver = true;
+    connStatus(ctx.client.status);
+  }, BOOT_GRACE_MS);
   ctx.client.start();
   window.xuanfang = {
     get clockOffsetMs() {

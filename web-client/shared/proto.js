@@ -2,6 +2,12 @@
 // alive through network drops. It owns the things every page needs and none should
 // re-implement: request ids and replies, board resume after a gap, clock offset from
 // ping/pong, reconnect with jittered exponential backoff.
+//
+// A connection attempt that gets no `welcome` in HANDSHAKE_TIMEOUT_MS is given up and
+// retried: a network that accepts the TCP connection and then says nothing (a captive
+// portal, a half-dead NAT, a proxy) must not leave the page on 连接中 for minutes.
+// Requests are held while the connection is down and sent again (same req_id) once it
+// is back; a request unanswered on a live socket means the socket is dead.
 
 import { withBatch } from './api.js';
 import { Board } from './board.js';
@@ -11,15 +17,25 @@ const SUBPROTOCOL = 'xuanfang.v1.json';
 const CLOCK_SAMPLES = 6;
 const PING_TIMEOUT_MS = 2000;
 const HEARTBEAT_MS = 15000;
-const REQUEST_TIMEOUT_MS = 15000;
+const HANDSHAKE_TIMEOUT_MS = 10000;
+const REQUEST_TIMEOUT_MS = 10000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 
+/** The wait before reconnect attempt `attempt` (0, 1, ...): full jitter between half the
+ * cap and the cap, the cap doubling from BACKOFF_BASE_MS up to BACKOFF_MAX_MS. */
+export function backoffDelay(attempt, random = Math.random) {
+  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16));
+  return cap / 2 + random() * (cap / 2);
+}
+
 /** A live connection to the hub. Events: status, welcome, board, changes, family, clock, error. */
 export class HubClient {
-  /** @param {{token?: string, url?: string}} opts */
+  /** @param {{token?: string, url?: string, handshakeTimeoutMs?: number, requestTimeoutMs?: number}} opts */
   constructor(opts = {}) {
     this.token = opts.token || null;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     this.url = opts.url || defaultUrl(this.token);
     this.board = new Board();
     this.clock = new ServerClock();
@@ -38,13 +54,26 @@ export class HubClient {
     this.lastMessageAt = 0;
     this.measuring = false;
     this.stopped = false;
+    /** Whether the current socket has had its `welcome` (the connection is usable). */
+    this.welcomed = false;
     document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState !== 'visible') return;
+      if (document.visibilityState !== 'visible' || this.stopped) return;
       // A phone coming back from the background may have slept through messages and
       // its clock may have jumped: reconnect now if needed, and measure the clock again.
       if (!this.ws) this.connectNow();
       else this.measureClock(true);
     });
+    if (typeof window !== 'undefined' && window.addEventListener) {
+      // The phone knows before the socket does: a lost network drops the socket at once
+      // (it may otherwise look open for a heartbeat or more), a network back retries now
+      // instead of at the end of a backoff.
+      window.addEventListener('offline', () => {
+        if (!this.stopped && this.ws) this.drop();
+      });
+      window.addEventListener('online', () => {
+        if (!this.stopped && !this.welcomed) this.connectNow();
+      });
+    }
   }
 
   /** Subscribes to an event; returns an unsubscribe function. */
@@ -75,7 +104,26 @@ export class HubClient {
     this.stopped = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.retryTimer);
-    this.ws?.close();
+    clearTimeout(this.handshakeTimer);
+    const ws = this.ws;
+    this.ws = null;
+    this.welcomed = false;
+    ws?.close();
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject({ code: 'stopped', message: null });
+    }
+    this.pending.clear();
+  }
+
+  /** Whether requests can be sent now (connected and welcomed). */
+  get online() {
+    return this.status === 'online';
+  }
+
+  /** Requests sent and not yet answered, or held until the connection is back. */
+  pendingRequests() {
+    return [...this.pending.values()].map((p) => p.msg);
   }
 
   /** Server time now, in ms since the epoch. */
@@ -91,6 +139,15 @@ export class HubClient {
 
   open() {
     clearTimeout(this.retryTimer);
+    clearTimeout(this.handshakeTimer);
+    // Never two sockets: an attempt still under way is abandoned for the new one.
+    const old = this.ws;
+    this.ws = null;
+    this.welcomed = false;
+    if (old) {
+      this.pauseRequests();
+      old.close();
+    }
     this.setStatus('connecting');
     let ws;
     try {
@@ -100,6 +157,11 @@ export class HubClient {
       return;
     }
     this.ws = ws;
+    // No welcome in time: the network took the connection but is not delivering.
+    // Give up on it and try again (with backoff) rather than wait for the browser.
+    this.handshakeTimer = setTimeout(() => {
+      if (ws === this.ws && !this.welcomed) this.drop();
+    }, this.handshakeTimeoutMs);
     ws.onmessage = (ev) => {
       if (ws !== this.ws) return;
       this.lastMessageAt = Date.now();
@@ -114,7 +176,10 @@ export class HubClient {
     ws.onclose = () => {
       if (ws !== this.ws) return;
       this.ws = null;
+      this.welcomed = false;
+      clearTimeout(this.handshakeTimer);
       this.pings.clear();
+      this.pauseRequests();
       if (!this.stopped) this.scheduleRetry();
     };
     ws.onerror = () => ws.close();
@@ -137,13 +202,34 @@ export class HubClient {
 
   scheduleRetry() {
     this.setStatus('offline');
-    // Full jitter: thousands of phones dropped by one network blip must not all
-    // come back in the same millisecond.
-    const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-    const delay = cap / 2 + Math.random() * (cap / 2);
-    this.attempt = Math.min(this.attempt + 1, 10);
+    // Jitter: thousands of phones dropped by one network blip must not all come back
+    // in the same millisecond. Capped, so a long outage is retried every few seconds
+    // for as long as it lasts.
+    const delay = backoffDelay(this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 16);
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.open(), delay);
+  }
+
+  /** The connection is down: pending requests wait for the next one (no timeout runs). */
+  pauseRequests() {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.timer = null;
+    }
+  }
+
+  /** Sends a pending request on the current connection and watches for its answer. */
+  transmit(p) {
+    clearTimeout(p.timer);
+    p.timer = null;
+    if (!this.welcomed || !this.send(p.msg)) return;
+    const ws = this.ws;
+    p.timer = setTimeout(() => {
+      // Unanswered on a socket that looks open: the socket is dead (the server answers
+      // every request). Reconnect; the request goes again with the same req_id.
+      if (ws === this.ws && this.pending.has(p.msg.req_id)) this.drop();
+    }, this.requestTimeoutMs);
   }
 
   send(obj) {
@@ -157,14 +243,18 @@ export class HubClient {
   handle(m) {
     switch (m.type) {
       case 'welcome': {
+        clearTimeout(this.handshakeTimer);
         this.attempt = 0;
+        this.welcomed = true;
         this.batch = m.batch;
         this.clock.roughly(m.server_time);
         this.setStatus('online');
         this.emit('welcome', m);
         // The URL already asked to resume from our (epoch, seq): the server answers
         // with the missed deltas, or a snapshot when it cannot (other epoch).
-        for (const p of this.pending.values()) this.send(p.msg);
+        // Requests held while offline go now, with their req_id: the server answers
+        // a request it has already done with the same reply, not a second time.
+        for (const p of this.pending.values()) this.transmit(p);
         this.measureClock(true);
         break;
       }
@@ -191,23 +281,11 @@ export class HubClient {
       }
       case 'ok': {
         if (m.family) this.setFamily(m.family);
-        const p = this.pending.get(m.req_id);
-        if (p) {
-          this.pending.delete(m.req_id);
-          clearTimeout(p.timer);
-          p.resolve(m);
-        }
+        this.settle(m.req_id, 'resolve', m);
         break;
       }
       case 'error': {
-        const p = m.req_id != null ? this.pending.get(m.req_id) : null;
-        if (p) {
-          this.pending.delete(m.req_id);
-          clearTimeout(p.timer);
-          p.reject(m);
-        } else {
-          this.emit('error', m);
-        }
+        if (m.req_id == null || !this.settle(m.req_id, 'reject', m)) this.emit('error', m);
         break;
       }
       default:
@@ -235,20 +313,31 @@ export class HubClient {
 
   /**
    * Sends a family request and resolves with the `ok` reply, or rejects with the
-   * `error` reply ({code, unit, message}). Requests made while offline are sent on
-   * reconnect with the same req_id, which the server answers only once.
+   * `error` reply ({code, unit, message}). A request is held while the connection is
+   * down and sent on reconnect with the same req_id, which the server answers only
+   * once; it is not timed out (the page shows it as waiting for the network).
+   * Rejects with {code: 'stopped'} if the client is stopped first.
    */
   request(type, fields = {}) {
     const req_id = `${this.reqPrefix}-${++this.reqCounter}`;
     const msg = { type, req_id, ...fields };
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(req_id);
-        reject({ code: 'timeout', message: null });
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(req_id, { msg, resolve, reject, timer });
-      this.send(msg);
+      const p = { msg, resolve, reject, timer: null };
+      this.pending.set(req_id, p);
+      this.emit('pending', this.pendingRequests());
+      this.transmit(p);
     });
+  }
+
+  /** Settles a pending request with the server's reply. */
+  settle(reqId, fn, m) {
+    const p = this.pending.get(reqId);
+    if (!p) return false;
+    this.pending.delete(reqId);
+    clearTimeout(p.timer);
+    p[fn](m);
+    this.emit('pending', this.pendingRequests());
+    return true;
   }
 
   /** One ping; resolves on its pong or after a timeout. */
@@ -295,7 +384,10 @@ export class HubClient {
   drop() {
     const ws = this.ws;
     this.ws = null;
+    this.welcomed = false;
+    clearTimeout(this.handshakeTimer);
     this.pings.clear();
+    this.pauseRequests();
     ws?.close();
     if (!this.stopped) this.scheduleRetry();
   }

@@ -12,6 +12,15 @@ export const STRINGS = {
   'conn.connecting': S('连接中', 'Connecting'),
   'conn.online': S('在线', 'Online'),
   'conn.offline': S('已断开，重连中', 'Offline, reconnecting'),
+  'net.lost': S('网络已断开，正在重新连接…', 'Connection lost, reconnecting…'),
+  'net.lost_note': S(
+    '网络恢复前不能确认正选或放弃选房；已发出的操作将在恢复后自动提交。',
+    'Until it is back you cannot confirm or waive; anything already sent goes through once it is back.',
+  ),
+  'net.wait_short': S('等待网络…', 'Waiting for network…'),
+  'net.dialog_wait': S('网络已断开，恢复后才能提交。', 'The connection is down; you can submit once it is back.'),
+  'net.held': S('等待网络，恢复后自动提交', 'Waiting for the network; it will be sent once it is back'),
+  'net.sending': S('正在提交…', 'Submitting…'),
   'fmt.rent': S('¥{v}/月', '¥{v}/mo'),
   'err.timeout': S('网络超时，请重试', 'Network timeout; please retry'),
 
@@ -158,8 +167,10 @@ export const STRINGS = {
   'msg.synced': S('已同步预选房源', 'Pre-selection synced'),
   'msg.synced_removed': S('已同步预选房源，已移出：{units}', 'Pre-selection synced; removed: {units}'),
   'msg.confirmed': S('选房成功：{unit}', 'Selected: {unit}'),
-  'msg.listed_taken': S('{unit} 已被其他家庭选定', '{unit} has been taken by another family'),
-  'msg.session_over': S('正选时间已结束', 'Your formal session has ended'),
+  'msg.listed_taken': S('{unit} 已被其他家庭选定，请选择其他房源', '{unit} has been taken by another family; choose another'),
+  'msg.auto_selected': S('正选时间已结束，系统已为您自动选定 {unit}', 'Time is up: {unit} has been selected for you'),
+  'msg.session_over_no_unit': S('正选时间已结束，未选定房源', 'Time is up; no unit was selected'),
+  'msg.waived': S('已放弃选房', 'Selection waived'),
 
   'result.pending': S('暂无结果', 'No result yet'),
   'result.pending_note': S('选房结束后可在此查看最终结果。', 'Your final result appears here after your session.'),

@@ -45,7 +45,8 @@ export function update(ctx, el) {
   const agree = el.querySelector('#agree');
   const go = el.querySelector('#start-preselect, #start-formal');
   if (go) {
-    const sync = () => (go.disabled = !agree.checked);
+    // Accepting needs the server: not offered while the connection is down.
+    const sync = () => (go.disabled = !agree.checked || (!declaredAt && !ctx.online));
     agree.onchange = sync;
     sync();
     go.onclick = async () => {

@@ -1,9 +1,11 @@
 // 我的预选 / 我的意向: the ordered list with 上移, 下移, 置顶, 删除; in formal selection
-// also 确认正选 (with a dialog naming the unit) and 同步预选房源.
+// also 确认正选 (with a dialog naming the unit and showing what the list shows) and
+// 同步预选房源. While the connection is down nothing that needs the server is offered;
+// a confirm or waiver already sent shows on its row until the server answers.
 
 import { t } from '/web/shared/i18n.js';
 import { esc } from '/web/shared/format.js';
-import { listFor, meta, takenBy } from './units.js';
+import { listFor, meta, metaText, takenBy } from './units.js';
 import { canSync, inSyncWithCart, syncPreselection } from './sync.js';
 
 export const title = (ctx) => (ctx.family.phase === 'formal' ? 'select.my_intentions' : 'select.my_cart');
@@ -19,25 +21,35 @@ export function update(ctx, el) {
   const list = editable ?? 'cart';
   const ids = f[list];
   const formal = list === 'intentions';
+  const off = !ctx.online;
+  const confirming = ctx.pendingOf('confirm');
+  const waiving = ctx.pendingOf('waive');
+  const busy = Boolean(confirming || waiving);
+  const dis = (cond) => (cond || off ? 'disabled' : '');
   const items = ids.map((id, i) => {
     const u = ctx.units.get(id);
     const taken = ctx.isTaken(id) && f.outcome?.unit !== id;
+    const held = confirming?.unit === id;
     const ops = editable
       ? `<div class="ops">
-          <button class="btn small ghost" data-act="up" data-unit="${esc(id)}" ${i === 0 ? 'disabled' : ''}>${t('list.up')}</button>
-          <button class="btn small ghost" data-act="down" data-unit="${esc(id)}" ${i === ids.length - 1 ? 'disabled' : ''}>${t('list.down')}</button>
-          <button class="btn small ghost" data-act="top" data-unit="${esc(id)}" ${i === 0 ? 'disabled' : ''}>${t('list.top')}</button>
-          <button class="btn small" data-act="remove" data-unit="${esc(id)}">${t('list.remove')}</button>
-          ${formal ? `<button class="btn small primary" data-act="confirm" data-unit="${esc(id)}" ${taken ? 'disabled' : ''}>${t('list.confirm')}</button>` : ''}
+          <button class="btn small ghost" data-act="up" data-unit="${esc(id)}" ${dis(i === 0 || busy)}>${t('list.up')}</button>
+          <button class="btn small ghost" data-act="down" data-unit="${esc(id)}" ${dis(i === ids.length - 1 || busy)}>${t('list.down')}</button>
+          <button class="btn small ghost" data-act="top" data-unit="${esc(id)}" ${dis(i === 0 || busy)}>${t('list.top')}</button>
+          <button class="btn small" data-act="remove" data-unit="${esc(id)}" ${dis(busy)}>${t('list.remove')}</button>
+          ${formal ? `<button class="btn small primary" data-act="confirm" data-unit="${esc(id)}" ${dis(taken || busy)}>${t('list.confirm')}</button>` : ''}
         </div>`
       : '';
-    return `<div class="unit" data-unit="${esc(id)}" data-taken="${taken}">
+    const pending = held
+      ? `<div class="pending" id="confirm-pending" data-state="${off ? 'held' : 'sending'}" role="status">${t(off ? 'net.held' : 'net.sending')}</div>`
+      : '';
+    return `<div class="unit${editable ? ' editable' : ''}" data-unit="${esc(id)}" data-taken="${taken}"${held ? ' data-pending="confirm"' : ''}>
         <span class="order">${i + 1}</span>
         <div class="info">
           <div class="label">${esc(ctx.label(id))}</div>
           ${u ? `<div class="meta">${meta(u)}</div>` : ''}
-          ${taken ? `<div class="why"><span class="tag taken">${t('why.taken')}</span> ${esc(takenBy(ctx, id))}</div>` : ''}
+          ${taken ? `<div class="why"><span class="tag taken">${esc(takenBy(ctx, id))}</span></div>` : ''}
         </div>
+        ${pending}
         ${ops}
       </div>`;
   });
@@ -48,10 +60,11 @@ export function update(ctx, el) {
     ${anyTaken && editable ? `<p class="banner" id="taken-note">${t('list.taken_note')}</p>` : ''}
     <div id="my-list" data-list="${list}">${items.length ? items.join('') : `<p class="empty">${t('list.empty')}</p>`}</div>
     ${editable ? `<div class="toolbar">
-        ${formal && canSync(f) && !inSyncWithCart(f) ? `<button class="btn" id="sync">${t('select.sync')}</button>` : ''}
-        <button class="btn primary" id="add-more">${t(formal ? 'list.add_other' : 'list.add_more')}</button>
+        ${formal && canSync(f) && !inSyncWithCart(f) ? `<button class="btn" id="sync" ${dis(busy)}>${t('select.sync')}</button>` : ''}
+        <button class="btn${formal ? '' : ' primary'}" id="add-more">${t(formal ? 'list.add_other' : 'list.add_more')}</button>
       </div>` : ''}
-    ${formal ? `<button class="btn ghost block" id="waive">${t('list.waive')}</button>` : ''}`;
+    ${formal ? `<div class="waive-row"><button class="btn ghost waive" id="waive" ${dis(busy)}
+        ${waiving ? `data-pending="waive"` : ''}>${waiving ? t(off ? 'net.held' : 'net.sending') : t('list.waive')}</button></div>` : ''}`;
   for (const b of el.querySelectorAll('#my-list button[data-act]')) {
     const unit = b.dataset.unit;
     b.onclick = async () => {
@@ -63,19 +76,21 @@ export function update(ctx, el) {
   el.querySelector('#add-more')?.addEventListener('click', () => ctx.go('select'));
   el.querySelector('#sync')?.addEventListener('click', () => syncPreselection(ctx, f));
   el.querySelector('#waive')?.addEventListener('click', async () => {
-    const ok = await ctx.confirmDialog(t('list.waive'), t('list.waive_warn'), t('list.waive'));
-    if (ok && (await ctx.act('waive'))) ctx.go('result');
+    const ok = await ctx.confirmDialog(t('list.waive'), t('list.waive_warn'), t('list.waive'), { needsNet: true });
+    // The outcome, when it arrives, is announced and opens the result page.
+    if (ok && (await ctx.act('waive')) && ctx.route !== 'result') ctx.go('result');
   });
 }
 
 async function confirmUnit(ctx, unit) {
   const u = ctx.units.get(unit);
-  const body = t('confirm.body', { unit: ctx.label(unit), meta: u ? `${u.layout} · ${u.area}㎡ · ${u.orientation}` : '' });
-  const ok = await ctx.confirmDialog(t('confirm.title'), body, t('confirm.ok'));
+  // The dialog shows the unit exactly as the list does (same facts, same format).
+  const body = t('confirm.body', { unit: ctx.label(unit), meta: u ? metaText(u) : '' });
+  const ok = await ctx.confirmDialog(t('confirm.title'), body, t('confirm.ok'), { needsNet: true });
   if (!ok) return;
+  // The row shows the request until it is answered: 正在提交…, or while the connection
+  // is down 等待网络，恢复后自动提交 (it is sent again once it is back).
   const r = await ctx.act('confirm', { unit });
-  if (r) {
-    ctx.toast(t('msg.confirmed', { unit: ctx.label(unit) }), 'ok', 5000);
-    ctx.go('result');
-  }
+  // 选房成功 is announced with the outcome itself (see app.js), once.
+  if (r && ctx.route !== 'result') ctx.go('result');
 }

@@ -66,7 +66,7 @@ export function update(ctx, el) {
     top.innerHTML = `
       ${synced ? `<div class="banner" id="sync-banner">${t('select.synced_on_entry', { n: f.cart.length })}</div>` : ''}
       <div class="toolbar">
-        ${canSync(f) && !synced ? `<button class="btn" id="sync">${t('select.sync')}</button>` : ''}
+        ${canSync(f) && !synced ? `<button class="btn" id="sync" ${ctx.online ? '' : 'disabled'}>${t('select.sync')}</button>` : ''}
         <button class="btn primary" id="open-list">${t('select.my_intentions')}<span class="count-pill" id="list-count">${n}/5</span></button>
       </div>`;
     top.querySelector('#sync')?.addEventListener('click', () => syncPreselection(ctx, f));
@@ -96,7 +96,7 @@ function renderList(ctx, el) {
     const button =
       why === 'in_list'
         ? `<span class="tag ok">${t('why.in_list')}</span>`
-        : `<button class="btn small primary" data-act="add" data-unit="${esc(u.id)}" ${why ? 'disabled' : ''}>${t('select.choose')}</button>`;
+        : `<button class="btn small primary pick" data-act="add" data-unit="${esc(u.id)}" ${why || !ctx.online ? 'disabled' : ''}>${t('select.choose')}</button>`;
     return `<div class="unit" data-unit="${esc(u.id)}" data-state="${why ?? 'available'}" data-taken="${why === 'taken'}">
         <div class="info">
           <div class="label">${esc(unitLabel(u))}</div>

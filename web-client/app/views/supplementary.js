@@ -21,7 +21,7 @@ export function update(ctx, el) {
   } else if (f.applied_supplementary_at) {
     status = `<p class="banner" id="supp-status" data-state="applied">${t('supp.applied', { at: dateTime(f.applied_supplementary_at) })}</p>`;
   } else if (f.outcome?.result === 'no_unit') {
-    status = `<button class="btn primary block" id="apply">${t('supp.apply')}</button>`;
+    status = `<button class="btn primary block" id="apply" ${ctx.online ? '' : 'disabled'}>${t('supp.apply')}</button>`;
   } else {
     const key = f.outcome?.result === 'selected' ? 'supp.has_unit' : f.outcome?.result === 'waived' ? 'supp.waived' : 'supp.not_yet';
     status = `<p class="banner" id="supp-status" data-state="not_eligible">${t(key)}</p>`;
@@ -35,7 +35,7 @@ export function update(ctx, el) {
   const apply = el.querySelector('#apply');
   if (apply)
     apply.onclick = async () => {
-      const ok = await ctx.confirmDialog(t('supp.apply'), t('supp.apply_confirm'));
+      const ok = await ctx.confirmDialog(t('supp.apply'), t('supp.apply_confirm'), undefined, { needsNet: true });
       if (ok && (await ctx.act('apply_supplementary'))) ctx.toast(t('supp.applied_short'), 'ok');
     };
   el.querySelector('#to-select')?.addEventListener('click', () => ctx.go('declare'));

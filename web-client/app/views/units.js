@@ -23,9 +23,14 @@ export function blocker(ctx, unit, list) {
   return null;
 }
 
-/** One line of facts about a unit. */
+/** One line of facts about a unit, as plain text (the list and the confirm dialog). */
+export function metaText(u) {
+  return `${u.layout} · ${area(u.area)} · ${u.orientation} · ${t('unit.floor', { n: u.floor })} · ${rent(u.rent)}`;
+}
+
+/** The same line, escaped for HTML templates. */
 export function meta(u) {
-  return `${esc(u.layout)} · ${area(u.area)} · ${esc(u.orientation)} · ${t('unit.floor', { n: u.floor })} · ${rent(u.rent)}`;
+  return esc(metaText(u));
 }
 
 /** Who holds a taken unit, as the public board shows it. */

@@ -1,0 +1,181 @@
+// The protocol client's connection keeping, without a browser: a fake WebSocket and
+// mocked timers. An attempt that is never answered is given up after the handshake
+// timeout and retried; retries go on for as long as the outage lasts, capped and
+// jittered; requests wait through an outage and go again (same req_id) afterwards.
+
+import { test, mock, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+
+class FakeSocket {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+  static all = [];
+  constructor(url, protocol) {
+    this.url = url;
+    this.protocol = protocol;
+    this.readyState = FakeSocket.CONNECTING;
+    this.sent = [];
+    FakeSocket.all.push(this);
+  }
+  send(s) {
+    this.sent.push(JSON.parse(s));
+  }
+  close() {
+    if (this.readyState === FakeSocket.CLOSED) return;
+    this.readyState = FakeSocket.CLOSED;
+    queueMicrotask(() => this.onclose?.({}));
+  }
+  /** The server side: accept, then say `welcome`. */
+  accept() {
+    this.readyState = FakeSocket.OPEN;
+    this.deliver({ type: 'welcome', server_time: Date.now(), batch: 'b1', epoch: 1, seq: 0 });
+  }
+  deliver(m) {
+    this.onmessage?.({ data: JSON.stringify(m) });
+  }
+  /** The network refuses the connection. */
+  fail() {
+    this.readyState = FakeSocket.CLOSED;
+    this.onerror?.({});
+    this.onclose?.({});
+  }
+}
+
+globalThis.location = { protocol: 'http:', host: 'hub.test', search: '' };
+globalThis.document = { visibilityState: 'visible', addEventListener() {} };
+globalThis.window = new EventTarget();
+globalThis.WebSocket = FakeSocket;
+const { HubClient, backoffDelay } = await import('../../web-client/shared/proto.js');
+
+const last = () => FakeSocket.all[FakeSocket.all.length - 1];
+const flush = () => new Promise((r) => setImmediate(r));
+
+/** Advances mocked time by `ms` in small steps, letting promises settle between them. */
+async function advance(ms, step = 50) {
+  for (let t = 0; t < ms; t += step) {
+    mock.timers.tick(Math.min(step, ms - t));
+    await flush();
+  }
+}
+
+/** Advances until a new socket is opened; returns the time it took. */
+async function untilNewSocket(limitMs) {
+  const n = FakeSocket.all.length;
+  let waited = 0;
+  while (FakeSocket.all.length === n) {
+    assert.ok(waited <= limitMs, `a new attempt within ${limitMs} ms`);
+    await advance(50);
+    waited += 50;
+  }
+  return waited;
+}
+
+let client;
+beforeEach(() => {
+  FakeSocket.all = [];
+  mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
+});
+afterEach(() => {
+  client?.stop();
+  mock.timers.reset();
+});
+
+test('an attempt that is accepted and never answered is given up after the handshake timeout, and retried', async () => {
+  client = new HubClient({ token: 't' });
+  const statuses = [];
+  client.on('status', (s) => statuses.push(s));
+  client.start();
+  const hung = last();
+  assert.equal(FakeSocket.all.length, 1);
+  await advance(9500);
+  assert.equal(hung.readyState, FakeSocket.CONNECTING, 'still waiting before 10 s');
+  await advance(600);
+  assert.equal(hung.readyState, FakeSocket.CLOSED, 'given up after 10 s');
+  assert.ok(statuses.includes('offline'));
+  await untilNewSocket(1000);
+  last().accept();
+  assert.equal(client.status, 'online');
+});
+
+test('an outage is retried for as long as it lasts, each wait capped at 15 s and jittered', async () => {
+  client = new HubClient({ token: 't' });
+  client.start();
+  const waits = [];
+  last().fail();
+  for (let i = 0; i < 25; i++) {
+    waits.push(await untilNewSocket(16000));
+    last().fail();
+  }
+  assert.ok(waits.every((w) => w <= 15050), `capped: ${waits}`);
+  assert.ok(waits.slice(-10).every((w) => w >= 7450), `backed off: ${waits}`);
+  // Jitter: with the cap reached the waits are spread, not equal.
+  assert.ok(new Set(waits.slice(-10)).size > 3, `jittered: ${waits}`);
+  // And the connection comes back as soon as the network does.
+  await untilNewSocket(16000);
+  last().accept();
+  assert.equal(client.status, 'online');
+  for (const a of [0, 1, 5, 40]) {
+    assert.ok(backoffDelay(a, () => 0) >= Math.min(15000, 500 * 2 ** a) / 2);
+    assert.ok(backoffDelay(a, () => 0.999) <= 15000);
+  }
+});
+
+test('a request waits through an outage and is sent again with its req_id; an unanswered one drops a dead socket', async () => {
+  client = new HubClient({ token: 't' });
+  client.start();
+  last().accept();
+  let settled = null;
+  const reply = client.request('confirm', { unit: 'u1' }).then(
+    (m) => (settled = ['ok', m]),
+    (e) => (settled = ['error', e]),
+  );
+  const first = last();
+  const sent = first.sent.find((m) => m.type === 'confirm');
+  assert.ok(sent, 'sent at once');
+  // No answer on a socket that looks open: after the request timeout it is dropped.
+  await advance(10100);
+  assert.equal(first.readyState, FakeSocket.CLOSED, 'the silent socket is given up');
+  assert.equal(settled, null, 'the request is not failed');
+  // The network stays away for a minute: the request waits.
+  for (let i = 0; i < 4; i++) {
+    await untilNewSocket(16000);
+    last().fail();
+  }
+  await advance(60000);
+  assert.equal(settled, null, 'still waiting after a minute offline');
+  assert.equal(client.pendingRequests().length, 1);
+  // Back: the same request goes again, once, and its answer settles it.
+  await untilNewSocket(16000);
+  const back = last();
+  back.accept();
+  const again = back.sent.filter((m) => m.type === 'confirm');
+  assert.equal(again.length, 1);
+  assert.equal(again[0].req_id, sent.req_id);
+  back.deliver({ type: 'ok', req_id: sent.req_id });
+  await reply;
+  assert.equal(settled[0], 'ok');
+  assert.equal(client.pendingRequests().length, 0);
+});
+
+test('the phone going offline drops the socket at once; coming online reconnects without waiting', async () => {
+  client = new HubClient({ token: 't' });
+  client.start();
+  last().accept();
+  const before = last();
+  window.dispatchEvent(new Event('offline'));
+  assert.equal(client.status, 'offline');
+  assert.equal(before.readyState, FakeSocket.CLOSED);
+  // A few failed attempts push the backoff up...
+  for (let i = 0; i < 5; i++) {
+    await untilNewSocket(16000);
+    last().fail();
+  }
+  // ... but the network coming back is tried at once.
+  const n = FakeSocket.all.length;
+  window.dispatchEvent(new Event('online'));
+  assert.equal(FakeSocket.all.length, n + 1);
+  last().accept();
+  assert.equal(client.status, 'online');
+});
