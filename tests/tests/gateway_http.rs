@@ -384,6 +384,8 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
         .unwrap();
     assert_eq!(apps.as_array().unwrap().len(), 1);
     assert_eq!(apps[0]["family"], "F1");
+    // 补选 comes after the day's applications close, when the last formal session ends.
+    sleep_until(batch.sessions[1].deadline()).await;
     let start = Millis::now().plus_ms(800);
     let resp = http
         .post(format!("{base}/api/ops/supplementary"))
