@@ -5,11 +5,13 @@
 //! - [`rules`]: phases and windows as pure functions of time.
 //! - [`selection`]: the state machine (decide, then apply events); the event log
 //!   rebuilds it.
+//! - [`blob`]: references to stored files (card photos, contracts, notices).
 //! - [`error_code`]: every refusal with a stable code and zh/en messages.
 //! - [`protocol`]: client/server messages in JSON and MessagePack.
 //! - [`views`]: board, family and catalog views built from a selection.
 //! - [`import`]: units and families from CSV/XLSX; [`demo`]: realistic demo batches.
 
+pub mod blob;
 pub mod demo;
 pub mod domain;
 pub mod error_code;
@@ -22,7 +24,8 @@ pub mod time;
 pub mod views;
 
 pub use domain::{
-    Batch, BatchId, Family, FamilyId, Layout, Session, SessionId, SessionKind, Unit, UnitId,
+    Batch, BatchId, Family, FamilyId, Layout, OperatorId, Session, SessionId, SessionKind, Unit,
+    UnitId,
 };
 pub use error_code::{ErrorCode, Rejection};
 pub use rules::{Phase, Stage};

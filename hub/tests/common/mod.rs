@@ -6,7 +6,7 @@ use xuanfang_hub::ErrorCode;
 
 /// Every error code, in declaration order. [`code_index`] matches exhaustively, so a
 /// new variant does not compile until it is added here too.
-pub const ALL_CODES: [ErrorCode; 27] = {
+pub const ALL_CODES: [ErrorCode; 39] = {
     use ErrorCode::*;
     [
         BadFrame,
@@ -36,6 +36,18 @@ pub const ALL_CODES: [ErrorCode; 27] = {
         TooEarly,
         Internal,
         Unavailable,
+        NotSelected,
+        StepLocked,
+        StepDone,
+        InvalidPhone,
+        InvalidCard,
+        LuhnUnconfirmed,
+        FaceSessionMismatch,
+        TooManyAttempts,
+        OrderPending,
+        PaymentMismatch,
+        OrderExpired,
+        NotInReview,
     ]
 };
 
@@ -70,6 +82,18 @@ pub fn code_index(c: ErrorCode) -> usize {
         TooEarly => 24,
         Internal => 25,
         Unavailable => 26,
+        NotSelected => 27,
+        StepLocked => 28,
+        StepDone => 29,
+        InvalidPhone => 30,
+        InvalidCard => 31,
+        LuhnUnconfirmed => 32,
+        FaceSessionMismatch => 33,
+        TooManyAttempts => 34,
+        OrderPending => 35,
+        PaymentMismatch => 36,
+        OrderExpired => 37,
+        NotInReview => 38,
     }
 }
 
