@@ -5,7 +5,8 @@
 //! - [`rules`]: phases and windows as pure functions of time.
 //! - [`selection`]: the state machine (decide, then apply events); the event log
 //!   rebuilds it.
-//! - [`blob`]: references to stored files (card photos, contracts, notices).
+//! - [`signing`]: the online signing of a selected unit (网上签约), its own state machine
+//!   with its own events and log; [`blob`]: references to stored files it records.
 //! - [`error_code`]: every refusal with a stable code and zh/en messages.
 //! - [`protocol`]: client/server messages in JSON and MessagePack.
 //! - [`views`]: board, family and catalog views built from a selection.
@@ -20,6 +21,7 @@ pub mod import;
 pub mod protocol;
 pub mod rules;
 pub mod selection;
+pub mod signing;
 pub mod time;
 pub mod views;
 
@@ -30,4 +32,5 @@ pub use domain::{
 pub use error_code::{ErrorCode, Rejection};
 pub use rules::{Phase, Stage};
 pub use selection::{Action, Edit, Event, EventKind, How, ListKind, Outcome, Selection};
+pub use signing::{SigningAction, SigningBook, SigningEntry, SigningEvent, SigningRecord};
 pub use time::{Clock, ManualClock, Millis, SystemClock};
