@@ -56,6 +56,11 @@ string_id!(
     SessionId
 );
 string_id!(
+    /// An operator (工作人员), as named by the `sub` of an operator token; recorded on
+    /// every review decision.
+    OperatorId
+);
+string_id!(
     /// A layout (户型), e.g. `一房一厅`. Free text so a bureau can name its own.
     Layout
 );

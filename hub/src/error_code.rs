@@ -67,6 +67,32 @@ pub enum ErrorCode {
     NothingToSchedule,
     /// A request is malformed (a missing upload field, a body that does not parse).
     BadRequest,
+    /// Signing needs a selected unit: the family has none (or its signing is not open).
+    NotSelected,
+    /// A signing step was asked for before the steps it needs are done.
+    StepLocked,
+    /// The signing step is done and can no longer be changed (a later step builds on it,
+    /// or the application is submitted).
+    StepDone,
+    /// The phone number is not an 11-digit mainland mobile number.
+    InvalidPhone,
+    /// The bank is not on the list, or the card number is not 16 to 19 digits.
+    InvalidCard,
+    /// The card number fails the Luhn check and the applicant did not confirm it.
+    LuhnUnconfirmed,
+    /// A face verification result for a session other than the current one.
+    FaceSessionMismatch,
+    /// Face verification was tried too often; an operator must allow more attempts.
+    TooManyAttempts,
+    /// A deposit order can still be paid; no new one until it expires.
+    OrderPending,
+    /// A payment that does not match the current deposit order (unknown order number,
+    /// other amount, other transaction).
+    PaymentMismatch,
+    /// A payment for a deposit order that has expired.
+    OrderExpired,
+    /// The review decision needs an application waiting for review.
+    NotInReview,
 }
 
 impl ErrorCode {
@@ -105,6 +131,18 @@ impl ErrorCode {
             InvalidSession => "场次设置有误",
             NothingToSchedule => "没有待安排的家庭",
             BadRequest => "请求格式有误",
+            NotSelected => "您尚未选定房源，不能签约",
+            StepLocked => "请先完成上一步",
+            StepDone => "该步骤已完成，不能再修改",
+            InvalidPhone => "请输入正确的11位手机号码",
+            InvalidCard => "请选择列表中的银行，并填写16至19位数字的银行卡号",
+            LuhnUnconfirmed => "银行卡号校验未通过，请核对卡号；确认无误请勾选确认",
+            FaceSessionMismatch => "人脸识别结果与当前识别不符",
+            TooManyAttempts => "人脸识别次数过多，请联系工作人员",
+            OrderPending => "已有待支付的保证金订单，请完成支付或等待订单过期",
+            PaymentMismatch => "支付信息与当前订单不符",
+            OrderExpired => "订单已过期，请重新发起支付",
+            NotInReview => "该签约申请不在待审核状态",
         }
     }
 
@@ -143,6 +181,18 @@ impl ErrorCode {
             InvalidSession => "The session is invalid",
             NothingToSchedule => "No family is waiting to be scheduled",
             BadRequest => "Malformed request",
+            NotSelected => "You have no selected unit to sign for",
+            StepLocked => "Please complete the previous step first",
+            StepDone => "This step is done and can no longer be changed",
+            InvalidPhone => "Please enter a valid 11-digit mobile number",
+            InvalidCard => "Choose a bank from the list and enter a card number of 16 to 19 digits",
+            LuhnUnconfirmed => "The card number fails the check; correct it or confirm it is right",
+            FaceSessionMismatch => "The face verification result is not for the current attempt",
+            TooManyAttempts => "Too many face verification attempts; please contact staff",
+            OrderPending => "A deposit order awaits payment; pay it or wait until it expires",
+            PaymentMismatch => "The payment does not match the current deposit order",
+            OrderExpired => "The order has expired; please pay again",
+            NotInReview => "The application is not waiting for review",
         }
     }
 }

@@ -6,7 +6,7 @@ use xuanfang_hub::ErrorCode;
 
 /// Every error code, in declaration order. [`code_index`] matches exhaustively, so a
 /// new variant does not compile until it is added here too.
-pub const ALL_CODES: [ErrorCode; 31] = {
+pub const ALL_CODES: [ErrorCode; 43] = {
     use ErrorCode::*;
     [
         BadFrame,
@@ -40,6 +40,18 @@ pub const ALL_CODES: [ErrorCode; 31] = {
         InvalidSession,
         NothingToSchedule,
         BadRequest,
+        NotSelected,
+        StepLocked,
+        StepDone,
+        InvalidPhone,
+        InvalidCard,
+        LuhnUnconfirmed,
+        FaceSessionMismatch,
+        TooManyAttempts,
+        OrderPending,
+        PaymentMismatch,
+        OrderExpired,
+        NotInReview,
     ]
 };
 
@@ -78,6 +90,18 @@ pub fn code_index(c: ErrorCode) -> usize {
         InvalidSession => 28,
         NothingToSchedule => 29,
         BadRequest => 30,
+        NotSelected => 31,
+        StepLocked => 32,
+        StepDone => 33,
+        InvalidPhone => 34,
+        InvalidCard => 35,
+        LuhnUnconfirmed => 36,
+        FaceSessionMismatch => 37,
+        TooManyAttempts => 38,
+        OrderPending => 39,
+        PaymentMismatch => 40,
+        OrderExpired => 41,
+        NotInReview => 42,
     }
 }
 
