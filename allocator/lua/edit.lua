@@ -26,7 +26,7 @@ if EDIT == 'add' then
   if bad then
     return bad
   end
-  if #units >= 5 then
+  if #units >= LIST_CAP then
     return refuse('list_full')
   end
   table.insert(units, UNIT)

@@ -1,4 +1,6 @@
--- lib.lua: helpers shared by every script. The engine prepends this file (and, for
+-- lib.lua: helpers shared by every script. `LIST_CAP` comes from the generated prelude
+-- (hub's rules); the family hash's fields are declared in redis_engine/family_hash.rs.
+-- The engine prepends this file (and, for
 -- family actions, act.lua) to each script at build time, so each script stays one
 -- atomic EVALSHA with no cross-script calls.
 --

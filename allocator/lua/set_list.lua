@@ -2,7 +2,8 @@
 --
 -- KEYS, common checks and replies: see act.lua.
 -- ARGV: 4 list ('cart' | 'intentions'), 5.. the units in order
--- Checks: outcome; list access; more than 5 units: invalid_list; then per unit in
+-- Checks: outcome; list access; more than LIST_CAP (hub's, from the prelude) units:
+--   invalid_list; then per unit in
 --   order: a duplicate is invalid_list (with the unit); a unit not already in the list
 --   obeys the rules of add (unknown_unit, not_eligible, unit_taken). Units already in
 --   the list may stay even if taken since.
@@ -20,7 +21,7 @@ local units = {}
 for i = 5, #ARGV do
   units[#units + 1] = ARGV[i]
 end
-if #units > 5 then
+if #units > LIST_CAP then
   return refuse('invalid_list')
 end
 for i, u in ipairs(units) do

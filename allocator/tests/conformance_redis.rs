@@ -769,3 +769,83 @@ mod large_session {
         }
     }
 }
+
+/// The fields of a family's hash are declared once (`redis_engine::family_hash`): after a
+/// whole selection — pre-selection, formal, a waiver, auto-confirm, an application, a
+/// supplementary session — every family hash holds only declared fields, and every
+/// declared field was written by some script.
+mod family_hash_fields {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use redis::AsyncCommands;
+    use xuanfang_allocator::redis_engine::keys::BatchKeys;
+    use xuanfang_allocator::redis_engine::{family_hash, RedisEngine, RedisOptions};
+    use xuanfang_allocator::testing::{unique_namespace, RedisServer};
+    use xuanfang_hub::{Action, FamilyId, ManualClock, Millis, Session, SessionId, SessionKind};
+
+    use crate::suite::{self, Ctx};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn family_hashes_hold_exactly_the_declared_fields() {
+        let ns = unique_namespace();
+        let clock = Arc::new(ManualClock::new(suite::START));
+        let engine = RedisEngine::connect(
+            RedisServer::shared().client(),
+            RedisOptions {
+                namespace: ns.clone(),
+                clock: Some(clock.clone()),
+                ..RedisOptions::default()
+            },
+        )
+        .await
+        .expect("engine");
+        let c = Ctx::load(Arc::new(engine), clock, "fields").await;
+        c.at(suite::PRE);
+        c.cart("f1", &["A101", "A102"]).await;
+        c.ok("f7", Action::Waive).await;
+        c.at(suite::S1);
+        c.intentions("f2", &["A103"]).await;
+        c.ok("f2", suite::confirm("A103")).await;
+        c.ok("f1", suite::declare(xuanfang_hub::Stage::Formal))
+            .await;
+        c.at(suite::DL1);
+        c.close("S1").await;
+        c.ok("f4", Action::ApplySupplementary).await;
+        c.at(suite::DL3);
+        let sup = Session {
+            id: SessionId::new("SUP1"),
+            kind: SessionKind::Supplementary,
+            start: Millis(suite::SUP),
+            window_ms: 180_000,
+            families: vec![FamilyId::new("f4")],
+        };
+        c.engine
+            .publish_supplementary(&c.batch, sup)
+            .await
+            .expect("publish");
+
+        let keys = BatchKeys::new(&ns, &c.batch);
+        let mut conn = RedisServer::shared()
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let declared: BTreeSet<&str> = family_hash::ALL.iter().copied().collect();
+        let mut seen = BTreeSet::new();
+        for f in &c.spec.families {
+            let fields: Vec<String> = conn.hkeys(keys.family(&f.id)).await.expect("hkeys");
+            for field in fields {
+                assert!(
+                    declared.contains(field.as_str()),
+                    "{}: undeclared field {field:?}",
+                    f.id
+                );
+                seen.insert(field);
+            }
+        }
+        // f4 had its outcome cleared by the publication, but others hold one.
+        let unused: Vec<_> = declared.iter().filter(|d| !seen.contains(**d)).collect();
+        assert!(unused.is_empty(), "declared but never written: {unused:?}");
+    }
+}

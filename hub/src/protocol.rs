@@ -391,4 +391,6 @@ pub struct Catalog {
     pub preselect_end: Option<Millis>,
     pub units: Vec<Unit>,
     pub sessions: Vec<SessionInfo>,
+    /// The most units a cart or intention list holds (hub's rule; clients only show it).
+    pub list_cap: usize,
 }

@@ -47,6 +47,7 @@ pub fn catalog(batch: &Batch, closed: &[SessionId]) -> Catalog {
         preselect_end: batch.preselect_end,
         units: batch.units.clone(),
         sessions: sessions(batch, closed),
+        list_cap: crate::rules::LIST_CAP,
     }
 }
 

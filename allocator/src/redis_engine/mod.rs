@@ -12,6 +12,7 @@
 //! published supplementary session bumps.
 
 pub mod conn;
+pub mod family_hash;
 mod follow;
 pub mod keys;
 mod reply;

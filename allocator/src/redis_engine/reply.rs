@@ -3,6 +3,7 @@
 //! Scripts answer `{'ok', ...}` or `{'err', code, unit}`; codes are the snake_case
 //! names of [`ErrorCode`], so the same refusal reads the same from either engine.
 
+use super::family_hash;
 use std::collections::HashMap;
 
 use redis::Value;
@@ -124,7 +125,7 @@ impl FamilyRead {
 
     /// The current session id (`cur`).
     pub(crate) fn current_session(&self) -> Option<SessionId> {
-        self.fields.get("cur").cloned().map(SessionId)
+        self.fields.get(family_hash::CUR).cloned().map(SessionId)
     }
 
     pub(crate) fn state(&self) -> Result<FamilyState, AllocError> {
@@ -155,19 +156,19 @@ fn unit_list(fields: &HashMap<String, String>, name: &str) -> Result<Vec<UnitId>
 /// The hub's [`FamilyState`] from a family hash.
 pub(crate) fn family_state(fields: &HashMap<String, String>) -> Result<FamilyState, AllocError> {
     let outcome = fields
-        .get("outcome")
+        .get(family_hash::OUTCOME)
         .filter(|s| !s.is_empty())
         .map(|s| serde_json::from_str(s).map_err(|e| corrupt(format!("bad outcome: {e}"))))
         .transpose()?;
     Ok(FamilyState {
-        preselect_declared_at: millis(fields, "pdecl")?,
-        formal_declared_at: millis(fields, "fdecl")?,
-        cart: unit_list(fields, "cart")?,
-        intentions: unit_list(fields, "intent")?,
+        preselect_declared_at: millis(fields, family_hash::PDECL)?,
+        formal_declared_at: millis(fields, family_hash::FDECL)?,
+        cart: unit_list(fields, family_hash::CART)?,
+        intentions: unit_list(fields, family_hash::INTENT)?,
         outcome,
-        applied_supplementary_at: millis(fields, "applied")?,
+        applied_supplementary_at: millis(fields, family_hash::APPLIED)?,
         supplementary_session: fields
-            .get("supp")
+            .get(family_hash::SUPP)
             .filter(|s| !s.is_empty())
             .cloned()
             .map(SessionId),

@@ -1,18 +1,29 @@
 //! The Lua scripts, one per operation, read from `allocator/lua/` at build time.
 //!
 //! `lib.lua` (and `act.lua` for family actions) is prepended to each script, so every
-//! operation is one self-contained EVALSHA. `redis::Script` reloads a script by itself
+//! operation is one self-contained EVALSHA. Before them comes a prelude of the rules the
+//! scripts need from hub (the list cap), so Lua never repeats a number hub decides. `redis::Script` reloads a script by itself
 //! when the server answers NOSCRIPT (after a restart or failover).
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
+/// The constants every script may use, generated from hub.
+pub fn prelude() -> String {
+    format!(
+        "-- Generated from hub (allocator/src/redis_engine/scripts.rs): do not edit.\n\
+         local LIST_CAP = {}\n",
+        xuanfang_hub::rules::LIST_CAP
+    )
+}
+
 macro_rules! script {
     ($name:ident, $($file:literal),+) => {
-        #[doc = concat!("The script made of ", $($file, " "),+)]
+        #[doc = concat!("The script made of the prelude and ", $($file, " "),+)]
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!($(include_str!(concat!("../../lua/", $file))),+))
+            let body = concat!($(include_str!(concat!("../../lua/", $file))),+);
+            Script::new(&format!("{}{body}", prelude()))
         });
     };
 }

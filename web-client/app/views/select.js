@@ -3,7 +3,7 @@
 
 import { t } from '/web/shared/i18n.js';
 import { esc, unitLabel } from '/web/shared/format.js';
-import { blocker, listFor, meta, takenBy } from './units.js';
+import { blocker, listCap, listFor, meta, takenBy } from './units.js';
 import { canSync, inSyncWithCart, syncPreselection } from './sync.js';
 
 const PAGE = 40;
@@ -59,7 +59,7 @@ export function update(ctx, el) {
   const n = f[list].length;
   if (list === 'cart') {
     top.innerHTML = `<div class="toolbar">
-        <button class="btn primary" id="open-list">${t('select.my_cart')}<span class="count-pill" id="list-count">${n}/5</span></button>
+        <button class="btn primary" id="open-list">${t('select.my_cart')}<span class="count-pill" id="list-count">${n}/${listCap(ctx)}</span></button>
       </div>`;
   } else {
     const synced = canSync(f) && inSyncWithCart(f);
@@ -67,7 +67,7 @@ export function update(ctx, el) {
       ${synced ? `<div class="banner" id="sync-banner">${t('select.synced_on_entry', { n: f.cart.length })}</div>` : ''}
       <div class="toolbar">
         ${canSync(f) && !synced ? `<button class="btn" id="sync" ${ctx.online ? '' : 'disabled'}>${t('select.sync')}</button>` : ''}
-        <button class="btn primary" id="open-list">${t('select.my_intentions')}<span class="count-pill" id="list-count">${n}/5</span></button>
+        <button class="btn primary" id="open-list">${t('select.my_intentions')}<span class="count-pill" id="list-count">${n}/${listCap(ctx)}</span></button>
       </div>`;
     top.querySelector('#sync')?.addEventListener('click', () => syncPreselection(ctx, f));
   }

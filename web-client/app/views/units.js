@@ -3,7 +3,10 @@
 import { t } from '/web/shared/i18n.js';
 import { area, esc, rent } from '/web/shared/format.js';
 
-const CAP = 5;
+/** The list cap, as the server's catalog states it (hub decides; 5 in the guide). */
+export function listCap(ctx) {
+  return ctx.catalog.list_cap;
+}
 
 /** The list a family edits in its current phase: 'cart', 'intentions' or null. */
 export function listFor(f) {
@@ -19,7 +22,7 @@ export function blocker(ctx, unit, list) {
   if (!f.eligible_layouts.includes(unit.layout)) return 'ineligible';
   const units = f[list] ?? [];
   if (units.includes(unit.id)) return 'in_list';
-  if (units.length >= CAP) return 'full';
+  if (units.length >= listCap(ctx)) return 'full';
   return null;
 }
 
