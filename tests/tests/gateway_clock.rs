@@ -1,0 +1,117 @@
+//! The gateway on an injected clock: windows open and deadlines are kept when the test
+//! moves time, not when the machine gets there — so nothing here sleeps on a margin.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::Allocator;
+use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_gateway::limits::{LimitConfig, Limits};
+use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg};
+use xuanfang_hub::selection::How;
+use xuanfang_hub::{Edit, ListKind, ManualClock, Millis, Phase, Stage, UnitId};
+
+/// Generous: the deadline keeper looks at the clock at least once a second.
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
+    let t0 = Millis(1_900_000_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let alloc: Arc<dyn Allocator> = Arc::new(EmbeddedEngine::in_memory(clock.clone()));
+    // small_batch is relative to the wall clock; pin it to the manual one.
+    let mut batch = small_batch(
+        "clocked",
+        Duration::from_secs(3600),
+        Duration::from_secs(180),
+    );
+    let shift = t0.0 - batch.preselect_start.0 - 60_000;
+    batch.preselect_start = batch.preselect_start.plus_ms(shift);
+    for s in &mut batch.sessions {
+        s.start = s.start.plus_ms(shift);
+    }
+    let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let app = App::with_clock(
+        alloc.clone(),
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        clock.clone(),
+    );
+    app.serve_batch(batch.id.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+
+    let mut f = connect(addr, Some(&family_token("F1")), Encoding::Json).await;
+    let r = f
+        .request(|req_id| ClientMsg::Declare {
+            req_id,
+            stage: Stage::Preselection,
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+    let r = f
+        .request(|req_id| ClientMsg::Edit {
+            req_id,
+            list: ListKind::Cart,
+            edit: Edit::Add,
+            unit: UnitId::from("U03"),
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+
+    // The test moves server time to the session start: the gateway tells the family.
+    clock.set(start);
+    let formal = f
+        .until(T, |m| match m {
+            ServerMsg::Family { family } if family.phase == Phase::Formal => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(
+        formal.is_some(),
+        "pushed the formal phase when the clock reached the start"
+    );
+    // Entering syncs the pre-selection; the family then stays idle.
+    let r = f
+        .request(|req_id| ClientMsg::Declare {
+            req_id,
+            stage: Stage::Formal,
+        })
+        .await;
+    assert!(is_ok(&r), "{r:?}");
+
+    // One millisecond before the deadline nothing is decided; at the deadline it is.
+    clock.set(deadline.plus_ms(-1));
+    assert!(alloc
+        .family(&batch.id, &"F1".into())
+        .await
+        .unwrap()
+        .outcome
+        .is_none());
+    clock.set(deadline);
+    let outcome = f
+        .until(T, |m| match m {
+            ServerMsg::Family { family } => family.outcome.clone(),
+            _ => None,
+        })
+        .await
+        .expect("the deadline was kept on the moved clock");
+    assert_eq!(outcome.unit(), Some(&UnitId::from("U03")));
+    assert!(matches!(
+        outcome,
+        xuanfang_hub::Outcome::Selected {
+            how: How::Automatic,
+            at,
+            ..
+        } if at == deadline
+    ));
+    app.shutdown.cancel();
+}
