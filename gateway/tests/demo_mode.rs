@@ -43,17 +43,19 @@ impl Drop for Running {
 
 async fn start(dir: &Path, extra: &[&str]) -> (Running, String) {
     let port = free_port();
-    let child = demo(dir, &format!("127.0.0.1:{port}"), extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let running = Running(
+        demo(dir, &format!("127.0.0.1:{port}"), extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
             if r.status().is_success() {
-                return (Running(child), base);
+                return (running, base);
             }
         }
         assert!(Instant::now() < end, "demo did not come up");
