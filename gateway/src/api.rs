@@ -3,23 +3,43 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 use xuanfang_allocator::BoardState;
-use xuanfang_hub::protocol::{Catalog, FamilyView};
+use xuanfang_hub::protocol::FamilyView;
 use xuanfang_hub::{BatchId, Outcome};
 
 use crate::app::App;
 use crate::caller::{FamilyCaller, FamilyTarget, Target};
 use crate::http_error::ApiError;
 
-/// `GET /api/catalog?batch=`: units and sessions of a batch.
-pub async fn catalog(
-    State(app): State<Arc<App>>,
-    Target(hub): Target,
-) -> Result<Json<Catalog>, ApiError> {
-    Ok(Json(app.alloc.catalog(&hub.batch).await?))
+/// `GET /api/catalog?batch=`: units and sessions of a batch, as cached bytes with an
+/// ETag (`If-None-Match` answers 304).
+pub async fn catalog(Target(hub): Target, headers: HeaderMap) -> Response {
+    let c = hub.catalog();
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|t| t.trim() == c.etag || t.trim() == "*")
+        });
+    let common = [
+        (header::ETAG, c.etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    (
+        common,
+        [(header::CONTENT_TYPE, "application/json".to_owned())],
+        c.json.clone(),
+    )
+        .into_response()
 }
 
 /// `GET /api/board?batch=`: the board exactly as a WebSocket snapshot would carry it

@@ -3,6 +3,8 @@
 //! (`Selection::decide_publish`, the Redis engine's `publish_supplementary.lua`) and the
 //! gateway only asks.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::domain::{Batch, FamilyId, Session, SessionId, SessionKind};
 use crate::error_code::ErrorCode;
 use crate::rules;
@@ -40,10 +42,14 @@ pub fn plan<'a>(
     families: Option<Vec<FamilyId>>,
 ) -> Result<Session, ErrorCode> {
     let mut ranked: Vec<(u32, FamilyId)> = match families {
-        Some(list) => list
-            .into_iter()
-            .map(|f| (batch.family(&f).map_or(u32::MAX, |x| x.rank), f))
-            .collect(),
+        Some(list) => {
+            // One map, not a search per family: a list may hold thousands.
+            let ranks: HashMap<&FamilyId, u32> =
+                batch.families.iter().map(|f| (&f.id, f.rank)).collect();
+            list.into_iter()
+                .map(|f| (ranks.get(&f).copied().unwrap_or(u32::MAX), f))
+                .collect()
+        }
         None => states
             .into_iter()
             .filter(|(_, st)| awaits_session(st))
@@ -67,11 +73,19 @@ pub fn plan<'a>(
 /// family's day close when that day's last formal session ends, and 补选 is announced
 /// after that (guide §2.5). `None` when no listed family has an application window.
 pub fn earliest_start(batch: &Batch, families: &[FamilyId]) -> Option<Millis> {
-    families
+    // Linear: the families' own sessions first (a set), then one window per session.
+    let listed: HashSet<&FamilyId> = families.iter().collect();
+    let own: HashSet<&SessionId> = batch
+        .families
         .iter()
-        .filter_map(|f| batch.family(f))
-        .filter_map(|f| batch.session(&f.session))
-        .filter_map(|own| rules::supplementary_window(batch, own))
+        .filter(|f| listed.contains(&f.id))
+        .map(|f| &f.session)
+        .collect();
+    batch
+        .sessions
+        .iter()
+        .filter(|s| own.contains(&s.id))
+        .filter_map(|s| rules::supplementary_window(batch, s))
         .map(|(_, until)| until)
         .max()
 }

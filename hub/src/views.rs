@@ -29,11 +29,28 @@ pub fn session_info(batch: &Batch, s: &Session, closed: bool) -> SessionInfo {
     }
 }
 
+/// Every session's info. Linear in sessions + families: ranks are looked up in one map,
+/// not by a search of the families per session (that was sessions × families: seconds
+/// for a large batch, on an anonymous endpoint).
 pub fn sessions(batch: &Batch, closed: &[SessionId]) -> Vec<SessionInfo> {
+    let ranks: std::collections::HashMap<&crate::domain::FamilyId, u32> =
+        batch.families.iter().map(|f| (&f.id, f.rank)).collect();
+    let closed: std::collections::HashSet<&SessionId> = closed.iter().collect();
+    let rank =
+        |f: Option<&crate::domain::FamilyId>| f.and_then(|f| ranks.get(f)).copied().unwrap_or(0);
     let mut v: Vec<_> = batch
         .sessions
         .iter()
-        .map(|s| session_info(batch, s, closed.contains(&s.id)))
+        .map(|s| SessionInfo {
+            id: s.id.clone(),
+            kind: s.kind,
+            start: s.start,
+            deadline: s.deadline(),
+            families: s.families.len() as u32,
+            first_rank: rank(s.families.first()),
+            last_rank: rank(s.families.last()),
+            closed: closed.contains(&s.id),
+        })
         .collect();
     v.sort_by_key(|s| (s.start, s.first_rank));
     v

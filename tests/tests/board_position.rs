@@ -42,3 +42,49 @@ async fn the_http_board_and_the_socket_snapshot_share_one_seq_after_private_even
         "the private events are in the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_is_served_with_an_etag_that_changes_when_a_session_does() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch(
+        "etag",
+        Duration::from_millis(300),
+        Duration::from_millis(700),
+    );
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let url = format!("http://{}/api/catalog", gw.addr);
+    let http = reqwest::Client::new();
+    let first = http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(body["units"].as_array().unwrap().len(), 10);
+    // The same catalog again: 304, no body.
+    let again = http
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+    // Once S1 closes the catalog changes, and so does its tag (waited for generously).
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .get(&url)
+            .header("If-None-Match", &etag)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["sessions"][0]["closed"], true, "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "S1 never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -89,6 +89,9 @@ impl BatchHub {
     /// Applies a run of public changes that ends at `seq` to the board and broadcasts
     /// them as one delta from the previous chain position.
     pub(super) fn publish_changes(&self, seq: u64, changes: Vec<BoardChange>) {
+        if changes.iter().any(|c| !matches!(c, BoardChange::Taken(_))) {
+            self.catalog_changed();
+        }
         let mut b = self.board.lock();
         let prev = b.seq;
         for c in &changes {

@@ -7,6 +7,7 @@
 //!   one delta (encoded once) for every connection here.
 //! - [`resume`]: a client's (epoch, seq) answered from retained deltas, the log, or a
 //!   snapshot — never a silent gap.
+//! - [`catalog`]: the units and sessions, encoded once per change, with an ETag.
 //! - [`family_channel`]: each family's latest view, pushed to its connections.
 //! - [`presence`]: who is connected (watchers, families online).
 //!
@@ -27,12 +28,14 @@ use xuanfang_hub::{Batch, BatchId, FamilyId};
 use crate::metrics::Metrics;
 
 mod board;
+mod catalog;
 mod family_channel;
 mod follower;
 mod presence;
 mod resume;
 
 pub use board::{DeltaFrames, SnapshotFrames, BROADCAST_CAPACITY};
+pub use catalog::CatalogBytes;
 pub use follower::change_of;
 pub use resume::Catchup;
 
@@ -52,6 +55,8 @@ pub struct BatchHub {
     tx: broadcast::Sender<Arc<DeltaFrames>>,
     families: Mutex<HashMap<FamilyId, watch::Sender<Option<Arc<FamilyView>>>>>,
     watchers: AtomicUsize,
+    /// The encoded catalog, until a session changes.
+    catalog: Mutex<Option<Arc<CatalogBytes>>>,
 }
 
 impl BatchHub {
@@ -82,6 +87,7 @@ impl BatchHub {
             tx,
             families: Mutex::new(HashMap::new()),
             watchers: AtomicUsize::new(0),
+            catalog: Mutex::new(None),
         }))
     }
 
