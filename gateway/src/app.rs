@@ -48,6 +48,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub ws: WsConfig,
     pub shutdown: CancellationToken,
+    /// Every upgraded WebSocket, from its handler on: shutdown waits for them to send
+    /// their 1001 close frames (hyper's graceful shutdown no longer sees upgraded sockets).
+    pub sockets: tokio_util::task::TaskTracker,
     /// Demo mode: exposes `/api/demo/logins`.
     pub demo: Option<crate::demo::DemoInfo>,
     /// Every loaded batch, each with its board hub (see [`App::hub`]).
@@ -107,6 +110,7 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             ws,
             shutdown: CancellationToken::new(),
+            sockets: tokio_util::task::TaskTracker::new(),
             demo,
             batches: RwLock::new(Served::default()),
             opening: tokio::sync::Mutex::new(()),

@@ -102,7 +102,11 @@ pub async fn upgrade(
     }
     let enc = enc.unwrap_or(Encoding::Json);
     let resume = q.epoch.zip(q.seq);
+    // Counted from here, before the 101 goes out, so a shutdown that comes between the
+    // upgrade and the connection's start still waits for its close frame.
+    let tracked = app.sockets.token();
     ws.on_upgrade(move |socket| async move {
+        let _tracked = tracked;
         Connection::new(app, hub, socket, enc, family, slot)
             .run(resume)
             .await

@@ -138,10 +138,28 @@ async fn http_rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) 
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     tokio::spawn(app.clone().upkeep());
     let shutdown = app.shutdown.clone();
+    let sockets = app.sockets.clone();
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    .await?;
+    // Upgraded sockets live outside hyper: wait (boundedly) until each has sent its 1001
+    // and finished its closing handshake, so no client sees 1006 when the process exits.
+    sockets.close();
+    if tokio::time::timeout(SOCKETS_DRAIN, sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = sockets.len(),
+            "sockets still open after the drain period"
+        );
+    }
+    Ok(())
 }
+
+/// How long shutdown waits for open sockets to close (each sends 1001 at once and waits
+/// at most a second for the client's reply).
+const SOCKETS_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
