@@ -146,8 +146,10 @@ test('a request waits through an outage and is sent again with its req_id; an un
   await advance(60000);
   assert.equal(settled, null, 'still waiting after a minute offline');
   assert.equal(client.pendingRequests().length, 1);
-  // Back: the same request goes again, once, and its answer settles it.
-  await untilNewSocket(16000);
+  // Back: the same request goes again, once, and its answer settles it. The attempt under
+  // way may be one left unanswered during the minute: up to its 10 s handshake timeout,
+  // then up to the 15 s backoff cap (jittered), before the next one opens.
+  await untilNewSocket(26000);
   const back = last();
   back.accept();
   const again = back.sent.filter((m) => m.type === 'confirm');
