@@ -1,7 +1,8 @@
 //! The Lua scripts, one per operation, read from `allocator/lua/` at build time.
 //!
 //! `lib.lua` (and `act.lua` for family actions) is prepended to each script, so every
-//! operation is one self-contained EVALSHA. `redis::Script` reloads a script by itself
+//! operation is one self-contained EVALSHA. Before them comes one line of constants from
+//! Rust: `local REPLIES_KEPT = <REPLIES_PER_FAMILY>`. `redis::Script` reloads a script by itself
 //! when the server answers NOSCRIPT (after a restart or failover).
 
 use std::sync::LazyLock;
@@ -12,7 +13,11 @@ macro_rules! script {
     ($name:ident, $($file:literal),+) => {
         #[doc = concat!("The script made of ", $($file, " "),+)]
         pub static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!($(include_str!(concat!("../../lua/", $file))),+))
+            Script::new(&format!(
+                "local REPLIES_KEPT = {}\n{}",
+                crate::REPLIES_PER_FAMILY,
+                concat!($(include_str!(concat!("../../lua/", $file))),+)
+            ))
         });
     };
 }
