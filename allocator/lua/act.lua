@@ -1,19 +1,24 @@
 -- act.lua: the common part of every family action (prepended after lib.lua).
 --
--- KEYS: 1 meta, 2 seq, 3 events, 4 taken, 5 units, 6 closed, 7 replies, 8 fam:<family>
+-- KEYS: 1 meta, 2 seq, 3 events, 4 taken, 5 units, 6 closed, 7 rep:<family>,
+--       8 fam:<family>
 -- ARGV: 1 now (-1 = TIME), 2 family id, 3 req_id, 4.. the action's own arguments
 -- Checks, in the order of hub `Selection::decide`: unknown batch, a reply already given
 -- to this req_id (replayed as is; an ok replays as ok + the view of now), unknown
 -- family, then the phase; `outcome_refusal` answers a family that already has a result.
 -- Replies: {'ok', now, closed(0|1), gen, family hash as [field, value, ...]}
 --          {'err', code, unit or ''}
--- Every answer but unknown_batch is stored in `replies` under "<family>\n<req_id>".
+-- Every answer but unknown_batch and unknown_family is remembered in `rep:<family>`,
+-- the family's most recent REPLIES_KEPT (put first by the engine) in a ring:
+-- 'r' .. req_id -> the answer ('ok' | 'err\n<code>\n<unit>'), '#' -> answers stored so
+-- far (n), '#' .. (n % REPLIES_KEPT) -> the req_id in that slot; reusing a slot drops
+-- the answer of the req_id it held, which is then decided afresh if sent again.
 
 local K_META, K_SEQ, K_EVENTS, K_TAKEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_UNITS, K_CLOSED, K_REPLIES, K_FAM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local NOW, NOW_S = server_now(ARGV[1])
 local FAMILY, REQ = ARGV[2], ARGV[3]
-local REPLY_FIELD = FAMILY .. '\n' .. REQ
+local REPLY_FIELD = 'r' .. REQ
 
 if redis.call('EXISTS', K_META) == 0 then
   return { 'err', 'unknown_batch', '' }
@@ -28,15 +33,26 @@ local function view_reply()
   return { 'ok', NOW_S, closed, redis.call('HGET', K_META, 'gen'), redis.call('HGETALL', K_FAM) }
 end
 
+-- Stores this request's answer in the family's ring of recent answers.
+local function remember(answer)
+  local n = redis.call('HINCRBY', K_REPLIES, '#', 1)
+  local slot = '#' .. (n % REPLIES_KEPT)
+  local old = redis.call('HGET', K_REPLIES, slot)
+  if old then
+    redis.call('HDEL', K_REPLIES, 'r' .. old)
+  end
+  redis.call('HSET', K_REPLIES, slot, REQ, REPLY_FIELD, answer)
+end
+
 local function refuse(code, unit)
   unit = unit or ''
-  redis.call('HSET', K_REPLIES, REPLY_FIELD, 'err\n' .. code .. '\n' .. unit)
+  remember('err\n' .. code .. '\n' .. unit)
   return { 'err', code, unit }
 end
 
 -- Ends an accepted action: remembers the ok, answers with the new view.
 local function done()
-  redis.call('HSET', K_REPLIES, REPLY_FIELD, 'ok')
+  remember('ok')
   return view_reply()
 end
 
@@ -57,7 +73,9 @@ do
   end
 end
 if not F.rank then
-  return refuse('unknown_family')
+  -- Not remembered: an unknown family has no requests to repeat, and remembering them
+  -- would let anyone create keys.
+  return { 'err', 'unknown_family', '' }
 end
 
 -- hub rules::phase_at over the family's current session (start, deadline, kind).

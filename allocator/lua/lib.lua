@@ -2,7 +2,8 @@
 -- (hub's rules); the family hash's fields are declared in redis_engine/family_hash.rs.
 -- The engine prepends this file (and, for
 -- family actions, act.lua) to each script at build time, so each script stays one
--- atomic EVALSHA with no cross-script calls.
+-- atomic EVALSHA with no cross-script calls. Before it comes one line from Rust:
+-- `local REPLIES_KEPT = <allocator::REPLIES_PER_FAMILY>` (see act.lua).
 --
 -- Conventions: times are integer milliseconds on the server's clock; events are hub
 -- `EventKind` values as JSON, appended to the batch stream with ID `<seq>-0` and the

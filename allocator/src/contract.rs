@@ -47,6 +47,12 @@ pub struct CloseStep {
 /// well under a few milliseconds.
 pub const CLOSE_CHUNK: usize = 200;
 
+/// Answers remembered per family for retries with the same `req_id`: the most recent
+/// this many (accepted or refused); an older `req_id` sent again is decided afresh. Far
+/// more than any client has in flight (family requests are limited to 10 a second), and
+/// it bounds what a batch keeps: at most this many answers per family, forever.
+pub const REPLIES_PER_FAMILY: usize = 50;
+
 /// Failures of the engine itself (not refusals of the rules).
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {

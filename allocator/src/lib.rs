@@ -11,6 +11,7 @@ pub mod contract;
 
 pub use contract::{
     AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord, CLOSE_CHUNK,
+    REPLIES_PER_FAMILY,
 };
 pub mod embedded;
 pub mod redis_engine;

@@ -29,9 +29,9 @@ mod differential {
     use xuanfang_allocator::testing::redis_engine_concrete;
     use xuanfang_allocator::{AllocError, Allocator, CloseStep};
     use xuanfang_hub::{
-        Action, Batch, BatchId, Clock, Edit, Event, EventKind, Family, FamilyId, Layout, ListKind,
-        ManualClock, Millis, Phase, Rejection, Selection, Session, SessionId, SessionKind, Stage,
-        Unit, UnitId,
+        Action, Batch, BatchId, Clock, Edit, ErrorCode, Event, EventKind, Family, FamilyId, Layout,
+        ListKind, ManualClock, Millis, Phase, Rejection, Selection, Session, SessionId,
+        SessionKind, Stage, Unit, UnitId,
     };
 
     const T0: i64 = 1_900_000_000_000;
@@ -102,7 +102,34 @@ mod differential {
     struct Reference {
         sel: Selection,
         log: Vec<Event>,
-        answers: HashMap<(String, String), Result<(), Rejection>>,
+        answers: Memory,
+    }
+
+    /// Each family's most recent `REPLIES_PER_FAMILY` answers, oldest first; an unknown
+    /// family's answers are not kept.
+    #[derive(Default)]
+    struct Memory(HashMap<String, Vec<(String, Remembered)>>);
+
+    type Remembered = Result<(), Rejection>;
+
+    impl Memory {
+        fn get(&self, family: &str, req_id: &str) -> Option<Remembered> {
+            let kept = self.0.get(family)?;
+            kept.iter()
+                .find(|(r, _)| r == req_id)
+                .map(|(_, a)| a.clone())
+        }
+
+        fn insert(&mut self, family: &str, req_id: String, answer: Remembered) {
+            if matches!(&answer, Err(r) if r.code == ErrorCode::UnknownFamily) {
+                return;
+            }
+            let kept = self.0.entry(family.to_owned()).or_default();
+            kept.push((req_id, answer));
+            if kept.len() > xuanfang_allocator::REPLIES_PER_FAMILY {
+                let _oldest = kept.remove(0);
+            }
+        }
     }
 
     impl Reference {
@@ -219,7 +246,7 @@ mod differential {
         let mut reference = Reference {
             sel: Selection::new(b.clone()).expect("valid batch"),
             log: Vec::new(),
-            answers: HashMap::new(),
+            answers: Memory::default(),
         };
         let loaded = EventKind::BatchLoaded { batch: b.clone() };
         reference.commit(vec![loaded], clock.now());
@@ -313,13 +340,14 @@ mod differential {
                 };
                 let fid = FamilyId::new(family);
                 let action = action(&mut rng, reference.sel.phase(&fid, now));
-                let key = (family.to_owned(), req_id.clone());
-                let want = match reference.answers.get(&key) {
-                    Some(answer) => answer.clone(),
+                let want = match reference.answers.get(family, &req_id) {
+                    Some(answer) => answer,
                     None => {
                         let answer = reference.sel.decide(&fid, &action, now);
                         let answer = answer.map(|events| reference.commit(events, now));
-                        reference.answers.insert(key, answer.clone());
+                        reference
+                            .answers
+                            .insert(family, req_id.clone(), answer.clone());
                         answer
                     }
                 };

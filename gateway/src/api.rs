@@ -152,5 +152,6 @@ pub async fn metrics(State(app): State<Arc<App>>) -> String {
     let watchers = hubs.iter().map(|h| h.watchers()).sum();
     let online = hubs.iter().map(|h| h.families_online()).sum();
     let seq = app.live().map(|h| h.seq()).unwrap_or_default();
-    app.metrics.render(watchers, online, seq)
+    app.metrics
+        .render(watchers, online, seq, app.limits.tcp_open())
 }

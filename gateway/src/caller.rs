@@ -6,9 +6,10 @@
 //! requests mean the live batch (the newest loaded) and a family's request means the
 //! newest batch that family belongs to.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{ConnectInfo, FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -42,6 +43,29 @@ pub fn identity(app: &App, parts: &Parts) -> Result<Identity, ApiError> {
     app.auth
         .verify(token)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code()))
+}
+
+/// The client's address for per-address limits: the TCP peer, or behind a trusted
+/// proxy the address it forwarded for ([`crate::client_ip`]).
+pub struct ClientIp {
+    pub ip: IpAddr,
+    /// The TCP peer.
+    pub peer: IpAddr,
+}
+
+impl FromRequestParts<Arc<App>> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let ConnectInfo(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied()
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal))?;
+        Ok(ClientIp {
+            ip: app.limits.proxies.client(peer.ip(), &parts.headers),
+            peer: peer.ip(),
+        })
+    }
 }
 
 /// An operator token's holder.

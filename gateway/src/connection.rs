@@ -5,12 +5,11 @@
 //! connection that falls behind gets the latest snapshot instead of the backlog, and a
 //! send that blocks past the timeout disconnects it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use serde::Deserialize;
@@ -47,14 +46,28 @@ pub struct WsQuery {
     seq: Option<u64>,
 }
 
-/// `GET /ws`: authenticates before upgrading, so a bad token gets a clear HTTP error.
+/// `GET /ws`: checks the origin and authenticates before upgrading, so a refusal is a
+/// clear HTTP error.
 pub async fn upgrade(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: caller::ClientIp,
     Query(q): Query<WsQuery>,
     headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Defence in depth (tokens are not cookies, so another site's page cannot act with a
+    // family's session): with `allowed_origins` set, browsers of other origins are refused.
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("?"));
+    if !app.limits.origin_allowed(origin) {
+        app.metrics
+            .connections_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden)
+            .detail("origin not allowed")
+            .into_response();
+    }
     let token = q.token.as_deref().or_else(|| auth::bearer(&headers));
     let family = match token.map(|t| app.auth.verify(t)) {
         None | Some(Ok(Identity::Operator(_))) => None,
@@ -75,9 +88,10 @@ pub async fn upgrade(
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
-    let slot = match app.limits.connect(peer.ip()) {
+    let slot = match app.limits.connect(client.ip) {
         Ok(s) => s,
         Err(r) => {
+            app.limits.hint_untrusted_proxy(client.peer, &headers);
             app.metrics
                 .connections_refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

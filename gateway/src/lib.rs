@@ -1,10 +1,12 @@
 //! xuanfang-gateway: what phones and hall screens connect to.
 //!
-//! - [`server`]: the router and serve loop; [`app`]: shared state of one process.
+//! - [`server`]: the router; [`listen`]: the accept loop (timeouts, connection cap,
+//!   graceful shutdown); [`app`]: shared state of one process.
 //! - [`connection`]: one WebSocket's life (welcome, deltas, family channel, actions).
 //! - [`fanout`]: follows the batch's event stream and broadcasts deltas; resume.
 //! - [`deadline`]: auto-confirm at each session deadline, exactly once across gateways.
-//! - [`auth`]: JWT of the identity platform; [`limits`]: governor rate limits.
+//! - [`auth`]: JWT of the identity platform; [`limits`]: governor rate limits;
+//!   [`client_ip`]: the client's address, also behind trusted proxies.
 //! - [`api`], [`ops`], [`import_api`]: HTTP API for families and operators.
 //! - [`web`]: the embedded web client; [`demo`]: demo batch, login links, bots.
 //! - [`metrics`]: Prometheus counters; [`frames`]: encode once, send to many.
@@ -13,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod caller;
+pub mod client_ip;
 pub mod config;
 pub mod connection;
 pub mod deadline;
@@ -22,6 +25,7 @@ pub mod frames;
 pub mod http_error;
 pub mod import_api;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod server;

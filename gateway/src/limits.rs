@@ -1,15 +1,23 @@
-//! Rate and size limits (governor): messages per family, connections and requests per IP.
-//! Over a limit gets a clear error or close code, never a crash.
+//! Rate and size limits (governor): messages per family, connections and requests per
+//! client address, and the process's cap on TCP connections. Over a limit gets a clear
+//! error or close code, never a crash.
+//!
+//! The client address is the TCP peer, or behind a trusted proxy the address it
+//! forwarded for ([`crate::client_ip`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use xuanfang_hub::FamilyId;
+
+use crate::client_ip::TrustedProxies;
 
 /// Limits with their defaults; all configurable from flags, env or the TOML file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -22,10 +30,28 @@ pub struct LimitConfig {
     /// New WebSocket connections per second from one IP (burst = 10×). A selection hall
     /// or a mobile carrier may put many phones behind one address, so this is generous.
     pub connects_per_sec_per_ip: u32,
-    /// Open connections from one IP at once.
+    /// Open WebSocket connections from one client address at once. Halls and mobile
+    /// carriers put hundreds of phones behind one address, so this is well above what one
+    /// household needs, and far below what one process holds (`max_connections`).
     pub max_conns_per_ip: u32,
-    /// HTTP API requests per second per IP (burst = 4×).
+    /// HTTP API requests (and `/metrics`) per second per client address (burst = 4×).
     pub http_per_sec_per_ip: u32,
+    /// Pages and `/web/*` assets per second per client address (burst = 4×). A page load
+    /// is about 20 files, so this is higher than the API's.
+    pub static_per_sec_per_ip: u32,
+    /// TCP connections this process holds at once, of every kind (HTTP, WebSocket,
+    /// half-open). Keep it below the open-file limit (`ulimit -n`): beyond it new
+    /// connections get 503 `unavailable` and are closed.
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's whole header, counted from the moment the
+    /// server waits for it: a new connection, or a keep-alive one after its last response.
+    /// Bounds half-open, dripping and idle connections alike.
+    pub header_read_timeout_secs: u64,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` / `Forwarded` header
+    /// names the client. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Browser origins (`https://host[:port]`) allowed to open `/ws`. Empty: any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for LimitConfig {
@@ -34,8 +60,13 @@ impl Default for LimitConfig {
             family_msgs_per_sec: 10,
             conn_msgs_per_sec: 20,
             connects_per_sec_per_ip: 200,
-            max_conns_per_ip: 25_000,
+            max_conns_per_ip: 2_000,
             http_per_sec_per_ip: 50,
+            static_per_sec_per_ip: 200,
+            max_connections: 18_000,
+            header_read_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -46,12 +77,25 @@ fn quota(per_sec: u32, burst_factor: u32) -> Quota {
     Quota::per_second(rate).allow_burst(burst)
 }
 
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("[limits] {0}")]
+pub struct LimitError(String);
+
 pub struct Limits {
     pub config: LimitConfig,
+    pub proxies: TrustedProxies,
+    /// `allowed_origins`, lower case, without a trailing `/`.
+    origins: Vec<String>,
     family: DefaultKeyedRateLimiter<FamilyId>,
     connects: DefaultKeyedRateLimiter<IpAddr>,
     http: DefaultKeyedRateLimiter<IpAddr>,
+    statics: DefaultKeyedRateLimiter<IpAddr>,
     open: Mutex<HashMap<IpAddr, u32>>,
+    /// One permit per open TCP connection (`max_connections`).
+    tcp: Arc<Semaphore>,
+    /// When [`Limits::hint_untrusted_proxy`] last logged.
+    hinted: Mutex<Option<Instant>>,
 }
 
 /// Why a connection is refused.
@@ -80,14 +124,71 @@ impl Drop for ConnSlot {
 }
 
 impl Limits {
+    /// The limits of `config`; panics on a setting [`Limits::try_new`] refuses (tests).
     pub fn new(config: LimitConfig) -> Arc<Self> {
-        Arc::new(Self {
+        Self::try_new(config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_new(config: LimitConfig) -> Result<Arc<Self>, LimitError> {
+        let proxies = TrustedProxies::parse(&config.trusted_proxies).map_err(LimitError)?;
+        let origins = config
+            .allowed_origins
+            .iter()
+            .map(|o| normalize_origin(o))
+            .collect::<Result<_, _>>()?;
+        if config.max_connections == 0 {
+            return Err(LimitError("max_connections must be at least 1".into()));
+        }
+        if config.header_read_timeout_secs == 0 {
+            return Err(LimitError(
+                "header_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(Arc::new(Self {
+            proxies,
+            origins,
             family: RateLimiter::keyed(quota(config.family_msgs_per_sec, 4)),
             connects: RateLimiter::keyed(quota(config.connects_per_sec_per_ip, 10)),
             http: RateLimiter::keyed(quota(config.http_per_sec_per_ip, 4)),
+            statics: RateLimiter::keyed(quota(config.static_per_sec_per_ip, 4)),
             open: Mutex::new(HashMap::new()),
+            tcp: Arc::new(Semaphore::new(config.max_connections as usize)),
+            hinted: Mutex::new(None),
             config,
-        })
+        }))
+    }
+
+    /// A place for one more TCP connection, held until the connection (or the
+    /// WebSocket it became) is dropped; `None` at `max_connections`.
+    pub fn tcp_connection(&self) -> Option<OwnedSemaphorePermit> {
+        self.tcp.clone().try_acquire_owned().ok()
+    }
+
+    /// TCP connections open now.
+    pub fn tcp_open(&self) -> usize {
+        (self.config.max_connections as usize).saturating_sub(self.tcp.available_permits())
+    }
+
+    /// Waits until every TCP connection is closed.
+    pub async fn all_closed(&self) {
+        let _all = self.tcp.acquire_many(self.config.max_connections).await;
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.header_read_timeout_secs)
+    }
+
+    /// Whether a browser page of `origin` may open a WebSocket: any, when no list is
+    /// configured; a request without `Origin` (not a browser) always may.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(_) if self.origins.is_empty() => true,
+            Some(o) => {
+                let o = o.trim().trim_end_matches('/').to_ascii_lowercase();
+                self.origins.contains(&o)
+            }
+        }
     }
 
     /// A per-connection limiter for all frames.
@@ -101,6 +202,34 @@ impl Limits {
 
     pub fn http_request(&self, ip: IpAddr) -> bool {
         self.http.check_key(&ip).is_ok()
+    }
+
+    /// Called when `peer` is refused at a per-address limit: if it sent forwarding
+    /// headers without being a trusted proxy, it is likely a load balancer missing from
+    /// `trusted_proxies`, which makes every client behind it share its limits. Says so in
+    /// the log, at most once a minute.
+    pub fn hint_untrusted_proxy(&self, peer: IpAddr, headers: &axum::http::HeaderMap) {
+        let forwarded =
+            headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
+        if !forwarded || self.proxies.contains(peer) {
+            return;
+        }
+        let mut last = self.hinted.lock();
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            %peer,
+            "per-address limit reached by a peer that sends X-Forwarded-For/Forwarded but is \
+             not a trusted proxy: if it is your load balancer, list it in trusted_proxies \
+             (--trusted-proxy), or every client behind it shares one address's limits"
+        );
+    }
+
+    /// A page or an asset of the web client.
+    pub fn static_request(&self, ip: IpAddr) -> bool {
+        self.statics.check_key(&ip).is_ok()
     }
 
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<ConnSlot, ConnRefusal> {
@@ -124,6 +253,21 @@ impl Limits {
         self.family.retain_recent();
         self.connects.retain_recent();
         self.http.retain_recent();
+        self.statics.retain_recent();
+    }
+}
+
+/// `https://host[:port]` as browsers send it in `Origin`: lower case, no path.
+fn normalize_origin(o: &str) -> Result<String, LimitError> {
+    let o = o.trim().trim_end_matches('/').to_ascii_lowercase();
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('/') => Ok(o),
+        _ => Err(LimitError(format!(
+            "allowed origin {o:?} is not scheme://host[:port]"
+        ))),
     }
 }
 
@@ -143,6 +287,37 @@ mod tests {
         assert_eq!(limits.connect(ip).err(), Some(ConnRefusal::TooMany));
         drop(a);
         assert!(limits.connect(ip).is_ok());
+    }
+
+    #[test]
+    fn origins_are_compared_as_browsers_send_them() {
+        let limits = Limits::new(LimitConfig {
+            allowed_origins: vec!["https://Xuanfang.example/".into()],
+            ..LimitConfig::default()
+        });
+        assert!(limits.origin_allowed(Some("https://xuanfang.example")));
+        assert!(!limits.origin_allowed(Some("https://xuanfang.example.evil")));
+        assert!(!limits.origin_allowed(Some("null")));
+        assert!(limits.origin_allowed(None), "not a browser");
+        assert!(Limits::new(LimitConfig::default()).origin_allowed(Some("https://any")));
+        let bad = LimitConfig {
+            allowed_origins: vec!["xuanfang.example".into()],
+            ..LimitConfig::default()
+        };
+        assert!(Limits::try_new(bad).is_err());
+    }
+
+    #[test]
+    fn tcp_places_come_back_when_dropped() {
+        let limits = Limits::new(LimitConfig {
+            max_connections: 1,
+            ..LimitConfig::default()
+        });
+        let a = limits.tcp_connection().expect("a place");
+        assert!(limits.tcp_connection().is_none());
+        assert_eq!(limits.tcp_open(), 1);
+        drop(a);
+        assert!(limits.tcp_connection().is_some());
     }
 
     #[test]

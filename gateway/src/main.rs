@@ -55,6 +55,15 @@ struct Common {
     /// Optional TOML file with [limits] and [ws] settings.
     #[arg(long, env = "XUANFANG_CONFIG")]
     config: Option<PathBuf>,
+    /// A proxy (address or CIDR block) whose X-Forwarded-For / Forwarded header names the
+    /// client for per-address limits; repeat it, or separate with commas. Added to
+    /// `trusted_proxies` of the config file.
+    #[arg(long, env = "XUANFANG_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
+    /// A browser origin (https://host[:port]) allowed to open /ws; repeat it, or separate
+    /// with commas. Added to `allowed_origins` of the config file (empty: any origin).
+    #[arg(long, env = "XUANFANG_ALLOWED_ORIGIN", value_delimiter = ',')]
+    allowed_origin: Vec<String>,
 }
 
 #[derive(Args)]
@@ -139,6 +148,8 @@ enum MainError {
     Auth(#[from] xuanfang_gateway::auth::AuthError),
     #[error(transparent)]
     Config(#[from] xuanfang_gateway::config::ConfigError),
+    #[error(transparent)]
+    Limits(#[from] xuanfang_gateway::limits::LimitError),
 }
 
 fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
@@ -164,20 +175,55 @@ fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
     }
 }
 
+/// The settings of the config file and the flags, checked.
+struct Settings {
+    limits: Arc<Limits>,
+    ws: xuanfang_gateway::app::WsConfig,
+}
+
+fn settings_of(c: &Common) -> Result<Settings, MainError> {
+    let mut file = FileConfig::load(c.config.as_deref())?;
+    (file.limits.trusted_proxies).extend(c.trusted_proxy.iter().cloned());
+    (file.limits.allowed_origins).extend(c.allowed_origin.iter().cloned());
+    if let Some(files) = open_file_limit() {
+        let wanted = u64::from(file.limits.max_connections) + FILES_BESIDES_SOCKETS;
+        if files < wanted {
+            tracing::warn!(
+                "max_connections = {} needs an open-file limit of about {wanted}, but it is \
+                 {files} (ulimit -n): past it, accepting fails instead of answering 503. \
+                 Raise the limit or lower max_connections",
+                file.limits.max_connections
+            );
+        }
+    }
+    Ok(Settings {
+        limits: Limits::try_new(file.limits)?,
+        ws: file.ws.to_ws(),
+    })
+}
+
+/// Files a gateway holds besides client sockets: the listener, Redis connections,
+/// journals, the runtime's own.
+const FILES_BESIDES_SOCKETS: u64 = 200;
+
+/// The soft limit on open files (Linux: `/proc/self/limits`).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn app_of(
     alloc: Arc<dyn Allocator>,
     auth: Auth,
-    c: &Common,
+    settings: Settings,
     demo: Option<demo::DemoInfo>,
-) -> Result<Arc<App>, MainError> {
-    let file = FileConfig::load(c.config.as_deref())?;
-    Ok(App::new(
-        alloc,
-        auth,
-        Limits::new(file.limits),
-        file.ws.to_ws(),
-        demo,
-    ))
+) -> Arc<App> {
+    App::new(alloc, auth, settings.limits, settings.ws, demo)
 }
 
 async fn run_until_signal(app: Arc<App>, listen: SocketAddr) -> Result<(), MainError> {
@@ -217,8 +263,9 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         )));
     }
     eprintln!("xuanfang: {DEMO_WARNING}");
-    // Refuse a weak secret before anything is written.
+    // Refuse a weak secret or bad settings before anything is written.
     let auth = auth_of(&a.common, true)?;
+    let settings = settings_of(&a.common)?;
     std::fs::create_dir_all(&a.data_dir)?;
     let engine: Arc<dyn Allocator> =
         Arc::new(EmbeddedEngine::open(&a.data_dir, Arc::new(SystemClock))?);
@@ -278,7 +325,7 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
             "  大厅播报 hall screen:   {base}/hall\n  (a secret was given: no login links; mint tokens with `xuanfang token`)"
         ),
     }
-    let app = app_of(engine.clone(), auth, &a.common, Some(info))?;
+    let app = app_of(engine.clone(), auth, settings, Some(info));
     app.refresh_batches().await?;
     app.serve_batch(batch.id.clone()).await?;
     if a.bots > 0 {
@@ -289,12 +336,13 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
 
 async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     let auth = auth_of(&a.common, false)?;
+    let settings = settings_of(&a.common)?;
     let engine: Arc<dyn Allocator> = match (&a.redis, &a.data_dir) {
         (Some(url), _) => Arc::new(xuanfang_allocator::redis_engine::RedisEngine::open(url).await?),
         (None, Some(dir)) => Arc::new(EmbeddedEngine::open(dir, Arc::new(SystemClock))?),
         (None, None) => return Err(MainError::Msg("serve needs --redis or --data-dir".into())),
     };
-    let app = app_of(engine.clone(), auth, &a.common, None)?;
+    let app = app_of(engine.clone(), auth, settings, None);
     app.refresh_batches().await?;
     match a.batch {
         Some(b) => app.serve_batch(BatchId(b)).await?,

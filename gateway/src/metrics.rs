@@ -12,6 +12,8 @@ pub struct Metrics {
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// TCP connections over `max_connections`, answered 503 or closed.
+    pub tcp_refused: AtomicU64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -52,7 +54,13 @@ impl Metrics {
         self.delta_deliveries.fetch_add(receivers as u64, Relaxed);
     }
 
-    pub fn render(&self, watchers: usize, families_online: usize, seq: u64) -> String {
+    pub fn render(
+        &self,
+        watchers: usize,
+        families_online: usize,
+        seq: u64,
+        tcp_open: usize,
+    ) -> String {
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP xuanfang_{name} {help}\n# TYPE xuanfang_{name} counter\nxuanfang_{name} {v}");
@@ -71,6 +79,11 @@ impl Metrics {
             "connections_refused_total",
             "Connections refused (auth, limits)",
             self.connections_refused.load(Relaxed),
+        );
+        counter(
+            "tcp_refused_total",
+            "TCP connections over max_connections, answered 503 and closed",
+            self.tcp_refused.load(Relaxed),
         );
         counter(
             "messages_in_total",
@@ -151,6 +164,7 @@ impl Metrics {
         );
         let _ = writeln!(s, "# HELP xuanfang_watchers Open WebSocket connections\n# TYPE xuanfang_watchers gauge\nxuanfang_watchers {watchers}");
         let _ = writeln!(s, "# HELP xuanfang_families_online Families with a connection here\n# TYPE xuanfang_families_online gauge\nxuanfang_families_online {families_online}");
+        let _ = writeln!(s, "# HELP xuanfang_tcp_connections Open TCP connections (HTTP and WebSocket)\n# TYPE xuanfang_tcp_connections gauge\nxuanfang_tcp_connections {tcp_open}");
         let _ = writeln!(s, "# HELP xuanfang_board_seq Last event seq broadcast\n# TYPE xuanfang_board_seq gauge\nxuanfang_board_seq {seq}");
         s
     }

@@ -1,10 +1,11 @@
-//! The HTTP router and the serve loop with graceful shutdown.
+//! The HTTP router (every route, with who may call it and which limits apply) and the
+//! serve loop with graceful shutdown ([`crate::listen`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -32,82 +33,129 @@ pub enum Access {
     Demo,
 }
 
+/// The limits and headers layered on a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The HTTP API and `/metrics`: `http_per_sec_per_ip`.
+    Api,
+    /// The web client's pages and assets: `static_per_sec_per_ip`, and the security
+    /// headers (CSP and friends).
+    Web,
+    /// `/ws`: its own limits at the upgrade (connects per second and open sockets per
+    /// address, the origin policy), then per-connection and per-family frame limits.
+    Ws,
+    /// The load balancer's health probes: never limited.
+    Probe,
+}
+
 /// One route: method, path, who may call it, and its handler.
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
-    /// The limits layered on it: the HTTP API is rate limited per IP.
-    pub api: bool,
+    /// The limits layered on it, all per client address ([`crate::client_ip`]).
+    pub group: Group,
     handler: fn() -> MethodRouter<Arc<App>>,
 }
 
 /// Every route of the gateway: the router is built from this list.
 pub fn routes() -> Vec<Route> {
     use Access::*;
-    let r = |method, path, access, api, handler| Route {
+    use Group::*;
+    let r = |method, path, access, group, handler| Route {
         method,
         path,
         access,
-        api,
+        group,
         handler,
     };
     vec![
-        r("GET", "/api/catalog", Public, true, || get(api::catalog)),
-        r("GET", "/api/board", Public, true, || get(api::board)),
-        r("GET", "/api/time", Public, true, || get(api::time)),
-        r("GET", "/api/batches", Public, true, || get(api::batches)),
-        r("GET", "/api/me", Family, true, || get(api::me)),
-        r("GET", "/api/me/batches", Family, true, || {
+        r("GET", "/api/catalog", Public, Api, || get(api::catalog)),
+        r("GET", "/api/board", Public, Api, || get(api::board)),
+        r("GET", "/api/time", Public, Api, || get(api::time)),
+        r("GET", "/api/batches", Public, Api, || get(api::batches)),
+        r("GET", "/api/me", Family, Api, || get(api::me)),
+        r("GET", "/api/me/batches", Family, Api, || {
             get(api::my_batches)
         }),
-        r("GET", "/api/demo/logins", Demo, true, || get(demo_logins)),
-        r("GET", "/api/ops/progress", Operator, true, || {
+        r("GET", "/api/demo/logins", Demo, Api, || get(demo_logins)),
+        r("GET", "/api/ops/progress", Operator, Api, || {
             get(ops::progress)
         }),
-        r("GET", "/api/ops/applications", Operator, true, || {
+        r("GET", "/api/ops/applications", Operator, Api, || {
             get(ops::applications)
         }),
-        r("POST", "/api/ops/supplementary", Operator, true, || {
+        r("POST", "/api/ops/supplementary", Operator, Api, || {
             post(ops::publish_supplementary)
         }),
-        r("GET", "/api/ops/results.csv", Operator, true, || {
+        r("GET", "/api/ops/results.csv", Operator, Api, || {
             get(ops::results_csv)
         }),
-        r("GET", "/api/ops/results.xlsx", Operator, true, || {
+        r("GET", "/api/ops/results.xlsx", Operator, Api, || {
             get(ops::results_xlsx)
         }),
-        r("GET", "/api/ops/events", Operator, true, || {
-            get(ops::events)
-        }),
-        r("GET", "/api/ops/batch", Operator, true, || get(ops::batch)),
-        r("POST", "/api/ops/batches", Operator, true, || {
+        r("GET", "/api/ops/events", Operator, Api, || get(ops::events)),
+        r("GET", "/api/ops/batch", Operator, Api, || get(ops::batch)),
+        r("POST", "/api/ops/batches", Operator, Api, || {
             post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD))
         }),
         // A family token acts; without one the socket watches the public board.
-        r("GET", "/ws", Public, false, || get(connection::upgrade)),
-        r("GET", "/healthz", Public, false, || get(api::healthz)),
-        r("GET", "/readyz", Public, false, || get(api::readyz)),
-        r("GET", "/metrics", Public, false, || get(api::metrics)),
-        r("GET", "/", Public, false, || get(web::index)),
-        r("GET", "/app", Public, false, || get(web::app_page)),
-        r("GET", "/hall", Public, false, || get(web::hall_page)),
-        r("GET", "/console", Public, false, || get(web::console_page)),
-        r("GET", "/web/{*path}", Public, false, || get(web::asset)),
+        r("GET", "/ws", Public, Ws, || get(connection::upgrade)),
+        r("GET", "/healthz", Public, Probe, || get(api::healthz)),
+        r("GET", "/readyz", Public, Probe, || get(api::readyz)),
+        r("GET", "/metrics", Public, Api, || get(api::metrics)),
+        r("GET", "/", Public, Web, || get(web::index)),
+        r("GET", "/app", Public, Web, || get(web::app_page)),
+        r("GET", "/hall", Public, Web, || get(web::hall_page)),
+        r("GET", "/console", Public, Web, || get(web::console_page)),
+        r("GET", "/web/{*path}", Public, Web, || get(web::asset)),
     ]
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    let (mut api, mut rest) = (Router::new(), Router::new());
+    let (mut api, mut web, mut rest) = (Router::new(), Router::new(), Router::new());
     for route in routes() {
-        if route.api {
-            api = api.route(route.path, (route.handler)());
-        } else {
-            rest = rest.route(route.path, (route.handler)());
+        let handler = (route.handler)();
+        match route.group {
+            Group::Api => api = api.route(route.path, handler),
+            Group::Web => web = web.route(route.path, handler),
+            Group::Ws | Group::Probe => rest = rest.route(route.path, handler),
         }
     }
-    let api = api.layer(middleware::from_fn_with_state(app.clone(), http_rate_limit));
-    Router::new().merge(api).merge(rest).with_state(app)
+    let api = api.layer(middleware::from_fn_with_state(app.clone(), api_rate_limit));
+    let web = web
+        .layer(middleware::map_response(security_headers))
+        .layer(middleware::from_fn_with_state(app.clone(), web_rate_limit));
+    Router::new()
+        .merge(api)
+        .merge(web)
+        .merge(rest)
+        .with_state(app)
+}
+
+/// The pages' Content-Security-Policy. `style-src` allows inline styles because the
+/// client renders a few `style="…"` attributes in HTML strings (board rows, the
+/// console's timeline); scripts stay `'self'` only.
+pub const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
+                       style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; object-src 'none'; \
+                       base-uri 'none'";
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
 }
 
 async fn demo_logins(State(app): State<Arc<App>>) -> Response {
@@ -119,13 +167,27 @@ async fn demo_logins(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn http_rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let ip = req
+async fn api_rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    rate_limited(&app, req, next, |ip| app.limits.http_request(ip)).await
+}
+
+async fn web_rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    rate_limited(&app, req, next, |ip| app.limits.static_request(ip)).await
+}
+
+async fn rate_limited(
+    app: &App,
+    req: Request,
+    next: Next,
+    allow: impl Fn(std::net::IpAddr) -> bool,
+) -> Response {
+    let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(ip) = ip {
-        if !app.limits.http_request(ip) {
+    if let Some(peer) = peer {
+        if !allow(app.limits.proxies.client(peer, req.headers())) {
+            app.limits.hint_untrusted_proxy(peer, req.headers());
             return ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
                 .into_response();
         }
@@ -137,16 +199,10 @@ async fn http_rate_limit(State(app): State<Arc<App>>, req: Request, next: Next) 
 /// frame (1001) and in-flight requests drain.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     tokio::spawn(app.clone().upkeep());
-    let shutdown = app.shutdown.clone();
     let sockets = app.sockets.clone();
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await?;
-    // Upgraded sockets live outside hyper: wait (boundedly) until each has sent its 1001
-    // and finished its closing handshake, so no client sees 1006 when the process exits.
+    crate::listen::serve(app.clone(), router(app), listener).await?;
+    // Upgraded sockets are counted from their handler on: a shutdown that came between
+    // the upgrade and the connection's start still waits for its 1001.
     sockets.close();
     if tokio::time::timeout(SOCKETS_DRAIN, sockets.wait())
         .await

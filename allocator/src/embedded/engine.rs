@@ -10,8 +10,9 @@
 //! is on disk, and a hall screen never shows a change that a crash could lose. Without
 //! a directory ([`EmbeddedEngine::in_memory`]) both copies move together.
 //!
-//! Idempotency: the answer to each (family, `req_id`) is kept per batch. An ok is
-//! written into the journal record of its change, so it answers ok again after a
+//! Idempotency: the answer to each (family, `req_id`) is kept per batch, the most recent
+//! [`REPLIES_PER_FAMILY`] of each family (an older one sent again is decided afresh). An
+//! ok is written into the journal record of its change, so it answers ok again after a
 //! restart. A refusal is kept in memory only: after a restart a refused request is
 //! decided again at the new server time (it changed nothing, so nothing is lost).
 //!
@@ -24,7 +25,7 @@
 //! journal (after a failed fsync the page cache cannot be trusted), while queries keep
 //! serving the durable state. One directory must be opened by one process at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -41,7 +42,9 @@ use xuanfang_hub::{
 };
 
 use super::journal::{self, Journal, JournalOptions, Record, ReqKey, Sink, Stats};
-use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
+use crate::contract::{
+    AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord, REPLIES_PER_FAMILY,
+};
 
 /// Journal activity since the engine started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,7 +105,37 @@ struct Slot {
 /// Where decisions are made.
 struct Head {
     sel: Selection,
-    replies: HashMap<(FamilyId, String), Reply>,
+    replies: Replies,
+}
+
+/// The answers remembered for retries: the most recent [`REPLIES_PER_FAMILY`] of each
+/// family, as the Redis engine keeps them.
+#[derive(Default)]
+struct Replies(HashMap<FamilyId, Recent>);
+
+#[derive(Default)]
+struct Recent {
+    by_req: HashMap<String, Reply>,
+    /// Request ids, oldest first.
+    order: VecDeque<String>,
+}
+
+impl Replies {
+    fn get(&self, family: &FamilyId, req_id: &str) -> Option<&Reply> {
+        self.0.get(family)?.by_req.get(req_id)
+    }
+
+    fn insert(&mut self, family: FamilyId, req_id: String, reply: Reply) {
+        let recent = self.0.entry(family).or_default();
+        if recent.by_req.insert(req_id.clone(), reply).is_none() {
+            recent.order.push_back(req_id);
+            if recent.order.len() > REPLIES_PER_FAMILY {
+                if let Some(oldest) = recent.order.pop_front() {
+                    recent.by_req.remove(&oldest);
+                }
+            }
+        }
+    }
 }
 
 /// A remembered answer: what it was, and the log position it was decided at.
@@ -267,7 +300,7 @@ fn recover(
         )));
     };
     let mut events = vec![event];
-    let mut replies = HashMap::new();
+    let mut replies = Replies::default();
     for record in records {
         let Record::Changed { events: es, req } = record else {
             return Err(AllocError::Corrupt(format!(
@@ -278,7 +311,7 @@ fn recover(
         events.extend(es);
         if let Some(ReqKey { family, req_id }) = req {
             let seq = events.last().map_or(0, |e| e.seq);
-            replies.insert((family, req_id), Reply { seq, refused: None });
+            replies.insert(family, req_id, Reply { seq, refused: None });
         }
     }
     let sel = Selection::replay(&events)
@@ -453,7 +486,7 @@ impl Allocator for EmbeddedEngine {
             epoch,
             head: Mutex::new(Head {
                 sel,
-                replies: HashMap::new(),
+                replies: Replies::default(),
             }),
             durable,
             journal,
@@ -486,11 +519,10 @@ impl Allocator for EmbeddedEngine {
         action: Action,
     ) -> Result<Answer, AllocError> {
         let slot = self.slot(batch)?;
-        let key = (family.clone(), req_id.to_owned());
         let (wait, refused) = {
             let mut head = slot.head.lock();
             slot.check_writable()?;
-            if let Some(r) = head.replies.get(&key) {
+            if let Some(r) = head.replies.get(family, req_id) {
                 (Wait::Seq(r.seq), r.refused.clone())
             } else {
                 let now = self.clock.now();
@@ -504,7 +536,8 @@ impl Allocator for EmbeddedEngine {
                                 seq,
                                 refused: Some(rejection.clone()),
                             };
-                            head.replies.insert(key, reply);
+                            head.replies
+                                .insert(family.clone(), req_id.to_owned(), reply);
                         }
                         (Wait::Seq(seq), Some(rejection))
                     }
@@ -518,7 +551,8 @@ impl Allocator for EmbeddedEngine {
                             seq: head.sel.seq(),
                             refused: None,
                         };
-                        head.replies.insert(key, reply);
+                        head.replies
+                            .insert(family.clone(), req_id.to_owned(), reply);
                         (wait, None)
                     }
                 }

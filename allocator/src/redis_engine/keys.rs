@@ -54,9 +54,11 @@ impl BatchKeys {
     pub fn cursor(&self) -> String {
         self.key("cursor")
     }
-    /// Hash "<family>\n<req_id>" -> the answer given, for idempotent retries.
-    pub fn replies(&self) -> String {
-        self.key("replies")
+    /// Hash of one family's most recent answers, for idempotent retries (at most
+    /// [`crate::REPLIES_PER_FAMILY`]): `r<req_id>` -> the answer, `#` -> answers stored
+    /// so far, `#<n mod K>` -> the req_id in that slot of the ring.
+    pub fn replies(&self, family: &FamilyId) -> String {
+        self.key(&format!("rep:{family}"))
     }
     /// Hash of one family's static fields and changing state.
     pub fn family(&self, family: &FamilyId) -> String {

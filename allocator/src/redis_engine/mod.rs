@@ -447,7 +447,7 @@ impl Allocator for RedisEngine {
             .key(k.taken())
             .key(k.units())
             .key(k.closed())
-            .key(k.replies())
+            .key(k.replies(family))
             .key(k.family(family));
         inv.arg(self.now_arg()).arg(family.as_str()).arg(req_id);
         for a in &own_args {

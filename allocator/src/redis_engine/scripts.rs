@@ -1,8 +1,10 @@
 //! The Lua scripts, one per operation, read from `allocator/lua/` at build time.
 //!
 //! `lib.lua` (and `act.lua` for family actions) is prepended to each script, so every
-//! operation is one self-contained EVALSHA. Before them comes a prelude of the rules the
-//! scripts need from hub (the list cap), so Lua never repeats a number hub decides. `redis::Script` reloads a script by itself
+//! operation is one self-contained EVALSHA. Before them comes a prelude of constants
+//! from Rust: the rules the scripts need from hub (`LIST_CAP`) and the replies kept per
+//! family (`REPLIES_KEPT`), so Lua never repeats a number decided elsewhere.
+//! `redis::Script` reloads a script by itself
 //! when the server answers NOSCRIPT (after a restart or failover).
 
 use std::sync::LazyLock;
@@ -12,9 +14,10 @@ use redis::Script;
 /// The constants every script may use, generated from hub.
 pub fn prelude() -> String {
     format!(
-        "-- Generated from hub (allocator/src/redis_engine/scripts.rs): do not edit.\n\
-         local LIST_CAP = {}\n",
-        xuanfang_hub::rules::LIST_CAP
+        "-- Generated (allocator/src/redis_engine/scripts.rs): do not edit.\n\
+         local LIST_CAP = {}\nlocal REPLIES_KEPT = {}\n",
+        xuanfang_hub::rules::LIST_CAP,
+        crate::REPLIES_PER_FAMILY
     )
 }
 

@@ -92,6 +92,7 @@ macro_rules! conformance_suite {
             a_repeated_req_id_after_a_refusal_gets_the_same_refusal,
             the_repeat_of_an_ok_shows_the_current_view,
             req_ids_are_per_family,
+            only_the_most_recent_answers_of_a_family_are_remembered,
             closing_one_ms_before_the_deadline_is_too_early,
             auto_confirm_gives_each_family_its_first_free_intention_in_rank_order,
             a_family_that_never_entered_formal_selection_gets_no_unit,
@@ -1221,6 +1222,50 @@ pub async fn req_ids_are_per_family(c: Ctx) {
         .unwrap();
     let f2 = c.act_req("f2", "same", add(ListKind::Cart, "A102")).await;
     assert_eq!(f2.map(|v| v.cart), Ok(ids(&["A102"])));
+}
+
+pub async fn only_the_most_recent_answers_of_a_family_are_remembered(c: Ctx) {
+    use xuanfang_allocator::REPLIES_PER_FAMILY as K;
+    let too_early = Err(Rejection::new(ErrorCode::WindowClosed));
+    // K + 1 refusals: "old" first, then "k1".."kK".
+    c.at(PRE - 1);
+    assert_eq!(
+        c.act_req("f1", "old", declare(Stage::Preselection)).await,
+        too_early
+    );
+    for i in 1..=K {
+        let r = c
+            .act_req("f1", &format!("k{i}"), declare(Stage::Preselection))
+            .await;
+        assert_eq!(r, too_early);
+    }
+    // Another family's answers do not push f1's out.
+    c.act_req("f2", "other", declare(Stage::Preselection))
+        .await
+        .unwrap_err();
+    c.at(PRE);
+    // The K most recent still replay their first answer (decided now, they would pass).
+    for i in 1..=K {
+        let r = c
+            .act_req("f1", &format!("k{i}"), declare(Stage::Preselection))
+            .await;
+        assert_eq!(r, too_early, "k{i} replays");
+    }
+    assert_eq!(c.view("f1").await.preselect_declared_at, None);
+    // The oldest is forgotten: sent again, it is decided afresh, then remembered.
+    let fresh = c.act_req("f1", "old", declare(Stage::Preselection)).await;
+    assert_eq!(
+        fresh.map(|v| v.preselect_declared_at),
+        Ok(Some(Millis(PRE)))
+    );
+    let events = c.events().await.len();
+    c.act_req("f1", "old", declare(Stage::Preselection))
+        .await
+        .unwrap();
+    assert_eq!(c.events().await.len(), events);
+    // f2's answer was its own.
+    let other = c.act_req("f2", "other", declare(Stage::Preselection)).await;
+    assert_eq!(other, too_early);
 }
 
 // ---------------------------------------------------------------- auto-confirm
