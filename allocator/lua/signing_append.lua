@@ -10,8 +10,9 @@
 -- ARGV: 1 family id, 2 expected head seq, 3 at (ms: the snapshot's server time),
 --       4 reply field ("<actor>\n<req_id>", '' = none), 5 reply to store ('' = none),
 --       6 unit the family must hold ('' = not an opening), 7 number of events n,
---       then per event: 3n-2+7 event JSON (SigningEvent, personal data sealed),
---       face session it starts or '', order number it gives or ''.
+--       then three per event i (ARGV[5+3i], ARGV[6+3i], ARGV[7+3i]): the event JSON
+--       (hub SigningEvent, card number and phone sealed), the face session it starts
+--       or '', the order number it gives or ''.
 -- Checks, in order: unknown_batch; a reply already stored under the field ->
 --   {'replied'} (the caller reads it back); head seq changed -> {'conflict'} (retry);
 --   for an opening, the selection outcome is `selected` for that unit (not_selected);
@@ -52,7 +53,7 @@ if UNIT ~= '' then
   end
 end
 for i = 1, N do
-  local face, order = ARGV[7 + 3 * i - 1], ARGV[7 + 3 * i]
+  local face, order = ARGV[6 + 3 * i], ARGV[7 + 3 * i]
   if face ~= '' and redis.call('HEXISTS', K_FACES, face) == 1 then
     return refuse('conflict')
   end
@@ -63,7 +64,7 @@ end
 
 local last = tonumber(EXPECTED)
 for i = 1, N do
-  local e, face, order = ARGV[7 + 3 * i - 2], ARGV[7 + 3 * i - 1], ARGV[7 + 3 * i]
+  local e, face, order = ARGV[5 + 3 * i], ARGV[6 + 3 * i], ARGV[7 + 3 * i]
   local seq = redis.call('INCR', K_SEQ)
   redis.call('XADD', K_STREAM, seq .. '-0', 'f', FAMILY, 'at', AT, 'e', e)
   redis.call('XADD', K_FSTREAM, seq .. '-0', 'at', AT, 'e', e)

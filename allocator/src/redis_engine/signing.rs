@@ -354,6 +354,8 @@ impl SigningStore for RedisEngine {
             if book.record(family).is_some() {
                 return Ok((vec![], None));
             }
+            // A family hash the selection scripts wrote always parses; if one does not,
+            // refuse as `internal` rather than open on a guess.
             let state = reply::family_state(&snap.fields).map_err(|_| ErrorCode::Internal)?;
             let outcome = state.outcome.as_ref();
             let unit = outcome
