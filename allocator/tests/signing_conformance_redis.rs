@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use xuanfang_allocator::testing::{redis_signing_engine, RedisServer};
+use xuanfang_allocator::testing::{redis_signing_engine, redis_signing_engine_in, RedisServer};
 use xuanfang_allocator::{Allocator, SigningStore};
 use xuanfang_hub::ManualClock;
 
@@ -23,7 +23,8 @@ mod redis_only {
     use super::suite::*;
     use super::*;
     use redis::AsyncCommands;
-    use xuanfang_hub::SigningAction;
+    use xuanfang_hub::signing::Status;
+    use xuanfang_hub::{SigningAction, SigningEvent};
 
     /// Every value under `namespace`, whatever its type, as text.
     async fn dump(namespace: &str) -> Vec<(String, String)> {
@@ -136,5 +137,60 @@ mod redis_only {
         // And the engine reads them back.
         let rec = c.record("f1").await.unwrap();
         assert_eq!(rec.details().latest().unwrap().card_number.as_str(), card);
+    }
+
+    /// Two gateways (two engines over the same keys) deciding on one family at once:
+    /// the compare-and-append lets exactly one win, and the loser decides again on the
+    /// winner's events.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_gateways_deciding_on_one_family_have_one_winner() {
+        let clock = Arc::new(ManualClock::new(START));
+        let (a, namespace) = redis_signing_engine(clock.clone()).await;
+        let b = Arc::new(redis_signing_engine_in(clock.clone(), &namespace).await);
+        let a = Arc::new(a);
+        let c = Ctx::load(a.clone(), a.clone(), clock, "two-gateways").await;
+        c.opened("f1", "A101").await;
+        c.ok("f1", fill()).await;
+        c.face_passed("f1").await;
+        c.ok("f1", sign_contract()).await;
+        let n = c.log().await.len();
+        let me = fam("f1");
+        let family = f("f1");
+        for round in 0..10 {
+            // Two phones order at once through two gateways: one order, and the other
+            // sees it pending (the clock stands, so it never expires here).
+            let (req_a, req_b) = (format!("a{round}"), format!("b{round}"));
+            let (ra, rb) = tokio::join!(
+                a.sign(&c.batch, &family, &me, &req_a, order(&format!("A{round}"))),
+                b.sign(&c.batch, &family, &me, &req_b, order(&format!("B{round}"))),
+            );
+            let (ra, rb) = (ra.unwrap(), rb.unwrap());
+            if round == 0 {
+                assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|x| **x).count(), 1);
+            } else {
+                assert!(ra.is_err() && rb.is_err(), "an order is pending");
+            }
+        }
+        let log = c.log().await;
+        assert_eq!(log.len(), n + 1);
+        let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=log.len() as u64).collect::<Vec<_>>());
+        // The same notification id through both gateways at once: one answer, one event.
+        let won = log
+            .iter()
+            .find_map(|e| match &e.event {
+                SigningEvent::DepositOrdered { out_trade_no, .. } => Some(out_trade_no.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let (ra, rb) = tokio::join!(
+            a.signing_callback(&c.batch, &PAY, "n-1", paid(&won, "T1")),
+            b.signing_callback(&c.batch, &PAY, "n-1", paid(&won, "T1")),
+        );
+        let (fa, va) = ra.unwrap().expect("the payment is taken");
+        let (fb, vb) = rb.unwrap().expect("the same answer");
+        assert_eq!((fa, va.status), (fb, vb.status));
+        assert_eq!(vb.status, Status::InReview);
+        assert_eq!(c.log().await.len(), n + 2);
     }
 }
