@@ -212,4 +212,49 @@ mod journal_only {
             .await;
         assert!(matches!(r, Err(AllocError::SigningDisabled)));
     }
+
+    /// A failed fsync of the signing journal: the change is answered with a journal
+    /// error, shows nowhere, and the batch's signing refuses further changes until a
+    /// restart replays the file (after a failed fsync the page cache cannot be trusted).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_refuses_the_change_and_every_later_one() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = temp_dir();
+        let failing = Arc::new(AtomicBool::new(false));
+        let options = JournalOptions {
+            sync: Arc::new({
+                let failing = failing.clone();
+                move |file: &std::fs::File| {
+                    if failing.load(Ordering::SeqCst) {
+                        return Err(std::io::Error::other("injected: disk gone"));
+                    }
+                    file.sync_data()
+                }
+            }),
+        };
+        let clock = Arc::new(ManualClock::new(START));
+        let e = Arc::new(
+            EmbeddedEngine::open_full(&dir, clock.clone(), options, Some(&test_signing_options()))
+                .unwrap(),
+        );
+        let c = Ctx::load(e.clone(), e, clock, "failing").await;
+        c.opened("f1", "A101").await;
+        let before = (c.log().await, c.record("f1").await);
+        failing.store(true, Ordering::SeqCst);
+        let r = c
+            .store
+            .sign(&c.batch, &f("f1"), &fam("f1"), "x", fill())
+            .await;
+        assert!(matches!(r, Err(AllocError::Journal(_))), "{r:?}");
+        assert_eq!((c.log().await, c.record("f1").await), before);
+        failing.store(false, Ordering::SeqCst);
+        let r = c
+            .store
+            .sign(&c.batch, &f("f1"), &fam("f1"), "y", fill())
+            .await;
+        assert!(
+            matches!(r, Err(AllocError::Journal(_))),
+            "still refused: {r:?}"
+        );
+    }
 }
