@@ -19,6 +19,10 @@
 //! includes ids that [`xuanfang_hub::domain::check_id`] refuses, so a batch id (which
 //! names the journal file) is at most 64 bytes, under 200 once escaped.
 //!
+//! Signing (网上签约) lives next to each batch in [`super::signing`], with its own book,
+//! lock and journal file, when the engine has a data key ([`EmbeddedEngine::open_full`],
+//! [`EmbeddedEngine::with_signing`]).
+//!
 //! A failed journal write or fsync is answered with [`AllocError::Journal`]; the batch
 //! then refuses every further change until the process restarts and replays the
 //! journal (after a failed fsync the page cache cannot be trusted), while queries keep
@@ -479,6 +483,9 @@ impl Allocator for EmbeddedEngine {
                 Some((path, file))
             }
         };
+        // After the selection journal: a batch is loaded once its journal exists, and a
+        // signing file is only ever opened for a loaded batch. If this fails the batch is
+        // on disk without signing in this process; the next open creates the file.
         let signing = match (&self.sealer, &self.dir) {
             (None, _) => None,
             (Some(sealer), None) => Some(SigningSlot::in_memory(sealer.clone())),
