@@ -65,6 +65,14 @@ pub enum AllocError {
     #[error("corrupt state: {0}")]
     Corrupt(String),
     /// Another process holds the data directory: two writers would corrupt the journals.
+    /// Signing asked of an engine built without [`SigningOptions`](crate::SigningOptions):
+    /// without the data key it cannot store personal data, so it stores none.
+    #[error("signing is not configured in this engine (no data key)")]
+    SigningDisabled,
+    /// An optimistic write lost its race too many times in a row (the Redis engine's
+    /// signing): nothing was written; the caller may retry with the same request id.
+    #[error("contended: {0}")]
+    Contended(String),
     #[error("data directory {dir} is in use by another process (lock file {lock} is held); stop it first")]
     Locked { dir: String, lock: String },
 }

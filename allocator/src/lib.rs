@@ -5,6 +5,8 @@
 //!   commit) that is replayed at start.
 //! - [`redis_engine`]: production; one Lua script per operation over the batch's keys
 //!   (hash tag `{b:<batch>}`), each change appended to a Redis Stream in the same script.
+//! - [`signing_contract`]: the [`SigningStore`] trait for 网上签约, its own aggregate and
+//!   log next to the selection's; personal data sealed at rest by [`sealing`].
 //! - `testing` (feature `test-support`): a private `redis-server` for tests.
 
 pub mod contract;
@@ -12,6 +14,13 @@ pub mod contract;
 pub use contract::{
     AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord, CLOSE_CHUNK,
     REPLIES_PER_FAMILY,
+};
+pub mod sealing;
+pub mod signing_contract;
+
+pub use sealing::SigningOptions;
+pub use signing_contract::{
+    actor_key, CallbackAnswer, SigningAnswer, SigningFilter, SigningStore, SigningView,
 };
 pub mod embedded;
 pub mod redis_engine;

@@ -259,3 +259,51 @@ pub async fn redis_engine_concrete(clock: Arc<ManualClock>) -> RedisEngine {
         .await
         .expect("connect to the test redis-server")
 }
+
+/// The data key of signing tests (never a real deployment's).
+pub const TEST_DATA_KEY: [u8; 32] = *b"xuanfang-test-signing-data-key!!";
+
+/// Signing options with [`TEST_DATA_KEY`].
+pub fn test_signing_options() -> crate::SigningOptions {
+    crate::SigningOptions {
+        data_key: TEST_DATA_KEY,
+    }
+}
+
+/// A Redis engine storing signing (sealed with [`TEST_DATA_KEY`]) on the shared test
+/// server, in its own namespace, on a manual clock; with the namespace, so a test can
+/// look at the raw keys.
+pub async fn redis_signing_engine(clock: Arc<ManualClock>) -> (RedisEngine, String) {
+    let namespace = unique_namespace();
+    let engine = redis_signing_engine_in(clock, &namespace).await;
+    (engine, namespace)
+}
+
+/// Like [`redis_signing_engine`], in a given namespace: two of them are two gateways
+/// over the same data.
+pub async fn redis_signing_engine_in(clock: Arc<ManualClock>, namespace: &str) -> RedisEngine {
+    let options = RedisOptions {
+        namespace: namespace.to_owned(),
+        clock: Some(clock),
+        signing: Some(test_signing_options()),
+        ..RedisOptions::default()
+    };
+    RedisEngine::connect(RedisServer::shared().client(), options)
+        .await
+        .expect("connect to the test redis-server")
+}
+
+/// A Redis engine storing signing on the shared test cluster, in its own namespace.
+pub async fn cluster_signing_engine(clock: Arc<ManualClock>) -> RedisEngine {
+    let options = RedisOptions {
+        namespace: unique_namespace(),
+        clock: Some(clock),
+        signing: Some(test_signing_options()),
+        ..RedisOptions::default()
+    };
+    let target = crate::redis_engine::conn::Target::parse(&RedisCluster::shared().urls())
+        .expect("cluster urls");
+    RedisEngine::connect_to(target, options)
+        .await
+        .expect("connect to the test cluster")
+}

@@ -20,6 +20,10 @@
 //! includes ids that [`xuanfang_hub::domain::check_id`] refuses, so a batch id (which
 //! names the journal file) is at most 64 bytes, under 200 once escaped.
 //!
+//! Signing (网上签约) lives next to each batch in [`super::signing`], with its own book,
+//! lock and journal file, when the engine has a data key ([`EmbeddedEngine::open_full`],
+//! [`EmbeddedEngine::with_signing`]).
+//!
 //! A failed journal write or fsync is answered with [`AllocError::Journal`]; the batch
 //! then refuses every further change until the process restarts and replays the
 //! journal (after a failed fsync the page cache cannot be trusted), while queries keep
@@ -42,9 +46,11 @@ use xuanfang_hub::{
 };
 
 use super::journal::{self, Journal, JournalOptions, Record, ReqKey, Sink, Stats};
+use super::signing::SigningSlot;
 use crate::contract::{
     AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord, REPLIES_PER_FAMILY,
 };
+use crate::sealing::{Sealer, SigningOptions};
 
 /// Journal activity since the engine started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,7 +67,9 @@ pub struct JournalStats {
 
 /// The single-machine engine. Cheap to share behind an `Arc`.
 pub struct EmbeddedEngine {
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
+    /// Seals signing's personal data; `None`: this engine stores no signing.
+    sealer: Option<Sealer>,
     /// Where journals live; `None` keeps everything in memory.
     dir: Option<PathBuf>,
     batches: RwLock<HashMap<BatchId, Arc<Slot>>>,
@@ -95,11 +103,13 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, AllocError> {
 }
 
 /// One batch.
-struct Slot {
+pub(super) struct Slot {
     epoch: u64,
     head: Mutex<Head>,
-    durable: Arc<Durable>,
+    pub(super) durable: Arc<Durable>,
     journal: Option<Journal>,
+    /// The batch's signing, when the engine has a data key.
+    pub(super) signing: Option<SigningSlot>,
 }
 
 /// Where decisions are made.
@@ -146,13 +156,13 @@ struct Reply {
 }
 
 /// What readers see: only durable events.
-struct Durable {
-    state: Mutex<DurableState>,
+pub(super) struct Durable {
+    pub(super) state: Mutex<DurableState>,
     mark: watch::Sender<Mark>,
 }
 
-struct DurableState {
-    sel: Selection,
+pub(super) struct DurableState {
+    pub(super) sel: Selection,
     /// Every event, `events[i].seq == i + 1`.
     events: Vec<Event>,
 }
@@ -194,6 +204,7 @@ impl EmbeddedEngine {
     pub fn in_memory(clock: Arc<dyn Clock>) -> Self {
         Self {
             clock,
+            sealer: None,
             dir: None,
             batches: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
@@ -201,6 +212,21 @@ impl EmbeddedEngine {
             _lock: None,
             options: JournalOptions::default(),
         }
+    }
+
+    /// This engine, storing signing too, its personal data sealed with `signing`'s key.
+    /// Only for an engine with no batch yet (in memory): a journaled engine must know
+    /// the key when it opens, to replay signing journals ([`EmbeddedEngine::open_full`]).
+    pub fn with_signing(mut self, signing: &SigningOptions) -> Self {
+        let sealer = Sealer::new(signing);
+        for slot in self.batches.get_mut().values_mut() {
+            if let Some(slot) = Arc::get_mut(slot) {
+                slot.signing
+                    .get_or_insert_with(|| SigningSlot::in_memory(sealer.clone()));
+            }
+        }
+        self.sealer = Some(sealer);
+        self
     }
 
     /// An engine that journals into `dir` (created if missing), after replaying every
@@ -218,6 +244,20 @@ impl EmbeddedEngine {
         clock: Arc<dyn Clock>,
         options: JournalOptions,
     ) -> Result<Self, AllocError> {
+        Self::open_full(dir, clock, options, None)
+    }
+
+    /// Like [`EmbeddedEngine::open_with`], storing signing too when `signing` is given:
+    /// each batch's signing journal (`<batch>.signing`) is replayed, or created when
+    /// missing. Without it, signing journals are left untouched and every
+    /// [`SigningStore`](crate::SigningStore) call is [`AllocError::SigningDisabled`].
+    pub fn open_full(
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        options: JournalOptions,
+        signing: Option<&SigningOptions>,
+    ) -> Result<Self, AllocError> {
+        let sealer = signing.map(Sealer::new);
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
         let stats = Arc::new(Stats::default());
@@ -228,10 +268,13 @@ impl EmbeddedEngine {
         paths.retain(|p| p.extension().is_some_and(|x| x == journal::EXTENSION));
         paths.sort();
         for path in paths {
-            let Some(slot) = recover(&path, &stats, &options)? else {
+            let Some(mut slot) = recover(&path, &stats, &options)? else {
                 continue;
             };
             let id = slot.durable.state.lock().sel.batch().id.clone();
+            if let Some(sealer) = &sealer {
+                slot.signing = Some(SigningSlot::open(dir, &id, sealer.clone(), &options)?);
+            }
             if batches.insert(id.clone(), Arc::new(slot)).is_some() {
                 return Err(AllocError::Corrupt(format!(
                     "two journals hold batch {id} (second: {})",
@@ -241,6 +284,7 @@ impl EmbeddedEngine {
         }
         Ok(Self {
             clock,
+            sealer,
             dir: Some(dir.to_owned()),
             batches: RwLock::new(batches),
             loading: tokio::sync::Mutex::new(()),
@@ -259,7 +303,7 @@ impl EmbeddedEngine {
         }
     }
 
-    fn slot(&self, batch: &BatchId) -> Result<Arc<Slot>, AllocError> {
+    pub(super) fn slot(&self, batch: &BatchId) -> Result<Arc<Slot>, AllocError> {
         self.batches
             .read()
             .get(batch)
@@ -334,6 +378,7 @@ fn recover(
         head: Mutex::new(Head { sel, replies }),
         durable,
         journal: Some(journal),
+        signing: None,
     }))
 }
 
@@ -471,6 +516,27 @@ impl Allocator for EmbeddedEngine {
                 Some((path, file))
             }
         };
+        // After the selection journal: a batch is loaded once its journal exists, and a
+        // signing file is only ever opened for a loaded batch. If this fails the batch is
+        // on disk without signing in this process; the next open creates the file.
+        let signing = match (&self.sealer, &self.dir) {
+            (None, _) => None,
+            (Some(sealer), None) => Some(SigningSlot::in_memory(sealer.clone())),
+            (Some(sealer), Some(dir)) => {
+                let (dir, bid, sealer, options) = (
+                    dir.clone(),
+                    id.clone(),
+                    sealer.clone(),
+                    self.options.clone(),
+                );
+                let opened = tokio::task::spawn_blocking(move || {
+                    SigningSlot::open(&dir, &bid, sealer, &options)
+                })
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?;
+                Some(opened?)
+            }
+        };
         let durable = new_durable(sel.clone(), vec![event]);
         let journal = match journal {
             None => None,
@@ -490,6 +556,7 @@ impl Allocator for EmbeddedEngine {
             }),
             durable,
             journal,
+            signing,
         };
         self.batches.write().insert(id, Arc::new(slot));
         Ok(())

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use xuanfang_hub::{BatchId, Event, FamilyId};
@@ -57,8 +58,9 @@ pub enum Record {
     },
 }
 
-/// Encodes a record as one frame.
-pub fn frame(record: &Record) -> io::Result<Vec<u8>> {
+/// Encodes a record as one frame. Generic so the signing journal (its own records,
+/// same framing) shares the format and the torn-tail rule.
+pub fn frame<R: Serialize>(record: &R) -> io::Result<Vec<u8>> {
     let payload = rmp_serde::to_vec_named(record).map_err(io::Error::other)?;
     let len = u32::try_from(payload.len())
         .ok()
@@ -73,15 +75,20 @@ pub fn frame(record: &Record) -> io::Result<Vec<u8>> {
 
 /// What [`read`] found in a file.
 #[derive(Debug)]
-pub struct Contents {
+pub struct Contents<R = Record> {
     /// Every whole, intact record, in file order.
-    pub records: Vec<Record>,
+    pub records: Vec<R>,
     /// Bytes after the last good frame that were cut off (a torn tail).
     pub truncated: u64,
 }
 
 /// Reads every good frame of `path` and truncates the file after the last one.
 pub fn read(path: &Path) -> io::Result<Contents> {
+    read_records(path)
+}
+
+/// [`read`] for a journal of any record type (the signing journal's).
+pub fn read_records<R: DeserializeOwned>(path: &Path) -> io::Result<Contents<R>> {
     let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
@@ -106,7 +113,7 @@ pub fn read(path: &Path) -> io::Result<Contents> {
 }
 
 /// The frame starting at `at` and the offset after it, if it is whole and intact.
-fn next_frame(bytes: &[u8], at: usize) -> Option<(Record, usize)> {
+fn next_frame<R: DeserializeOwned>(bytes: &[u8], at: usize) -> Option<(R, usize)> {
     let header = bytes.get(at..at + 8)?;
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?);
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
@@ -141,7 +148,16 @@ pub fn file_name(batch: &BatchId) -> String {
 /// Creates a new journal holding its first record, durably (the file and its directory
 /// entry are synced). Fails with `AlreadyExists` if the file exists.
 pub fn create(dir: &Path, batch: &BatchId, first: &Record) -> io::Result<(PathBuf, File)> {
-    let path = dir.join(file_name(batch));
+    create_named(dir, &file_name(batch), first)
+}
+
+/// [`create`] for any file name and record type (the signing journal's).
+pub fn create_named<R: Serialize>(
+    dir: &Path,
+    name: &str,
+    first: &R,
+) -> io::Result<(PathBuf, File)> {
+    let path = dir.join(name);
     let mut file = OpenOptions::new()
         .append(true)
         .create_new(true)
@@ -205,36 +221,38 @@ pub struct Stats {
 }
 
 /// Told by the writer, in log order, what became durable; called on the writer thread.
-pub trait Sink: Send + 'static {
+/// `E` is what a record carries for the readers: selection [`Event`]s, or signing
+/// entries for the signing journal.
+pub trait Sink<E = Event>: Send + 'static {
     /// These events are on disk.
-    fn durable(&self, events: Vec<Event>);
+    fn durable(&self, events: Vec<E>);
     /// The journal failed; nothing more will be written.
     fn broken(&self);
 }
 
 /// A record waiting for the writer.
-struct Pending {
+struct Pending<E> {
     frame: Vec<u8>,
-    events: Vec<Event>,
+    events: Vec<E>,
     done: oneshot::Sender<Result<(), io::Error>>,
 }
 
 /// The sending side of one file's writer thread. Dropping it ends the thread once
 /// every pending record is written.
-pub struct Journal {
-    tx: mpsc::Sender<Pending>,
+pub struct Journal<E = Event> {
+    tx: mpsc::Sender<Pending<E>>,
     stats: Arc<Stats>,
 }
 
-impl Journal {
+impl<E: Send + 'static> Journal<E> {
     /// Starts the writer thread of `file`; each group is made durable by `sync`.
     pub fn start(
         file: File,
         name: String,
         stats: Arc<Stats>,
-        sink: Box<dyn Sink>,
+        sink: Box<dyn Sink<E>>,
         sync: SyncFn,
-    ) -> io::Result<Journal> {
+    ) -> io::Result<Journal<E>> {
         let (tx, rx) = mpsc::channel();
         let writer_stats = stats.clone();
         std::thread::Builder::new()
@@ -245,10 +263,10 @@ impl Journal {
 
     /// Queues a record; the receiver answers once it is durable (or failed). Must be
     /// called in log order (the engine holds the batch lock while calling it).
-    pub fn append(
+    pub fn append<R: Serialize>(
         &self,
-        record: &Record,
-        events: Vec<Event>,
+        record: &R,
+        events: Vec<E>,
     ) -> io::Result<oneshot::Receiver<Result<(), io::Error>>> {
         let frame = frame(record)?;
         let (done, rx) = oneshot::channel();
@@ -265,11 +283,11 @@ impl Journal {
 }
 
 /// The writer loop: group commit until the engine drops its [`Journal`].
-fn writer(
+fn writer<E: Send + 'static>(
     mut file: File,
-    rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Pending<E>>,
     stats: Arc<Stats>,
-    sink: Box<dyn Sink>,
+    sink: Box<dyn Sink<E>>,
     sync: SyncFn,
 ) {
     // Where the file ends after the last good sync, to cut a partial write on failure.
@@ -301,7 +319,7 @@ fn writer(
                 // Best effort: the reader would cut a partial frame anyway.
                 let _ = file.set_len(good_len);
                 sink.broken();
-                let fail = |p: Pending| {
+                let fail = |p: Pending<E>| {
                     let _ = p.done.send(Err(io::Error::new(e.kind(), e.to_string())));
                 };
                 group.into_iter().for_each(fail);

@@ -60,6 +60,36 @@ impl BatchKeys {
     pub fn replies(&self, family: &FamilyId) -> String {
         self.key(&format!("rep:{family}"))
     }
+    /// Signing (网上签约): the last entry's seq of the batch's signing log.
+    pub fn signing_seq(&self) -> String {
+        self.key("signing:seq")
+    }
+    /// Stream of the batch's signing log, ID `<seq>-0`, fields `f` (family), `at`, `e`
+    /// (SigningEvent JSON, card number and phone sealed).
+    pub fn signing(&self) -> String {
+        self.key("signing")
+    }
+    /// Stream of one family's signing entries (the same IDs and `at`, `e`): what a
+    /// decision on that family replays.
+    pub fn signing_family(&self, family: &FamilyId) -> String {
+        self.key(&format!("signing:fam:{family}"))
+    }
+    /// Hash family -> seq of its last signing entry: the compare of compare-and-append.
+    pub fn signing_heads(&self) -> String {
+        self.key("signing:heads")
+    }
+    /// Hash order number -> family, for payment notifications.
+    pub fn signing_orders(&self) -> String {
+        self.key("signing:orders")
+    }
+    /// Hash face session -> family, for face verdicts.
+    pub fn signing_faces(&self) -> String {
+        self.key("signing:faces")
+    }
+    /// Hash "<actor>\n<req_id>" -> `ok\n<family>` or `err\n<Rejection JSON>`.
+    pub fn signing_replies(&self) -> String {
+        self.key("signing:replies")
+    }
     /// Hash of one family's static fields and changing state.
     pub fn family(&self, family: &FamilyId) -> String {
         self.key(&format!("fam:{family}"))

@@ -7,6 +7,10 @@
 //! race. The scripts mirror hub `Selection::decide` check for check (`allocator/lua/`);
 //! the stream alone rebuilds the state with `Selection::replay`.
 //!
+//! Signing (网上签约, [`SigningStore`](crate::SigningStore)) is the exception, on
+//! purpose: hub decides in Rust on an atomic snapshot and one script compare-and-appends
+//! the events per family (see `signing.rs` for why).
+//!
 //! Rust's part: derive keys, pass arguments, and turn what a script read back into hub
 //! views. The static batch is cached per engine, keyed by a generation that only a
 //! published supplementary session bumps.
@@ -17,6 +21,7 @@ mod follow;
 pub mod keys;
 mod reply;
 mod scripts;
+mod signing;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +39,7 @@ use xuanfang_hub::{
 };
 
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
+use crate::sealing::{Sealer, SigningOptions};
 use conn::{Conn, Target};
 use follow::Follower;
 use keys::BatchKeys;
@@ -55,6 +61,9 @@ pub struct RedisOptions {
     pub connection_timeout: Duration,
     /// A test clock: when set, scripts use its time instead of Redis `TIME`.
     pub clock: Option<Arc<dyn Clock>>,
+    /// Signing's data key; `None`: the engine stores no signing (every
+    /// [`SigningStore`](crate::SigningStore) call is [`AllocError::SigningDisabled`]).
+    pub signing: Option<SigningOptions>,
 }
 
 impl Default for RedisOptions {
@@ -64,6 +73,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(2),
             clock: None,
+            signing: None,
         }
     }
 }
@@ -103,6 +113,8 @@ pub struct RedisEngine {
     next_conn: std::sync::atomic::AtomicUsize,
     follower: Follower,
     clock: Option<Arc<dyn Clock>>,
+    /// Seals signing's personal data; `None` without [`RedisOptions::signing`].
+    sealer: Option<Sealer>,
     namespace: String,
     cache: RwLock<HashMap<BatchId, Arc<Cached>>>,
 }
@@ -168,6 +180,7 @@ impl RedisEngine {
             next_conn: std::sync::atomic::AtomicUsize::new(0),
             follower: Follower::new(target, options.connection_timeout),
             clock: options.clock,
+            sealer: options.signing.as_ref().map(Sealer::new),
             namespace: options.namespace,
             cache: RwLock::new(HashMap::new()),
         })

@@ -52,3 +52,5 @@ script!(
 );
 script!(FAMILY, "lib.lua", "family.lua");
 script!(BOARD, "board.lua");
+script!(SIGNING_READ, "lib.lua", "signing_read.lua");
+script!(SIGNING_APPEND, "signing_append.lua");
