@@ -125,6 +125,30 @@ pub fn check_id(kind: IdKind, id: &str) -> Result<(), IdProblem> {
     Ok(())
 }
 
+/// The longest free text of a batch (names, building, number, layout, orientation), in
+/// characters: the importer's limit, enforced again at load so both engines refuse alike
+/// and nothing unbounded reaches every watcher's snapshot.
+pub const MAX_TEXT_CHARS: usize = 64;
+
+/// Checks a free-text field of a batch: at most [`MAX_TEXT_CHARS`], no control character.
+pub fn text_ok(what: &'static str, owner: &str, text: &str) -> Result<(), BatchError> {
+    let problem = if text.chars().count() > MAX_TEXT_CHARS {
+        Some("too long")
+    } else if text.chars().any(char::is_control) {
+        Some("a control character")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(BatchError::BadText {
+            what,
+            owner: owner.chars().take(MAX_TEXT_CHARS).collect(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// One flat in the pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Unit {
@@ -240,6 +264,13 @@ pub enum BatchError {
     /// log line or a reply.
     #[error("{0} id {1:?} is refused: {2}")]
     BadId(IdKind, String, IdProblem),
+    /// A free-text field over [`MAX_TEXT_CHARS`] or with a control character.
+    #[error("the {what} of {owner:?} is refused: {problem}")]
+    BadText {
+        what: &'static str,
+        owner: String,
+        problem: &'static str,
+    },
 }
 
 fn id_ok(kind: IdKind, id: &str) -> Result<(), BatchError> {
@@ -279,9 +310,20 @@ impl Batch {
             return Err(BatchError::Empty);
         }
         checked(IdKind::Batch, self.id.as_str())?;
+        // Free text is bounded for new loads, like ids (a replayed log keeps what it had).
+        let text = |what, owner: &str, t: &str| if ids { text_ok(what, owner, t) } else { Ok(()) };
+        text("name", self.id.as_str(), &self.name)?;
         let mut units = HashSet::with_capacity(self.units.len());
         for u in &self.units {
             checked(IdKind::Unit, u.id.as_str())?;
+            for (what, t) in [
+                ("building", &u.building),
+                ("number", &u.number),
+                ("orientation", &u.orientation),
+                ("layout", &u.layout.0),
+            ] {
+                text(what, u.id.as_str(), t)?;
+            }
             if !units.insert(&u.id) {
                 return Err(BatchError::DuplicateUnit(u.id.clone()));
             }
@@ -303,6 +345,10 @@ impl Batch {
         let mut ranks = HashSet::with_capacity(self.families.len());
         for f in &self.families {
             checked(IdKind::Family, f.id.as_str())?;
+            text("name", f.id.as_str(), &f.name)?;
+            for l in &f.eligible_layouts {
+                text("eligible layout", f.id.as_str(), &l.0)?;
+            }
             if families.insert(&f.id, f).is_some() {
                 return Err(BatchError::DuplicateFamily(f.id.clone()));
             }

@@ -202,3 +202,33 @@ fn a_session_of_100_000_families_validates() {
     // is a benchmark's business (docs/benchmarks.md); this checks the large case is valid.
     batch(100_000).validate().unwrap();
 }
+
+#[test]
+fn free_text_longer_than_64_characters_or_with_control_characters_is_refused() {
+    let mut b = batch(3);
+    b.families[0].name = "张".repeat(64);
+    b.units[0].building = "一".repeat(64);
+    assert!(b.validate().is_ok(), "64 characters, any script, are fine");
+    let cases: Vec<Box<dyn Fn(&mut Batch)>> = vec![
+        Box::new(|b| b.name = "批".repeat(65)),
+        Box::new(|b| b.families[1].name = "x".repeat(15 * 1024 * 1024)),
+        Box::new(|b| b.families[1].name = "王\n五".into()),
+        Box::new(|b| b.units[1].building = "1栋\r".into()),
+        Box::new(|b| b.units[1].number = "1".repeat(65)),
+        Box::new(|b| b.units[1].orientation = "南\u{7}".into()),
+        Box::new(|b| b.families[1].eligible_layouts[0] = Layout::new("一".repeat(65))),
+    ];
+    for (i, change) in cases.iter().enumerate() {
+        let mut b = batch(3);
+        change(&mut b);
+        assert!(
+            matches!(
+                b.validate(),
+                Err(xuanfang_hub::domain::BatchError::BadText { .. })
+            ),
+            "case {i}"
+        );
+        // A replayed log keeps what it had: the structure check does not look at text.
+        assert!(b.validate_structure().is_ok(), "case {i}");
+    }
+}

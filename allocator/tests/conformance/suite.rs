@@ -557,6 +557,15 @@ pub async fn ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_
     long_family.families[7].id = FamilyId::new("f".repeat(65));
     long_family.sessions[2].families[0] = FamilyId::new("f".repeat(65));
     bad.push(long_family);
+    // Free text is bounded too: a name that would go to every watcher, a CR in a building.
+    let mut huge_name = fixture(&unique_id("name"));
+    huge_name.families[0].name = "张".repeat(100_000);
+    bad.push(huge_name);
+    let mut cr = fixture(&unique_id("building"));
+    cr.units[0].building = "1栋
+"
+    .to_owned();
+    bad.push(cr);
     let ids: Vec<BatchId> = bad.iter().map(|b| b.id.clone()).collect();
     for b in bad {
         let id = b.id.clone();
