@@ -5,7 +5,8 @@
 //! - [`fanout`]: follows the batch's event stream and broadcasts deltas; resume.
 //! - [`deadline`]: auto-confirm at each session deadline, exactly once across gateways.
 //! - [`auth`]: JWT of the identity platform; [`limits`]: governor rate limits.
-//! - [`api`], [`ops`], [`import_api`]: HTTP API for families and operators.
+//! - [`api`], [`ops`], [`import_api`], [`templates`]: HTTP API for families and
+//!   operators (the upload templates in `templates`).
 //! - [`web`]: the embedded web client; [`demo`]: demo batch, login links, bots.
 //! - [`metrics`]: Prometheus counters; [`frames`]: encode once, send to many.
 
@@ -25,4 +26,5 @@ pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod server;
+pub mod templates;
 pub mod web;

@@ -833,7 +833,7 @@ pub const FAMILY_COLUMNS: &[Column] = &[
         examples: ["F001", "F002"],
         note: (
             "每户唯一；即登录凭证中的 sub（同一人在各批次中相同）。",
-            "Unique in the sheet; the `sub` of the family's login token (the same person keeps it across batches).",
+            "Unique in the sheet; the family's login token names it as its sub (the same person keeps it across batches).",
         ),
     },
     Column {
