@@ -7,7 +7,8 @@
 //! - [`deadline`]: auto-confirm at each session deadline, exactly once across gateways.
 //! - [`auth`]: JWT of the identity platform; [`limits`]: governor rate limits;
 //!   [`client_ip`]: the client's address, also behind trusted proxies.
-//! - [`api`], [`ops`], [`import_api`]: HTTP API for families and operators.
+//! - [`api`], [`ops`], [`import_api`], [`templates`]: HTTP API for families and
+//!   operators (the upload templates in `templates`).
 //! - [`web`]: the embedded web client; [`demo`]: demo batch, login links, bots.
 //! - [`metrics`]: Prometheus counters; [`frames`]: encode once, send to many.
 
@@ -29,4 +30,5 @@ pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod server;
+pub mod templates;
 pub mod web;

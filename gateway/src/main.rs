@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use xuanfang_allocator::embedded::EmbeddedEngine;
 use xuanfang_allocator::Allocator;
 use xuanfang_gateway::app::App;
@@ -64,6 +64,29 @@ struct Common {
     /// with commas. Added to `allowed_origins` of the config file (empty: any origin).
     #[arg(long, env = "XUANFANG_ALLOWED_ORIGIN", value_delimiter = ',')]
     allowed_origin: Vec<String>,
+    /// Log lines as text, or as one JSON object per line for a log collector.
+    #[arg(long, env = "XUANFANG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written (to standard output; `RUST_LOG` filters them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `target`, `fields` (with
+    /// `message`), and `span`/`spans` inside a span.
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 #[derive(Args)]
@@ -367,12 +390,12 @@ fn token_main(a: TokenArgs) -> Result<(), MainError> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    init_logging(match &cli.cmd {
+        Cmd::Demo(a) => a.common.log_format,
+        Cmd::Serve(a) => a.common.log_format,
+        Cmd::Token(_) => LogFormat::Text,
+    });
     let r = match cli.cmd {
         Cmd::Demo(a) => demo_main(a).await,
         Cmd::Serve(a) => serve_main(a).await,

@@ -14,7 +14,7 @@ use xuanfang_hub::ErrorCode;
 
 use crate::app::App;
 use crate::http_error::ApiError;
-use crate::{api, connection, import_api, ops, web};
+use crate::{api, connection, import_api, ops, templates, web};
 
 /// Uploads (unit and family sheets) may be a few MB.
 const MAX_UPLOAD: usize = 16 * 1024 * 1024;
@@ -96,6 +96,30 @@ pub fn routes() -> Vec<Route> {
         }),
         r("GET", "/api/ops/events", Operator, Api, || get(ops::events)),
         r("GET", "/api/ops/batch", Operator, Api, || get(ops::batch)),
+        r("GET", "/api/ops/templates/units.csv", Operator, Api, || {
+            get(templates::units_csv)
+        }),
+        r(
+            "GET",
+            "/api/ops/templates/units.xlsx",
+            Operator,
+            Api,
+            || get(templates::units_xlsx),
+        ),
+        r(
+            "GET",
+            "/api/ops/templates/families.csv",
+            Operator,
+            Api,
+            || get(templates::families_csv),
+        ),
+        r(
+            "GET",
+            "/api/ops/templates/families.xlsx",
+            Operator,
+            Api,
+            || get(templates::families_xlsx),
+        ),
         r("POST", "/api/ops/batches", Operator, Api, || {
             post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD))
         }),

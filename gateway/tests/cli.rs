@@ -1,4 +1,5 @@
-//! The `xuanfang` binary refuses to start with a weak HS256 secret.
+//! The `xuanfang` binary: it refuses to start with a weak HS256 secret, and writes its
+//! logs as text or, with `--log-format json`, as JSON lines.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -104,5 +105,115 @@ fn serve_refuses_a_secret_shorter_than_32_bytes() {
         !out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `serve --data-dir` on an empty directory (it warns that no batch is loaded),
+/// reads its output lines until `found` accepts one or a minute passes, then kills it.
+/// Returns the line, or every line read when none was accepted.
+fn first_log_line(
+    configure: impl FnOnce(&mut Command),
+    found: impl Fn(&str) -> bool,
+) -> Result<String, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = xuanfang(&["serve", "--listen", "127.0.0.1:0", "--jwt-secret", STRONG]);
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn");
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("run xuanfang");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let readers = [
+        Box::new(out) as Box<dyn std::io::Read + Send>,
+        Box::new(err),
+    ]
+    .map(|r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(r)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    });
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let result = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if found(&line) => break Ok(line),
+            Ok(line) => seen.push(line),
+            // Timed out, or the process ended and both pipes closed.
+            Err(_) => break Err(seen),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    for r in readers {
+        let _ = r.join();
+    }
+    result
+}
+
+/// A line that is a JSON log event: its level and its message.
+fn json_event(line: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some((
+        v["level"].as_str()?.to_owned(),
+        v["fields"]["message"].as_str()?.to_owned(),
+    ))
+}
+
+#[test]
+fn serve_with_log_format_json_writes_each_log_event_as_a_json_line() {
+    let by_flag = |c: &mut Command| {
+        c.args(["--log-format", "json"]);
+    };
+    let by_env = |c: &mut Command| {
+        c.env("XUANFANG_LOG_FORMAT", "json");
+    };
+    for (how, configure) in [
+        ("--log-format json", &by_flag as &dyn Fn(&mut Command)),
+        ("XUANFANG_LOG_FORMAT=json", &by_env),
+    ] {
+        let line = first_log_line(configure, |l| json_event(l).is_some())
+            .unwrap_or_else(|seen| panic!("{how}: no JSON log line in {seen:#?}"));
+        let (level, message) = json_event(&line).unwrap();
+        assert_eq!(level, "WARN", "{how}: {line}");
+        assert!(message.contains("no batch loaded"), "{how}: {line}");
+    }
+}
+
+#[test]
+fn serve_logs_text_by_default() {
+    let line = first_log_line(|_| {}, |l| l.contains("no batch loaded"))
+        .unwrap_or_else(|seen| panic!("no warning in {seen:#?}"));
+    assert!(json_event(&line).is_none(), "a text line: {line}");
+    assert!(line.contains("WARN"), "{line}");
+}
+
+#[test]
+fn an_unknown_log_format_is_refused() {
+    let out = run(xuanfang(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "unused",
+        "--jwt-secret",
+        STRONG,
+        "--log-format",
+        "xml",
+    ]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("text") && stderr.contains("json"),
+        "{stderr}"
     );
 }

@@ -20,6 +20,10 @@
 //! are separated by `|`, `、`, `;`, `；`, `,` or `，`. The session column may be left
 //! out when sessions are scheduled automatically ([`SessionPlan::Auto`]).
 //!
+//! The columns are listed once, in [`UNIT_COLUMNS`] and [`FAMILY_COLUMNS`]: the
+//! importer finds and checks cells by them, and [`templates`] makes the downloadable
+//! templates and the documentation's tables from them.
+//!
 //! Uploads are untrusted. Nothing is allocated by what a file merely claims (an XLSX
 //! `<dimension>`, a cell's position, a zip entry's declared size): a file is refused
 //! with a [`Problem`] once it goes past one of the limits below, all far beyond a real
@@ -41,6 +45,8 @@ use crate::domain::{
     UnitId,
 };
 use crate::time::Millis;
+
+pub mod templates;
 
 // ---------------------------------------------------------------------------
 // Limits.
@@ -321,7 +327,7 @@ pub fn mask_name(name: &str) -> String {
 
 /// Splits a 可选户型 cell into layouts.
 pub fn split_layouts(cell: &str) -> Vec<Layout> {
-    cell.split(['|', '、', ';', '；', ',', '，'])
+    cell.split(LAYOUT_SEPARATORS)
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(Layout::new)
@@ -673,46 +679,213 @@ fn check_unpacked_size(bytes: &[u8]) -> Result<(), ImportErrors> {
 // ---------------------------------------------------------------------------
 // Columns.
 
-/// A column: its canonical English name and the header spellings that mean it.
-struct Column {
-    name: &'static str,
-    aliases: &'static [&'static str],
-    required: bool,
+/// A column of an upload sheet: how the importer finds it, and what the templates and
+/// the documentation ([`templates`]) say about it. The one list of each sheet.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Column {
+    /// Canonical English name: an accepted header, and the name problems use.
+    pub name: &'static str,
+    /// Every accepted header spelling after normalising (brackets cut, lower case,
+    /// spaces and `-` as `_`); the first is the Chinese header of the templates.
+    pub aliases: &'static [&'static str],
+    pub required: bool,
+    pub kind: Kind,
+    /// The cells of this column in the templates' example rows (`""`: left empty).
+    pub examples: [&'static str; templates::EXAMPLE_ROWS],
+    /// What an operator should know, Chinese then English.
+    pub note: (&'static str, &'static str),
 }
 
-const UNIT_COLUMNS: &[Column] = &[
-    col("id", &["房源编号", "房源id", "编号", "id", "unit_id"]),
-    col("building", &["楼栋", "楼栋号", "building"]),
-    col("number", &["房号", "房间号", "number", "unit_number"]),
-    col("floor", &["楼层", "floor"]),
-    col("layout", &["户型", "layout"]),
-    col("area", &["面积", "建筑面积", "area"]),
-    col("orientation", &["朝向", "orientation"]),
-    col("rent", &["租金", "月租金", "rent"]),
+impl Column {
+    /// The Chinese header the templates use.
+    pub fn zh(&self) -> &'static str {
+        self.aliases[0]
+    }
+}
+
+/// What a column holds: the checks the importer makes of its cells.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    /// Text of at most `max` characters, no control characters.
+    Text { max: usize },
+    /// A whole number from `min` to `max`.
+    Integer { min: i64, max: i64 },
+    /// A number up to `max`; above `min`, or from it when `min_allowed`.
+    Number {
+        min: f64,
+        min_allowed: bool,
+        max: f64,
+    },
+    /// Layouts separated by any of [`LAYOUT_SEPARATORS`], each text of at most `max`
+    /// characters; at least one.
+    Layouts { max: usize },
+}
+
+/// What separates the layouts of a 可选户型 cell.
+pub const LAYOUT_SEPARATORS: [char; 6] = ['|', '、', ';', '；', ',', '，'];
+
+const ID: Kind = Kind::Text { max: MAX_ID_CHARS };
+const TEXT: Kind = Kind::Text {
+    max: MAX_TEXT_CHARS,
+};
+
+/// The columns of the units sheet, in template order.
+pub const UNIT_COLUMNS: &[Column] = &[
+    Column {
+        name: "id",
+        aliases: &["房源编号", "房源id", "编号", "id", "unit_id"],
+        required: true,
+        kind: ID,
+        examples: ["1-101", "1-102"],
+        note: (
+            "每套房源唯一，选房结果以此标识房源。",
+            "Unique in the sheet; results name units by it.",
+        ),
+    },
+    Column {
+        name: "building",
+        aliases: &["楼栋", "楼栋号", "building"],
+        required: true,
+        kind: TEXT,
+        examples: ["1栋", "1栋"],
+        note: ("", ""),
+    },
+    Column {
+        name: "number",
+        aliases: &["房号", "房间号", "number", "unit_number"],
+        required: true,
+        kind: TEXT,
+        examples: ["101", "102"],
+        note: (
+            "按门牌填写；作为文本读取（0101 保留前导 0，XLSX 模板中该列为文本格式）。",
+            "As on the door; read as text (0101 keeps its 0; the XLSX template formats the column as text).",
+        ),
+    },
+    Column {
+        name: "floor",
+        aliases: &["楼层", "floor"],
+        required: true,
+        kind: Kind::Integer {
+            min: *FLOORS.start(),
+            max: *FLOORS.end(),
+        },
+        examples: ["1", "1"],
+        note: ("地下层为负数。", "Below ground is negative."),
+    },
+    Column {
+        name: "layout",
+        aliases: &["户型", "layout"],
+        required: true,
+        kind: TEXT,
+        examples: ["一房一厅", "两房一厅"],
+        note: (
+            "须与家庭表“可选户型”中的写法完全一致。",
+            "Spelled exactly as in the families' 可选户型.",
+        ),
+    },
+    Column {
+        name: "area",
+        aliases: &["面积", "建筑面积", "area"],
+        required: true,
+        kind: Kind::Number {
+            min: 0.0,
+            min_allowed: false,
+            max: MAX_AREA,
+        },
+        examples: ["45.5", "62.8"],
+        note: (
+            "平方米；列名可带单位，如“面积(㎡)”。",
+            "Square metres; the header may carry the unit, e.g. 面积(㎡).",
+        ),
+    },
+    Column {
+        name: "orientation",
+        aliases: &["朝向", "orientation"],
+        required: true,
+        kind: TEXT,
+        examples: ["南", "南北"],
+        note: ("", ""),
+    },
+    Column {
+        name: "rent",
+        aliases: &["租金", "月租金", "rent"],
+        required: true,
+        kind: Kind::Number {
+            min: 0.0,
+            min_allowed: true,
+            max: MAX_RENT,
+        },
+        examples: ["1200", "1650"],
+        note: (
+            "元/月；列名可带单位，如“租金（元/月）”。",
+            "Yuan per month; the header may carry the unit, e.g. 租金（元/月）.",
+        ),
+    },
 ];
 
-const FAMILY_COLUMNS: &[Column] = &[
-    col("id", &["家庭编号", "家庭id", "编号", "id", "family_id"]),
-    col("name", &["姓名", "申请人", "申请人姓名", "name"]),
-    col("rank", &["排位", "排位号", "轮候排位", "rank"]),
+/// The columns of the families sheet, in template order.
+pub const FAMILY_COLUMNS: &[Column] = &[
+    Column {
+        name: "id",
+        aliases: &["家庭编号", "家庭id", "编号", "id", "family_id"],
+        required: true,
+        kind: ID,
+        examples: ["F001", "F002"],
+        note: (
+            "每户唯一；即登录凭证中的 sub（同一人在各批次中相同）。",
+            "Unique in the sheet; the family's login token names it as its sub (the same person keeps it across batches).",
+        ),
+    },
+    Column {
+        name: "name",
+        aliases: &["姓名", "申请人", "申请人姓名", "name"],
+        required: true,
+        kind: TEXT,
+        examples: ["张三丰", "李四"],
+        note: (
+            "导入时即脱敏（张三丰 → 张*丰），只保存脱敏后的姓名；已含 * 的姓名原样保留。",
+            "Masked on import (张三丰 → 张*丰); only the masked name is kept. A name already holding * is kept as it is.",
+        ),
+    },
+    Column {
+        name: "rank",
+        aliases: &["排位", "排位号", "轮候排位", "rank"],
+        required: true,
+        kind: Kind::Integer {
+            min: *RANKS.start(),
+            max: *RANKS.end(),
+        },
+        examples: ["1", "2"],
+        note: (
+            "每户唯一，数字小者先选。",
+            "Unique in the sheet; the smaller number chooses first.",
+        ),
+    },
     Column {
         name: "session",
         aliases: &["场次", "session"],
         required: false,
+        kind: ID,
+        examples: ["", ""],
+        note: (
+            "可留空，整列也可删去。管理台上传按排位自动排场次（每场户数见上传表单，场次名 S01、S02……），不读此列；仅按场次名排程的批次使用此列。",
+            "May be left empty, or the column left out. The console's upload schedules sessions by rank (families per session as set in the form, sessions named S01, S02, …) and ignores this column; only a batch built with named sessions reads it.",
+        ),
     },
-    col(
-        "eligible_layouts",
-        &["可选户型", "eligible_layouts", "layouts"],
-    ),
-];
-
-const fn col(name: &'static str, aliases: &'static [&'static str]) -> Column {
     Column {
-        name,
-        aliases,
+        name: "eligible_layouts",
+        aliases: &["可选户型", "eligible_layouts", "layouts"],
         required: true,
-    }
-}
+        kind: Kind::Layouts {
+            max: MAX_TEXT_CHARS,
+        },
+        examples: ["一房一厅、两房一厅", "两房一厅"],
+        note: (
+            "一格内可填多个户型，用 、 | ; ； , ， 任一分隔（CSV 中含英文逗号的格须加引号，模板使用 、）。",
+            "Several layouts go in one cell, separated by any of 、 | ; ； , ， (in a CSV a cell holding a comma must be quoted; the templates use 、).",
+        ),
+    },
+];
 
 /// A header cell without its bracketed unit, lower-cased: `面积(㎡)` → `面积`.
 fn normalise_header(h: &str) -> String {
@@ -783,6 +956,22 @@ impl Row<'_> {
             .map_or("", String::as_str)
     }
 
+    /// The kind of a column of the list (a name not in it is a bug of this module).
+    fn kind(&self, name: &'static str) -> Kind {
+        match self.columns.iter().find(|c| c.name == name) {
+            Some(c) => c.kind,
+            None => unreachable!("no column {name}"),
+        }
+    }
+
+    /// The most characters a text column takes.
+    fn max_chars(&self, name: &'static str) -> usize {
+        match self.kind(name) {
+            Kind::Text { max } | Kind::Layouts { max } => max,
+            k => unreachable!("{name} is not text: {k:?}"),
+        }
+    }
+
     /// A required cell, as read (at most [`MAX_CELL_CHARS`]).
     fn text(&self, name: &'static str) -> Result<&str, Problem> {
         let s = self.get(name);
@@ -793,15 +982,19 @@ impl Row<'_> {
         }
     }
 
-    /// A required text field of at most `max` characters and no control characters.
-    fn field(&self, name: &'static str, max: usize) -> Result<String, Problem> {
+    /// A required text field ([`Kind::Text`]).
+    fn field(&self, name: &'static str) -> Result<String, Problem> {
         let s = self.text(name)?;
-        check_text(name, s, max)?;
+        check_text(name, s, self.max_chars(name))?;
         Ok(s.to_owned())
     }
 
-    /// A required whole number within `range`.
-    fn integer(&self, name: &'static str, range: &RangeInclusive<i64>) -> Result<i64, Problem> {
+    /// A required whole number ([`Kind::Integer`]).
+    fn integer(&self, name: &'static str) -> Result<i64, Problem> {
+        let Kind::Integer { min, max } = self.kind(name) else {
+            unreachable!("{name} is not an integer column")
+        };
+        let range = min..=max;
         let s = self.text(name)?;
         // XLSX cells typed as text or CSVs from some tools write `12.0` for integers.
         let s = s.strip_suffix(".0").unwrap_or(s);
@@ -820,15 +1013,17 @@ impl Row<'_> {
         }
     }
 
-    /// A required finite number, above `min` (or from `min` when `min_allowed`) and at
-    /// most `max`.
-    fn real(
-        &self,
-        name: &'static str,
-        min: f64,
-        min_allowed: bool,
-        max: f64,
-    ) -> Result<f64, Problem> {
+    /// A required finite number ([`Kind::Number`]): above `min` (or from `min` when
+    /// `min_allowed`) and at most `max`.
+    fn real(&self, name: &'static str) -> Result<f64, Problem> {
+        let Kind::Number {
+            min,
+            min_allowed,
+            max,
+        } = self.kind(name)
+        else {
+            unreachable!("{name} is not a number column")
+        };
         let s = self.text(name)?;
         let v = match s.parse::<f64>() {
             Ok(v) if v.is_finite() => v,
@@ -900,14 +1095,14 @@ fn parse_units(table: Table) -> Result<Vec<Unit>, ImportErrors> {
     let mut ids = FirstSeen::new();
     parse_rows(table, UNIT_COLUMNS, |row, r| {
         let unit = Unit {
-            id: UnitId(r.field("id", MAX_ID_CHARS)?),
-            building: r.field("building", MAX_TEXT_CHARS)?,
-            number: r.field("number", MAX_TEXT_CHARS)?,
-            floor: r.integer("floor", &FLOORS)? as i32,
-            layout: Layout(r.field("layout", MAX_TEXT_CHARS)?),
-            area: r.real("area", 0.0, false, MAX_AREA)?,
-            orientation: r.field("orientation", MAX_TEXT_CHARS)?,
-            rent: r.real("rent", 0.0, true, MAX_RENT)?,
+            id: UnitId(r.field("id")?),
+            building: r.field("building")?,
+            number: r.field("number")?,
+            floor: r.integer("floor")? as i32,
+            layout: Layout(r.field("layout")?),
+            area: r.real("area")?,
+            orientation: r.field("orientation")?,
+            rent: r.real("rent")?,
         };
         ids.check(unit.id.0.clone(), row)
             .map_err(|first_row| Problem::DuplicateId {
@@ -923,19 +1118,23 @@ fn parse_families(table: Table) -> Result<Vec<Family>, ImportErrors> {
     let mut ranks = FirstSeen::new();
     parse_rows(table, FAMILY_COLUMNS, |row, r| {
         // Ranks count from 1; 0 would sort before every real family.
-        let rank = r.integer("rank", &RANKS)? as u32;
+        let rank = r.integer("rank")? as u32;
         let eligible_layouts = split_layouts(r.get("eligible_layouts"));
         if eligible_layouts.is_empty() {
             return Err(Problem::MissingField("eligible_layouts"));
         }
         for layout in &eligible_layouts {
-            check_text("eligible_layouts", &layout.0, MAX_TEXT_CHARS)?;
+            check_text(
+                "eligible_layouts",
+                &layout.0,
+                r.max_chars("eligible_layouts"),
+            )?;
         }
         let session = r.get("session");
-        check_text("session", session, MAX_ID_CHARS)?;
+        check_text("session", session, r.max_chars("session"))?;
         let family = Family {
-            id: FamilyId(r.field("id", MAX_ID_CHARS)?),
-            name: mask_name(&r.field("name", MAX_TEXT_CHARS)?),
+            id: FamilyId(r.field("id")?),
+            name: mask_name(&r.field("name")?),
             rank,
             session: SessionId(session.to_owned()),
             eligible_layouts,

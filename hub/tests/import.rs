@@ -993,3 +993,218 @@ fn millis_plus_ms_saturates_instead_of_wrapping() {
     assert_eq!(Millis(i64::MIN + 5).plus_ms(-10), Millis(i64::MIN));
     assert_eq!(Millis(1_000).plus_ms(-400), Millis(600));
 }
+
+// ---------------------------------------------------------------------------
+// Templates and the documentation of the sheets, made from the importer's columns.
+
+use xuanfang_hub::import::templates::{self, Sheet};
+use xuanfang_hub::import::{Column, Format, FAMILY_COLUMNS, UNIT_COLUMNS};
+
+#[test]
+fn unit_template_imports_unchanged_as_its_two_example_units() {
+    let csv = Sheet::Units.csv();
+    assert!(csv.starts_with("\u{feff}".as_bytes()), "BOM for Excel");
+    let text = std::str::from_utf8(&csv[3..]).unwrap();
+    assert_eq!(text.lines().next(), Some(UNIT_HEADER_ZH));
+    let units = import::units(Format::Csv, &csv).unwrap();
+    let cells: Vec<_> = units
+        .iter()
+        .map(|u| {
+            (
+                u.id.as_str(),
+                u.building.as_str(),
+                u.number.as_str(),
+                u.floor,
+                u.layout.as_str(),
+                u.area,
+                u.orientation.as_str(),
+                u.rent,
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            ("1-101", "1栋", "101", 1, "一房一厅", 45.5, "南", 1200.0),
+            ("1-102", "1栋", "102", 1, "两房一厅", 62.8, "南北", 1650.0),
+        ]
+    );
+}
+
+#[test]
+fn family_template_imports_unchanged_with_several_layouts_in_one_cell_and_no_session() {
+    let csv = Sheet::Families.csv();
+    let text = std::str::from_utf8(&csv[3..]).unwrap();
+    assert_eq!(text.lines().next(), Some(FAMILY_HEADER_ZH));
+    let fams = import::families(Format::Csv, &csv).unwrap();
+    assert_eq!(fams.len(), 2);
+    assert_eq!(
+        (fams[0].id.as_str(), fams[0].name.as_str(), fams[0].rank),
+        ("F001", "张*丰", 1)
+    );
+    assert_eq!(
+        fams[0].eligible_layouts,
+        [Layout::new("一房一厅"), Layout::new("两房一厅")]
+    );
+    assert_eq!(
+        (fams[1].id.as_str(), fams[1].name.as_str(), fams[1].rank),
+        ("F002", "李*", 2)
+    );
+    assert_eq!(fams[1].eligible_layouts, [Layout::new("两房一厅")]);
+    assert!(fams.iter().all(|f| f.session.as_str().is_empty()));
+}
+
+#[test]
+fn template_examples_make_a_batch_under_the_consoles_automatic_plan() {
+    let units = import::units(Format::Csv, &Sheet::Units.csv()).unwrap();
+    let fams = import::families(Format::Csv, &Sheet::Families.csv()).unwrap();
+    let plan = SessionPlan::Auto {
+        per_session: 50,
+        first_start: Millis(1_000_000),
+        interval_ms: 300_000,
+        window_ms: 180_000,
+    };
+    let batch = build_batch(meta(), units, fams, &plan).unwrap();
+    assert_eq!(batch.sessions.len(), 1);
+    // Every layout a family may choose is one the units sheet has.
+    for f in &batch.families {
+        for l in &f.eligible_layouts {
+            assert!(batch.units.iter().any(|u| &u.layout == l), "{l}");
+        }
+    }
+}
+
+#[test]
+fn templates_use_the_chinese_header_and_the_english_name_is_accepted_too() {
+    for sheet in Sheet::ALL {
+        for c in sheet.columns() {
+            assert!(
+                c.zh().chars().all(|ch| !ch.is_ascii()),
+                "{}: {} is the Chinese header",
+                c.name,
+                c.zh()
+            );
+            assert!(c.aliases.contains(&c.name), "{} is accepted", c.name);
+        }
+        // The template with English headers imports the same rows.
+        let english: Vec<&str> = sheet.columns().iter().map(|c| c.name).collect();
+        let mut csv = english.join(",");
+        for row in sheet.examples() {
+            csv.push('\n');
+            csv.push_str(&row.join(","));
+        }
+        let zh = Sheet::csv(sheet);
+        match sheet {
+            Sheet::Units => assert_eq!(
+                import::units(Format::Csv, csv.as_bytes()).unwrap(),
+                import::units(Format::Csv, &zh).unwrap()
+            ),
+            Sheet::Families => assert_eq!(
+                import::families(Format::Csv, csv.as_bytes()).unwrap(),
+                import::families(Format::Csv, &zh).unwrap()
+            ),
+        }
+    }
+}
+
+#[test]
+fn only_the_session_column_is_optional() {
+    let optional: Vec<&str> = UNIT_COLUMNS
+        .iter()
+        .chain(FAMILY_COLUMNS)
+        .filter(|c| !c.required)
+        .map(|c| c.zh())
+        .collect();
+    assert_eq!(optional, ["场次"]);
+}
+
+// The tables of docs/operations.md, between these markers, are generated here. After
+// changing a column, regenerate with:
+//
+//   UPDATE_OPERATIONS_DOC=1 cargo test -p xuanfang-hub --test import
+
+const DOC_BEGIN: &str = "<!-- BEGIN GENERATED UPLOAD SHEETS -->";
+const DOC_END: &str = "<!-- END GENERATED UPLOAD SHEETS -->";
+
+/// A markdown table cell: `|` escaped, line breaks as spaces.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn doc_row(c: &Column) -> String {
+    let others: Vec<String> = c
+        .aliases
+        .iter()
+        .filter(|a| **a != c.zh() && **a != c.name)
+        .map(|a| format!("`{a}`"))
+        .collect();
+    let mut notes = c.note.1.to_owned();
+    if !others.is_empty() {
+        if !notes.is_empty() {
+            notes.push(' ');
+        }
+        notes.push_str(&format!("Also accepted: {}.", others.join(", ")));
+    }
+    let example = match templates::example(c).as_str() {
+        "（空）(empty)" => "(empty)".to_owned(),
+        e => e.to_owned(),
+    };
+    format!(
+        "| {} | `{}` | {} | {} | {} | {} |",
+        c.zh(),
+        c.name,
+        md(&templates::describe(c.kind).1),
+        if c.required { "yes" } else { "no" },
+        md(&example),
+        md(&notes)
+    )
+}
+
+fn sheets_doc() -> String {
+    let mut out = String::from("\n");
+    for sheet in Sheet::ALL {
+        let (zh, en) = sheet.title();
+        let n = sheet.name();
+        out.push_str(&format!(
+            "### {zh} {en} (`{n}.csv`, `{n}.xlsx`)\n\n\
+             | 中文列名 | English | type | required | example | notes |\n\
+             |---|---|---|---|---|---|\n"
+        ));
+        for c in sheet.columns() {
+            out.push_str(&doc_row(c));
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    for (_, en) in templates::general_notes() {
+        out.push_str(&format!("- {en}\n"));
+    }
+    out.push('\n');
+    out
+}
+
+#[test]
+fn operations_doc_lists_the_columns_the_importer_reads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (Some(b), Some(e)) = (doc.find(DOC_BEGIN), doc.find(DOC_END)) else {
+        panic!(
+            "{} lacks the markers {DOC_BEGIN} / {DOC_END}",
+            path.display()
+        );
+    };
+    assert!(b < e, "markers out of order");
+    let want = sheets_doc();
+    if doc[b + DOC_BEGIN.len()..e] == want {
+        return;
+    }
+    if std::env::var_os("UPDATE_OPERATIONS_DOC").is_some_and(|v| v == "1") {
+        let updated = format!("{}{DOC_BEGIN}{want}{}", &doc[..b], &doc[e..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    panic!(
+        "docs/operations.md is out of date with the import columns; regenerate with\n  \
+         UPDATE_OPERATIONS_DOC=1 cargo test -p xuanfang-hub --test import"
+    );
+}

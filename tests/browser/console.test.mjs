@@ -1,6 +1,7 @@
-// The operator console: live progress and sessions from the operator API, and an
-// import with bad rows reported row by row (nothing imported).
+// The operator console: live progress and sessions from the operator API, an import
+// with bad rows reported row by row (nothing imported), and the upload templates.
 
+import { readFileSync } from 'node:fs';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDemo, launch, getJson, shot } from './harness.mjs';
@@ -46,6 +47,36 @@ test('the console shows progress and sessions, and reports bad import rows', asy
   await shot(page, 'console-import-errors');
   // Nothing was imported: the demo batch still stands.
   assert.equal((await getJson(demo.base, '/api/catalog')).batch, progress.batch);
+  assert.deepEqual(errors.map(String), []);
+  await ctx.close();
+});
+
+test('the console offers the four upload templates, downloaded with the operator token', async () => {
+  const errors = [];
+  const ctx = await browser.newContext({ acceptDownloads: true, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(`${demo.base}/console?token=${demo.operatorToken}`);
+  await page.waitForSelector('#templates [data-export]');
+  assert.equal(await page.textContent('#templates h3'), '下载模板');
+  const files = await page.$$eval('#templates [data-export]', (bs) => bs.map((b) => b.dataset.file));
+  assert.deepEqual(files, ['units-template.csv', 'units-template.xlsx', 'families-template.csv', 'families-template.xlsx']);
+  for (const file of files) {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click(`#templates [data-file="${file}"]`)]);
+    assert.equal(download.suggestedFilename(), file);
+    const bytes = readFileSync(await download.path());
+    if (file.endsWith('.csv')) {
+      const text = bytes.toString('utf8');
+      assert.ok(text.startsWith('\ufeff'), `${file}: a BOM for Excel`);
+      const header = file.startsWith('units') ? '房源编号,楼栋,房号,楼层,户型,面积,朝向,租金' : '家庭编号,姓名,排位,场次,可选户型';
+      assert.equal(text.slice(1).split(/\r?\n/)[0], header);
+    } else {
+      assert.equal(bytes.subarray(0, 2).toString('latin1'), 'PK', `${file}: a workbook`);
+    }
+  }
+  // In English the section reads in English.
+  await page.click('#lang');
+  assert.equal(await page.textContent('#templates h3'), 'Download templates');
   assert.deepEqual(errors.map(String), []);
   await ctx.close();
 });

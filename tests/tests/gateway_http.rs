@@ -461,3 +461,161 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
     assert!(saw_unit.is_some(), "the confirmed unit reaches the board");
     assert!(saw_session, "the snapshot lists the supplementary session");
 }
+
+/// A template as the console downloads it: status, content type, body.
+async fn template(base: &str, file: &str) -> (u16, String, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/ops/templates/{file}"))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let kind = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, kind, r.bytes().await.unwrap().to_vec())
+}
+
+/// Uploads a units and a families file unchanged as a new batch.
+async fn upload_files(
+    base: &str,
+    batch_id: &str,
+    (units_name, units): (&str, Vec<u8>),
+    (families_name, families): (&str, Vec<u8>),
+) -> (u16, serde_json::Value) {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "units",
+            reqwest::multipart::Part::bytes(units).file_name(units_name.to_owned()),
+        )
+        .part(
+            "families",
+            reqwest::multipart::Part::bytes(families).file_name(families_name.to_owned()),
+        )
+        .text("batch_id", batch_id.to_owned())
+        .text("name", "模板批次");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/ops/batches"))
+        .bearer_auth(operator_token())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_templates_download_and_upload_unchanged_as_the_example_batch() {
+    let alloc = redis_engine(&namespace()).await;
+    let first = small_batch("before", Duration::from_secs(600), Duration::from_secs(60));
+    alloc.load_batch(first.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &first.id).await;
+    let base = format!("http://{}", gw.addr);
+
+    // CSV templates: UTF-8 with a BOM, the Chinese headers, two example rows.
+    let (status, kind, units_csv) = template(&base, "units.csv").await;
+    assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"));
+    let text = String::from_utf8(units_csv.clone()).unwrap();
+    let text = text.strip_prefix('\u{feff}').expect("BOM for Excel");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "房源编号,楼栋,房号,楼层,户型,面积,朝向,租金");
+    assert_eq!(lines.len(), 3, "{text}");
+    let (status, _, families_csv) = template(&base, "families.csv").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(families_csv.clone()).unwrap();
+    assert!(
+        text.starts_with("\u{feff}家庭编号,姓名,排位,场次,可选户型\n"),
+        "{text}"
+    );
+    // XLSX templates: workbooks.
+    let xlsx_kind = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let (status, kind, units_xlsx) = template(&base, "units.xlsx").await;
+    assert_eq!((status, kind.as_str()), (200, xlsx_kind));
+    assert!(units_xlsx.starts_with(b"PK"), "a zip container");
+    let (status, kind, families_xlsx) = template(&base, "families.xlsx").await;
+    assert_eq!((status, kind.as_str()), (200, xlsx_kind));
+
+    // Uploaded unchanged, each pair is accepted and makes the example batch.
+    for (id, units, families) in [
+        (
+            "tpl-csv",
+            ("units.csv", units_csv),
+            ("families.csv", families_csv),
+        ),
+        (
+            "tpl-xlsx",
+            ("units.xlsx", units_xlsx),
+            ("families.xlsx", families_xlsx),
+        ),
+    ] {
+        let (status, body) = upload_files(&base, id, units, families).await;
+        assert_eq!(status, 201, "{id}: {body}");
+        let batch: serde_json::Value = reqwest::Client::new()
+            .get(format!("{base}/api/ops/batch?batch={id}"))
+            .bearer_auth(operator_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let units: Vec<_> = batch["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| {
+                (
+                    u["id"].as_str().unwrap(),
+                    u["building"].as_str().unwrap(),
+                    u["number"].as_str().unwrap(),
+                    u["floor"].as_i64().unwrap(),
+                    u["layout"].as_str().unwrap(),
+                    u["area"].as_f64().unwrap(),
+                    u["orientation"].as_str().unwrap(),
+                    u["rent"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            units,
+            [
+                ("1-101", "1栋", "101", 1, "一房一厅", 45.5, "南", 1200.0),
+                ("1-102", "1栋", "102", 1, "两房一厅", 62.8, "南北", 1650.0),
+            ],
+            "{id}"
+        );
+        let families: Vec<_> = batch["families"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap(),
+                    f["name"].as_str().unwrap(),
+                    f["rank"].as_u64().unwrap(),
+                    f["eligible_layouts"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            families,
+            [
+                (
+                    "F001",
+                    "张*丰",
+                    1,
+                    serde_json::json!(["一房一厅", "两房一厅"])
+                ),
+                ("F002", "李*", 2, serde_json::json!(["两房一厅"])),
+            ],
+            "{id}"
+        );
+        // The empty 场次 column: the console's plan put both in one automatic session.
+        assert_eq!(batch["sessions"].as_array().unwrap().len(), 1, "{id}");
+    }
+}

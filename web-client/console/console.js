@@ -1,4 +1,5 @@
-// Operator console: batch import, sessions, live progress, supplementary sessions, exports.
+// Operator console: batch import (and its templates), sessions, live progress, supplementary
+// sessions, exports.
 // Every figure comes from the operator API; the console polls it (a few requests a
 // second at most), which is plenty for a handful of operators.
 
@@ -206,6 +207,7 @@ function bindPublish() {
   });
 }
 
+/** Export and template buttons: authenticated downloads (a link cannot send the token). */
 function bindExports() {
   for (const b of document.querySelectorAll('[data-export]')) {
     b.addEventListener('click', async () => {
