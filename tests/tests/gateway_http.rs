@@ -340,11 +340,14 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
     use xuanfang_hub::selection::{NoUnitReason, Outcome};
     use xuanfang_hub::{Edit, ListKind, Millis, SessionKind, Stage, UnitId};
     let alloc = redis_engine(&namespace()).await;
-    let batch = small_batch(
+    let mut batch = small_batch(
         "supp",
         Duration::from_millis(400),
         Duration::from_millis(1200),
     );
+    // S2, the day's last formal session, 10 s after S1: F1 applies in between (the window
+    // closes when S2 ends), generously long for a slow machine.
+    batch.sessions[1].start = batch.sessions[0].deadline().plus_ms(10_000);
     alloc.load_batch(batch.clone()).await.unwrap();
     let gw = start_gateway(alloc.clone(), &batch.id).await;
     let base = format!("http://{}", gw.addr);
