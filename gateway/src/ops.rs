@@ -185,7 +185,8 @@ struct ResultRow<'a> {
     #[serde(rename = "户型 layout", serialize_with = "text_cell")]
     layout: String,
     /// Written by us from a number (it may be negative; it is not text).
-    #[serde(rename = "时间 at (ms)")]
+    /// Local date-time of the batch's time zone (Excel shows epoch milliseconds as a number).
+    #[serde(rename = "时间 at")]
     at: String,
 }
 
@@ -208,6 +209,9 @@ fn result_rows<'a>(
     batch: &'a xuanfang_hub::Batch,
     records: &'a [FamilyRecord],
 ) -> Vec<ResultRow<'a>> {
+    // One map, not a search of the units per family.
+    let units: std::collections::HashMap<&xuanfang_hub::UnitId, &xuanfang_hub::Unit> =
+        batch.units.iter().map(|u| (&u.id, u)).collect();
     let mut rows: Vec<_> = records
         .iter()
         .map(|r| {
@@ -237,7 +241,7 @@ fn result_rows<'a>(
                 Some(Outcome::Waived { at }) => ("主动放弃 waived", None, Some(*at)),
                 None => ("未完成 pending", None, None),
             };
-            let u = unit.and_then(|u| batch.unit(u));
+            let u = unit.and_then(|u| units.get(u).copied());
             ResultRow {
                 rank: r.family.rank,
                 family: r.family.id.as_str(),
@@ -248,12 +252,26 @@ fn result_rows<'a>(
                 building: u.map(|u| u.building.clone()).unwrap_or_default(),
                 number: u.map(|u| u.number.clone()).unwrap_or_default(),
                 layout: u.map(|u| u.layout.to_string()).unwrap_or_default(),
-                at: at.map(|a| a.0.to_string()).unwrap_or_default(),
+                at: at
+                    .map(|a| local_time(a, batch.utc_offset_minutes))
+                    .unwrap_or_default(),
             }
         })
         .collect();
     rows.sort_by_key(|r| r.rank);
     rows
+}
+
+/// `2025-06-07 09:03:12` in the batch's time zone.
+fn local_time(at: Millis, utc_offset_minutes: i32) -> String {
+    let offset = time::UtcOffset::from_whole_seconds(utc_offset_minutes * 60)
+        .unwrap_or(time::UtcOffset::UTC);
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000)
+        .map(|t| t.to_offset(offset))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| at.0.to_string())
 }
 
 fn export_failed(e: impl std::fmt::Display) -> ApiError {
@@ -269,10 +287,11 @@ async fn export_inputs(
     Ok((hub.statics(), records))
 }
 
-/// A file download named `results-<batch>.<ext>`.
+/// A file download named `<what>-<batch>.<ext>`.
 fn attachment(
     content_type: &str,
     batch: &xuanfang_hub::BatchId,
+    what: &str,
     ext: &str,
     body: Vec<u8>,
 ) -> Response {
@@ -281,7 +300,7 @@ fn attachment(
             (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                content_disposition(&format!("results-{batch}.{ext}")),
+                content_disposition(&format!("{what}-{batch}.{ext}")),
             ),
         ],
         body,
@@ -319,7 +338,13 @@ pub async fn results_csv(
 ) -> Result<Response, ApiError> {
     let (batch, records) = export_inputs(&app, &hub).await?;
     let out = write_csv(&result_rows(&batch, &records)).map_err(export_failed)?;
-    Ok(attachment("text/csv; charset=utf-8", &batch.id, "csv", out))
+    Ok(attachment(
+        "text/csv; charset=utf-8",
+        &batch.id,
+        "results",
+        "csv",
+        out,
+    ))
 }
 
 /// The CSV export: a BOM, a header row, then one row per family.
@@ -346,6 +371,7 @@ pub async fn results_xlsx(
     Ok(attachment(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         &batch.id,
+        "results",
         "xlsx",
         bytes,
     ))
@@ -364,7 +390,7 @@ fn write_xlsx(rows: &[ResultRow<'_>]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxEr
         "楼栋",
         "房号",
         "户型",
-        "时间(ms)",
+        "时间",
     ];
     for (c, h) in head.iter().enumerate() {
         ws.write_string(0, c as u16, *h)?;
@@ -408,6 +434,33 @@ pub async fn events(
 ) -> Result<Json<Vec<Event>>, ApiError> {
     let limit = q.limit.unwrap_or(10_000).min(100_000);
     Ok(Json(app.alloc.events(&hub.batch, q.after, limit).await?))
+}
+
+/// `GET /api/ops/events.jsonl`: the whole event log as JSON Lines (one event per line),
+/// the file auditors download from the console.
+pub async fn events_jsonl(
+    State(app): State<Arc<App>>,
+    _op: Operator,
+    Target(hub): Target,
+) -> Result<Response, ApiError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = app.alloc.events(&hub.batch, after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            serde_json::to_writer(&mut out, e).map_err(export_failed)?;
+            out.push(b'\n');
+        }
+    }
+    Ok(attachment(
+        "application/x-ndjson",
+        &hub.batch,
+        "events",
+        "jsonl",
+        out,
+    ))
 }
 
 /// `GET /api/ops/batch`: the whole batch (units, families, sessions), for the load

@@ -95,6 +95,9 @@ pub fn routes() -> Vec<Route> {
             get(ops::results_xlsx)
         }),
         r("GET", "/api/ops/events", Operator, Api, || get(ops::events)),
+        r("GET", "/api/ops/events.jsonl", Operator, Api, || {
+            get(ops::events_jsonl)
+        }),
         r("GET", "/api/ops/batch", Operator, Api, || get(ops::batch)),
         r("GET", "/api/ops/templates/units.csv", Operator, Api, || {
             get(templates::units_csv)

@@ -154,6 +154,17 @@ async fn results_export_as_csv_with_bom_and_as_xlsx() {
     let alloc = redis_engine(&namespace()).await;
     let batch = small_batch("export", Duration::from_secs(60), Duration::from_secs(60));
     alloc.load_batch(batch.clone()).await.unwrap();
+    // F1 waives, so its row has a time.
+    let waived = alloc
+        .act(
+            &batch.id,
+            &xuanfang_hub::FamilyId::from("F1"),
+            "w1",
+            xuanfang_hub::Action::Waive,
+        )
+        .await
+        .unwrap();
+    assert!(waived.is_ok());
     let gw = start_gateway(alloc, &batch.id).await;
     let http = reqwest::Client::new();
     let csv = http
@@ -168,6 +179,14 @@ async fn results_export_as_csv_with_bom_and_as_xlsx() {
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     assert_eq!(text.lines().count(), 1 + 6, "header and one row per family");
     assert!(text.contains("排位"));
+    // Times are local date-times Excel can read, not epoch milliseconds.
+    let f1 = text.lines().find(|l| l.contains(",F1,")).expect("F1's row");
+    let at = f1.rsplit(',').next().unwrap();
+    let shape: String = at
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99 99:99:99", "{f1}");
     let xlsx = http
         .get(format!("http://{}/api/ops/results.xlsx", gw.addr))
         .bearer_auth(operator_token())
@@ -189,6 +208,22 @@ async fn results_export_as_csv_with_bom_and_as_xlsx() {
         .await
         .unwrap();
     assert_eq!(events[0]["event"]["kind"], "batch_loaded");
+    // The console's events.jsonl is JSON Lines: one event per line.
+    let jsonl = http
+        .get(format!("http://{}/api/ops/events.jsonl", gw.addr))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON event"))
+        .collect();
+    assert_eq!(lines.len(), events.as_array().unwrap().len());
+    assert_eq!(lines[0]["event"]["kind"], "batch_loaded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
