@@ -139,7 +139,11 @@ function countdownTarget(f) {
         at: f.session.start,
       };
     case 'formal':
-      return { kind: 'formal', label: 'cd.formal_left', at: f.session.deadline };
+      return {
+        kind: 'formal',
+        label: f.session.kind === 'supplementary' ? 'cd.supp_left' : 'cd.formal_left',
+        at: f.session.deadline,
+      };
     default:
       return null;
   }

@@ -44,6 +44,7 @@ export const STRINGS = {
   'cd.to_formal': S('距正选开始', 'Formal selection starts in'),
   'cd.to_supp': S('距补选开始', 'Supplementary session starts in'),
   'cd.formal_left': S('正选剩余时间', 'Time left'),
+  'cd.supp_left': S('补选剩余时间', 'Supplementary time left'),
 
   'home.rank': S('排位 第{rank}号', 'Rank #{rank}'),
   'home.session': S('正选场次 {id}', 'Formal session {id}'),

@@ -56,7 +56,7 @@ export function update(ctx, el) {
   const anyTaken = ids.some((id) => ctx.isTaken(id));
   el.innerHTML = `
     ${!editable ? `<p class="banner">${t('list.read_only')}</p>` : ''}
-    ${formal ? `<p class="muted">${t('list.auto_note')}</p>` : `<p class="muted">${t('list.order_note')}</p>`}
+    ${formal ? `<p class="muted">${t('list.auto_note')}</p>` : editable ? `<p class="muted">${t('list.order_note')}</p>` : ''}
     ${anyTaken && editable ? `<p class="banner" id="taken-note">${t('list.taken_note')}</p>` : ''}
     <div id="my-list" data-list="${list}">${items.length ? items.join('') : `<p class="empty">${t('list.empty')}</p>`}</div>
     ${editable ? `<div class="toolbar">
