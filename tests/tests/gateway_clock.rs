@@ -13,7 +13,7 @@ use xuanfang_gateway::app::{App, WsConfig};
 use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::selection::How;
-use xuanfang_hub::{Edit, ListKind, ManualClock, Millis, Phase, Stage, UnitId};
+use xuanfang_hub::{Clock, Edit, ListKind, ManualClock, Millis, Phase, Stage, UnitId};
 
 /// Generous: the deadline keeper looks at the clock at least once a second.
 const T: Duration = Duration::from_secs(30);
@@ -113,5 +113,92 @@ async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
             ..
         } if at == deadline
     ));
+    app.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_clock_is_ten_minutes_ahead_changes_no_window() {
+    let t0 = Millis(1_900_000_000_000);
+    let engine_clock = Arc::new(ManualClock::new(t0));
+    // The gateway's host clock runs 10 minutes ahead of the engine's.
+    let gateway_clock = Arc::new(ManualClock::new(t0.plus_ms(10 * 60_000)));
+    let alloc: Arc<dyn Allocator> = Arc::new(EmbeddedEngine::in_memory(engine_clock.clone()));
+    let mut batch = small_batch("skewed", Duration::from_secs(60), Duration::from_secs(180));
+    let shift = t0.0 - batch.preselect_start.0 - 60_000;
+    batch.preselect_start = batch.preselect_start.plus_ms(shift);
+    for s in &mut batch.sessions {
+        s.start = s.start.plus_ms(shift);
+    }
+    let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let app = App::with_clock(
+        alloc.clone(),
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        gateway_clock.clone(),
+    );
+    app.serve_batch(batch.id.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+
+    // Engine time: inside S1's window. Gateway time: past its deadline.
+    engine_clock.set(start.plus_ms(1_000));
+    assert!(gateway_clock.now() > deadline);
+    let mut f = connect(addr, Some(&family_token("F1")), Encoding::Json).await;
+    for msg in [
+        ClientMsg::Declare {
+            req_id: "d".into(),
+            stage: Stage::Formal,
+        },
+        ClientMsg::Edit {
+            req_id: "e".into(),
+            list: ListKind::Intentions,
+            edit: Edit::Add,
+            unit: UnitId::from("U05"),
+        },
+        ClientMsg::Confirm {
+            req_id: "c".into(),
+            unit: UnitId::from("U05"),
+        },
+    ] {
+        let id = match &msg {
+            ClientMsg::Declare { req_id, .. }
+            | ClientMsg::Edit { req_id, .. }
+            | ClientMsg::Confirm { req_id, .. } => req_id.clone(),
+            _ => unreachable!(),
+        };
+        f.send(&msg).await;
+        let ok = f
+            .until(T, |m| match m {
+                ServerMsg::Ok { req_id, .. } if *req_id == id => Some(true),
+                ServerMsg::Error {
+                    req_id: Some(r), ..
+                } if *r == id => Some(false),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            ok,
+            Some(true),
+            "{msg:?}: the engine's clock decides, not the gateway's"
+        );
+    }
+    let view = alloc.family(&batch.id, &"F1".into()).await.unwrap();
+    assert!(matches!(
+        view.outcome,
+        Some(xuanfang_hub::Outcome::Selected {
+            how: How::Confirmed,
+            ..
+        })
+    ));
+    // F2 has no outcome: the gateway's early deadline call was refused as too early.
+    let f2 = alloc.family(&batch.id, &"F2".into()).await.unwrap();
+    assert!(f2.outcome.is_none());
+    // Countdowns and pongs use the engine's time once measured.
+    app.sync_clock().await.unwrap();
+    assert_eq!(app.now(), engine_clock.now());
     app.shutdown.cancel();
 }
