@@ -15,6 +15,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod blobs;
 pub mod caller;
 pub mod client_ip;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod import_api;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod providers;
 pub mod ops;
 pub mod server;
 pub mod templates;
