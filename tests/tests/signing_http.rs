@@ -466,3 +466,132 @@ async fn a_family_signs_over_http_and_an_operator_approves() {
     assert_eq!(r.status(), 200);
     assert_eq!(status_of(&s.view("F1").await), "approved");
 }
+
+/// Drives `f` to in review: details and face over HTTP, the contract through the
+/// engine, the deposit paid at the sandbox.
+async fn to_review(s: &Setup, f: &str) {
+    let t = family_token(f);
+    let photo = || part(png(32, 20), "card.png", "image/png");
+    let r = s
+        .details(f, "d1", "4111111111111111", photo(), photo())
+        .await;
+    assert_eq!(r.status(), 200);
+    let a: Value = s
+        .post(&t, "/api/me/signing/face/start", "fs1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let session = a["provider_session"].as_str().unwrap();
+    let r = (s
+        .http
+        .post(s.url(&format!("/sandbox/face/{session}/result"))))
+    .form(&[("passed", "true")])
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    sign_contract(s, f, "c1").await;
+    let o: Value = s
+        .post(&t, "/api/me/signing/deposit", "dp1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no = o["out_trade_no"].as_str().unwrap();
+    let r = s
+        .http
+        .post(s.url(&format!("/sandbox/pay/{no}/pay")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(status_of(&s.view(f).await), "in_review");
+}
+
+async fn sign_contract(s: &Setup, f: &str, req: &str) {
+    let blob = |ct: &str| BlobRef {
+        id: format!("{req}-{}", ct.replace('/', "-")),
+        sha256: Sha256([9; 32]),
+        content_type: ct.to_owned(),
+        bytes: 10,
+    };
+    let f = FamilyId::from(f);
+    let action = SigningAction::SignContract {
+        pdf: blob("application/pdf"),
+        signature: blob("image/png"),
+    };
+    let r = (s
+        .store
+        .sign(&s.batch, &f, &Actor::Family(f.clone()), req, action))
+    .await
+    .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_returns_the_details_and_the_family_resubmits() {
+    let s = setup().await;
+    to_review(&s, "F2").await;
+    let op = operator_token();
+    // A reason is required; a family cannot review.
+    let r = (s
+        .http
+        .post(s.url("/api/ops/signing/F2/reject"))
+        .bearer_auth(&op))
+    .header("Idempotency-Key", "rj-0")
+    .json(&json!({"step": "details", "reason": "  "}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = s
+        .post(&family_token("F2"), "/api/ops/signing/F2/approve", "x")
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = (s
+        .http
+        .post(s.url("/api/ops/signing/F2/reject"))
+        .bearer_auth(&op))
+    .header("Idempotency-Key", "rj-1")
+    .json(&json!({"step": "details", "reason": "银行卡照片不清晰"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = s.view("F2").await;
+    assert_eq!(v["status"]["status"], "open");
+    assert_eq!(v["status"]["returned"], true);
+    assert_eq!(v["rejections"][0]["reason"], "银行卡照片不清晰");
+    assert_eq!(done(&v), ["face", "deposit"], "details and contract reopen");
+    let returned: Vec<Value> = (s.get(&op, "/api/ops/signing?status=returned").await)
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(returned.len(), 1);
+    // New photos, the contract again: back in review, the deposit not paid twice.
+    let photo = || part(png(40, 30), "card.png", "image/png");
+    let r = s
+        .details("F2", "d2", "4111111111111111", photo(), photo())
+        .await;
+    assert_eq!(r.status(), 200);
+    sign_contract(&s, "F2", "c2").await;
+    let v = s.view("F2").await;
+    assert_eq!(status_of(&v), "in_review");
+    assert_eq!(v["submissions"], 2);
+    let r = s.post(&op, "/api/ops/signing/F2/approve", "ap").await;
+    assert_eq!(r.status(), 200);
+    // Approving twice with the same key answers the same; another key: not in review.
+    assert_eq!(
+        s.post(&op, "/api/ops/signing/F2/approve", "ap")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.post(&op, "/api/ops/signing/F2/approve", "ap2")
+            .await
+            .status(),
+        409
+    );
+}
