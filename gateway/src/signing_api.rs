@@ -332,6 +332,17 @@ pub fn check_image(bytes: &[u8], png_only: bool) -> Result<CheckedImage, ApiErro
     })
 }
 
+/// [`check_image`] on the blocking pool: decoding a large picture must not hold up a
+/// runtime thread that serves sockets.
+pub async fn check_image_off_runtime(
+    bytes: Vec<u8>,
+    png_only: bool,
+) -> Result<CheckedImage, ApiError> {
+    tokio::task::spawn_blocking(move || check_image(&bytes, png_only))
+        .await
+        .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal))?
+}
+
 /// Reads one multipart part, refusing more than `cap` bytes with 413.
 async fn read_part(
     field: &mut axum::extract::multipart::Field<'_>,
@@ -389,16 +400,16 @@ pub async fn fill_details(
                 details = Some(d);
             }
             "card_front" => {
-                front = Some(check_image(
-                    &read_part(&mut field, MAX_IMAGE_BYTES).await?,
-                    false,
-                )?)
+                front = Some(
+                    check_image_off_runtime(read_part(&mut field, MAX_IMAGE_BYTES).await?, false)
+                        .await?,
+                )
             }
             "card_back" => {
-                back = Some(check_image(
-                    &read_part(&mut field, MAX_IMAGE_BYTES).await?,
-                    false,
-                )?)
+                back = Some(
+                    check_image_off_runtime(read_part(&mut field, MAX_IMAGE_BYTES).await?, false)
+                        .await?,
+                )
             }
             _ => {
                 return Err(err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
