@@ -64,6 +64,9 @@ pub struct App {
     clock_offset: std::sync::atomic::AtomicI64,
     /// This process's clock: the system's, or a test's (time is driven, not slept).
     clock: Arc<dyn Clock>,
+    /// 网上签约: the engine's signing store, blobs and providers; unset when the engine
+    /// has no data key (signing routes answer 503).
+    signing: std::sync::OnceLock<crate::signing_api::Signing>,
 }
 
 /// The batches this gateway serves. Every loaded batch has a hub (its statics and board,
@@ -115,7 +118,18 @@ impl App {
             batches: RwLock::new(Served::default()),
             opening: tokio::sync::Mutex::new(()),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
+            signing: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Turns signing on (once, before serving); `false` when it was already on.
+    pub fn enable_signing(&self, signing: crate::signing_api::Signing) -> bool {
+        self.signing.set(signing).is_ok()
+    }
+
+    /// Signing, when enabled.
+    pub fn signing(&self) -> Option<&crate::signing_api::Signing> {
+        self.signing.get()
     }
 
     /// The live batch: the newest loaded. Hall screens, the console and anonymous

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod blobs;
 pub mod caller;
 pub mod client_ip;
 pub mod config;
@@ -29,6 +30,8 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod ops;
+pub mod providers;
 pub mod server;
+pub mod signing_api;
 pub mod templates;
 pub mod web;

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::embedded::JournalOptions;
 use xuanfang_allocator::Allocator;
+use xuanfang_allocator::{SigningOptions, SigningStore};
 use xuanfang_gateway::app::App;
 use xuanfang_gateway::auth::{Auth, Role};
 use xuanfang_gateway::config::FileConfig;
 use xuanfang_gateway::demo::{self, DemoShape};
 use xuanfang_gateway::limits::Limits;
+use xuanfang_gateway::signing_api::{DepositRule, Signing};
 use xuanfang_hub::{BatchId, SystemClock};
 
 #[derive(Parser)]
@@ -64,6 +67,17 @@ struct Common {
     /// with commas. Added to `allowed_origins` of the config file (empty: any origin).
     #[arg(long, env = "XUANFANG_ALLOWED_ORIGIN", value_delimiter = ',')]
     allowed_origin: Vec<String>,
+    /// File holding the 32-byte data key that seals signing's card numbers and phones
+    /// (64 hex digits, or the 32 raw bytes). Or give the hex in env `XUANFANG_DATA_KEY`.
+    /// Without a key `serve` runs with signing disabled; `demo` makes one per data dir.
+    #[arg(long, env = "XUANFANG_DATA_KEY_FILE")]
+    data_key_file: Option<PathBuf>,
+    /// The deposit (租赁保证金) of every record, in fen; default: --deposit-months of rent.
+    #[arg(long, env = "XUANFANG_DEPOSIT_FEN")]
+    deposit_fen: Option<u64>,
+    /// The deposit as months of the unit's monthly rent (when --deposit-fen is not given).
+    #[arg(long, env = "XUANFANG_DEPOSIT_MONTHS", default_value_t = 2)]
+    deposit_months: u32,
     /// Log lines as text, or as one JSON object per line for a log collector.
     #[arg(long, env = "XUANFANG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -142,6 +156,15 @@ struct ServeArgs {
     /// Also serve this batch actively from the start (every loaded batch is served).
     #[arg(long, env = "XUANFANG_BATCH")]
     batch: Option<String>,
+    /// Where signing's blobs (card photos) are kept. Default with --data-dir:
+    /// `<data-dir>/blobs`; with --redis it is required for signing (a directory every
+    /// gateway shares).
+    #[arg(long, env = "XUANFANG_BLOB_DIR")]
+    blob_dir: Option<PathBuf>,
+    /// Use the sandbox (沙箱) face and payment providers: a rehearsal, never production.
+    /// Without it face verification and the deposit answer 503 (no real adapter yet).
+    #[arg(long, env = "XUANFANG_SANDBOX_PROVIDERS")]
+    sandbox_providers: bool,
 }
 
 #[derive(Args)]
@@ -195,6 +218,64 @@ fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
         None => Err(MainError::Msg(
             "serve needs --jwt-secret or --jwt-public-key".into(),
         )),
+    }
+}
+
+/// The data key: `--data-key-file` (hex or 32 raw bytes), else env `XUANFANG_DATA_KEY`.
+fn data_key_of(c: &Common) -> Result<Option<[u8; 32]>, MainError> {
+    if let Some(p) = &c.data_key_file {
+        let raw = std::fs::read(p)?;
+        return parse_key(&raw).map(Some).ok_or_else(|| {
+            MainError::Msg(format!(
+                "{}: not a 32-byte key (64 hex digits or 32 bytes)",
+                p.display()
+            ))
+        });
+    }
+    match std::env::var("XUANFANG_DATA_KEY") {
+        Ok(hex) => parse_key(hex.as_bytes())
+            .map(Some)
+            .ok_or_else(|| MainError::Msg("XUANFANG_DATA_KEY: not 64 hex digits".into())),
+        Err(_) => Ok(None),
+    }
+}
+
+fn parse_key(raw: &[u8]) -> Option<[u8; 32]> {
+    let text = std::str::from_utf8(raw).ok().map(str::trim);
+    if let Some(bytes) = text.and_then(|t| hex::decode(t).ok()) {
+        return bytes.try_into().ok();
+    }
+    raw.try_into().ok()
+}
+
+/// The demo's own data key, kept in its data directory (0600) so a restarted demo reads
+/// its own signing journals.
+fn demo_data_key(dir: &std::path::Path) -> Result<[u8; 32], MainError> {
+    let path = dir.join("signing.key");
+    match std::fs::read(&path) {
+        Ok(raw) => parse_key(&raw)
+            .ok_or_else(|| MainError::Msg(format!("{}: not a 32-byte key", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let key: [u8; 32] = rand::random();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(hex::encode(key).as_bytes())?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn deposit_of(c: &Common) -> DepositRule {
+    match c.deposit_fen {
+        Some(f) => DepositRule::Fixed(f),
+        None => DepositRule::MonthsOfRent(c.deposit_months),
     }
 }
 
@@ -290,8 +371,21 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
     let auth = auth_of(&a.common, true)?;
     let settings = settings_of(&a.common)?;
     std::fs::create_dir_all(&a.data_dir)?;
-    let engine: Arc<dyn Allocator> =
-        Arc::new(EmbeddedEngine::open(&a.data_dir, Arc::new(SystemClock))?);
+    let key = match data_key_of(&a.common)? {
+        Some(k) => k,
+        None => demo_data_key(&a.data_dir)?,
+    };
+    let embedded = Arc::new(EmbeddedEngine::open_full(
+        &a.data_dir,
+        Arc::new(SystemClock),
+        JournalOptions::default(),
+        Some(&SigningOptions { data_key: key }),
+    )?);
+    let engine: Arc<dyn Allocator> = embedded.clone();
+    let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(
+        a.data_dir.join("blobs"),
+    )?);
+    let signing = Signing::sandbox(embedded, blobs, rand::random(), deposit_of(&a.common));
     let shape = DemoShape {
         units: a.units,
         families: a.families,
@@ -349,6 +443,8 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         ),
     }
     let app = app_of(engine.clone(), auth, settings, Some(info));
+    app.enable_signing(signing);
+    println!("  网上签约 signing: on, sandbox (沙箱) face and payment providers");
     app.refresh_batches().await?;
     app.serve_batch(batch.id.clone()).await?;
     if a.bots > 0 {
@@ -360,12 +456,63 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
 async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     let auth = auth_of(&a.common, false)?;
     let settings = settings_of(&a.common)?;
-    let engine: Arc<dyn Allocator> = match (&a.redis, &a.data_dir) {
-        (Some(url), _) => Arc::new(xuanfang_allocator::redis_engine::RedisEngine::open(url).await?),
-        (None, Some(dir)) => Arc::new(EmbeddedEngine::open(dir, Arc::new(SystemClock))?),
+    let key = data_key_of(&a.common)?;
+    let options = key.map(|data_key| SigningOptions { data_key });
+    let (engine, store): (Arc<dyn Allocator>, Arc<dyn SigningStore>) = match (&a.redis, &a.data_dir)
+    {
+        (Some(url), _) => {
+            use xuanfang_allocator::redis_engine::{conn::Target, RedisEngine, RedisOptions};
+            let options = RedisOptions {
+                signing: options.clone(),
+                ..RedisOptions::default()
+            };
+            let e = Arc::new(
+                RedisEngine::connect_to(
+                    Target::parse(url).map_err(|e| MainError::Msg(format!("--redis: {e}")))?,
+                    options,
+                )
+                .await?,
+            );
+            (e.clone(), e)
+        }
+        (None, Some(dir)) => {
+            let e = Arc::new(EmbeddedEngine::open_full(
+                dir,
+                Arc::new(SystemClock),
+                JournalOptions::default(),
+                options.as_ref(),
+            )?);
+            (e.clone(), e)
+        }
         (None, None) => return Err(MainError::Msg("serve needs --redis or --data-dir".into())),
     };
     let app = app_of(engine.clone(), auth, settings, None);
+    let blob_dir = a
+        .blob_dir
+        .clone()
+        .or_else(|| a.data_dir.as_ref().map(|d| d.join("blobs")));
+    match (key, blob_dir) {
+        (None, _) => tracing::warn!(
+            "signing (网上签约) disabled: no data key (--data-key-file or XUANFANG_DATA_KEY)"
+        ),
+        (Some(_), None) => tracing::warn!(
+            "signing (网上签约) disabled: --redis needs --blob-dir for the card photos"
+        ),
+        (Some(_), Some(dir)) => {
+            let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(dir)?);
+            let deposit = deposit_of(&a.common);
+            let signing = if a.sandbox_providers {
+                tracing::warn!("signing uses the SANDBOX (沙箱) face and payment providers: not for production");
+                Signing::sandbox(store, blobs, rand::random(), deposit)
+            } else {
+                tracing::warn!(
+                    "signing on without providers: face verification and the deposit answer 503"
+                );
+                Signing::without_providers(store, blobs, deposit)
+            };
+            app.enable_signing(signing);
+        }
+    }
     app.refresh_batches().await?;
     match a.batch {
         Some(b) => app.serve_batch(BatchId(b)).await?,

@@ -14,7 +14,7 @@ use xuanfang_hub::ErrorCode;
 
 use crate::app::App;
 use crate::http_error::ApiError;
-use crate::{api, connection, import_api, ops, templates, web};
+use crate::{api, connection, import_api, ops, signing_api as sg, templates, web};
 
 /// Uploads (unit and family sheets) may be a few MB.
 const MAX_UPLOAD: usize = 16 * 1024 * 1024;
@@ -31,6 +31,9 @@ pub enum Access {
     Operator,
     /// Demo mode only; 404 otherwise.
     Demo,
+    /// An outside provider's callback: authenticated by the signature over its body,
+    /// never by a token (an unsigned or forged body is 401 whatever token comes with it).
+    Provider,
 }
 
 /// The limits and headers layered on a route.
@@ -125,6 +128,89 @@ pub fn routes() -> Vec<Route> {
         ),
         r("POST", "/api/ops/batches", Operator, Api, || {
             post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        }),
+        r("GET", "/api/me/signing", Family, Api, || {
+            get(sg::my_signing)
+        }),
+        r("POST", "/api/me/signing/details", Family, Api, || {
+            post(sg::fill_details).layer(DefaultBodyLimit::max(sg::MAX_DETAILS_BODY))
+        }),
+        r("POST", "/api/me/signing/face/start", Family, Api, || {
+            post(sg::start_face)
+        }),
+        r("POST", "/api/me/signing/face/finish", Family, Api, || {
+            post(sg::finish_face)
+        }),
+        r("POST", "/api/me/signing/deposit", Family, Api, || {
+            post(sg::order_deposit)
+        }),
+        r("GET", "/api/me/signing/card_front", Family, Api, || {
+            get(sg::my_card_front)
+        }),
+        r("GET", "/api/me/signing/card_back", Family, Api, || {
+            get(sg::my_card_back)
+        }),
+        r("GET", "/api/ops/signing", Operator, Api, || get(sg::queue)),
+        r("GET", "/api/ops/signing/{family}", Operator, Api, || {
+            get(sg::record)
+        }),
+        r(
+            "POST",
+            "/api/ops/signing/{family}/approve",
+            Operator,
+            Api,
+            || post(sg::approve),
+        ),
+        r(
+            "POST",
+            "/api/ops/signing/{family}/reject",
+            Operator,
+            Api,
+            || post(sg::reject),
+        ),
+        r(
+            "POST",
+            "/api/ops/signing/{family}/unlock_face",
+            Operator,
+            Api,
+            || post(sg::unlock_face),
+        ),
+        r(
+            "GET",
+            "/api/ops/signing/{family}/card_front",
+            Operator,
+            Api,
+            || get(sg::ops_card_front),
+        ),
+        r(
+            "GET",
+            "/api/ops/signing/{family}/card_back",
+            Operator,
+            Api,
+            || get(sg::ops_card_back),
+        ),
+        r(
+            "POST",
+            "/api/providers/payment/notify",
+            Provider,
+            Api,
+            || post(sg::payment_notify).layer(DefaultBodyLimit::max(64 * 1024)),
+        ),
+        r("GET", "/sandbox/face/{session}", Public, Web, || {
+            get(sg::sandbox_face_page)
+        }),
+        r(
+            "POST",
+            "/sandbox/face/{session}/result",
+            Public,
+            Web,
+            || post(sg::sandbox_face_result),
+        ),
+        r("GET", "/sandbox/pay/{order}", Public, Web, || {
+            get(sg::sandbox_pay_page)
+        }),
+        r("POST", "/sandbox/pay/{order}/pay", Public, Web, || {
+            post(sg::sandbox_pay)
         }),
         // A family token acts; without one the socket watches the public board.
         r("GET", "/ws", Public, Ws, || get(connection::upgrade)),

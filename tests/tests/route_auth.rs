@@ -66,7 +66,7 @@ fn allowed(access: Access, caller: Caller) -> bool {
         Access::Public => true,
         Access::Family => caller == Caller::Family,
         Access::Operator => caller == Caller::Operator,
-        Access::Demo => false,
+        Access::Demo | Access::Provider => false,
     }
 }
 
@@ -102,6 +102,9 @@ async fn every_route_refuses_the_callers_its_access_excludes_and_changes_nothing
             let what = format!("{} {} as {caller:?}: {status}", route.method, route.path);
             if route.access == Access::Demo {
                 assert_eq!(status, 404, "{what} (not a demo gateway)");
+            } else if route.access == Access::Provider {
+                // Authenticated by the body's signature: no token opens it.
+                assert_eq!(status, 401, "{what}: an unsigned provider callback");
             } else if allowed(route.access, caller) {
                 assert!(
                     status != 401 && status != 403,

@@ -1,0 +1,115 @@
+//! The blob store: files the hub names by [`BlobRef`] (card photos, signatures, later
+//! the signed contract and the move-in notice). The hub holds only the reference and
+//! its SHA-256; the bytes live here.
+//!
+//! Two backends: [`DirBlobs`] (a directory, one file per blob; the embedded engine's
+//! `<data-dir>/blobs`, or a shared directory for several Redis gateways) and
+//! [`MemoryBlobs`] (tests).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use xuanfang_hub::blob::{BlobRef, Sha256 as Digest256};
+
+/// The SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&Sha256::digest(bytes));
+    out
+}
+
+/// Stores and reads blobs. Ids are the store's own (random), never a client's.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `bytes` (already checked) and names them.
+    fn put(&self, bytes: &[u8], content_type: &str) -> std::io::Result<BlobRef>;
+    /// The bytes of `blob`, when held and matching its SHA-256.
+    fn get(&self, blob: &BlobRef) -> std::io::Result<Option<Vec<u8>>>;
+}
+
+fn new_ref(bytes: &[u8], content_type: &str) -> BlobRef {
+    let id: [u8; 16] = rand::random();
+    BlobRef {
+        id: hex::encode(id),
+        sha256: Digest256(sha256(bytes)),
+        content_type: content_type.to_owned(),
+        bytes: bytes.len() as u64,
+    }
+}
+
+/// A blob id this store could have made: 32 lowercase hex digits (no path tricks).
+fn is_our_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Blobs in memory.
+#[derive(Default)]
+pub struct MemoryBlobs {
+    held: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl BlobStore for MemoryBlobs {
+    fn put(&self, bytes: &[u8], content_type: &str) -> std::io::Result<BlobRef> {
+        let r = new_ref(bytes, content_type);
+        self.held.lock().insert(r.id.clone(), bytes.to_vec());
+        Ok(r)
+    }
+    fn get(&self, blob: &BlobRef) -> std::io::Result<Option<Vec<u8>>> {
+        let held = self.held.lock().get(&blob.id).cloned();
+        Ok(held.filter(|b| sha256(b) == blob.sha256.0))
+    }
+}
+
+/// Blobs as files of a directory (created 0700; files 0600, written to a temporary name
+/// and renamed, so a reader never sees half a file).
+pub struct DirBlobs {
+    dir: PathBuf,
+}
+
+impl DirBlobs {
+    pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(Self { dir })
+    }
+}
+
+impl BlobStore for DirBlobs {
+    fn put(&self, bytes: &[u8], content_type: &str) -> std::io::Result<BlobRef> {
+        let r = new_ref(bytes, content_type);
+        let tmp = self.dir.join(format!("{}.tmp", r.id));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(&r.id))?;
+        Ok(r)
+    }
+    fn get(&self, blob: &BlobRef) -> std::io::Result<Option<Vec<u8>>> {
+        if !is_our_id(&blob.id) {
+            return Ok(None);
+        }
+        match std::fs::read(self.dir.join(&blob.id)) {
+            Ok(b) if sha256(&b) == blob.sha256.0 => Ok(Some(b)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
