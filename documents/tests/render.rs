@@ -161,6 +161,15 @@ fn check_fonts(pdf: &Pdf) {
 #[test]
 fn lease_with_signature_is_a_small_self_contained_pdf() {
     let pdf = render_lease(&lease("王小明"), Some(&signature_png())).unwrap();
+    // `DOCUMENTS_OUT=/tmp/docs cargo test -p xuanfang-documents` keeps the file to look at.
+    if let Ok(dir) = std::env::var("DOCUMENTS_OUT") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            std::path::Path::new(&dir).join("lease-signed.pdf"),
+            &pdf.bytes,
+        )
+        .unwrap();
+    }
     check_file(&pdf);
     check_fonts(&pdf);
     let text = text(&pdf);
@@ -182,6 +191,17 @@ fn lease_with_signature_is_a_small_self_contained_pdf() {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
     assert!(!text.contains("待签字"), "a signed lease has the signature");
+    // The signature is in the file as an image, at its own 240×80 pixels.
+    let images = tool("pdfimages", &pdf, &["-list", "-"]);
+    let rows: Vec<Vec<&str>> = images
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.iter().any(|r| r[3] == "240" && r[4] == "80"),
+        "no 240×80 signature image:\n{images}"
+    );
 }
 
 #[test]
