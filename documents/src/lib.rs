@@ -322,6 +322,9 @@ impl World for DocWorld {
     }
 }
 
+/// Cache entries unused for this many renders are dropped (typst's CLI uses 10 in watch mode).
+const EVICT_AFTER: usize = 10;
+
 fn render(template: &str, path: &str, inputs: Dict, ident: &str) -> Result<Pdf, DocError> {
     let vpath = VirtualPath::new(path).map_err(|e| DocError::Template(format!("{e:?}")))?;
     let id = RootedPath::new(VirtualRoot::Project, vpath).intern();
@@ -329,6 +332,9 @@ fn render(template: &str, path: &str, inputs: Dict, ident: &str) -> Result<Pdf, 
         library: LazyHash::new(Library::builder().with_inputs(inputs).build()),
         main: Source::new(id, template.to_string()),
     };
+    // typst memoizes layout and shaping in global caches that only grow: drop what the
+    // last renders did not reuse, so a server rendering for every family stays flat.
+    comemo::evict(EVICT_AFTER);
     let warned = typst::compile::<PagedDocument>(&world);
     let warnings = warned.warnings.iter().map(describe).collect();
     let document = warned
