@@ -361,11 +361,32 @@ fn describe(d: &SourceDiagnostic) -> String {
     };
     let mut s = format!("{kind}: {}", d.message);
     for hint in &d.hints {
-        s.push_str(&format!(" (hint: {hint:?})"));
+        s.push_str(&format!(" (hint: {})", hint.v));
     }
     s
 }
 
 fn join(errors: &[SourceDiagnostic]) -> String {
     errors.iter().map(describe).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking() {
+        assert_eq!(
+            mask_middle("440301199001011234", 4, 4),
+            "4403**********1234"
+        );
+        assert_eq!(mask_middle("13812345678", 3, 4), "138****5678");
+        assert_eq!(mask_middle("1234567", 4, 4), "1234567");
+        assert_eq!(mask_middle("王小明", 1, 0), "王**");
+    }
+
+    #[test]
+    fn dates_print_the_chinese_way() {
+        assert_eq!(Date::new(2026, 12, 1).to_string(), "2026年12月1日");
+    }
 }
