@@ -18,36 +18,47 @@ use xuanfang_hub::{Clock, Edit, ListKind, ManualClock, Millis, Phase, Stage, Uni
 /// Generous: the deadline keeper looks at the clock at least once a second.
 const T: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
-    let t0 = Millis(1_900_000_000_000);
-    let clock = Arc::new(ManualClock::new(t0));
-    let alloc: Arc<dyn Allocator> = Arc::new(EmbeddedEngine::in_memory(clock.clone()));
-    // small_batch is relative to the wall clock; pin it to the manual one.
-    let mut batch = small_batch(
-        "clocked",
-        Duration::from_secs(3600),
-        Duration::from_secs(180),
-    );
+/// `small_batch` pinned to a manual clock at `t0` (it is relative to the wall clock).
+fn batch_at(t0: Millis, id: &str, start_in: Duration) -> xuanfang_hub::Batch {
+    let mut batch = small_batch(id, start_in, Duration::from_secs(180));
     let shift = t0.0 - batch.preselect_start.0 - 60_000;
     batch.preselect_start = batch.preselect_start.plus_ms(shift);
     for s in &mut batch.sessions {
         s.start = s.start.plus_ms(shift);
     }
-    let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
-    alloc.load_batch(batch.clone()).await.unwrap();
+    batch
+}
+
+/// A gateway on `clock` over `alloc`, serving `batch`; its address.
+async fn gateway_on(
+    alloc: Arc<dyn Allocator>,
+    clock: Arc<ManualClock>,
+    batch: &xuanfang_hub::Batch,
+) -> (Arc<App>, std::net::SocketAddr) {
     let app = App::with_clock(
-        alloc.clone(),
+        alloc,
         auth(),
         Limits::new(LimitConfig::default()),
         WsConfig::default(),
         None,
-        clock.clone(),
+        clock,
     );
     app.serve_batch(batch.id.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    (app, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
+    let t0 = Millis(1_900_000_000_000);
+    let clock = Arc::new(ManualClock::new(t0));
+    let alloc: Arc<dyn Allocator> = Arc::new(EmbeddedEngine::in_memory(clock.clone()));
+    let batch = batch_at(t0, "clocked", Duration::from_secs(3600));
+    let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let (app, addr) = gateway_on(alloc.clone(), clock.clone(), &batch).await;
 
     let mut f = connect(addr, Some(&family_token("F1")), Encoding::Json).await;
     let r = f
@@ -123,26 +134,10 @@ async fn a_gateway_whose_clock_is_ten_minutes_ahead_changes_no_window() {
     // The gateway's host clock runs 10 minutes ahead of the engine's.
     let gateway_clock = Arc::new(ManualClock::new(t0.plus_ms(10 * 60_000)));
     let alloc: Arc<dyn Allocator> = Arc::new(EmbeddedEngine::in_memory(engine_clock.clone()));
-    let mut batch = small_batch("skewed", Duration::from_secs(60), Duration::from_secs(180));
-    let shift = t0.0 - batch.preselect_start.0 - 60_000;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
+    let batch = batch_at(t0, "skewed", Duration::from_secs(60));
     let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
     alloc.load_batch(batch.clone()).await.unwrap();
-    let app = App::with_clock(
-        alloc.clone(),
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        gateway_clock.clone(),
-    );
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    let (app, addr) = gateway_on(alloc.clone(), gateway_clock.clone(), &batch).await;
 
     // Engine time: inside S1's window. Gateway time: past its deadline.
     engine_clock.set(start.plus_ms(1_000));
