@@ -11,6 +11,10 @@
 //! size, so writes soon fail with EFBIG: a real write error. Prints
 //! `journal_error <family>` for each action refused with `AllocError::Journal`,
 //! `refused_after_failure` if a later action is refused too, then `done`.
+//!
+//! The crash tests do not build this example: they include this file as a module and run
+//! their own test binary again as the child (`journal_crash_child`), so the child is always
+//! the code under test and the test needs no `cargo build` of its own.
 
 use std::error::Error;
 use std::io::Write;
@@ -130,6 +134,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().ok_or("usage: journal_crash <dir> <mode>")?);
     let mode = args.next().unwrap_or_else(|| "crash".to_owned());
+    run(dir, &mode).await
+}
+
+/// The child's whole life in `mode` (`crash` or `full-disk`) on the journal in `dir`.
+pub async fn run(dir: PathBuf, mode: &str) -> Result<(), Box<dyn Error>> {
     let clock = Arc::new(ManualClock::new(Millis(PRE)));
     let engine = Arc::new(EmbeddedEngine::open(&dir, clock.clone())?);
     let id = BatchId::new(BATCH);

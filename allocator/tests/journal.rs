@@ -377,30 +377,49 @@ fn many(id: &BatchId, n: usize) -> Batch {
 
 // ---------------------------------------------------------------- child processes
 
-/// Builds the `journal_crash` example (a no-op when it is fresh) and returns its path.
-fn crash_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "xuanfang-allocator",
-            "--example",
-            "journal_crash",
-        ])
-        .status()
-        .expect("cargo build");
-    assert!(
-        status.success(),
-        "building the journal_crash example failed"
-    );
-    // <target>/<profile>/deps/journal-<hash> → <target>/<profile>/examples/journal_crash
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).unwrap();
-    profile.join("examples").join("journal_crash")
+// The child is this test binary run again: `journal_crash_child` below runs the
+// example's code (included as a module), so no test builds anything with cargo.
+#[path = "../examples/journal_crash.rs"]
+#[allow(dead_code)]
+mod journal_crash;
+
+const CHILD_DIR: &str = "XUANFANG_JOURNAL_CHILD_DIR";
+const CHILD_MODE: &str = "XUANFANG_JOURNAL_CHILD_MODE";
+
+/// Not a test: the crash tests' child process. Ignored, so a normal run skips it; the
+/// parent runs it by name with `--ignored`, pointing it at a journal directory.
+#[test]
+#[ignore = "the child process of the crash tests, started by them"]
+fn journal_crash_child() {
+    let (Ok(dir), Ok(mode)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_MODE)) else {
+        return;
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(journal_crash::run(PathBuf::from(dir), &mode))
+        .expect("the child ran");
 }
 
-const CRASH_BATCH: &str = "crash-batch";
+/// The crash child on `dir` in `mode`, as a command to spawn.
+fn crash_child(dir: &Path, mode: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("the test binary"));
+    c.args([
+        "journal_crash_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env(CHILD_DIR, dir)
+    .env(CHILD_MODE, mode);
+    c
+}
+
+const CRASH_BATCH: &str = journal_crash::BATCH;
 
 /// Every `ack <family> <unit>` line of a child's output.
 fn acks(lines: &[String]) -> Vec<(String, String)> {
@@ -449,10 +468,7 @@ async fn check_acks(dir: &Path, acked: &[(String, String)]) -> usize {
 #[tokio::test]
 async fn every_acknowledged_confirm_survives_kill_9() {
     let dir = temp_dir();
-    let bin = crash_binary();
-    let mut child = Command::new(&bin)
-        .arg(dir.path())
-        .arg("crash")
+    let mut child = crash_child(dir.path(), "crash")
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn journal_crash");
@@ -483,9 +499,7 @@ async fn every_acknowledged_confirm_survives_kill_9() {
     assert!(taken >= acked.len());
 
     // A second run picks up the same journal and goes on.
-    let mut child = Command::new(&bin)
-        .arg(dir.path())
-        .arg("crash")
+    let mut child = crash_child(dir.path(), "crash")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -507,9 +521,7 @@ async fn every_acknowledged_confirm_survives_kill_9() {
 #[tokio::test]
 async fn a_failing_disk_is_an_error_reply_and_loses_no_acknowledged_change() {
     let dir = temp_dir();
-    let output = Command::new(crash_binary())
-        .arg(dir.path())
-        .arg("full-disk")
+    let output = crash_child(dir.path(), "full-disk")
         .output()
         .expect("run journal_crash");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -14,8 +14,13 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the `xuanfang` binary if needed (cargo test builds only this crate's).
+/// The `xuanfang` binary: `XUANFANG_BIN` when set (the test command points it at the one
+/// `cargo test --workspace` builds for the gateway's own tests), else built here. Building
+/// here resolves the gateway's features alone, which recompiles much of the dependency tree.
 fn xuanfang_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("XUANFANG_BIN") {
+        return PathBuf::from(bin);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "-p", "xuanfang-gateway", "--bin", "xuanfang"])
