@@ -1,11 +1,21 @@
 //! Who is connecting: tokens of the identity platform (JWT), checked on every request.
 //!
 //! The hub never sees passwords. It verifies a signed token naming a family or an
-//! operator: HS256 with a shared secret, or RS256 / EdDSA with the platform's public key.
+//! operator: HS256 with a shared secret, RS256 / EdDSA with the platform's public key, or
+//! the platform's rotating key set ([`jwks`]: RS256, ES256, EdDSA chosen by `kid`). The
+//! issuer and audience are checked when configured ([`TokenRules`]).
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+pub mod jwks;
+
+use std::sync::Arc;
+
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use xuanfang_hub::{ErrorCode, FamilyId};
+
+pub use jwks::{JwksSource, JwksTiming, KeySet};
 
 /// What a token allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,18 +74,43 @@ impl AuthError {
     }
 }
 
+/// What a token must say besides its signature, as the identity platform issues it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` (one of the token's), when set; without it `aud` is not checked.
+    pub audience: Option<String>,
+    /// Seconds of clock difference forgiven on `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+/// Where verifying keys come from.
+#[derive(Clone)]
+enum Keys {
+    /// One key, one algorithm (a shared secret or a PEM public key).
+    Fixed(DecodingKey, Algorithm),
+    /// The platform's key set, by `kid`.
+    Set(Arc<KeySet>),
+}
+
 /// How tokens are checked (and, with a shared secret, minted).
 #[derive(Clone)]
 pub struct Auth {
-    decoding: DecodingKey,
+    keys: Keys,
     encoding: Option<EncodingKey>,
-    validation: Validation,
+    rules: TokenRules,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.keys {
+            Keys::Fixed(_, alg) => format!("{alg:?}"),
+            Keys::Set(set) => format!("jwks {:?}", set.kids()),
+        };
         f.debug_struct("Auth")
-            .field("algorithms", &self.validation.algorithms)
+            .field("keys", &keys)
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
@@ -87,47 +122,88 @@ impl Auth {
         if secret.len() < MIN_HS256_SECRET {
             return Err(AuthError::WeakSecret(secret.len()));
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
-            decoding: DecodingKey::from_secret(secret),
+            keys: Keys::Fixed(DecodingKey::from_secret(secret), Algorithm::HS256),
             encoding: Some(EncodingKey::from_secret(secret)),
-            validation,
+            rules: TokenRules::default(),
         })
     }
 
-    /// The identity platform's public key (PEM): RS256 or EdDSA. Verifies only.
+    /// The identity platform's public key (PEM): RS256, ES256 or EdDSA. Verifies only.
     pub fn public_key(pem: &[u8], alg: Algorithm) -> Result<Self, AuthError> {
         let decoding = match alg {
             Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+            Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
             Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
             other => return Err(AuthError::Key(format!("unsupported algorithm {other:?}"))),
         }
         .map_err(|e| AuthError::Key(e.to_string()))?;
-        let mut validation = Validation::new(alg);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
-            decoding,
+            keys: Keys::Fixed(decoding, alg),
             encoding: None,
-            validation,
+            rules: TokenRules::default(),
         })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                    _ => AuthError::Invalid(e.to_string()),
-                }
-            })?;
+    /// The identity platform's key set (see [`jwks`]). Verifies only.
+    pub fn key_set(set: Arc<KeySet>) -> Self {
+        Self {
+            keys: Keys::Set(set),
+            encoding: None,
+            rules: TokenRules::default(),
+        }
+    }
+
+    /// The same keys with other claim rules.
+    pub fn with_rules(mut self, rules: TokenRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The caller a token names, once its signature, expiry and (when configured) issuer
+    /// and audience check out. With a key set, an unknown `kid` may fetch the set again.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let invalid = |e: jsonwebtoken::errors::Error| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid(e.to_string()),
+        };
+        let header = decode_header(token).map_err(invalid)?;
+        let (key, alg) = match &self.keys {
+            Keys::Fixed(key, alg) => (key.clone(), *alg),
+            Keys::Set(set) => {
+                let k = set.key(header.kid.as_deref()).await.ok_or_else(|| {
+                    AuthError::Invalid(format!("unknown key id {:?}", header.kid))
+                })?;
+                (k.decoding, k.alg)
+            }
+        };
+        // The key decides the algorithm; a token naming another (e.g. HS256 with an RSA
+        // key's public bytes as the secret) fails here.
+        let data = decode::<Claims>(token, &key, &self.validation(alg)).map_err(invalid)?;
         let c = data.claims;
         Ok(match c.role {
             Role::Family => Identity::Family(FamilyId(c.sub)),
             Role::Operator => Identity::Operator(c.sub),
         })
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.rules.leeway_secs;
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = &self.rules.issuer {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        match &self.rules.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&required);
+        v
     }
 
     /// Mints a token valid for `ttl_secs` (demo, tests, the load tool, ops).
@@ -143,6 +219,15 @@ impl Auth {
             exp: now + ttl_secs,
             iat: now,
         };
+        // Minted tokens pass this gateway's own rules.
+        let mut claims =
+            serde_json::to_value(&claims).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if let Some(iss) = &self.rules.issuer {
+            claims["iss"] = iss.as_str().into();
+        }
+        if let Some(aud) = &self.rules.audience {
+            claims["aud"] = aud.as_str().into();
+        }
         encode(&Header::new(Algorithm::HS256), &claims, key)
             .map_err(|e| AuthError::Invalid(e.to_string()))
     }
@@ -165,30 +250,30 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const OTHER: &[u8] = b"fedcba9876543210fedcba9876543210";
 
-    #[test]
-    fn minted_family_token_verifies_as_that_family() {
+    #[tokio::test]
+    async fn minted_family_token_verifies_as_that_family() {
         let auth = Auth::hs256(SECRET).unwrap();
         let t = auth.mint("F0001", Role::Family, 60).unwrap();
         assert_eq!(
-            auth.verify(&t).unwrap(),
+            auth.verify(&t).await.unwrap(),
             Identity::Family(FamilyId::from("F0001"))
         );
     }
 
-    #[test]
-    fn token_signed_with_another_secret_is_refused() {
+    #[tokio::test]
+    async fn token_signed_with_another_secret_is_refused() {
         let t = Auth::hs256(OTHER)
             .unwrap()
             .mint("F0001", Role::Family, 60)
             .unwrap();
         assert!(matches!(
-            Auth::hs256(SECRET).unwrap().verify(&t),
+            Auth::hs256(SECRET).unwrap().verify(&t).await,
             Err(AuthError::Invalid(_))
         ));
     }
 
-    #[test]
-    fn expired_token_is_refused_as_expired() {
+    #[tokio::test]
+    async fn expired_token_is_refused_as_expired() {
         let auth = Auth::hs256(SECRET).unwrap();
         let key = EncodingKey::from_secret(SECRET);
         let claims = Claims {
@@ -198,7 +283,7 @@ mod tests {
             iat: 0,
         };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
-        assert!(matches!(auth.verify(&t), Err(AuthError::Expired)));
+        assert!(matches!(auth.verify(&t).await, Err(AuthError::Expired)));
     }
 
     #[test]

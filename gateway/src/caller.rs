@@ -37,11 +37,12 @@ impl BatchParam {
 }
 
 /// The caller's verified identity from `Authorization: Bearer`.
-pub fn identity(app: &App, parts: &Parts) -> Result<Identity, ApiError> {
+pub async fn identity(app: &App, parts: &Parts) -> Result<Identity, ApiError> {
     let token = auth::bearer(&parts.headers)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized))?;
     app.auth
         .verify(token)
+        .await
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.code()))
 }
 
@@ -74,7 +75,7 @@ pub struct Operator(pub String);
 impl FromRequestParts<Arc<App>> for Operator {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        match identity(app, parts)? {
+        match identity(app, parts).await? {
             Identity::Operator(who) => Ok(Operator(who)),
             Identity::Family(_) => Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden)),
         }
@@ -87,7 +88,7 @@ pub struct FamilyCaller(pub FamilyId);
 impl FromRequestParts<Arc<App>> for FamilyCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        match identity(app, parts)? {
+        match identity(app, parts).await? {
             Identity::Family(f) => Ok(FamilyCaller(f)),
             Identity::Operator(_) => {
                 Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden))

@@ -69,7 +69,11 @@ pub async fn upgrade(
             .into_response();
     }
     let token = q.token.as_deref().or_else(|| auth::bearer(&headers));
-    let family = match token.map(|t| app.auth.verify(t)) {
+    let verified = match token {
+        Some(t) => Some(app.auth.verify(t).await),
+        None => None,
+    };
+    let family = match verified {
         None | Some(Ok(Identity::Operator(_))) => None,
         Some(Ok(Identity::Family(f))) => Some(f),
         Some(Err(e)) => {

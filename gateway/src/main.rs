@@ -11,7 +11,7 @@ use xuanfang_allocator::embedded::JournalOptions;
 use xuanfang_allocator::Allocator;
 use xuanfang_allocator::{SigningOptions, SigningStore};
 use xuanfang_gateway::app::App;
-use xuanfang_gateway::auth::{Auth, Role};
+use xuanfang_gateway::auth::{Auth, JwksSource, JwksTiming, KeySet, Role, TokenRules};
 use xuanfang_gateway::config::FileConfig;
 use xuanfang_gateway::demo::{self, DemoShape};
 use xuanfang_gateway::limits::Limits;
@@ -52,9 +52,33 @@ struct Common {
     /// PEM public key of the identity platform (RS256 or EdDSA), instead of a secret.
     #[arg(long, env = "XUANFANG_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
-    /// Algorithm of --jwt-public-key: RS256 or EdDSA.
+    /// Algorithm of --jwt-public-key: RS256, ES256 or EdDSA.
     #[arg(long, env = "XUANFANG_JWT_ALG", default_value = "RS256")]
     jwt_alg: String,
+    /// The identity platform's key set (JWKS) URL: keys chosen by the token's `kid`,
+    /// fetched again every --jwt-jwks-refresh seconds and when a token names an unknown
+    /// `kid` (at most once per 30 s). RS256, ES256 and EdDSA keys.
+    #[arg(long, env = "XUANFANG_JWT_JWKS_URL", conflicts_with_all = ["jwt_public_key", "jwt_jwks_file"])]
+    jwt_jwks_url: Option<String>,
+    /// A key set (JWKS) file kept up to date by the deployment, read like --jwt-jwks-url.
+    #[arg(
+        long,
+        env = "XUANFANG_JWT_JWKS_FILE",
+        conflicts_with = "jwt_public_key"
+    )]
+    jwt_jwks_file: Option<PathBuf>,
+    /// Seconds between periodic fetches of the key set.
+    #[arg(long, env = "XUANFANG_JWT_JWKS_REFRESH", default_value_t = 300)]
+    jwt_jwks_refresh: u64,
+    /// Required `iss` claim (the identity platform's issuer), when set.
+    #[arg(long, env = "XUANFANG_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` claim (this service's client id at the platform), when set.
+    #[arg(long, env = "XUANFANG_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Seconds of clock difference with the platform forgiven on `exp`/`nbf`.
+    #[arg(long, env = "XUANFANG_JWT_LEEWAY", default_value_t = 30)]
+    jwt_leeway: u64,
     /// Optional TOML file with [limits] and [ws] settings.
     #[arg(long, env = "XUANFANG_CONFIG")]
     config: Option<PathBuf>,
@@ -198,27 +222,50 @@ enum MainError {
     Limits(#[from] xuanfang_gateway::limits::LimitError),
 }
 
-fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
+async fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
+    let rules = TokenRules {
+        issuer: c.jwt_issuer.clone(),
+        audience: c.jwt_audience.clone(),
+        leeway_secs: c.jwt_leeway,
+    };
+    let source = match (&c.jwt_jwks_url, &c.jwt_jwks_file) {
+        (Some(url), _) => Some(JwksSource::Url(url.clone())),
+        (None, Some(path)) => Some(JwksSource::File(path.clone())),
+        (None, None) => None,
+    };
+    if let Some(source) = source {
+        let timing = JwksTiming {
+            refresh_every: std::time::Duration::from_secs(c.jwt_jwks_refresh.max(1)),
+            ..JwksTiming::default()
+        };
+        let set = KeySet::load(source, timing).await?;
+        return Ok(Auth::key_set(set).with_rules(rules));
+    }
     if let Some(p) = &c.jwt_public_key {
         let pem = std::fs::read(p)?;
         let alg = match c.jwt_alg.to_ascii_uppercase().as_str() {
             "RS256" => jsonwebtoken::Algorithm::RS256,
+            "ES256" => jsonwebtoken::Algorithm::ES256,
             "EDDSA" => jsonwebtoken::Algorithm::EdDSA,
             other => return Err(MainError::Msg(format!("unsupported --jwt-alg {other}"))),
         };
-        return Ok(Auth::public_key(&pem, alg)?);
+        return Ok(Auth::public_key(&pem, alg)?.with_rules(rules));
     }
-    match &c.jwt_secret {
-        Some(s) => Ok(Auth::hs256(s.as_bytes())?),
+    let auth = match &c.jwt_secret {
+        Some(s) => Auth::hs256(s.as_bytes())?,
         None if demo => {
             // A fresh secret per demo run: its login links are its own.
             let secret: [u8; 32] = rand::random();
-            Ok(Auth::hs256(&secret)?)
+            Auth::hs256(&secret)?
         }
-        None => Err(MainError::Msg(
-            "serve needs --jwt-secret or --jwt-public-key".into(),
-        )),
-    }
+        None => {
+            return Err(MainError::Msg(
+                "serve needs --jwt-secret, --jwt-public-key, --jwt-jwks-url or --jwt-jwks-file"
+                    .into(),
+            ))
+        }
+    };
+    Ok(auth.with_rules(rules))
 }
 
 /// The data key: `--data-key-file` (hex or 32 raw bytes), else env `XUANFANG_DATA_KEY`.
@@ -368,7 +415,7 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
     }
     eprintln!("xuanfang: {DEMO_WARNING}");
     // Refuse a weak secret or bad settings before anything is written.
-    let auth = auth_of(&a.common, true)?;
+    let auth = auth_of(&a.common, true).await?;
     let settings = settings_of(&a.common)?;
     std::fs::create_dir_all(&a.data_dir)?;
     let key = match data_key_of(&a.common)? {
@@ -413,7 +460,10 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
     };
     // Logins are minted only with the demo's own per-run secret: a secret the operator
     // gave may be a real identity platform's, and the demo must not hand its tokens out.
-    let own_secret = a.common.jwt_secret.is_none() && a.common.jwt_public_key.is_none();
+    let own_secret = a.common.jwt_secret.is_none()
+        && a.common.jwt_public_key.is_none()
+        && a.common.jwt_jwks_url.is_none()
+        && a.common.jwt_jwks_file.is_none();
     let base = format!("http://{}", a.common.listen);
     let info = match own_secret {
         true => demo::logins(&batch, &auth, &base),
@@ -454,7 +504,7 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
 }
 
 async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
-    let auth = auth_of(&a.common, false)?;
+    let auth = auth_of(&a.common, false).await?;
     let settings = settings_of(&a.common)?;
     let key = data_key_of(&a.common)?;
     let options = key.map(|data_key| SigningOptions { data_key });

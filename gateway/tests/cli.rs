@@ -220,3 +220,41 @@ fn an_unknown_log_format_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_refuses_to_start_without_a_usable_key_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-jwks.json");
+    let data = dir.path().join("data");
+    let out = run(xuanfang(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--jwt-jwks-file",
+        missing.to_str().unwrap(),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited 0; stderr: {stderr}");
+    assert!(stderr.contains("no-such-jwks.json"), "stderr: {stderr}");
+
+    let symmetric = dir.path().join("oct.json");
+    std::fs::write(
+        &symmetric,
+        r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}"#,
+    )
+    .unwrap();
+    let out = run(xuanfang(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--jwt-jwks-file",
+        symmetric.to_str().unwrap(),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited 0; stderr: {stderr}");
+    assert!(stderr.contains("no usable signing key"), "stderr: {stderr}");
+}
