@@ -282,8 +282,7 @@ fn notice_fields(data: &NoticeData) -> Fields {
 fn unit_fields(u: &UnitInfo) -> Fields {
     let mut f = Fields::new();
     f.insert("project", u.project.clone());
-    f.insert("building", u.building.clone());
-    f.insert("number", u.number.clone());
+    // `3栋 2002`: the documents name the unit as one.
     f.insert("unit", u.label());
     f.insert("floor", u.floor.to_string());
     f.insert("layout", u.layout.clone());

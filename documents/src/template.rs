@@ -263,6 +263,7 @@ impl Template {
         let mut clause: Option<Rich> = None;
         let mut number = 0;
         let mut in_table = false;
+        let mut para_line = 0;
         for (i, raw) in src.lines().enumerate() {
             let line = raw.trim_matches([' ', '\t']);
             let err = |e: String| format!("line {}: {e}", i + 1);
@@ -272,7 +273,8 @@ impl Template {
                 && !["%", "@", "#", ">", "+"].iter().any(|p| line.starts_with(p));
             // A paragraph runs until a line that is not plain text.
             if !is_text && (!para.is_empty() || clause.is_some()) {
-                let body = Rich::parse(&para.concat()).map_err(err)?;
+                let body = Rich::parse(&para.concat())
+                    .map_err(|e| format!("paragraph at line {para_line}: {e}"))?;
                 t.blocks.push(Block::Para {
                     title: clause.take(),
                     body,
@@ -289,6 +291,11 @@ impl Template {
                 continue;
             }
             if is_text {
+                if para.is_empty() {
+                    para_line = i + 1;
+                }
+                // Checked line by line so the error names the line.
+                Rich::parse(line).map_err(err)?;
                 para.push(line);
             } else if is_row {
                 let Some(Block::Table { columns, rows, .. }) =
@@ -375,7 +382,8 @@ impl Template {
             }
         }
         if !para.is_empty() || clause.is_some() {
-            let body = Rich::parse(&para.concat())?;
+            let body = Rich::parse(&para.concat())
+                .map_err(|e| format!("paragraph at line {para_line}: {e}"))?;
             t.blocks.push(Block::Para {
                 title: clause.take(),
                 body,
