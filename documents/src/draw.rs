@@ -28,7 +28,11 @@ pub(crate) enum DrawError {
     Pdf(String),
 }
 
-pub(crate) fn draw(laid: &Laid, info: Info, signature: Option<&Image>) -> Result<Vec<u8>, DrawError> {
+pub(crate) fn draw(
+    laid: &Laid,
+    info: Info,
+    signature: Option<&Image>,
+) -> Result<Vec<u8>, DrawError> {
     let settings = SerializeSettings {
         // No tags: the documents are printed and hashed, not read aloud.
         enable_tagging: false,

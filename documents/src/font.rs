@@ -29,7 +29,9 @@ pub(crate) struct Face {
 /// character is one hash look-up.
 pub(crate) static FACE: LazyLock<Face> = LazyLock::new(|| {
     let font = FontRef::new(FONT).expect("the embedded font parses");
-    let upem = font.metrics(Size::unscaled(), LocationRef::default()).units_per_em as f32;
+    let upem = font
+        .metrics(Size::unscaled(), LocationRef::default())
+        .units_per_em as f32;
     let metrics = font.glyph_metrics(Size::unscaled(), LocationRef::default());
     let advance = |gid| metrics.advance_width(gid).unwrap_or(upem) / upem;
     let glyphs = font

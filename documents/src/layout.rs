@@ -14,6 +14,7 @@ use crate::template::{Block, Cell, Fields, Length, Rich, Template};
 pub(crate) const PAGE_W: f32 = 595.2756;
 pub(crate) const PAGE_H: f32 = 841.8898;
 const ASCENT: f32 = 0.88;
+#[cfg(test)]
 const DESCENT: f32 = 0.12;
 
 const BODY_GRAY: u8 = 0;
@@ -53,22 +54,24 @@ pub(crate) enum Item {
         gray: u8,
     },
     /// The signature image.
-    Image { x: f32, y: f32, w: f32, h: f32 },
+    Image {
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+    },
 }
 
+#[cfg(test)]
 impl Item {
     /// The box the item paints: left, top, right, bottom.
     pub fn bounds(&self) -> [f32; 4] {
         match self {
+            // The em box: the glyphs' ink, bold stroke included, lies inside it (a hanzi's
+            // face leaves about 0.05 em on each side; the stroke is at most 0.025 em).
             Item::Text(t) => {
-                // The last character's own advance, without justification after it.
                 let w: f32 = t.advances.iter().sum();
-                [
-                    t.x,
-                    t.y - ASCENT * t.size - t.stroke,
-                    t.x + w + t.stroke,
-                    t.y + DESCENT * t.size + t.stroke,
-                ]
+                [t.x, t.y - ASCENT * t.size, t.x + w, t.y + DESCENT * t.size]
             }
             Item::Rule {
                 from, to, width, ..
@@ -198,7 +201,10 @@ fn set_lines(text: &str, bold_to: usize, style: Style, width: f32, align: Align)
         let mut runs = Vec::new();
         let mut seen = 0;
         let split = bold_to.clamp(line.range.start, line.range.end);
-        for (range, bold) in [(line.range.start..split, true), (split..line.range.end, false)] {
+        for (range, bold) in [
+            (line.range.start..split, true),
+            (split..line.range.end, false),
+        ] {
             if range.is_empty() {
                 continue;
             }
@@ -311,7 +317,10 @@ impl Ctx {
         } else {
             (0.0, 0.0)
         };
-        let avail = m.width - gutter * (columns.len() - 1) as f32;
+        // Borders are centred on the cell edges: inset the table by half a rule so they
+        // stay inside the margins.
+        let half = if border { RULE_WIDTH / 2.0 } else { 0.0 };
+        let avail = m.width - 2.0 * half - gutter * (columns.len() - 1) as f32;
         let fixed: f32 = columns.iter().map(|c| c.pt(m.size)).sum();
         let fr: f32 = columns
             .iter()
@@ -325,13 +334,17 @@ impl Ctx {
             })
             .collect();
         let mut xs = Vec::new();
-        let mut x = m.left;
+        let mut x = m.left + half;
         for w in &widths {
             xs.push(x);
             x += w + gutter;
         }
         let style = self.body_style();
-        let align = if center { Align::Center } else { Align::Justify };
+        let align = if center {
+            Align::Center
+        } else {
+            Align::Justify
+        };
         // Lay out every cell first: a row's height is its tallest cell.
         let mut laid = Vec::new();
         for row in rows {
@@ -359,11 +372,17 @@ impl Ctx {
                 + m.row_gutter * laid.len().saturating_sub(1) as f32;
             self.ensure(total);
         }
+        let mut page = 0;
         for (r, (cells, row_h)) in laid.into_iter().enumerate() {
             if r > 0 && !border {
                 self.y += self.m.row_gutter;
             }
-            self.ensure(row_h);
+            self.ensure(row_h + 2.0 * half);
+            if self.pages.len() != page {
+                // The first row on a page: room for the upper half of its top border.
+                page = self.pages.len();
+                self.y += half;
+            }
             let top = self.y;
             for (c, cell) in cells.into_iter().enumerate() {
                 let (x, w) = (xs[c], widths[c]);
@@ -399,12 +418,16 @@ impl Ctx {
                 let bottom = top + row_h;
                 let right = xs[widths.len() - 1] + widths[widths.len() - 1];
                 let mut rule = |from, to| {
-                    self.pages.last_mut().expect("a page").body.push(Item::Rule {
-                        from,
-                        to,
-                        width: RULE_WIDTH,
-                        gray: RULE_GRAY,
-                    })
+                    self.pages
+                        .last_mut()
+                        .expect("a page")
+                        .body
+                        .push(Item::Rule {
+                            from,
+                            to,
+                            width: RULE_WIDTH,
+                            gray: RULE_GRAY,
+                        })
                 };
                 rule((xs[0], top), (right, top));
                 rule((xs[0], bottom), (right, bottom));
@@ -414,6 +437,7 @@ impl Ctx {
             }
             self.y = top + row_h;
         }
+        self.y += half;
         Ok(())
     }
 
@@ -428,17 +452,12 @@ impl Ctx {
                     sw = w;
                     sh = w / ratio;
                 }
-                self.page().push(Item::Image {
-                    x,
-                    y,
-                    w: sw,
-                    h: sh,
-                });
+                self.page().push(Item::Image { x, y, w: sw, h: sh });
             }
             None => {
                 self.page().push(Item::Rule {
-                    from: (x, y + h),
-                    to: (x + w, y + h),
+                    from: (x + RULE_WIDTH / 2.0, y + h),
+                    to: (x + w - RULE_WIDTH / 2.0, y + h),
                     width: RULE_WIDTH,
                     gray: RULE_GRAY,
                 });
@@ -532,10 +551,16 @@ pub(crate) fn layout(
                     ctx.m.spacing
                 });
                 let indent = 1.6 * ctx.m.size;
-                let label = set_lines(&format!("{number}."), 0, ctx.body_style(), indent, Align::Left)
-                    .into_iter()
-                    .flatten()
-                    .next();
+                let label = set_lines(
+                    &format!("{number}."),
+                    0,
+                    ctx.body_style(),
+                    indent,
+                    Align::Left,
+                )
+                .into_iter()
+                .flatten()
+                .next();
                 let lines = set_lines(
                     &fill(body, fields)?,
                     0,
@@ -600,4 +625,195 @@ pub(crate) fn layout(
         pages: ctx.pages,
         content,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample;
+
+    fn lease(tenant: &str, signed: bool) -> Laid {
+        let t = Template::parse(crate::LEASE_TEMPLATE).unwrap();
+        let sig = signed.then_some((240, 80));
+        layout(&t, &crate::lease_fields(&sample::lease(tenant)), sig).unwrap()
+    }
+
+    fn notice(key_place: &str) -> Laid {
+        let t = Template::parse(crate::NOTICE_TEMPLATE).unwrap();
+        layout(&t, &crate::notice_fields(&sample::notice(key_place)), None).unwrap()
+    }
+
+    fn texts(page: &Page) -> impl Iterator<Item = &TextRun> {
+        page.body.iter().filter_map(|i| match i {
+            Item::Text(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Every item inside the margins, the footer in the bottom margin, on the page.
+    fn check_margins(laid: &Laid) {
+        let [l, t, r, b] = laid.content;
+        let eps = 0.01;
+        for (n, page) in laid.pages.iter().enumerate() {
+            for item in &page.body {
+                let [il, it, ir, ib] = item.bounds();
+                assert!(
+                    il >= l - eps && it >= t - eps && ir <= r + eps && ib <= b + eps,
+                    "page {}: {item:?} at {:?} leaves {:?}",
+                    n + 1,
+                    item.bounds(),
+                    laid.content
+                );
+            }
+            assert!(!page.footer.is_empty(), "page {} has no footer", n + 1);
+            for item in &page.footer {
+                let [il, it, ir, ib] = item.bounds();
+                assert!(il >= l - eps && ir <= r + eps && it >= b && ib <= PAGE_H);
+            }
+        }
+    }
+
+    const LONG_NAME: &str = "欧阳王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤";
+
+    #[test]
+    fn text_never_leaves_the_margins() {
+        check_margins(&lease("王小明", true));
+        check_margins(&lease("王小明", false));
+        check_margins(&lease(LONG_NAME, true));
+        check_margins(&lease(
+            "Wang Xiaoming-Averyveryverylongfamilynamewithoutanyspacesinitatall",
+            false,
+        ));
+        check_margins(&notice("安居凤凰苑管理处（3栋首层）"));
+        check_margins(&notice(
+            &"安居凤凰苑管理处（3栋首层，东门进入后右转，经过物业服务中心）".repeat(12),
+        ));
+    }
+
+    #[test]
+    fn long_names_wrap_inside_their_table_cell() {
+        let laid = lease(LONG_NAME, true);
+        let [l, _, r, _] = laid.content;
+        let page = &laid.pages[0];
+        // The name's cell: right of the 8.5em label column, inside the cell's insets.
+        let cell_left = l + 8.5 * 10.5 + 6.0;
+        let runs: Vec<&TextRun> = texts(page)
+            .filter(|t| t.text.chars().all(|c| LONG_NAME.contains(c)) && t.text.chars().count() > 3)
+            .collect();
+        let baselines: std::collections::BTreeSet<i64> =
+            runs.iter().map(|t| t.y.round() as i64).collect();
+        assert!(
+            baselines.len() >= 3,
+            "the name is on {} lines",
+            baselines.len()
+        );
+        let printed: String = runs.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(printed, LONG_NAME, "all of it, in order");
+        for t in runs {
+            let [tl, _, tr, _] = Item::Text(t.clone()).bounds();
+            assert!(tl >= cell_left - 0.01 && tr <= r - 6.0 + 0.01, "{t:?}");
+        }
+        // The rows below moved down: the ID row's label is under the name's last line.
+        let id = texts(page).find(|t| t.text == "身份证号码").unwrap();
+        assert!(id.y > *baselines.iter().last().unwrap() as f32 + 10.0);
+    }
+
+    #[test]
+    fn justified_lines_reach_the_right_margin_and_the_last_does_not() {
+        let laid = lease("王小明", true);
+        let r = laid.content[2];
+        let page = &laid.pages[0];
+        // 第三条: a clause of three lines, its bold title and body on the first.
+        let from = texts(page)
+            .find(|t| t.text.starts_with("第三条"))
+            .unwrap()
+            .y;
+        let to = texts(page)
+            .find(|t| t.text.starts_with("第四条"))
+            .unwrap()
+            .y;
+        let mut ends: std::collections::BTreeMap<i64, f32> = Default::default();
+        for t in texts(page).filter(|t| t.y >= from && t.y < to) {
+            let end = t.x + t.advances.iter().sum::<f32>();
+            let e = ends.entry(t.y.round() as i64).or_insert(0.0);
+            *e = e.max(end);
+        }
+        let ends: Vec<f32> = ends.into_values().collect();
+        assert!(ends.len() >= 2, "{ends:?}");
+        let (last, full) = ends.split_last().unwrap();
+        for e in full {
+            assert!((e - r).abs() < 0.01, "{e} is not at the margin {r}");
+        }
+        assert!(*last < r - 20.0, "the last line is ragged: {last}");
+    }
+
+    #[test]
+    fn a_long_document_has_page_n_of_m_on_every_page() {
+        let laid = notice(&"安居凤凰苑管理处（3栋首层，东门进入后右转）".repeat(40));
+        let n = laid.pages.len();
+        assert!(n >= 2, "{n} pages");
+        for (i, page) in laid.pages.iter().enumerate() {
+            let footer: String = page
+                .footer
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Text(t) => Some(t.text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                footer.contains(&format!("第 {} 页，共 {n} 页", i + 1)),
+                "{footer}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_table_row_is_never_split_across_pages() {
+        // Filler pushes the table to the end of page 1; each row is one repeated hanzi,
+        // long enough to wrap over several lines.
+        let mut src = String::from("@footer 第 {page} 页\n");
+        for _ in 0..26 {
+            src.push_str("租赁期限自起至止。\n\n");
+        }
+        src.push_str("@table 1fr 1fr\n");
+        let marks = "甲乙丙丁戊己庚辛壬癸";
+        for c in marks.chars() {
+            src.push_str(&format!("| {} | 房 |\n", c.to_string().repeat(60)));
+        }
+        let t = Template::parse(&src).unwrap();
+        let laid = layout(&t, &Fields::new(), None).unwrap();
+        assert!(laid.pages.len() >= 2);
+        check_margins(&laid);
+        for c in marks.chars() {
+            let pages: std::collections::BTreeSet<usize> = laid
+                .pages
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| texts(p).any(|t| t.text.contains(c)))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(pages.len(), 1, "row {c} is on pages {pages:?}");
+        }
+    }
+
+    #[test]
+    fn the_signature_keeps_its_proportions_inside_its_box() {
+        let laid = lease("王小明", true);
+        let image = laid
+            .pages
+            .iter()
+            .flat_map(|p| &p.body)
+            .find_map(|i| match i {
+                Item::Image { w, h, .. } => Some((*w, *h)),
+                _ => None,
+            })
+            .expect("the signature is drawn");
+        assert!((image.0 / image.1 - 3.0).abs() < 1e-3, "{image:?}");
+        assert!((image.1 - 2.2 * 72.0 / 2.54).abs() < 0.01);
+        // A very wide signature is scaled down to the column.
+        let t = Template::parse(crate::LEASE_TEMPLATE).unwrap();
+        let fields = crate::lease_fields(&sample::lease("王小明"));
+        check_margins(&layout(&t, &fields, Some((4000, 10))).unwrap());
+    }
 }

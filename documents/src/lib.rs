@@ -37,7 +37,8 @@ pub const NOTICE_TEMPLATE: &str = include_str!("../templates/notice.tmpl");
 /// The family name of the embedded font.
 pub const FONT_FAMILY: &str = "Noto Sans CJK SC";
 
-static LEASE: LazyLock<Result<Template, String>> = LazyLock::new(|| Template::parse(LEASE_TEMPLATE));
+static LEASE: LazyLock<Result<Template, String>> =
+    LazyLock::new(|| Template::parse(LEASE_TEMPLATE));
 static NOTICE: LazyLock<Result<Template, String>> =
     LazyLock::new(|| Template::parse(NOTICE_TEMPLATE));
 
@@ -352,5 +353,72 @@ mod tests {
     #[test]
     fn dates_print_the_chinese_way() {
         assert_eq!(Date::new(2026, 12, 1).to_string(), "2026年12月1日");
+    }
+}
+
+/// Sample data for the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+
+    pub fn unit() -> UnitInfo {
+        UnitInfo {
+            project: "安居凤凰苑".into(),
+            building: "3栋".into(),
+            number: "2002".into(),
+            floor: 20,
+            layout: "两房一厅".into(),
+            area_m2: 65.32,
+            orientation: "南".into(),
+        }
+    }
+
+    pub fn lease(tenant: &str) -> LeaseData {
+        LeaseData {
+            contract_no: "SZGZ-2026-000123".into(),
+            bureau: "深圳市住房和建设局".into(),
+            tenant: tenant.into(),
+            tenant_id: mask_middle("440301199001011234", 4, 4),
+            phone: mask_middle("13812345678", 3, 4),
+            unit: unit(),
+            rent_fen: 186_050,
+            deposit_fen: 372_100,
+            term_start: Date::new(2026, 12, 15),
+            term_end: Date::new(2029, 12, 14),
+            signed_on: Date::new(2026, 12, 1),
+        }
+    }
+
+    pub fn notice(key_place: &str) -> NoticeData {
+        NoticeData {
+            notice_no: "RZ-2026-000123".into(),
+            bureau: "深圳市住房和建设局".into(),
+            tenant: "王小明".into(),
+            tenant_id: mask_middle("440301199001011234", 4, 4),
+            unit: unit(),
+            term_start: Date::new(2026, 12, 15),
+            term_end: Date::new(2029, 12, 14),
+            key_place: key_place.into(),
+            key_time: "2026年12月8日至12月20日 9:00—17:00".into(),
+            move_in: Date::new(2026, 12, 15),
+            contact: "0755-12345678".into(),
+            issued_on: Date::new(2026, 12, 5),
+        }
+    }
+
+    #[test]
+    fn every_template_field_is_known_and_every_known_field_is_used() {
+        for (name, src, known) in [
+            ("lease", LEASE_TEMPLATE, lease_fields(&lease("王小明"))),
+            ("notice", NOTICE_TEMPLATE, notice_fields(&notice("管理处"))),
+        ] {
+            let used = Template::parse(src).unwrap().fields();
+            let known: std::collections::BTreeSet<String> =
+                known.keys().map(|k| k.to_string()).collect();
+            assert_eq!(
+                used, known,
+                "{name}: the template's fields and the code's differ"
+            );
+        }
     }
 }

@@ -81,7 +81,13 @@ pub(crate) fn break_lines(text: &str, max: f32, advance: impl Fn(char) -> f32) -
 
 /// Where to cut `text[start..end]` (too wide) so the first part fits: at least one
 /// character, and not before a closing or after an opening mark when avoidable.
-fn cut_point(text: &str, start: usize, end: usize, max: f32, advance: &impl Fn(char) -> f32) -> usize {
+fn cut_point(
+    text: &str,
+    start: usize,
+    end: usize,
+    max: f32,
+    advance: &impl Fn(char) -> f32,
+) -> usize {
     let chars: Vec<(usize, char)> = text[start..end]
         .char_indices()
         .map(|(i, c)| (start + i, c))
@@ -133,14 +139,20 @@ mod tests {
         for line in &all {
             let first = line.chars().next().unwrap();
             let last = line.chars().last().unwrap();
-            assert!(!NO_START.contains(first), "{line:?} starts with {first}: {all:?}");
+            assert!(
+                !NO_START.contains(first),
+                "{line:?} starts with {first}: {all:?}"
+            );
             assert!(!NO_END.contains(last), "{line:?} ends with {last}: {all:?}");
         }
     }
 
     #[test]
     fn hanzi_fill_the_line() {
-        assert_eq!(lines("甲方将位于安居凤凰苑", 4.0), ["甲方将位", "于安居凤", "凰苑"]);
+        assert_eq!(
+            lines("甲方将位于安居凤凰苑", 4.0),
+            ["甲方将位", "于安居凤", "凰苑"]
+        );
         let ls = break_lines("甲方将位于", 4.0, adv);
         assert_eq!(ls[0].width, 4.0);
         assert!(!ls[0].last && ls[1].last);
@@ -166,8 +178,15 @@ mod tests {
         for max in 3..40 {
             check_rules(text, max as f32);
             // Below 4 em, `屋”），` cannot be cut by the rules: the line runs over.
-            for l in break_lines(text, max as f32, adv).into_iter().filter(|_| max >= 4) {
-                assert!(l.width <= max as f32, "{l:?} {:?} wider than {max}", &text[l.range.clone()]);
+            for l in break_lines(text, max as f32, adv)
+                .into_iter()
+                .filter(|_| max >= 4)
+            {
+                assert!(
+                    l.width <= max as f32,
+                    "{l:?} {:?} wider than {max}",
+                    &text[l.range.clone()]
+                );
             }
         }
     }

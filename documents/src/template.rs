@@ -96,7 +96,12 @@ pub(crate) enum Length {
 
 impl Length {
     fn parse(s: &str) -> Result<Length, String> {
-        let units: [(&str, f32); 4] = [("pt", 1.0), ("cm", 72.0 / 2.54), ("mm", 72.0 / 25.4), ("em", 0.0)];
+        let units: [(&str, f32); 4] = [
+            ("pt", 1.0),
+            ("cm", 72.0 / 2.54),
+            ("mm", 72.0 / 25.4),
+            ("em", 0.0),
+        ];
         let num = |n: &str| {
             n.parse::<f32>()
                 .ok()
@@ -270,7 +275,9 @@ impl Template {
             let is_row = line.starts_with('|');
             let is_text = !line.is_empty()
                 && !is_row
-                && !["%", "@", "#", ">", "+"].iter().any(|p| line.starts_with(p));
+                && !["%", "@", "#", ">", "+"]
+                    .iter()
+                    .any(|p| line.starts_with(p));
             // A paragraph runs until a line that is not plain text.
             if !is_text && (!para.is_empty() || clause.is_some()) {
                 let body = Rich::parse(&para.concat())
@@ -326,11 +333,13 @@ impl Template {
                 }
                 rows.push(cells);
             } else if let Some(rest) = line.strip_prefix("###") {
-                t.blocks.push(Block::Heading(Rich::parse(rest.trim()).map_err(err)?));
+                t.blocks
+                    .push(Block::Heading(Rich::parse(rest.trim()).map_err(err)?));
             } else if let Some(rest) = line.strip_prefix("##") {
                 clause = Some(Rich::parse(rest.trim()).map_err(err)?);
             } else if let Some(rest) = line.strip_prefix('#') {
-                t.blocks.push(Block::Title(Rich::parse(rest.trim()).map_err(err)?));
+                t.blocks
+                    .push(Block::Title(Rich::parse(rest.trim()).map_err(err)?));
             } else if let Some(rest) = line.strip_prefix(">-") {
                 let text = Rich::parse(rest.trim()).map_err(err)?;
                 t.blocks.push(Block::Right { text, small: true });
