@@ -540,6 +540,8 @@ pub(crate) fn layout(
             }
             Block::Heading(r) => {
                 ctx.gap(ctx.m.spacing);
+                // Not alone at the foot of a page: room for the first line after it too.
+                ctx.ensure(2.0 * ctx.m.size + ctx.m.spacing);
                 let text = fill(r, fields)?;
                 let lines = set_lines(&text, text.len(), ctx.body_style(), width, Align::Left);
                 ctx.place(lines, left, ctx.m.size, None);

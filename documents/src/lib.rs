@@ -2,11 +2,11 @@
 //!
 //! The wording is in templates beside this crate (`templates/lease.tmpl`,
 //! `templates/notice.tmpl`, a small line-based markup described in `templates/README.md`).
-//! A template is parsed into blocks ([`template`]), its `{field}` placeholders are filled
+//! A template is parsed into blocks (`template`), its `{field}` placeholders are filled
 //! with the values as plain text (never parsed again, so a name with `#`, `|`, `{` or `*`
-//! prints as it is), the blocks are laid out into A4 pages ([`layout`]: UAX #14 line
-//! breaking in [`linebreak`], justified CJK lines, bordered tables, page footers) and drawn
-//! with krilla ([`draw`]). The font is a subset of Noto Sans CJK SC (OFL, `fonts/`) compiled
+//! prints as it is), the blocks are laid out into A4 pages (`layout`: UAX #14 line
+//! breaking in `linebreak`, justified CJK lines, bordered tables, page footers) and drawn
+//! with krilla (`draw`). The font is a subset of Noto Sans CJK SC (OFL, `fonts/`) compiled
 //! into the crate: a fresh machine needs no system font, and the PDF embeds only the glyphs
 //! it uses. The same data gives the same bytes (no timestamp, stable document id), so a
 //! hash can be recomputed.

@@ -310,6 +310,11 @@ fn every_page_says_page_n_of_m() {
         ..notice("王小明")
     })
     .unwrap();
+    if let Ok(dir) = std::env::var("DOCUMENTS_OUT") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::path::Path::new(&dir).join("notice-two-pages.pdf");
+        std::fs::write(path, &long_notice.bytes).unwrap();
+    }
     for pdf in [&signed, &long_notice] {
         check_file(pdf);
         let pages = pages(pdf);
