@@ -1,11 +1,15 @@
 //! Documents of xuanfang: the lease (签订合同) and the move-in notice (入住通知书) as PDFs.
 //!
-//! The text is in typst templates beside this crate (`templates/lease.typ`,
-//! `templates/notice.typ`); the data goes in as values through typst's `sys.inputs`, never
-//! as markup, so a name with `#`, `*`, `$`, `[` or `\` prints as it is. The font is a
-//! subset of Noto Sans CJK SC (OFL, `fonts/`) compiled into the crate: a fresh machine needs
-//! no system font, and the PDF embeds only the glyphs it uses. The same data gives the
-//! same bytes (no timestamp, stable document id), so a hash can be recomputed.
+//! The wording is in templates beside this crate (`templates/lease.tmpl`,
+//! `templates/notice.tmpl`, a small line-based markup described in `templates/README.md`).
+//! A template is parsed into blocks (`template`), its `{field}` placeholders are filled
+//! with the values as plain text (never parsed again, so a name with `#`, `|`, `{` or `*`
+//! prints as it is), the blocks are laid out into A4 pages (`layout`: UAX #14 line
+//! breaking in `linebreak`, justified CJK lines, bordered tables, page footers) and drawn
+//! with krilla (`draw`). The font is a subset of Noto Sans CJK SC (OFL, `fonts/`) compiled
+//! into the crate: a fresh machine needs no system font, and the PDF embeds only the glyphs
+//! it uses. The same data gives the same bytes (no timestamp, stable document id), so a
+//! hash can be recomputed.
 //!
 //! This crate only renders: the gateway stores the bytes and records [`Pdf::sha256`] in the
 //! signing log (`SignContract`, `IssueNotice`).
@@ -13,27 +17,30 @@
 use sha2::Digest;
 use std::fmt;
 use std::sync::LazyLock;
-use typst::diag::{FileError, FileResult, Severity, SourceDiagnostic};
-use typst::foundations::{Bytes, Datetime, Dict, Duration, Smart, Str, Value};
-use typst::syntax::{FileId, RootedPath, Source, VirtualPath, VirtualRoot};
-use typst::text::{Font, FontBook};
-use typst::utils::LazyHash;
-use typst::{Library, LibraryExt, World};
-use typst_layout::PagedDocument;
+use template::{Fields, Template};
 use xuanfang_hub::blob::Sha256;
 
+pub use font::FONT;
 pub use money::{fen_to_upper, fen_to_yuan};
 
+mod draw;
+mod font;
+mod layout;
+mod linebreak;
 mod money;
+mod template;
 
 /// The lease template, as committed.
-pub const LEASE_TEMPLATE: &str = include_str!("../templates/lease.typ");
+pub const LEASE_TEMPLATE: &str = include_str!("../templates/lease.tmpl");
 /// The move-in notice template, as committed.
-pub const NOTICE_TEMPLATE: &str = include_str!("../templates/notice.typ");
-/// The embedded font: Noto Sans CJK SC, subset to GB 2312 (see `fonts/README.md`).
-pub const FONT: &[u8] = include_bytes!("../fonts/NotoSansSC-GB2312.otf");
-/// The family name the templates ask for.
+pub const NOTICE_TEMPLATE: &str = include_str!("../templates/notice.tmpl");
+/// The family name of the embedded font.
 pub const FONT_FAMILY: &str = "Noto Sans CJK SC";
+
+static LEASE: LazyLock<Result<Template, String>> =
+    LazyLock::new(|| Template::parse(LEASE_TEMPLATE));
+static NOTICE: LazyLock<Result<Template, String>> =
+    LazyLock::new(|| Template::parse(NOTICE_TEMPLATE));
 
 /// A calendar date, printed as `2026年12月1日`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -154,7 +161,8 @@ pub enum DocError {
     /// The signature is not a PNG image.
     #[error("the signature is not a PNG image")]
     BadSignature,
-    /// The template failed (a bug in a template, or an image typst cannot read).
+    /// The template failed (a mistake in a template, a text too long for a page, or a
+    /// signature image that cannot be decoded).
     #[error("template error: {0}")]
     Template(String),
     /// Writing the PDF failed.
@@ -191,10 +199,9 @@ pub fn mask_middle(s: &str, keep_start: usize, keep_end: usize) -> String {
 /// The characters of `text` the embedded font has no glyph for (a name with a character
 /// outside GB 2312 would print it as a blank box): the gateway can flag such a record.
 pub fn uncovered(text: &str) -> Vec<char> {
-    let font = &FONTS.fonts[0];
     let mut out: Vec<char> = text
         .chars()
-        .filter(|c| !c.is_control() && !font.info().coverage.contains(*c as u32))
+        .filter(|c| !c.is_control() && !font::FACE.covers(*c))
         .collect();
     out.sort_unstable();
     out.dedup();
@@ -203,171 +210,129 @@ pub fn uncovered(text: &str) -> Vec<char> {
 
 /// Renders the lease, with the signature image under 乙方 when given.
 pub fn render_lease(data: &LeaseData, signature_png: Option<&[u8]>) -> Result<Pdf, DocError> {
-    let mut d = Inputs::default();
-    d.str("contract_no", &data.contract_no);
-    d.str("bureau", &data.bureau);
-    d.str("tenant", &data.tenant);
-    d.str("tenant_id", &data.tenant_id);
-    d.str("phone", &data.phone);
-    d.unit(&data.unit);
-    d.str("rent", &fen_to_yuan(data.rent_fen));
-    d.str("rent_upper", &fen_to_upper(data.rent_fen));
-    d.str("deposit", &fen_to_yuan(data.deposit_fen));
-    d.str("deposit_upper", &fen_to_upper(data.deposit_fen));
-    d.str("term_start", &data.term_start.to_string());
-    d.str("term_end", &data.term_end.to_string());
-    d.str("signed_on", &data.signed_on.to_string());
-    match signature_png {
+    let signature = match signature_png {
         Some(png) => {
             if !png.starts_with(b"\x89PNG\r\n\x1a\n") {
                 return Err(DocError::BadSignature);
             }
-            d.0.insert("signature".into(), Value::Bytes(Bytes::new(png.to_vec())));
+            let image = krilla::image::Image::from_png(png.to_vec().into(), true)
+                .map_err(|e| DocError::Template(format!("the signature image: {e}")))?;
+            Some(image)
         }
-        None => d.0.insert("signature".into(), Value::None),
-    }
-    render(LEASE_TEMPLATE, "/lease.typ", d.0, &data.contract_no)
+        None => None,
+    };
+    let doc = Doc {
+        template: &LEASE,
+        fields: lease_fields(data),
+        title: format!("公共租赁住房租赁合同 {}", data.contract_no),
+        author: &data.bureau,
+        ident: &data.contract_no,
+    };
+    render(doc, signature.as_ref())
 }
 
 /// Renders the move-in notice.
 pub fn render_notice(data: &NoticeData) -> Result<Pdf, DocError> {
-    let mut d = Inputs::default();
-    d.str("notice_no", &data.notice_no);
-    d.str("bureau", &data.bureau);
-    d.str("tenant", &data.tenant);
-    d.str("tenant_id", &data.tenant_id);
-    d.unit(&data.unit);
-    d.str("term_start", &data.term_start.to_string());
-    d.str("term_end", &data.term_end.to_string());
-    d.str("key_place", &data.key_place);
-    d.str("key_time", &data.key_time);
-    d.str("move_in", &data.move_in.to_string());
-    d.str("contact", &data.contact);
-    d.str("issued_on", &data.issued_on.to_string());
-    render(NOTICE_TEMPLATE, "/notice.typ", d.0, &data.notice_no)
-}
-
-#[derive(Default)]
-struct Inputs(Dict);
-
-impl Inputs {
-    fn str(&mut self, key: &str, value: &str) {
-        self.0.insert(key.into(), Value::Str(Str::from(value)));
-    }
-
-    fn unit(&mut self, u: &UnitInfo) {
-        self.str("project", &u.project);
-        self.str("building", &u.building);
-        self.str("number", &u.number);
-        self.str("unit", &u.label());
-        self.str("floor", &u.floor.to_string());
-        self.str("layout", &u.layout);
-        self.str("area", &format!("{:.2}", u.area_m2));
-        self.str("orientation", &u.orientation);
-    }
-}
-
-struct Fonts {
-    book: LazyHash<FontBook>,
-    fonts: Vec<Font>,
-}
-
-static FONTS: LazyLock<Fonts> = LazyLock::new(|| {
-    let fonts: Vec<Font> = Font::iter(Bytes::new(FONT)).collect();
-    assert!(!fonts.is_empty(), "the embedded font does not parse");
-    Fonts {
-        book: LazyHash::new(FontBook::from_fonts(&fonts)),
-        fonts,
-    }
-});
-
-/// Everything one compilation sees: one source file, the inputs, the embedded font.
-/// No file system, no packages, no clock.
-struct DocWorld {
-    library: LazyHash<Library>,
-    main: Source,
-}
-
-impl World for DocWorld {
-    fn library(&self) -> &LazyHash<Library> {
-        &self.library
-    }
-
-    fn book(&self) -> &LazyHash<FontBook> {
-        &FONTS.book
-    }
-
-    fn main(&self) -> FileId {
-        self.main.id()
-    }
-
-    fn source(&self, id: FileId) -> FileResult<Source> {
-        if id == self.main.id() {
-            Ok(self.main.clone())
-        } else {
-            Err(FileError::AccessDenied)
-        }
-    }
-
-    fn file(&self, _id: FileId) -> FileResult<Bytes> {
-        Err(FileError::AccessDenied)
-    }
-
-    fn font(&self, index: usize) -> Option<Font> {
-        FONTS.fonts.get(index).cloned()
-    }
-
-    fn today(&self, _offset: Option<Duration>) -> Option<Datetime> {
-        None
-    }
-}
-
-/// Cache entries unused for this many renders are dropped (typst's CLI uses 10 in watch mode).
-const EVICT_AFTER: usize = 10;
-
-fn render(template: &str, path: &str, inputs: Dict, ident: &str) -> Result<Pdf, DocError> {
-    let vpath = VirtualPath::new(path).map_err(|e| DocError::Template(format!("{e:?}")))?;
-    let id = RootedPath::new(VirtualRoot::Project, vpath).intern();
-    let world = DocWorld {
-        library: LazyHash::new(Library::builder().with_inputs(inputs).build()),
-        main: Source::new(id, template.to_string()),
+    let doc = Doc {
+        template: &NOTICE,
+        fields: notice_fields(data),
+        title: format!("入住通知书 {}", data.notice_no),
+        author: &data.bureau,
+        ident: &data.notice_no,
     };
-    // typst memoizes layout and shaping in global caches that only grow: drop what the
-    // last renders did not reuse, so a server rendering for every family stays flat.
-    comemo::evict(EVICT_AFTER);
-    let warned = typst::compile::<PagedDocument>(&world);
-    let warnings = warned.warnings.iter().map(describe).collect();
-    let document = warned
-        .output
-        .map_err(|errors| DocError::Template(join(&errors)))?;
-    let options = typst_pdf::PdfOptions {
-        ident: Smart::Custom(ident.to_string()),
-        creator: Smart::Custom(Some("xuanfang".to_string())),
-        ..Default::default()
+    render(doc, None)
+}
+
+/// The lease's fields, as the template names them.
+fn lease_fields(data: &LeaseData) -> Fields {
+    let mut f = unit_fields(&data.unit);
+    f.insert("contract_no", data.contract_no.clone());
+    f.insert("bureau", data.bureau.clone());
+    f.insert("tenant", data.tenant.clone());
+    f.insert("tenant_id", data.tenant_id.clone());
+    f.insert("phone", data.phone.clone());
+    f.insert("rent", fen_to_yuan(data.rent_fen));
+    f.insert("rent_upper", fen_to_upper(data.rent_fen));
+    f.insert("deposit", fen_to_yuan(data.deposit_fen));
+    f.insert("deposit_upper", fen_to_upper(data.deposit_fen));
+    f.insert("term_start", data.term_start.to_string());
+    f.insert("term_end", data.term_end.to_string());
+    f.insert("signed_on", data.signed_on.to_string());
+    // The cell the image (or the place to sign) goes in; it prints no text.
+    f.insert(template::SIGNATURE, String::new());
+    f
+}
+
+/// The notice's fields, as the template names them.
+fn notice_fields(data: &NoticeData) -> Fields {
+    let mut f = unit_fields(&data.unit);
+    f.insert("notice_no", data.notice_no.clone());
+    f.insert("bureau", data.bureau.clone());
+    f.insert("tenant", data.tenant.clone());
+    f.insert("tenant_id", data.tenant_id.clone());
+    f.insert("term_start", data.term_start.to_string());
+    f.insert("term_end", data.term_end.to_string());
+    f.insert("key_place", data.key_place.clone());
+    f.insert("key_time", data.key_time.clone());
+    f.insert("move_in", data.move_in.to_string());
+    f.insert("contact", data.contact.clone());
+    f.insert("issued_on", data.issued_on.to_string());
+    f
+}
+
+fn unit_fields(u: &UnitInfo) -> Fields {
+    let mut f = Fields::new();
+    f.insert("project", u.project.clone());
+    // `3栋 2002`: the documents name the unit as one.
+    f.insert("unit", u.label());
+    f.insert("floor", u.floor.to_string());
+    f.insert("layout", u.layout.clone());
+    f.insert("area", format!("{:.2}", u.area_m2));
+    f.insert("orientation", u.orientation.clone());
+    f
+}
+
+struct Doc<'a> {
+    template: &'a Result<Template, String>,
+    fields: Fields,
+    title: String,
+    author: &'a str,
+    ident: &'a str,
+}
+
+fn render(doc: Doc<'_>, signature: Option<&krilla::image::Image>) -> Result<Pdf, DocError> {
+    let template = doc
+        .template
+        .as_ref()
+        .map_err(|e| DocError::Template(e.clone()))?;
+    // A field the code fills but the template never prints is likely a template mistake.
+    let used = template.fields();
+    let warnings = doc
+        .fields
+        .keys()
+        .filter(|k| !used.contains(**k))
+        .map(|k| format!("warning: the template does not use the field {{{k}}}"))
+        .collect();
+    let laid = layout::layout(template, &doc.fields, signature.map(|i| i.size()))
+        .map_err(DocError::Template)?;
+    let title = template
+        .pdf_title
+        .fill(&doc.fields)
+        .map_err(DocError::Template)?;
+    let info = draw::Info {
+        title: if title.is_empty() { doc.title } else { title },
+        author: doc.author.to_string(),
+        ident: doc.ident.to_string(),
     };
-    let bytes =
-        typst_pdf::pdf(&document, &options).map_err(|errors| DocError::Pdf(join(&errors)))?;
+    let bytes = draw::draw(&laid, info, signature).map_err(|e| match e {
+        draw::DrawError::Image(msg) => DocError::Template(format!("the signature image: {msg}")),
+        draw::DrawError::Pdf(msg) => DocError::Pdf(msg),
+    })?;
     Ok(Pdf {
         sha256: sha256(&bytes),
         bytes,
         warnings,
     })
-}
-
-fn describe(d: &SourceDiagnostic) -> String {
-    let kind = match d.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    };
-    let mut s = format!("{kind}: {}", d.message);
-    for hint in &d.hints {
-        s.push_str(&format!(" (hint: {})", hint.v));
-    }
-    s
-}
-
-fn join(errors: &[SourceDiagnostic]) -> String {
-    errors.iter().map(describe).collect::<Vec<_>>().join("; ")
 }
 
 #[cfg(test)]
@@ -388,5 +353,72 @@ mod tests {
     #[test]
     fn dates_print_the_chinese_way() {
         assert_eq!(Date::new(2026, 12, 1).to_string(), "2026年12月1日");
+    }
+}
+
+/// Sample data for the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+
+    pub fn unit() -> UnitInfo {
+        UnitInfo {
+            project: "安居凤凰苑".into(),
+            building: "3栋".into(),
+            number: "2002".into(),
+            floor: 20,
+            layout: "两房一厅".into(),
+            area_m2: 65.32,
+            orientation: "南".into(),
+        }
+    }
+
+    pub fn lease(tenant: &str) -> LeaseData {
+        LeaseData {
+            contract_no: "SZGZ-2026-000123".into(),
+            bureau: "深圳市住房和建设局".into(),
+            tenant: tenant.into(),
+            tenant_id: mask_middle("440301199001011234", 4, 4),
+            phone: mask_middle("13812345678", 3, 4),
+            unit: unit(),
+            rent_fen: 186_050,
+            deposit_fen: 372_100,
+            term_start: Date::new(2026, 12, 15),
+            term_end: Date::new(2029, 12, 14),
+            signed_on: Date::new(2026, 12, 1),
+        }
+    }
+
+    pub fn notice(key_place: &str) -> NoticeData {
+        NoticeData {
+            notice_no: "RZ-2026-000123".into(),
+            bureau: "深圳市住房和建设局".into(),
+            tenant: "王小明".into(),
+            tenant_id: mask_middle("440301199001011234", 4, 4),
+            unit: unit(),
+            term_start: Date::new(2026, 12, 15),
+            term_end: Date::new(2029, 12, 14),
+            key_place: key_place.into(),
+            key_time: "2026年12月8日至12月20日 9:00—17:00".into(),
+            move_in: Date::new(2026, 12, 15),
+            contact: "0755-12345678".into(),
+            issued_on: Date::new(2026, 12, 5),
+        }
+    }
+
+    #[test]
+    fn every_template_field_is_known_and_every_known_field_is_used() {
+        for (name, src, known) in [
+            ("lease", LEASE_TEMPLATE, lease_fields(&lease("王小明"))),
+            ("notice", NOTICE_TEMPLATE, notice_fields(&notice("管理处"))),
+        ] {
+            let used = Template::parse(src).unwrap().fields();
+            let known: std::collections::BTreeSet<String> =
+                known.keys().map(|k| k.to_string()).collect();
+            assert_eq!(
+                used, known,
+                "{name}: the template's fields and the code's differ"
+            );
+        }
     }
 }

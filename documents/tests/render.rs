@@ -247,7 +247,7 @@ fn a_signature_that_is_not_png_is_refused() {
         render_lease(&lease("王小明"), Some(b"GIF89a....")),
         Err(DocError::BadSignature)
     );
-    // A PNG header over garbage: typst cannot decode it.
+    // A PNG header over garbage: it cannot be decoded.
     let mut broken = signature_png();
     broken.truncate(40);
     assert!(matches!(
@@ -281,4 +281,105 @@ fn notice_names_the_unit_the_keys_and_the_date() {
 fn characters_outside_the_font_are_reported() {
     assert!(uncovered("王小明 3栋 2002 ，。（）#*$[]\\").is_empty());
     assert_eq!(uncovered("陶喆龘"), vec!['喆', '龘']);
+}
+
+/// The text of each page (pdftotext ends every page with a form feed).
+fn pages(pdf: &Pdf) -> Vec<String> {
+    let raw = tool("pdftotext", pdf, &["-enc", "UTF-8", "-", "-"]);
+    let mut pages: Vec<String> = raw
+        .split('\u{c}')
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    if pages.last().is_some_and(|p| p.is_empty()) {
+        pages.pop();
+    }
+    pages
+}
+
+/// A key pick-up place long enough to push the notice onto a second page.
+fn long_place() -> String {
+    "安居凤凰苑管理处（3栋首层，东门进入后右转，经过物业服务中心；请走“访客通道”，勿走车道）。"
+        .repeat(20)
+}
+
+#[test]
+fn every_page_says_page_n_of_m() {
+    let signed = render_lease(&lease("王小明"), Some(&signature_png())).unwrap();
+    let long_notice = render_notice(&NoticeData {
+        key_place: long_place(),
+        ..notice("王小明")
+    })
+    .unwrap();
+    if let Ok(dir) = std::env::var("DOCUMENTS_OUT") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::path::Path::new(&dir).join("notice-two-pages.pdf");
+        std::fs::write(path, &long_notice.bytes).unwrap();
+    }
+    for pdf in [&signed, &long_notice] {
+        check_file(pdf);
+        let pages = pages(pdf);
+        let n = pages.len();
+        assert!(n >= 2, "{n} pages");
+        for (i, text) in pages.iter().enumerate() {
+            let want = format!("第 {} 页，共 {n} 页", i + 1);
+            assert!(
+                text.contains(&want),
+                "{want:?} missing from page {}:\n{text}",
+                i + 1
+            );
+        }
+    }
+    // The short notice is one page and says so.
+    let short = render_notice(&notice("王小明")).unwrap();
+    assert_eq!(pages(&short).len(), 1);
+    assert!(pages(&short)[0].contains("第 1 页，共 1 页"));
+}
+
+#[test]
+fn no_line_starts_with_closing_or_ends_with_opening_punctuation() {
+    const NO_START: &str = "，。、；：？！）」》";
+    const NO_END: &str = "（「《";
+    let punctuated =
+        "（一）管理处（东门）、（二）物业中心《须知》；「访客」：请问？好！".repeat(12);
+    let docs = [
+        render_lease(&lease("王小明"), Some(&signature_png())).unwrap(),
+        render_lease(&lease(&"欧阳（小明）、".repeat(20)), None).unwrap(),
+        render_notice(&notice("王小明")).unwrap(),
+        render_notice(&NoticeData {
+            key_place: punctuated.clone(),
+            key_time: punctuated,
+            ..notice("王小明")
+        })
+        .unwrap(),
+    ];
+    for pdf in &docs {
+        check_file(pdf);
+        // With -layout, cells of a table row share a line, two or more spaces apart.
+        let raw = tool("pdftotext", pdf, &["-layout", "-enc", "UTF-8", "-", "-"]);
+        let mut checked = 0;
+        for line in raw.lines() {
+            for piece in line.split("  ").map(str::trim).filter(|p| !p.is_empty()) {
+                let (first, last) = (piece.chars().next().unwrap(), piece.chars().last().unwrap());
+                assert!(
+                    !NO_START.contains(first),
+                    "a line starts with {first}: {line:?}"
+                );
+                assert!(!NO_END.contains(last), "a line ends with {last}: {line:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} lines:\n{raw}");
+    }
+}
+
+#[test]
+fn a_broken_template_value_cannot_break_the_layout() {
+    // A tenant name with the markup's own characters, control characters and a very
+    // long unbreakable word: it prints, wraps and stays in its cell.
+    let name = format!("# ## | {{tenant}} > + @space 9cm\n\t{}", "W".repeat(200));
+    let pdf = render_lease(&lease(&name), None).unwrap();
+    check_file(&pdf);
+    let text = text(&pdf);
+    assert!(text.contains("# ## | {tenant} > + @space 9cm"), "{text}");
+    assert!(text.matches('W').count() >= 200, "{text}");
 }
