@@ -230,6 +230,40 @@ mod tests {
         assert_eq!(local_date(at, 480), Date::new(2026, 12, 1));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renders_past_the_bound_are_refused_at_once_not_queued() {
+        let renderer = Arc::new(Renderer::new(1));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let r = renderer.clone();
+        let first = tokio::spawn(async move {
+            r.run(move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                Err(xuanfang_documents::DocError::BadSignature)
+            })
+            .await
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let busy = renderer
+            .run(|| Err(xuanfang_documents::DocError::BadSignature))
+            .await
+            .unwrap_err();
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.code, ErrorCode::Unavailable);
+        release_tx.send(()).unwrap();
+        let failed = first.await.unwrap().unwrap_err();
+        assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+        // The permit is back: the next render runs.
+        let again = renderer
+            .run(|| Err(xuanfang_documents::DocError::BadSignature))
+            .await
+            .unwrap_err();
+        assert_eq!(again.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
     #[test]
     fn numbers_and_names_are_safe() {
         assert_eq!(sanitise("b/1 x"), "b_1_x");
