@@ -99,3 +99,28 @@ impl FileConfig {
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.display().to_string(), e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example config of docs/operations.md states the defaults: it must parse, and
+    /// its `[signing]` must be the defaults the code has.
+    #[test]
+    fn the_documented_example_is_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let start = doc.find("```toml\n[limits]").expect("the example config") + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let parsed: FileConfig = toml::from_str(&doc[start..end]).unwrap();
+        assert_eq!(parsed.signing, SigningConfig::default());
+    }
+
+    #[test]
+    fn a_partial_signing_section_keeps_the_other_defaults() {
+        let c: FileConfig = toml::from_str("[signing]\nbureau = \"某市住房保障局\"\n").unwrap();
+        assert_eq!(c.signing.bureau, "某市住房保障局");
+        assert_eq!(c.signing.term_years, 3);
+        assert_eq!(c.signing.render_concurrency, 2);
+    }
+}
