@@ -508,3 +508,52 @@ async fn a_name_outside_the_font_is_signed_and_flagged_for_the_reviewer() {
     assert!(done(&rec).contains(&"contract"));
     assert_eq!(s.view("F1").await["doc_flags"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_failed_face_checks_lock_until_an_operator_unlocks() {
+    let s = setup().await;
+    let f2 = family_token("F2");
+    s.details("F2").await;
+    for i in 0..5 {
+        let a: Value = (s
+            .post(&f2, "/api/me/signing/face/start", &format!("fs{i}"))
+            .await)
+            .json()
+            .await
+            .unwrap();
+        let session = a["provider_session"].as_str().unwrap();
+        let r = (s
+            .http
+            .post(s.url(&format!("/sandbox/face/{session}/result"))))
+        .form(&[("passed", "false")])
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(s.view("F2").await["status"]["status"], "face_locked");
+    let r = s.post(&f2, "/api/me/signing/face/start", "fs5").await;
+    assert_eq!(r.status(), 429);
+    let op = operator_token();
+    let locked: Value = (s.get(&op, "/api/ops/signing?status=face_locked").await)
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(locked[0]["family"], "F2");
+    assert_eq!(
+        s.post(&f2, "/api/ops/signing/F2/unlock_face", "u-fam")
+            .await
+            .status(),
+        403
+    );
+    let r = s.post(&op, "/api/ops/signing/F2/unlock_face", "u-1").await;
+    assert_eq!(r.status(), 200);
+    let page: Value = r.json().await.unwrap();
+    assert_eq!(page["face_attempts"], 0);
+    assert_eq!(
+        s.post(&f2, "/api/me/signing/face/start", "fs6")
+            .await
+            .status(),
+        200
+    );
+}
