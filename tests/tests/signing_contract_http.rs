@@ -106,9 +106,12 @@ impl Setup {
             .file_name("signature.png")
             .mime_str(mime)
             .unwrap();
+        // An upload refused before its body is read (413) ends its connection: a pooled
+        // one reused by the next request would fail mid-flight, so uploads use their own.
         (self.http.post(self.url("/api/me/signing/contract")))
             .bearer_auth(family_token(f))
             .header("Idempotency-Key", key)
+            .header("Connection", "close")
             .multipart(Form::new().part("signature", part))
             .send()
             .await
@@ -505,6 +508,19 @@ async fn a_name_outside_the_font_is_signed_and_flagged_for_the_reviewer() {
         .await
         .unwrap();
     assert_eq!(rec["doc_flags"][0]["flag"], "name_outside_font");
+    let open: Value = (s
+        .get(&operator_token(), "/api/ops/signing?status=open")
+        .await)
+        .json()
+        .await
+        .unwrap();
+    let row = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["family"] == "F3")
+        .unwrap();
+    assert_eq!(row["doc_flags"][0]["chars"], "喆", "the queue shows it too");
     assert!(done(&rec).contains(&"contract"));
     assert_eq!(s.view("F1").await["doc_flags"], json!([]));
 }

@@ -73,9 +73,12 @@ impl Setup {
             .text("details", details.to_string())
             .part("card_front", front)
             .part("card_back", back);
+        // An upload refused before its body is read (413) ends its connection: a pooled
+        // one reused by the next request would fail mid-flight, so uploads use their own.
         (self.http.post(self.url("/api/me/signing/details")))
             .bearer_auth(family_token(f))
             .header("Idempotency-Key", key)
+            .header("Connection", "close")
             .multipart(form)
             .send()
             .await

@@ -62,7 +62,7 @@ pub use details::{
 pub use face::{finish_face, settle_face, start_face, FaceFinished, FaceStarted};
 pub use materials::{issue_notice, my_notice_pdf, ops_notice_pdf};
 pub use notify::{payment_notify, NotifyAnswer};
-pub use review::{approve, queue, record, reject, unlock_face, QueueParams, RejectBody};
+pub use review::{approve, queue, record, reject, unlock_face, QueueParams, QueueRow, RejectBody};
 pub use sandbox::{
     sandbox_face_page, sandbox_face_result, sandbox_pay, sandbox_pay_page, FaceForm,
 };

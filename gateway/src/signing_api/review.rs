@@ -6,12 +6,15 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use xuanfang_allocator::{SigningFilter, SigningView};
 use xuanfang_hub::signing::{Actor, Step};
 use xuanfang_hub::{BatchId, ErrorCode, FamilyId, SigningAction};
 
-use super::{alloc_err, answer, err, page_of, signing_of, IdempotencyKey, SigningPage, Viewer};
+use super::{
+    alloc_err, answer, doc_flags, err, page_of, signing_of, DocFlag, IdempotencyKey, SigningPage,
+    Viewer,
+};
 use crate::app::App;
 use crate::caller::{Operator, Target};
 use crate::http_error::ApiError;
@@ -22,12 +25,20 @@ pub struct QueueParams {
     pub status: Option<SigningFilter>,
 }
 
+/// A row of the queue: the view and the documents' flags (the console shows both).
+#[derive(Debug, Serialize)]
+pub struct QueueRow {
+    #[serde(flatten)]
+    pub view: SigningView,
+    pub doc_flags: Vec<DocFlag>,
+}
+
 pub async fn queue(
     State(app): State<Arc<App>>,
     _op: Operator,
     Target(hub): Target,
     Query(q): Query<QueueParams>,
-) -> Result<Json<Vec<SigningView>>, ApiError> {
+) -> Result<Json<Vec<QueueRow>>, ApiError> {
     let sg = signing_of(&app)?;
     let filter = q.status.unwrap_or(SigningFilter::InReview);
     let recs = sg
@@ -36,7 +47,14 @@ pub async fn queue(
         .await
         .map_err(alloc_err)?;
     let now = app.now();
-    Ok(Json(recs.iter().map(|r| SigningView::of(r, now)).collect()))
+    let rows = recs
+        .iter()
+        .map(|r| QueueRow {
+            doc_flags: doc_flags(r.applicant()),
+            view: SigningView::of(r, now),
+        })
+        .collect();
+    Ok(Json(rows))
 }
 
 pub async fn record(
