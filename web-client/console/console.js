@@ -1,11 +1,12 @@
 // Operator console: batch import (and its templates), sessions, live progress, supplementary
-// sessions, exports.
+// sessions, exports, and the review of online signing (review.js).
 // Every figure comes from the operator API; the console polls it (a few requests a
 // second at most), which is plenty for a handful of operators.
 
 import { api, download, takeToken, HttpError } from '/web/shared/api.js';
 import { applyStatic, bindToggle, onLangChange, pick, t } from '/web/shared/i18n.js';
 import { clockTime, dateTime, esc, hm } from '/web/shared/format.js';
+import { startReview } from '/web/console/review.js';
 
 const TOKEN_KEY = 'xuanfang.op_token';
 const PROGRESS_MS = 2000;
@@ -242,7 +243,7 @@ async function boot() {
     renderProgress();
     renderApplications();
   });
-  await Promise.all([pollProgress(), pollApplications()]);
+  await Promise.all([pollProgress(), pollApplications(), startReview(token, errorText)]);
   setInterval(pollProgress, PROGRESS_MS);
   setInterval(pollApplications, APPLICATIONS_MS);
 }
