@@ -1,0 +1,53 @@
+// 材料管理 (guide §3 (六)): once the lease is approved, the signed contract and, once
+// issued, the move-in notice (入住通知书), as PDFs opened from the phone.
+
+import { t } from '/web/shared/i18n.js';
+import { dateTime, esc } from '/web/shared/format.js';
+import { fileUrl, lifetime, note, withPage, wireGo } from './common.js';
+
+export const title = () => 'sgm.title';
+
+export function mount(ctx, el) {
+  const life = lifetime();
+  withPage(ctx, el, life, (page) => render(ctx, el, life, page));
+}
+
+export function update() {}
+
+function render(ctx, el, life, page) {
+  const s = page.status.status;
+  if (s !== 'approved' && s !== 'completed') {
+    el.innerHTML = `<section class="card sg-card" id="sgm-not-yet" data-status="${s}">
+      ${note(t('sgm.not_yet'), 'info')}
+      <button class="btn primary block" data-go="sign">${t('sg.title')}</button></section>`;
+    wireGo(ctx, el);
+    return;
+  }
+  el.innerHTML = `<section class="card sg-card" id="sgm-list" data-status="${s}">
+    <h2>${esc(page.lease.building)} ${esc(page.lease.number)}</h2>
+    <ul class="sg-docs">
+      <li><span class="sg-doc-name">${t('sgm.contract')}</span>
+        <a class="btn" id="sgm-contract" target="_blank" aria-disabled="true">${t('sg.loading')}</a></li>
+      <li><span class="sg-doc-name">${t('sgm.notice')}</span>
+        ${page.notice ? `<a class="btn" id="sgm-notice" target="_blank" aria-disabled="true">${t('sg.loading')}</a>` : `<span class="muted" id="sgm-notice-pending">${t('sgm.notice_pending')}</span>`}</li>
+    </ul>
+    ${page.approval ? `<p class="muted">${t('sg.status.approved')} · ${dateTime(page.approval.at)}</p>` : ''}
+    <p class="muted">${t('sgm.print')}</p>
+  </section>`;
+  const links = [['#sgm-contract', '/api/me/signing/contract.pdf']];
+  if (page.notice) links.push(['#sgm-notice', '/api/me/signing/notice.pdf']);
+  for (const [id, path] of links) {
+    const a = el.querySelector(id);
+    fileUrl(ctx, path)
+      .then((u) => {
+        if (life.ended) return URL.revokeObjectURL(u);
+        a.href = life.url(u);
+        a.removeAttribute('aria-disabled');
+        a.dataset.ready = 'true';
+        a.textContent = t('sgm.open');
+      })
+      .catch((e) => {
+        if (!life.ended) a.textContent = e.text ?? t('sgc.pdf_failed');
+      });
+  }
+}
