@@ -9,7 +9,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { ROOT, startDemo, launch, phonePage, getJson, untilServerTime, PHONE } from './harness.mjs';
@@ -148,14 +148,13 @@ async function checkStep(page, name, where = name) {
   await shot(page, name);
 }
 
-/** The bytes behind an <a href="blob:…"> of the page start with %PDF. */
-async function isPdf(page, selector) {
-  await page.waitForSelector(`${selector}[data-ready="true"]`, { timeout: 30000 });
-  return page.evaluate(async (sel) => {
-    const href = document.querySelector(sel).href;
-    const b = new Uint8Array(await (await fetch(href)).arrayBuffer());
-    return String.fromCharCode(...b.slice(0, 4)) === '%PDF' && b.length > 1000;
-  }, selector);
+/** The PDF behind a pair of links of the page: 下载 saves a real PDF, 查看 points at the same file. */
+async function isPdf(page, id) {
+  await page.waitForSelector(`#${id}[data-ready="true"]`, { timeout: 30000 });
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click(`#${id}-dl`)]);
+  const bytes = readFileSync(await download.path());
+  const same = (await page.getAttribute(`#${id}`, 'href')) === (await page.getAttribute(`#${id}-dl`, 'href'));
+  return same && bytes.subarray(0, 4).toString('latin1') === '%PDF' && bytes.length > 1000;
 }
 
 /** The family's signing as the server has it. */
@@ -293,7 +292,7 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   assert.ok(terms.includes(`${famA.unit.area.toFixed(1)}㎡`), 'the area');
   const rec = await signing(famA);
   assert.ok(terms.includes((rec.deposit_fen / 100).toLocaleString('en-US', { minimumFractionDigits: 2 })), 'the deposit');
-  assert.ok(await isPdf(page, '#sgc-lease-pdf'), 'the full lease opens as a PDF');
+  assert.ok(await isPdf(page, 'sgc-lease-pdf'), 'the full lease opens as a PDF');
 
   // An empty pad is refused in the page; nothing is sent.
   await page.check('#sgc-agree');
@@ -320,7 +319,7 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   await checkStep(page, 'contract');
   await page.click('#sgc-submit');
   await page.waitForSelector('#sgc-signed', { timeout: 30000 });
-  assert.ok(await isPdf(page, '#sgc-signed-pdf'), 'the signed lease opens as a PDF');
+  assert.ok(await isPdf(page, 'sgc-signed-pdf'), 'the signed lease opens as a PDF');
   assert.ok((await signing(famA)).done.includes('contract'));
   await checkStep(page, 'contract-signed', 'contract (signed)');
 
@@ -359,17 +358,48 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   await page.evaluate(() => (location.hash = 'materials'));
   await page.waitForSelector('#sgm-not-yet');
 
-  // An operator approves: the signed lease is under 材料管理.
-  const r = await fetch(`${demo.base}/api/ops/signing/${famA.family}/approve`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${demo.operatorToken}`, 'Idempotency-Key': 'approve-1' },
-  });
-  assert.equal(r.status, 200, await r.text());
+  // A reviewer returns the contract (an illegible signature): 已退回 with the reason and
+  // the step to redo; signing again puts it straight back in review (the deposit stays paid).
+  const ops = (path, key, json) =>
+    fetch(`${demo.base}/api/ops/signing/${famA.family}/${path}`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${demo.operatorToken}`,
+        'Idempotency-Key': key,
+        ...(json ? { 'Content-Type': 'application/json' } : {}),
+      },
+      body: json ? JSON.stringify(json) : undefined,
+    });
+  const rej = await ops('reject', 'reject-1', { step: 'contract', reason: '签名不清晰，请重新签字' });
+  assert.equal(rej.status, 200, await rej.text());
   await page.click('#back');
+  await page.click('#go-sign');
+  await page.waitForSelector('#sg-review[data-review="returned"][data-step="contract"]');
+  assert.match(await page.textContent('#sg-reason'), /签名不清晰/);
+  const again = await page.$$eval('#sg-step-list .sg-row', (rows) => rows.map((r) => `${r.dataset.step}:${r.dataset.state}`));
+  assert.deepEqual(again, ['details:done', 'face:done', 'contract:current', 'deposit:done']);
+  await checkStep(page, 'returned');
+  await page.click('#sg-continue');
+  await page.waitForSelector('#sgc-returned');
+  assert.match(await page.textContent('#sgc-returned'), /签名不清晰/);
+  await page.check('#sgc-agree');
+  const box2 = await page.locator('#sgc-pad').boundingBox();
+  await page.mouse.move(box2.x + 30, box2.y + 50);
+  await page.mouse.down();
+  for (let i = 1; i <= 20; i++) await page.mouse.move(box2.x + 30 + i * 12, box2.y + 50 + (i % 3) * 20, { steps: 3 });
+  await page.mouse.up();
+  await page.click('#sgc-submit');
+  await page.waitForSelector('#sgc-signed', { timeout: 30000 });
+  assert.equal((await signing(famA)).status.status, 'in_review');
+
+  // An operator approves: the signed lease is under 材料管理.
+  const r = await ops('approve', 'approve-1');
+  assert.equal(r.status, 200, await r.text());
+  await page.evaluate(() => (location.hash = 'home'));
   await page.waitForSelector('#go-materials:not([disabled])');
   await page.click('#go-materials');
   await page.waitForSelector('#sgm-list[data-status="approved"]');
-  assert.ok(await isPdf(page, '#sgm-contract'), 'the signed lease');
+  assert.ok(await isPdf(page, 'sgm-contract'), 'the signed lease');
   assert.ok(await page.isVisible('#sgm-notice-pending'), 'the notice is not issued yet');
   await checkStep(page, 'materials');
 

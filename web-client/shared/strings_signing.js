@@ -8,6 +8,7 @@ export const SIGNING_STRINGS = {
   'sg.loading': S('加载中…', 'Loading…'),
   'sg.retry': S('重试', 'Retry'),
   'sg.refresh': S('刷新', 'Refresh'),
+  'sg.download': S('下载', 'Download'),
   'sg.next': S('下一步', 'Next'),
   'sg.to_status': S('返回签约进度', 'Back to signing progress'),
   'sg.err.network': S('网络异常，请检查网络后重试', 'Network problem; check your connection and retry'),

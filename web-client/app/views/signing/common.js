@@ -288,5 +288,40 @@ export function showError(ctx, box, e) {
   ctx.toast(text, 'error', 5000);
 }
 
+/**
+ * A PDF behind the token as two links: 查看 (a new tab) and 下载 (saved to the phone,
+ * for a viewer app). `id` names them `id` and `id-dl`; they fill in once it is loaded.
+ */
+export function pdfLinks(id) {
+  return `<div class="sg-pdf row" id="${id}-box">
+    <a class="btn" id="${id}" target="_blank" aria-disabled="true">${t('sg.loading')}</a>
+    <a class="btn ghost" id="${id}-dl" aria-disabled="true">${t('sg.download')}</a>
+  </div>`
+}
+
+/** Loads the PDF at `path` into the links made by [`pdfLinks`]. */
+export function loadPdf(ctx, life, el, id, path, label, filename) {
+  const view = el.querySelector(`#${id}`);
+  const dl = el.querySelector(`#${id}-dl`);
+  fileUrl(ctx, path)
+    .then((u) => {
+      if (life.ended) return URL.revokeObjectURL(u);
+      life.url(u);
+      for (const a of [view, dl]) {
+        a.href = u;
+        a.removeAttribute('aria-disabled');
+        a.dataset.ready = 'true';
+      }
+      dl.download = filename;
+      view.textContent = t(label);
+    })
+    .catch((e) => {
+      if (life.ended) return;
+      view.dataset.ready = 'false';
+      view.textContent = e.code === 'network' ? e.text : t('sgc.pdf_failed');
+      dl.hidden = true;
+    });
+}
+
 /** Whether the server is a sandbox (its provider pages live under /sandbox/). */
 export const isSandbox = (url) => typeof url === 'string' && url.startsWith('/sandbox/');

@@ -6,7 +6,8 @@ import { t } from '/web/shared/i18n.js';
 import { area, dateTime, esc } from '/web/shared/format.js';
 import {
   Intent,
-  fileUrl,
+  loadPdf,
+  pdfLinks,
   lifetime,
   lockedCard,
   note,
@@ -67,11 +68,11 @@ function render(ctx, el, life, page) {
       ${stepBar(page, 'contract')}
       ${note(t('sgc.signed'), 'ok', 'sgc-signed')}
       ${terms(page)}
-      <a class="btn block" id="sgc-signed-pdf" target="_blank" aria-disabled="true">${t('sgc.pdf_loading')}</a>
+      ${pdfLinks('sgc-signed-pdf')}
       <button class="btn primary block" data-go="sign_deposit" id="sgc-next">${t('sg.next')}：${t('sg.step.deposit')}</button>
     </section>`;
     wireGo(ctx, el);
-    pdfLink(ctx, life, el.querySelector('#sgc-signed-pdf'), '/api/me/signing/contract.pdf', 'sgc.signed_pdf');
+    loadPdf(ctx, life, el, 'sgc-signed-pdf', '/api/me/signing/contract.pdf', 'sgc.signed_pdf', 'contract.pdf');
     return;
   }
   const returned = returnedNote(page, 'contract');
@@ -80,7 +81,7 @@ function render(ctx, el, life, page) {
     ${returned ? note(t('sg.status.reason', { reason: returned.reason }), 'warn', 'sgc-returned') : ''}
     <h3>${t('sgc.terms')}</h3>
     ${terms(page)}
-    <a class="btn block" id="sgc-lease-pdf" target="_blank" aria-disabled="true">${t('sgc.pdf_loading')}</a>
+    ${pdfLinks('sgc-lease-pdf')}
     <label class="agree"><input type="checkbox" id="sgc-agree"> ${t('sgc.agree')}</label>
     <p class="sg-label">${t('sgc.sign_here')}</p>
     <canvas class="sg-pad" id="sgc-pad" data-ink="0" aria-label="${esc(t('sgc.sign_here'))}"></canvas>
@@ -91,7 +92,7 @@ function render(ctx, el, life, page) {
     <div class="sg-note error" id="sgc-error" hidden role="alert"></div>
     ${returned ? `<p class="muted">${dateTime(returned.at)}</p>` : ''}
   </section>`;
-  pdfLink(ctx, life, el.querySelector('#sgc-lease-pdf'), '/api/me/signing/lease.pdf', 'sgc.read_pdf');
+  loadPdf(ctx, life, el, 'sgc-lease-pdf', '/api/me/signing/lease.pdf', 'sgc.read_pdf', 'lease.pdf');
 
   const pad = signaturePad(el.querySelector('#sgc-pad'), life);
   const intent = new Intent();
@@ -123,24 +124,6 @@ function render(ctx, el, life, page) {
       btn.disabled = false;
     }
   });
-}
-
-/** Fills `a` with the PDF at `path` (fetched with the token) once it is loaded. */
-function pdfLink(ctx, life, a, path, label) {
-  fileUrl(ctx, path)
-    .then((u) => {
-      if (life.ended) return URL.revokeObjectURL(u);
-      a.href = life.url(u);
-      a.removeAttribute('aria-disabled');
-      a.dataset.ready = 'true';
-      a.textContent = t(label);
-    })
-    .catch(() => {
-      if (life.ended) return;
-      a.dataset.ready = 'false';
-      a.textContent = t('sgc.pdf_failed');
-      a.classList.add('ghost');
-    });
 }
 
 /**

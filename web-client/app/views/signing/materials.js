@@ -3,7 +3,7 @@
 
 import { t } from '/web/shared/i18n.js';
 import { dateTime, esc } from '/web/shared/format.js';
-import { fileUrl, lifetime, note, withPage, wireGo } from './common.js';
+import { lifetime, loadPdf, note, pdfLinks, withPage, wireGo } from './common.js';
 
 export const title = () => 'sgm.title';
 
@@ -27,27 +27,13 @@ function render(ctx, el, life, page) {
     <h2>${esc(page.lease.building)} ${esc(page.lease.number)}</h2>
     <ul class="sg-docs">
       <li><span class="sg-doc-name">${t('sgm.contract')}</span>
-        <a class="btn" id="sgm-contract" target="_blank" aria-disabled="true">${t('sg.loading')}</a></li>
+        ${pdfLinks('sgm-contract')}</li>
       <li><span class="sg-doc-name">${t('sgm.notice')}</span>
-        ${page.notice ? `<a class="btn" id="sgm-notice" target="_blank" aria-disabled="true">${t('sg.loading')}</a>` : `<span class="muted" id="sgm-notice-pending">${t('sgm.notice_pending')}</span>`}</li>
+        ${page.notice ? pdfLinks('sgm-notice') : `<span class="muted" id="sgm-notice-pending">${t('sgm.notice_pending')}</span>`}</li>
     </ul>
     ${page.approval ? `<p class="muted">${t('sg.status.approved')} · ${dateTime(page.approval.at)}</p>` : ''}
     <p class="muted">${t('sgm.print')}</p>
   </section>`;
-  const links = [['#sgm-contract', '/api/me/signing/contract.pdf']];
-  if (page.notice) links.push(['#sgm-notice', '/api/me/signing/notice.pdf']);
-  for (const [id, path] of links) {
-    const a = el.querySelector(id);
-    fileUrl(ctx, path)
-      .then((u) => {
-        if (life.ended) return URL.revokeObjectURL(u);
-        a.href = life.url(u);
-        a.removeAttribute('aria-disabled');
-        a.dataset.ready = 'true';
-        a.textContent = t('sgm.open');
-      })
-      .catch((e) => {
-        if (!life.ended) a.textContent = e.text ?? t('sgc.pdf_failed');
-      });
-  }
+  loadPdf(ctx, life, el, 'sgm-contract', '/api/me/signing/contract.pdf', 'sgm.open', 'contract.pdf');
+  if (page.notice) loadPdf(ctx, life, el, 'sgm-notice', '/api/me/signing/notice.pdf', 'sgm.open', 'notice.pdf');
 }
