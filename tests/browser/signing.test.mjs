@@ -191,6 +191,12 @@ before(async () => {
   await untilServerTime(demo.base, a.session_start);
   const [pa, pb] = await Promise.all([phonePage(camBrowser, errors), phonePage(camBrowser, errors)]);
   await pa.context().grantPermissions(['camera'], { origin: demo.base });
+  // The pages stay inside the Content-Security-Policy (blob: photos and PDFs, inline SVG).
+  await pa.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      (window.__csp ||= []).push(`${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
   famA = await select(pa, a, catalog, []);
   famB = await select(pb, b, catalog, [famA.unit.id]);
   famA.page = pa;
@@ -409,6 +415,7 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   await page.waitForSelector('#sgm-list');
   assert.match(await page.textContent('#sgm-list'), /Lease/);
   await page.click('#lang');
+  assert.deepEqual(await page.evaluate(() => window.__csp ?? []), [], 'no CSP violation');
   assert.deepEqual(errors.map(String), []);
 });
 

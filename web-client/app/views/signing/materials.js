@@ -34,6 +34,8 @@ function render(ctx, el, life, page) {
     ${page.approval ? `<p class="muted">${t('sg.status.approved')} · ${dateTime(page.approval.at)}</p>` : ''}
     <p class="muted">${t('sgm.print')}</p>
   </section>`;
-  loadPdf(ctx, life, el, 'sgm-contract', '/api/me/signing/contract.pdf', 'sgm.open', 'contract.pdf');
-  if (page.notice) loadPdf(ctx, life, el, 'sgm-notice', '/api/me/signing/notice.pdf', 'sgm.open', 'notice.pdf');
+  // The server names each file (`materials`); older servers only have the fixed routes.
+  const named = (kind) => page.materials?.find((m) => m.kind === kind)?.file_name ?? `${kind}.pdf`;
+  loadPdf(ctx, life, el, 'sgm-contract', '/api/me/signing/contract.pdf', 'sgm.open', named('contract'));
+  if (page.notice) loadPdf(ctx, life, el, 'sgm-notice', '/api/me/signing/notice.pdf', 'sgm.open', named('notice'));
 }
