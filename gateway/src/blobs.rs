@@ -53,6 +53,18 @@ pub struct MemoryBlobs {
     held: Mutex<HashMap<String, Vec<u8>>>,
 }
 
+impl MemoryBlobs {
+    /// How many blobs are held (tests check that a refused or repeated request stored
+    /// nothing).
+    pub fn len(&self) -> usize {
+        self.held.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl BlobStore for MemoryBlobs {
     fn put(&self, bytes: &[u8], content_type: &str) -> std::io::Result<BlobRef> {
         let r = new_ref(bytes, content_type);

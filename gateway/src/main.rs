@@ -283,6 +283,8 @@ fn deposit_of(c: &Common) -> DepositRule {
 struct Settings {
     limits: Arc<Limits>,
     ws: xuanfang_gateway::app::WsConfig,
+    /// `[signing]`: what the lease and the notice print.
+    signing: xuanfang_gateway::config::SigningConfig,
 }
 
 fn settings_of(c: &Common) -> Result<Settings, MainError> {
@@ -303,6 +305,7 @@ fn settings_of(c: &Common) -> Result<Settings, MainError> {
     Ok(Settings {
         limits: Limits::try_new(file.limits)?,
         ws: file.ws.to_ws(),
+        signing: file.signing,
     })
 }
 
@@ -385,7 +388,8 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
     let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(
         a.data_dir.join("blobs"),
     )?);
-    let signing = Signing::sandbox(embedded, blobs, rand::random(), deposit_of(&a.common));
+    let signing = Signing::sandbox(embedded, blobs, rand::random(), deposit_of(&a.common))
+        .with_terms(settings.signing.clone());
     let shape = DemoShape {
         units: a.units,
         families: a.families,
@@ -486,6 +490,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
         }
         (None, None) => return Err(MainError::Msg("serve needs --redis or --data-dir".into())),
     };
+    let terms = settings.signing.clone();
     let app = app_of(engine.clone(), auth, settings, None);
     let blob_dir = a
         .blob_dir
@@ -503,12 +508,12 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
             let deposit = deposit_of(&a.common);
             let signing = if a.sandbox_providers {
                 tracing::warn!("signing uses the SANDBOX (沙箱) face and payment providers: not for production");
-                Signing::sandbox(store, blobs, rand::random(), deposit)
+                Signing::sandbox(store, blobs, rand::random(), deposit).with_terms(terms)
             } else {
                 tracing::warn!(
                     "signing on without providers: face verification and the deposit answer 503"
                 );
-                Signing::without_providers(store, blobs, deposit)
+                Signing::without_providers(store, blobs, deposit).with_terms(terms)
             };
             app.enable_signing(signing);
         }

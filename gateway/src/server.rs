@@ -150,6 +150,18 @@ pub fn routes() -> Vec<Route> {
         r("GET", "/api/me/signing/card_back", Family, Api, || {
             get(sg::my_card_back)
         }),
+        r("GET", "/api/me/signing/lease.pdf", Family, Api, || {
+            get(sg::lease_pdf)
+        }),
+        r("POST", "/api/me/signing/contract", Family, Api, || {
+            post(sg::sign_contract).layer(DefaultBodyLimit::max(sg::MAX_SIGNATURE_BODY))
+        }),
+        r("GET", "/api/me/signing/contract.pdf", Family, Api, || {
+            get(sg::my_contract_pdf)
+        }),
+        r("GET", "/api/me/signing/notice.pdf", Family, Api, || {
+            get(sg::my_notice_pdf)
+        }),
         r("GET", "/api/ops/signing", Operator, Api, || get(sg::queue)),
         r("GET", "/api/ops/signing/{family}", Operator, Api, || {
             get(sg::record)
@@ -188,6 +200,27 @@ pub fn routes() -> Vec<Route> {
             Operator,
             Api,
             || get(sg::ops_card_back),
+        ),
+        r(
+            "GET",
+            "/api/ops/signing/{family}/contract.pdf",
+            Operator,
+            Api,
+            || get(sg::ops_contract_pdf),
+        ),
+        r(
+            "GET",
+            "/api/ops/signing/{family}/notice.pdf",
+            Operator,
+            Api,
+            || get(sg::ops_notice_pdf),
+        ),
+        r(
+            "POST",
+            "/api/ops/signing/{family}/notice",
+            Operator,
+            Api,
+            || post(sg::issue_notice),
         ),
         r(
             "POST",

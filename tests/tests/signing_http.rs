@@ -18,9 +18,7 @@ use xuanfang_gateway::blobs::MemoryBlobs;
 use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_gateway::providers::payment::{SandboxPayment, SANDBOX_SIGNATURE_HEADER};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
-use xuanfang_hub::blob::{BlobRef, Sha256};
-use xuanfang_hub::signing::Actor;
-use xuanfang_hub::{BatchId, FamilyId, SigningAction};
+use xuanfang_hub::BatchId;
 
 const PAY_KEY: [u8; 32] = *b"sandbox-payment-key-for-tests!!!";
 
@@ -332,29 +330,8 @@ async fn a_family_signs_over_http_and_an_operator_approves() {
     assert_eq!(fin["pending"], false);
     assert_eq!(done(&fin["signing"]), ["details", "face"]);
 
-    // The contract step waits for the PDF renderer: signed here through the engine.
-    let blob = |ct: &str| BlobRef {
-        id: format!("test-{ct}").replace('/', "-"),
-        sha256: Sha256([7; 32]),
-        content_type: ct.to_owned(),
-        bytes: 10,
-    };
-    let f = FamilyId::from("F1");
-    let r = s
-        .store
-        .sign(
-            &s.batch,
-            &f,
-            &Actor::Family(f.clone()),
-            "contract-1",
-            SigningAction::SignContract {
-                pdf: blob("application/pdf"),
-                signature: blob("image/png"),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(r.is_ok(), "{r:?}");
+    // The contract, signed over HTTP with a PNG from the signature pad.
+    sign_contract(&s, "F1", "contract-1").await;
 
     // Deposit order through the sandbox provider.
     let r = s.post(&f1, "/api/me/signing/deposit", "dep-1").await;
@@ -467,8 +444,8 @@ async fn a_family_signs_over_http_and_an_operator_approves() {
     assert_eq!(status_of(&s.view("F1").await), "approved");
 }
 
-/// Drives `f` to in review: details and face over HTTP, the contract through the
-/// engine, the deposit paid at the sandbox.
+/// Drives `f` to in review over HTTP: details, face, contract, the deposit paid at the
+/// sandbox.
 async fn to_review(s: &Setup, f: &str) {
     let t = family_token(f);
     let photo = || part(png(32, 20), "card.png", "image/png");
@@ -510,23 +487,15 @@ async fn to_review(s: &Setup, f: &str) {
 }
 
 async fn sign_contract(s: &Setup, f: &str, req: &str) {
-    let blob = |ct: &str| BlobRef {
-        id: format!("{req}-{}", ct.replace('/', "-")),
-        sha256: Sha256([9; 32]),
-        content_type: ct.to_owned(),
-        bytes: 10,
-    };
-    let f = FamilyId::from(f);
-    let action = SigningAction::SignContract {
-        pdf: blob("application/pdf"),
-        signature: blob("image/png"),
-    };
-    let r = (s
-        .store
-        .sign(&s.batch, &f, &Actor::Family(f.clone()), req, action))
-    .await
-    .unwrap();
-    assert!(r.is_ok(), "{r:?}");
+    let part = part(png(240, 90), "signature.png", "image/png");
+    let r = (s.http.post(s.url("/api/me/signing/contract")))
+        .bearer_auth(family_token(f))
+        .header("Idempotency-Key", req)
+        .multipart(Form::new().part("signature", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

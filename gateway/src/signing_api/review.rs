@@ -1,0 +1,133 @@
+//! The operators' review (审核): the queue by status, a record, approve, return a step
+//! with a reason, unlock the face check.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use xuanfang_allocator::{SigningFilter, SigningView};
+use xuanfang_hub::signing::{Actor, Step};
+use xuanfang_hub::{BatchId, ErrorCode, FamilyId, SigningAction};
+
+use super::{alloc_err, answer, err, page_of, signing_of, IdempotencyKey, SigningPage, Viewer};
+use crate::app::App;
+use crate::caller::{Operator, Target};
+use crate::http_error::ApiError;
+
+/// `?status=` of the queue (default `in_review`).
+#[derive(Debug, Deserialize)]
+pub struct QueueParams {
+    pub status: Option<SigningFilter>,
+}
+
+pub async fn queue(
+    State(app): State<Arc<App>>,
+    _op: Operator,
+    Target(hub): Target,
+    Query(q): Query<QueueParams>,
+) -> Result<Json<Vec<SigningView>>, ApiError> {
+    let sg = signing_of(&app)?;
+    let filter = q.status.unwrap_or(SigningFilter::InReview);
+    let recs = sg
+        .store
+        .signing_queue(&hub.batch, filter)
+        .await
+        .map_err(alloc_err)?;
+    let now = app.now();
+    Ok(Json(recs.iter().map(|r| SigningView::of(r, now)).collect()))
+}
+
+pub async fn record(
+    State(app): State<Arc<App>>,
+    _op: Operator,
+    Target(hub): Target,
+    Path(family): Path<String>,
+) -> Result<Json<SigningPage>, ApiError> {
+    let sg = signing_of(&app)?;
+    let view = sg
+        .store
+        .signing_view(&hub.batch, &FamilyId(family))
+        .await
+        .map_err(alloc_err)?
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, ErrorCode::NotSelected))?;
+    Ok(Json(page_of(sg, view, Viewer::Operator)))
+}
+
+async fn operate(
+    app: &App,
+    who: String,
+    batch: &BatchId,
+    family: String,
+    req_id: &str,
+    action: SigningAction,
+) -> Result<Json<SigningPage>, ApiError> {
+    let sg = signing_of(app)?;
+    let actor = Actor::Operator(xuanfang_hub::OperatorId(who));
+    let view = answer(
+        sg.store
+            .sign(batch, &FamilyId(family), &actor, req_id, action)
+            .await,
+    )?;
+    Ok(Json(page_of(sg, view, Viewer::Operator)))
+}
+
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    Operator(who): Operator,
+    Target(hub): Target,
+    IdempotencyKey(req_id): IdempotencyKey,
+    Path(family): Path<String>,
+) -> Result<Json<SigningPage>, ApiError> {
+    operate(
+        &app,
+        who,
+        &hub.batch,
+        family,
+        &req_id,
+        SigningAction::Approve,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RejectBody {
+    pub step: Step,
+    pub reason: String,
+}
+
+pub async fn reject(
+    State(app): State<Arc<App>>,
+    Operator(who): Operator,
+    Target(hub): Target,
+    IdempotencyKey(req_id): IdempotencyKey,
+    Path(family): Path<String>,
+    body: Result<Json<RejectBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<SigningPage>, ApiError> {
+    let Json(b) = body
+        .map_err(|e| err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest).detail(e.body_text()))?;
+    let action = SigningAction::Reject {
+        step: b.step,
+        reason: b.reason,
+    };
+    operate(&app, who, &hub.batch, family, &req_id, action).await
+}
+
+pub async fn unlock_face(
+    State(app): State<Arc<App>>,
+    Operator(who): Operator,
+    Target(hub): Target,
+    IdempotencyKey(req_id): IdempotencyKey,
+    Path(family): Path<String>,
+) -> Result<Json<SigningPage>, ApiError> {
+    operate(
+        &app,
+        who,
+        &hub.batch,
+        family,
+        &req_id,
+        SigningAction::UnlockFace,
+    )
+    .await
+}
