@@ -407,6 +407,15 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   await page.waitForSelector('#sgm-list[data-status="approved"]');
   assert.ok(await isPdf(page, 'sgm-contract'), 'the signed lease');
   assert.ok(await page.isVisible('#sgm-notice-pending'), 'the notice is not issued yet');
+
+  // The notice issued: 已完成, and the 入住通知书 beside the lease.
+  const issued = await ops('notice', 'notice-1');
+  assert.equal(issued.status, 200, await issued.text());
+  await page.click('#back');
+  await page.click('#go-materials');
+  await page.waitForSelector('#sgm-list[data-status="completed"]');
+  assert.ok(await isPdf(page, 'sgm-notice'), 'the move-in notice');
+  assert.ok(await isPdf(page, 'sgm-contract'), 'the signed lease, still');
   await checkStep(page, 'materials');
 
   // English on request.
