@@ -21,6 +21,11 @@ export const SIGNING_STRINGS = {
   'sg.step.face': S('人脸识别', 'Face verification'),
   'sg.step.contract': S('签订合同', 'Sign the lease'),
   'sg.step.deposit': S('缴纳保证金', 'Pay the deposit'),
+  // The step bar's four columns are narrow on a phone.
+  'sg.step_short.details': S('承租信息', 'Details'),
+  'sg.step_short.face': S('人脸识别', 'Face'),
+  'sg.step_short.contract': S('签订合同', 'Lease'),
+  'sg.step_short.deposit': S('缴纳保证金', 'Deposit'),
   'sg.state.done': S('已完成', 'Done'),
   'sg.state.current': S('待办理', 'To do'),
   'sg.state.open': S('可办理', 'Available'),
@@ -133,6 +138,7 @@ export const SIGNING_STRINGS = {
 
   // 缴纳保证金
   'sgp.amount': S('应缴保证金', 'Deposit due'),
+  'sgp.amount_paid': S('已缴保证金', 'Deposit paid'),
   'sgp.order': S('生成支付二维码', 'Show the payment QR code'),
   'sgp.new_order': S('重新生成二维码', 'New QR code'),
   'sgp.other_device': S(

@@ -207,7 +207,7 @@ export function stepBar(page, here) {
   const items = STEPS.map((s, i) => {
     const st = stepState(page, s);
     return `<li data-step="${s}" data-state="${st}"${s === here ? ' aria-current="step"' : ''}>
-      <span class="sg-dot">${st === 'done' ? '✓' : i + 1}</span><span class="sg-step-name">${t(`sg.step.${s}`)}</span></li>`;
+      <span class="sg-dot">${st === 'done' ? '✓' : i + 1}</span><span class="sg-step-name">${t(`sg.step_short.${s}`)}</span></li>`;
   });
   return `<ol class="sg-steps" aria-label="${esc(t('sg.title'))}">${items.join('')}</ol>`;
 }

@@ -38,7 +38,7 @@ function paidCard(page) {
   return `<section class="card sg-card" id="sgp-paid" data-status="${page.status.status}">
     ${stepBar(page, 'deposit')}
     ${note(t('sgp.paid'), 'ok', 'sgp-paid-note')}
-    <p>${t('sgp.amount')}：<strong>${yuan(page.deposit.amount_fen ?? page.deposit_fen)}</strong></p>
+    <p>${t('sgp.amount_paid')}：<strong>${yuan(page.deposit.amount_fen ?? page.deposit_fen)}</strong></p>
     ${review ? `<div class="sg-review wait" id="sg-review" data-review="in_review"><strong>${t('sg.status.in_review')}</strong>
       <p>${t('sg.status.in_review_note')}</p></div>` : ''}
     <button class="btn primary block" data-go="sign">${t('sg.to_status')}</button>
