@@ -466,3 +466,64 @@ test('a refused camera says so and offers a retry; the home page opens 网上签
   await page.context().close();
   assert.deepEqual(errs.map(String), []);
 });
+
+test('a returned step says 已退回 with the reason, and its form is prefilled with what was sent', async () => {
+  // Family B (details filled above) finishes the other steps over HTTP and the sandbox.
+  const post = (path, key, body) =>
+    fetch(`${demo.base}${path}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${famB.token}`, 'Idempotency-Key': key },
+      body,
+      redirect: 'manual',
+    });
+  const face = await (await post('/api/me/signing/face/start', 'face-b')).json();
+  const verdict = await fetch(`${demo.base}/sandbox/face/${face.provider_session}/result`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: 'passed=true',
+    redirect: 'manual',
+  });
+  assert.ok(verdict.status < 400, `sandbox verdict: ${verdict.status}`);
+  const sig = new FormData();
+  sig.append('signature', new Blob([png(240, 90)], { type: 'image/png' }), 'signature.png');
+  const signed = await post('/api/me/signing/contract', 'contract-b', sig);
+  assert.equal(signed.status, 200, await signed.text());
+  const order = await (await post('/api/me/signing/deposit', 'deposit-b')).json();
+  const paid = await fetch(`${demo.base}${order.pay_url}/pay`, { method: 'POST', redirect: 'manual' });
+  assert.ok(paid.status < 400, `sandbox pay: ${paid.status}`);
+  assert.equal((await signing(famB)).status.status, 'in_review');
+  const rej = await fetch(`${demo.base}/api/ops/signing/${famB.family}/reject`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${demo.operatorToken}`, 'Idempotency-Key': 'reject-b', 'Content-Type': 'application/json' },
+    body: JSON.stringify({ step: 'details', reason: '银行卡照片不清晰' }),
+  });
+  assert.equal(rej.status, 200, await rej.text());
+
+  const errs = [];
+  const page = await phonePage(plainBrowser, errs);
+  await page.goto(famB.url);
+  await page.click('#go-sign');
+  await page.waitForSelector('#sg-review[data-review="returned"][data-step="details"]');
+  assert.match(await page.textContent('#sg-reason'), /银行卡照片不清晰/);
+  await page.click('#sg-continue');
+  await page.waitForSelector('#sgd-form');
+  assert.match(await page.textContent('#sgd-returned'), /银行卡照片不清晰/);
+  // Prefilled: the bank and both photos as sent; the phone and card only masked, beside the inputs.
+  assert.equal(await page.inputValue('#sgd-bank'), 'ICBC');
+  await page.waitForSelector('#sgd-front-box[data-filled="true"]');
+  await page.waitForSelector('#sgd-back-box[data-filled="true"]');
+  assert.match(await page.textContent('#sgd-phone-hint'), /139\*\*\*\*5678/);
+  await checkStep(page, 'details-returned', 'details (returned)');
+  // New photo of the front only; the back goes again as it was.
+  await page.setInputFiles('#sgd-front', { name: 'front2.png', mimeType: 'image/png', buffer: png(120, 75) });
+  await page.fill('#sgd-phone', '13912345678');
+  await page.locator('#sgd-card').pressSequentially(cardNumber(16));
+  await page.click('#sgd-submit');
+  // The face check stands (a details rejection reopens the details and the contract).
+  await page.waitForSelector('#sgf-done');
+  const after = await signing(famB);
+  assert.deepEqual(after.done, ['details', 'face', 'deposit']);
+  assert.equal(after.status.step, 'contract');
+  await page.context().close();
+  assert.deepEqual(errs.map(String), []);
+});
