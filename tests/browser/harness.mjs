@@ -90,8 +90,8 @@ export async function startDemo(opts = {}) {
   };
 }
 
-/** Launches headless Chromium. */
-export function launch() {
+/** Launches headless Chromium; `extraArgs` for one test's needs (e.g. a fake camera). */
+export function launch(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -104,6 +104,7 @@ export function launch() {
       '--no-first-run',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   });
 }

@@ -14,10 +14,11 @@ import * as mylist from './views/mylist.js';
 import * as result from './views/result.js';
 import * as supp from './views/supplementary.js';
 import * as board from './views/board.js';
+import { SIGNING_VIEWS, SIGNING_PARENT } from './views/signing/index.js';
 
-const VIEWS = { home, declare, select, mylist, result, supp, board };
+const VIEWS = { home, declare, select, mylist, result, supp, board, ...SIGNING_VIEWS };
 /** Where 返回 leads from each page: a fixed parent, not browser history, so it is predictable. */
-const PARENT = { declare: 'home', select: 'home', mylist: 'select', result: 'home', supp: 'home', board: 'home' };
+const PARENT = { declare: 'home', select: 'home', mylist: 'select', result: 'home', supp: 'home', board: 'home', ...SIGNING_PARENT };
 const TOKEN_KEY = 'xuanfang.token';
 /** Refusals that may mean the deadline has just decided for the family. */
 const OUTCOME_CODES = new Set(['window_closed', 'already_has_unit', 'waived']);

@@ -1,7 +1,10 @@
 // Interface language: Simplified Chinese first, English on request.
 // The choice is remembered in localStorage so every page opens in the same language.
 
-import { STRINGS } from './strings.js';
+import { STRINGS as BASE } from './strings.js';
+import { SIGNING_STRINGS } from './strings_signing.js';
+
+const STRINGS = { ...BASE, ...SIGNING_STRINGS };
 
 const KEY = 'xuanfang.lang';
 const listeners = new Set();

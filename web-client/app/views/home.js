@@ -26,6 +26,8 @@ export function mount(ctx, el) {
 export function update(ctx, el) {
   const f = ctx.family;
   const s = f.session;
+  // 网上签约 and 材料管理 open once the family has a unit (guide §3 (一)).
+  const signable = f.outcome?.result === 'selected';
   const sessionName = t(s.kind === 'supplementary' ? 'home.supp_session' : 'home.session', { id: s.id });
   el.innerHTML = `
     <section class="card family-card">
@@ -53,20 +55,22 @@ export function update(ctx, el) {
         <span class="tile-title">${t('home.result')}</span>
         <span class="tile-sub">${t(f.outcome ? 'home.result_ready' : 'home.result_pending')}</span>
       </button>
-      <button class="tile" id="go-materials" disabled>
+      <button class="tile" id="go-materials" ${signable ? '' : 'disabled'}>
         <span class="tile-title">${t('home.materials')}</span>
-        <span class="tile-sub">${t('ui.coming_soon')}</span>
+        <span class="tile-sub">${t(signable ? 'sgm.materials_sub' : 'ui.coming_soon')}</span>
       </button>
     </div>
     <h3 class="muted">${t('home.online_signing')}</h3>
     <div class="tiles">
-      <button class="tile" id="go-sign" disabled>
+      <button class="tile${signable ? ' primary' : ''}" id="go-sign" ${signable ? '' : 'disabled'}>
         <span class="tile-title">${t('home.sign')}</span>
-        <span class="tile-sub">${t('ui.coming_soon')}</span>
+        <span class="tile-sub">${t(signable ? 'sg.home_sub' : 'ui.coming_soon')}</span>
       </button>
     </div>`;
   el.querySelector('#start').onclick = () => ctx.go('declare');
   el.querySelector('#go-supp').onclick = () => ctx.go('supp');
   el.querySelector('#go-board').onclick = () => ctx.go('board');
   el.querySelector('#go-result').onclick = () => ctx.go('result');
+  el.querySelector('#go-sign').onclick = () => ctx.go('sign');
+  el.querySelector('#go-materials').onclick = () => ctx.go('materials');
 }

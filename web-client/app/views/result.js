@@ -29,7 +29,7 @@ export function update(ctx, el) {
         <dt>${t('unit.rent')}</dt><dd>${rent(u.rent)}</dd>
         <dt>${t('result.at')}</dt><dd>${dateTime(o.at)}</dd>
       </dl>` : ''}
-      <p><button class="btn block" disabled>${t('result.sign')} · ${t('ui.coming_soon')}</button></p>`;
+      <p><button class="btn primary block" id="go-sign">${t('result.sign')}</button></p>`;
   } else if (o.result === 'no_unit') {
     body = `<div class="result-big result-none" id="result" data-result="no_unit" data-reason="${o.reason}">${t('result.no_unit')}</div>
       <p>${t(`result.reason.${o.reason}`)}</p>
@@ -43,4 +43,5 @@ export function update(ctx, el) {
       ${body}
     </section>`;
   el.querySelector('#to-supp')?.addEventListener('click', () => ctx.go('supp'));
+  el.querySelector('#go-sign')?.addEventListener('click', () => ctx.go('sign'));
 }
