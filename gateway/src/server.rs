@@ -268,7 +268,9 @@ pub fn router(app: Arc<App>) -> Router {
             Group::Ws | Group::Probe => rest = rest.route(route.path, handler),
         }
     }
-    let api = api.layer(middleware::from_fn_with_state(app.clone(), api_rate_limit));
+    let api = api
+        .layer(middleware::map_response(close_after_refused_upload))
+        .layer(middleware::from_fn_with_state(app.clone(), api_rate_limit));
     let web = web
         .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(app.clone(), web_rate_limit));
@@ -285,6 +287,17 @@ pub fn router(app: Arc<App>) -> Router {
 pub const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
                        style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; object-src 'none'; \
                        base-uri 'none'";
+
+/// An upload refused as too large leaves its body unread, so hyper closes the connection
+/// after the answer. Saying so keeps a client from sending its next request on a
+/// connection that is going away (reqwest's pool did, and that request failed).
+async fn close_after_refused_upload(mut res: Response) -> Response {
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
 
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();

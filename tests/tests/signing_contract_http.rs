@@ -322,6 +322,24 @@ async fn the_lease_is_read_unsigned_then_signed_and_served_as_recorded() {
         .sign("F1", "c-big", vec![0x89; 300 * 1024], "image/png")
         .await;
     assert_eq!(r.status(), 413);
+    // Without the client's own `Connection: close`, the server says it closes.
+    let big = Part::bytes(vec![0x89; 300 * 1024])
+        .file_name("signature.png")
+        .mime_str("image/png")
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(s.url("/api/me/signing/contract"))
+        .bearer_auth(family_token("F1"))
+        .header("Idempotency-Key", "c-big-2")
+        .multipart(Form::new().part("signature", big))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     assert_eq!(s.blobs.len(), blobs);
     assert_eq!(s.events().await.len(), events);
     assert!(!done(&s.view("F1").await).contains(&"contract"));

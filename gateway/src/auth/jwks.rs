@@ -60,7 +60,9 @@ pub struct Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Key").field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
