@@ -149,7 +149,22 @@ function bindImport() {
     fd.append('session_interval_minutes', field(form, 'session_interval_minutes').value);
     fd.append('window_minutes', field(form, 'window_minutes').value);
     try {
-      const r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+      let r;
+      try {
+        r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+      } catch (e) {
+        // The server holds an upload that would replace a batch under way until the
+        // operator confirms; then it is sent again with replace=true.
+        const running = e instanceof HttpError && e.status === 409 ? e.body?.running : null;
+        if (!running) throw e;
+        if (!window.confirm(t('console.replace_confirm', { name: running.name, batch: running.batch }))) {
+          out.className = 'c-result';
+          out.textContent = t('console.import_cancelled');
+          return;
+        }
+        fd.append('replace', 'true');
+        r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+      }
       out.className = 'c-result ok';
       out.textContent = t('console.imported', { batch: r?.batch ?? field(form, 'batch_id').value });
       pollProgress();
