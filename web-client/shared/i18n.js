@@ -39,6 +39,15 @@ export function t(key, vars) {
   return s;
 }
 
+/**
+ * `t` for a family's session: in a supplementary session (补选) a key with a `.supp`
+ * variant uses it (等待补选, 确认补选, ...) rather than the formal wording.
+ */
+export function ts(session, key, vars) {
+  const supp = session?.kind === 'supplementary' && STRINGS[`${key}.supp`];
+  return t(supp ? `${key}.supp` : key, vars);
+}
+
 /** Picks the current language from a server `{zh, en}` message. */
 export function pick(text) {
   if (!text) return '';
