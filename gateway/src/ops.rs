@@ -183,7 +183,10 @@ struct ResultRow<'a> {
     /// Local date-time of the batch's time zone (Excel shows epoch milliseconds as a number).
     #[serde(rename = "正选时间 formal at")]
     at: String,
-    #[serde(rename = "补选场次 supplementary session", serialize_with = "text_cell")]
+    #[serde(
+        rename = "补选场次 supplementary session",
+        serialize_with = "text_cell"
+    )]
     supplementary_session: &'a str,
     #[serde(rename = "补选结果 supplementary result")]
     supplementary_result: &'static str,

@@ -213,7 +213,7 @@ impl Problem {
     /// The message in Chinese, naming columns by their Chinese headers. (Parser messages
     /// of an unreadable file stay as the parser wrote them.)
     pub fn zh(&self) -> String {
-        let f = |name: &str| column_zh(name);
+        let f = |name: &'static str| column_zh(name);
         match self {
             Problem::Unreadable(m) => format!("无法读取文件：{m}"),
             Problem::NoRows => "没有数据行".to_owned(),
@@ -255,7 +255,9 @@ impl Problem {
             Problem::TooBig { part, max_mib } => format!("{part} 解压后超过 {max_mib} MiB"),
             Problem::TooMuchText { max_mib } => format!("表格文字总量超过 {max_mib} MiB"),
             Problem::NoUnitOfLayouts { layouts } => {
-                format!("可选户型 {layouts} 在房源表中没有任何房源，该家庭无房可选（请核对户型写法）")
+                format!(
+                    "可选户型 {layouts} 在房源表中没有任何房源，该家庭无房可选（请核对户型写法）"
+                )
             }
             Problem::MoreProblems(n) => format!("另有 {n} 处问题未列出"),
         }
@@ -264,7 +266,7 @@ impl Problem {
 
 /// The Chinese header of a column named `name` in either sheet (`id` is both sheets'
 /// 编号); the name itself when no column has it.
-fn column_zh(name: &str) -> &str {
+fn column_zh(name: &'static str) -> &'static str {
     if name == "id" {
         return "编号";
     }

@@ -81,8 +81,14 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     assert_eq!(errors[0]["row"], 501, "header is row 1");
     // A code, and the reason in both languages, Chinese with Chinese column names.
     assert_eq!(errors[0]["code"], "bad_number");
-    assert_eq!(errors[0]["reason"]["zh"], "第 501 行：面积“很大”不是有效的数字");
-    assert_eq!(errors[0]["reason"]["en"], "row 501: area: \"很大\" is not a valid number");
+    assert_eq!(
+        errors[0]["reason"]["zh"],
+        "第 501 行：面积“很大”不是有效的数字"
+    );
+    assert_eq!(
+        errors[0]["reason"]["en"],
+        "row 501: area: \"很大\" is not a valid number"
+    );
     assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
 
     // A valid upload while the live batch's pre-selection is open is held for a
@@ -216,7 +222,10 @@ async fn results_export_as_csv_with_bom_and_as_xlsx() {
     assert!(text.contains("排位"));
     // Times are local date-times Excel can read, not epoch milliseconds.
     let rows = csv_rows(&text);
-    let f1 = rows.iter().find(|r| r["家庭编号 family"] == "F1").expect("F1's row");
+    let f1 = rows
+        .iter()
+        .find(|r| r["家庭编号 family"] == "F1")
+        .expect("F1's row");
     let shape: String = f1["正选时间 formal at"]
         .chars()
         .map(|c| if c.is_ascii_digit() { '9' } else { c })
@@ -545,7 +554,10 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
         .await
         .unwrap();
     let rows = csv_rows(text.trim_start_matches('\u{feff}'));
-    let f1 = rows.iter().find(|r| r["家庭编号 family"] == "F1").expect("F1's row");
+    let f1 = rows
+        .iter()
+        .find(|r| r["家庭编号 family"] == "F1")
+        .expect("F1's row");
     let local = |s: &str| -> String {
         s.chars()
             .map(|c| if c.is_ascii_digit() { '9' } else { c })
@@ -556,10 +568,16 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
     assert_eq!(local(&f1["正选时间 formal at"]), "9999-99-99 99:99:99");
     assert_eq!(f1["补选场次 supplementary session"], session.id.as_str());
     assert_eq!(f1["补选结果 supplementary result"], "确认正选 confirmed");
-    assert_eq!(local(&f1["补选时间 supplementary at"]), "9999-99-99 99:99:99");
+    assert_eq!(
+        local(&f1["补选时间 supplementary at"]),
+        "9999-99-99 99:99:99"
+    );
     assert_eq!(f1["房源 unit"], "U07");
     // F2 had no 补选: its supplementary cells are empty.
-    let f2 = rows.iter().find(|r| r["家庭编号 family"] == "F2").expect("F2's row");
+    let f2 = rows
+        .iter()
+        .find(|r| r["家庭编号 family"] == "F2")
+        .expect("F2's row");
     assert_eq!(f2["补选场次 supplementary session"], "");
     assert_eq!(f2["补选结果 supplementary result"], "");
 
@@ -573,7 +591,10 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
         .await
         .unwrap();
     let sheet = xlsx_rows(&xlsx);
-    let f1 = sheet.iter().find(|r| r["家庭编号"] == "F1").expect("F1's row");
+    let f1 = sheet
+        .iter()
+        .find(|r| r["家庭编号"] == "F1")
+        .expect("F1's row");
     assert_eq!(f1["正选场次"], "S1");
     assert_eq!(f1["正选结果"], "未参与 absent");
     assert_eq!(f1["补选场次"], session.id.as_str());
@@ -588,7 +609,10 @@ fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
     r.records()
         .map(|rec| {
             let rec = rec.unwrap();
-            head.iter().cloned().zip(rec.iter().map(str::to_owned)).collect()
+            head.iter()
+                .cloned()
+                .zip(rec.iter().map(str::to_owned))
+                .collect()
         })
         .collect()
 }

@@ -272,6 +272,7 @@ export const STRINGS = {
   'hall.legend_taken': S('✓ 已选', '✓ Taken'),
   'hall.legend_auto': S('◆ 系统确认', '◆ Automatic'),
   'hall.floor': S('{n}层', 'F{n}'),
+  'hall.rooms': S('{n}房', '{n} bd'),
   'hall.offline': S('正在重新连接…', 'Reconnecting…'),
   'hall.how.confirmed': S('确认', 'confirmed'),
   'hall.how.automatic': S('自动', 'auto'),
