@@ -62,9 +62,9 @@ function layout() {
       grid.style.gridAutoRows = `${p.cellH}px`;
       grid.style.setProperty('--gap', `${m.gap}px`);
       // As large as the cell allows: a 4-digit number is about 2.6 em wide.
-      const numSize = Math.floor(Math.min(p.cellH * 0.5, b.cellW / 2.6, 48 * u));
+      const numSize = Math.min(p.cellH * 0.54, b.cellW / 2.6, 48 * u);
       grid.style.setProperty('--num-size', `${numSize}px`);
-      grid.style.setProperty('--sub-size', `${Math.floor(Math.min(p.cellH * 0.3, b.cellW / 5, 26 * u))}px`);
+      grid.style.setProperty('--sub-size', `${Math.min(p.cellH * 0.28, b.cellW / 5, 26 * u)}px`);
       grid.style.setProperty('--label-size', `${Math.floor(Math.min(22 * u, b.cellW / 4.4))}px`);
       // The first row names each column's layout (the floor-label column has none).
       grid.append(document.createElement('div'));

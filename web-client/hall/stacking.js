@@ -8,23 +8,25 @@ const BLOCK_GAP = 24;
 const TITLE_H = 48;
 /** The row above the cells naming each column's layout. */
 const LAYOUT_H = 28;
-const MIN_CELL_H = 54;
+// 49: a 30-floor tower fits in two parts on every screen of 16:9.
+const MIN_CELL_H = 49;
 const MAX_CELL_H = 104;
 const CELL_W = 124;
 const MIN_CELL_W = 72;
 
 /** The sizes of a screen whose scale is `u` (1 on 1920×1080, 2 on 3840×2160). */
 export function metrics(u = 1) {
+  // Not rounded: rounding each size on a 1280×720 screen would lose a row per page.
   return {
-    floorW: Math.round(FLOOR_LABEL_W * u),
-    gap: Math.max(2, Math.round(GAP * u)),
-    blockGap: Math.round(BLOCK_GAP * u),
-    titleH: Math.round(TITLE_H * u),
-    layoutH: Math.round(LAYOUT_H * u),
-    minH: Math.round(MIN_CELL_H * u),
-    maxH: Math.round(MAX_CELL_H * u),
-    cellW: Math.round(CELL_W * u),
-    minW: Math.round(MIN_CELL_W * u),
+    floorW: FLOOR_LABEL_W * u,
+    gap: Math.max(2, GAP * u),
+    blockGap: BLOCK_GAP * u,
+    titleH: TITLE_H * u,
+    layoutH: LAYOUT_H * u,
+    minH: MIN_CELL_H * u,
+    maxH: MAX_CELL_H * u,
+    cellW: CELL_W * u,
+    minW: MIN_CELL_W * u,
   };
 }
 
@@ -79,7 +81,7 @@ export function paginate(list, width, height, u = 1) {
         const rows = b.rows
           .slice(r * rowStep, (r + 1) * rowStep)
           .map((row) => ({ floor: row.floor, units: row.units.slice(c0, c0 + cols) }));
-        const cellW = Math.max(m.minW, Math.min(m.cellW, Math.floor((width - m.floorW) / cols) - m.gap));
+        const cellW = Math.max(m.minW, Math.min(m.cellW, (width - m.floorW) / cols - m.gap));
         const parts = rowParts * colParts;
         blocks.push({ name: b.name, rows, cols, cellW, part: parts > 1 ? r * colParts + c + 1 : 0, parts });
       }
@@ -100,7 +102,7 @@ export function paginate(list, width, height, u = 1) {
   }
   for (const p of pages) {
     const rows = Math.max(...p.blocks.map((b) => b.rows.length));
-    p.cellH = Math.max(m.minH, Math.min(m.maxH, Math.floor((height - head) / rows) - m.gap));
+    p.cellH = Math.max(m.minH, Math.min(m.maxH, (height - head) / rows - m.gap));
   }
   return pages;
 }
@@ -110,7 +112,7 @@ export function paginate(list, width, height, u = 1) {
  * window (a family's flat comes round several times while it chooses), each page at
  * least `min` ms, at most `max`.
  */
-export function pageDwell(pages, windowMs, min = 3000, max = 15000) {
+export function pageDwell(pages, windowMs, min = 2500, max = 15000) {
   if (pages <= 1) return max;
   return Math.max(min, Math.min(max, Math.floor(windowMs / 5 / pages)));
 }
