@@ -42,6 +42,9 @@ function eligible(catalog, me) {
 
 /** Nothing wider than the screen: no sideways scrolling, no element cut at the right. */
 async function assertNoSidewaysOverflow(p, what) {
+  // The title stays on one line (it used to stack one character per line).
+  const title = await p.$eval('#title', (h) => ({ h: h.getBoundingClientRect().height, size: parseFloat(getComputedStyle(h).fontSize) }));
+  assert.ok(title.h < title.size * 2, `${what}: the title is one line (${JSON.stringify(title)})`);
   const over = await p.evaluate(() => {
     const w = document.documentElement.clientWidth;
     const bad = [...document.querySelectorAll('#view *, .topbar *')]
