@@ -93,7 +93,7 @@ function renderApplications() {
   tbody.innerHTML = applications.length
     ? applications
         .map(
-          (a) => `<tr><td><input type="checkbox" value="${esc(a.family)}" ${ticked.has(a.family) ? 'checked' : ''}></td>
+          (a) => `<tr><td><input type="checkbox" value="${esc(a.family)}" aria-label="${esc(t('console.supp_pick', { family: a.family, name: a.name }))}" ${ticked.has(a.family) ? 'checked' : ''}></td>
           <td>${esc(a.family)}</td><td>${esc(a.name)}</td><td>${a.rank}</td><td>${dateTime(a.applied_at)}</td></tr>`,
         )
         .join('')

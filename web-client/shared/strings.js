@@ -303,6 +303,7 @@ export const STRINGS = {
   'console.submit_import': S('导入', 'Import'),
   'console.imported': S('已导入批次 {batch}', 'Imported batch {batch}'),
   'console.import_errors': S('导入失败：{n} 处错误，未导入任何数据', 'Import failed: {n} error(s); nothing was imported'),
+  'console.supp_pick': S('将 {family}（{name}）编入补选场次', 'Put {family} ({name}) in the supplementary session'),
   'console.replace_confirm': S(
     '批次“{name}”（{batch}）正在选房中。导入新批次后，大厅屏幕和新登录的家庭将转到新批次。确定仍要导入？',
     'Batch “{name}” ({batch}) is under way. After the import, hall screens and families who log in will follow the new batch. Import anyway?',
