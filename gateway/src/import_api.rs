@@ -1,7 +1,11 @@
 //! `POST /api/ops/batches`: a new batch from uploaded unit and family sheets.
 //!
-//! Every bad row of either file is reported with its row number; nothing is loaded
-//! when any row is bad.
+//! Every bad row of either file is reported with its row number, a code and its
+//! message in Chinese and English; nothing is loaded when any row is bad.
+//!
+//! A new batch becomes the live one (hall screens and families follow it), so an upload
+//! while the live batch's selection is under way is refused with `409 conflict` and the
+//! running batch named, unless the form says `replace=true` (the console asks first).
 
 use std::sync::Arc;
 
@@ -21,8 +25,10 @@ use crate::http_error::ApiError;
 #[derive(Debug, Serialize)]
 struct RowProblem {
     file: &'static str,
+    /// The row as the spreadsheet shows it (header = 1; 0: the whole file).
     row: usize,
-    reason: String,
+    code: &'static str,
+    reason: xuanfang_hub::protocol::Text,
 }
 
 fn problems(file: &'static str, e: ImportErrors) -> Vec<RowProblem> {
@@ -30,9 +36,39 @@ fn problems(file: &'static str, e: ImportErrors) -> Vec<RowProblem> {
         .map(|r| RowProblem {
             file,
             row: r.row,
-            reason: r.problem.to_string(),
+            code: r.problem.code(),
+            reason: xuanfang_hub::protocol::Text {
+                zh: r.zh(),
+                en: r.to_string(),
+            },
         })
         .collect()
+}
+
+fn refused(errors: Vec<RowProblem>) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "code": ErrorCode::InvalidBatch, "errors": errors })),
+    )
+        .into_response()
+}
+
+/// The live batch when its selection is under way: pre-selection has opened and some
+/// session is not closed yet.
+async fn running_batch(app: &App, now: Millis) -> Result<Option<(BatchId, String)>, ApiError> {
+    let Some(live) = app.live() else {
+        return Ok(None);
+    };
+    let statics = live.statics();
+    if now < statics.preselect_start {
+        return Ok(None);
+    }
+    let board = app.alloc.board(&live.batch).await?;
+    Ok(board
+        .sessions
+        .iter()
+        .any(|s| !s.closed)
+        .then(|| (statics.id.clone(), statics.name.clone())))
 }
 
 /// A malformed upload: not multipart, a missing file, a form field that does not parse.
@@ -121,7 +157,7 @@ pub async fn create_batch(
         .clone()
         .ok_or_else(|| bad("missing file: families"))?;
     let units = import::units(uf, &ub);
-    let families = import::families(ff, &fb);
+    let families = import::families_with_rows(ff, &fb);
     let (units, families) = match (units, families) {
         (Ok(u), Ok(f)) => (u, f),
         (u, f) => {
@@ -132,14 +168,30 @@ pub async fn create_batch(
             if let Err(e) = f {
                 errors.extend(problems("families", e));
             }
+            return Ok(refused(errors));
+        }
+    };
+    if let Err(e) = import::check_layouts(&units, &families) {
+        return Ok(refused(problems("families", e)));
+    }
+    let families = families.into_iter().map(|(_, f)| f).collect();
+    let now = app.now();
+    let replace = form.fields.get("replace").is_some_and(|v| v == "true");
+    if !replace {
+        if let Some((running, name)) = running_batch(&app, now).await? {
             return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "code": ErrorCode::InvalidBatch, "errors": errors })),
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "code": ErrorCode::Conflict,
+                    "running": { "batch": running, "name": name },
+                    "detail": format!(
+                        "batch {running} is under way; send replace=true to load a new live batch anyway"
+                    ),
+                })),
             )
                 .into_response());
         }
-    };
-    let now = app.now();
+    }
     let id = form
         .fields
         .get("batch_id")

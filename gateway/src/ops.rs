@@ -2,7 +2,7 @@
 //! results export, the event log, and batch import.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -12,7 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use xuanfang_allocator::FamilyRecord;
 use xuanfang_hub::protocol::SessionInfo;
-use xuanfang_hub::selection::{NoUnitReason, Outcome};
+use xuanfang_hub::selection::{EventKind, NoUnitReason, Outcome};
 use xuanfang_hub::{supplementary, views, ErrorCode, Event, FamilyId, How, Millis};
 
 use crate::app::App;
@@ -164,6 +164,10 @@ pub async fn publish_supplementary(
 
 /// One row of the results export. Its `Serialize` is the CSV form: every text cell that
 /// comes from imported data goes through [`spreadsheet_text`].
+///
+/// A family that went on to a supplementary session (补选) keeps both results: its formal
+/// session's outcome (from the event log: the state holds only the current session's)
+/// and the supplementary one. The unit columns name the unit the family holds.
 #[derive(Debug, Serialize)]
 struct ResultRow<'a> {
     #[serde(rename = "排位 rank")]
@@ -172,10 +176,22 @@ struct ResultRow<'a> {
     family: &'a str,
     #[serde(rename = "姓名 name", serialize_with = "text_cell")]
     name: &'a str,
-    #[serde(rename = "场次 session", serialize_with = "text_cell")]
+    #[serde(rename = "正选场次 formal session", serialize_with = "text_cell")]
     session: &'a str,
-    #[serde(rename = "结果 result")]
+    #[serde(rename = "正选结果 formal result")]
     result: &'static str,
+    /// Local date-time of the batch's time zone (Excel shows epoch milliseconds as a number).
+    #[serde(rename = "正选时间 formal at")]
+    at: String,
+    #[serde(
+        rename = "补选场次 supplementary session",
+        serialize_with = "text_cell"
+    )]
+    supplementary_session: &'a str,
+    #[serde(rename = "补选结果 supplementary result")]
+    supplementary_result: &'static str,
+    #[serde(rename = "补选时间 supplementary at")]
+    supplementary_at: String,
     #[serde(rename = "房源 unit", serialize_with = "text_cell")]
     unit: String,
     #[serde(rename = "楼栋 building", serialize_with = "text_cell")]
@@ -184,10 +200,6 @@ struct ResultRow<'a> {
     number: String,
     #[serde(rename = "户型 layout", serialize_with = "text_cell")]
     layout: String,
-    /// Written by us from a number (it may be negative; it is not text).
-    /// Local date-time of the batch's time zone (Excel shows epoch milliseconds as a number).
-    #[serde(rename = "时间 at")]
-    at: String,
 }
 
 /// A text cell a spreadsheet will not run as a formula (CSV injection, OWASP): text
@@ -205,56 +217,108 @@ fn text_cell<S: serde::Serializer, T: AsRef<str>>(s: &T, out: S) -> Result<S::Ok
     out.serialize_str(&spreadsheet_text(s.as_ref()))
 }
 
+/// Each family's outcome in its formal session, read from the event log: outcomes
+/// logged before a supplementary session took the family in.
+fn formal_outcomes(events: &[Event]) -> HashMap<FamilyId, Outcome> {
+    let mut formal = HashMap::new();
+    let mut moved = std::collections::HashSet::new();
+    for e in events {
+        let (family, outcome) = match &e.event {
+            EventKind::Selected { family, unit, how } => (
+                family,
+                Outcome::Selected {
+                    unit: unit.clone(),
+                    how: *how,
+                    at: e.at,
+                },
+            ),
+            EventKind::NoUnit { family, reason } => (
+                family,
+                Outcome::NoUnit {
+                    reason: *reason,
+                    at: e.at,
+                },
+            ),
+            EventKind::Waived { family } => (family, Outcome::Waived { at: e.at }),
+            EventKind::SupplementaryPublished { session } => {
+                moved.extend(session.families.iter().cloned());
+                continue;
+            }
+            _ => continue,
+        };
+        if !moved.contains(family) {
+            formal.insert(family.clone(), outcome);
+        }
+    }
+    formal
+}
+
+/// The result's words and time, `("", "")` for no outcome.
+fn outcome_cells(outcome: Option<&Outcome>, utc_offset_minutes: i32) -> (&'static str, String) {
+    let (words, at) = match outcome {
+        Some(Outcome::Selected { how, at, .. }) => (
+            match how {
+                How::Confirmed => "确认正选 confirmed",
+                How::Automatic => "系统自动确认 automatic",
+            },
+            Some(*at),
+        ),
+        Some(Outcome::NoUnit { reason, at }) => (
+            match reason {
+                NoUnitReason::Absent => "未参与 absent",
+                NoUnitReason::NoFreeIntention => "未选定 no unit",
+                NoUnitReason::NoIntentions => "未选定 no intentions",
+            },
+            Some(*at),
+        ),
+        Some(Outcome::Waived { at }) => ("主动放弃 waived", Some(*at)),
+        None => ("未完成 pending", None),
+    };
+    (
+        words,
+        at.map(|a| local_time(a, utc_offset_minutes))
+            .unwrap_or_default(),
+    )
+}
+
 fn result_rows<'a>(
     batch: &'a xuanfang_hub::Batch,
     records: &'a [FamilyRecord],
+    formal: &'a HashMap<FamilyId, Outcome>,
 ) -> Vec<ResultRow<'a>> {
     // One map, not a search of the units per family.
-    let units: std::collections::HashMap<&xuanfang_hub::UnitId, &xuanfang_hub::Unit> =
+    let units: HashMap<&xuanfang_hub::UnitId, &xuanfang_hub::Unit> =
         batch.units.iter().map(|u| (&u.id, u)).collect();
+    let tz = batch.utc_offset_minutes;
     let mut rows: Vec<_> = records
         .iter()
         .map(|r| {
-            let session = r
-                .state
-                .supplementary_session
-                .as_ref()
-                .unwrap_or(&r.family.session);
-            let (result, unit, at) = match &r.state.outcome {
-                Some(Outcome::Selected { unit, how, at }) => (
-                    match how {
-                        How::Confirmed => "确认正选 confirmed",
-                        How::Automatic => "系统自动确认 automatic",
-                    },
-                    Some(unit),
-                    Some(*at),
-                ),
-                Some(Outcome::NoUnit { reason, at }) => (
-                    match reason {
-                        NoUnitReason::Absent => "未参与 absent",
-                        NoUnitReason::NoFreeIntention => "未选定 no unit",
-                        NoUnitReason::NoIntentions => "未选定 no intentions",
-                    },
-                    None,
-                    Some(*at),
-                ),
-                Some(Outcome::Waived { at }) => ("主动放弃 waived", None, Some(*at)),
-                None => ("未完成 pending", None, None),
+            let current = r.state.outcome.as_ref();
+            let (formal_outcome, supplementary) = match &r.state.supplementary_session {
+                Some(s) => (formal.get(&r.family.id), Some((s, current))),
+                None => (current, None),
             };
+            let (result, at) = outcome_cells(formal_outcome, tz);
+            let (supplementary_result, supplementary_at) = match supplementary {
+                Some((_, o)) => outcome_cells(o, tz),
+                None => ("", String::new()),
+            };
+            let unit = current.and_then(Outcome::unit);
             let u = unit.and_then(|u| units.get(u).copied());
             ResultRow {
                 rank: r.family.rank,
                 family: r.family.id.as_str(),
                 name: &r.family.name,
-                session: session.as_str(),
+                session: r.family.session.as_str(),
                 result,
+                at,
+                supplementary_session: supplementary.map(|(s, _)| s.as_str()).unwrap_or(""),
+                supplementary_result,
+                supplementary_at,
                 unit: unit.map(|u| u.to_string()).unwrap_or_default(),
                 building: u.map(|u| u.building.clone()).unwrap_or_default(),
                 number: u.map(|u| u.number.clone()).unwrap_or_default(),
                 layout: u.map(|u| u.layout.to_string()).unwrap_or_default(),
-                at: at
-                    .map(|a| local_time(a, batch.utc_offset_minutes))
-                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -278,13 +342,41 @@ fn export_failed(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal).detail(e.to_string())
 }
 
-/// What an export is made of: the batch and every family's record (operators only).
-async fn export_inputs(
-    app: &App,
-    hub: &BatchHub,
-) -> Result<(xuanfang_hub::Batch, Vec<FamilyRecord>), ApiError> {
-    let records = app.alloc.results(&hub.batch).await?;
-    Ok((hub.statics(), records))
+/// What an export is made of: the batch, every family's record and the formal outcomes
+/// of families that went on to a supplementary session (operators only).
+struct ExportInputs {
+    batch: xuanfang_hub::Batch,
+    records: Vec<FamilyRecord>,
+    formal: HashMap<FamilyId, Outcome>,
+}
+
+impl ExportInputs {
+    async fn read(app: &App, hub: &BatchHub) -> Result<Self, ApiError> {
+        let records = app.alloc.results(&hub.batch).await?;
+        let events = all_events(app, hub).await?;
+        Ok(ExportInputs {
+            batch: hub.statics(),
+            records,
+            formal: formal_outcomes(&events),
+        })
+    }
+
+    fn rows(&self) -> Vec<ResultRow<'_>> {
+        result_rows(&self.batch, &self.records, &self.formal)
+    }
+}
+
+/// The whole event log, read in pages.
+async fn all_events(app: &App, hub: &BatchHub) -> Result<Vec<Event>, ApiError> {
+    let mut out = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e: &Event| e.seq);
+        let page = app.alloc.events(&hub.batch, after, 10_000).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
 }
 
 /// A file download named `<what>-<batch>.<ext>`.
@@ -336,11 +428,11 @@ pub async fn results_csv(
     _op: Operator,
     Target(hub): Target,
 ) -> Result<Response, ApiError> {
-    let (batch, records) = export_inputs(&app, &hub).await?;
-    let out = write_csv(&result_rows(&batch, &records)).map_err(export_failed)?;
+    let inputs = ExportInputs::read(&app, &hub).await?;
+    let out = write_csv(&inputs.rows()).map_err(export_failed)?;
     Ok(attachment(
         "text/csv; charset=utf-8",
-        &batch.id,
+        &inputs.batch.id,
         "results",
         "csv",
         out,
@@ -366,11 +458,11 @@ pub async fn results_xlsx(
     _op: Operator,
     Target(hub): Target,
 ) -> Result<Response, ApiError> {
-    let (batch, records) = export_inputs(&app, &hub).await?;
-    let bytes = write_xlsx(&result_rows(&batch, &records)).map_err(export_failed)?;
+    let inputs = ExportInputs::read(&app, &hub).await?;
+    let bytes = write_xlsx(&inputs.rows()).map_err(export_failed)?;
     Ok(attachment(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &batch.id,
+        &inputs.batch.id,
         "results",
         "xlsx",
         bytes,
@@ -384,13 +476,16 @@ fn write_xlsx(rows: &[ResultRow<'_>]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxEr
         "排位",
         "家庭编号",
         "姓名",
-        "场次",
-        "结果",
+        "正选场次",
+        "正选结果",
+        "正选时间",
+        "补选场次",
+        "补选结果",
+        "补选时间",
         "房源",
         "楼栋",
         "房号",
         "户型",
-        "时间",
     ];
     for (c, h) in head.iter().enumerate() {
         ws.write_string(0, c as u16, *h)?;
@@ -403,11 +498,14 @@ fn write_xlsx(rows: &[ResultRow<'_>]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxEr
             r.name,
             r.session,
             r.result,
+            &r.at,
+            r.supplementary_session,
+            r.supplementary_result,
+            &r.supplementary_at,
             &r.unit,
             &r.building,
             &r.number,
             &r.layout,
-            &r.at,
         ]
         .iter()
         .enumerate()
@@ -526,11 +624,14 @@ mod tests {
             name: "+张*明",
             session: "@S1",
             result: "确认正选 confirmed",
+            at: "-5".into(),
+            supplementary_session: "=S9",
+            supplementary_result: "",
+            supplementary_at: String::new(),
             unit: "-A101".into(),
             building: "\t1栋".into(),
             number: "\r1203".into(),
             layout: "=一房一厅".into(),
-            at: "-5".into(),
         };
         let bytes = write_csv(&[row]).unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();
@@ -546,11 +647,14 @@ mod tests {
                 "'+张*明",
                 "'@S1",
                 "确认正选 confirmed",
+                "-5",
+                "'=S9",
+                "",
+                "",
                 "'-A101",
                 "'\t1栋",
                 "'\r1203",
                 "'=一房一厅",
-                "-5",
             ]
         );
     }

@@ -95,6 +95,19 @@ pub struct RowError {
     pub problem: Problem,
 }
 
+impl RowError {
+    /// The same in Chinese, for the Chinese console: `第 3 行：楼层“一楼”不是有效的数字`.
+    pub fn zh(&self) -> String {
+        if let Problem::MoreProblems(_) = self.problem {
+            self.problem.zh()
+        } else if self.row == 0 {
+            format!("文件：{}", self.problem.zh())
+        } else {
+            format!("第 {} 行：{}", self.row, self.problem.zh())
+        }
+    }
+}
+
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Problem::MoreProblems(_) = self.problem {
@@ -162,9 +175,106 @@ pub enum Problem {
     /// The cells of the sheet hold more than [`MAX_TEXT_BYTES`] of text together.
     #[error("the sheet holds more than {max_mib} MiB of text")]
     TooMuchText { max_mib: usize },
+    /// A family none of whose 可选户型 is the layout of any unit of the batch: it could
+    /// never get a flat, and it is almost always a spelling that differs between the two
+    /// sheets (两房一厅 / 二房一厅).
+    #[error("no unit has any of the layouts {layouts}")]
+    NoUnitOfLayouts { layouts: String },
     /// The last entry of a list cut at [`MAX_PROBLEMS`]: how many were left out.
     #[error("and {0} more problem(s) not listed")]
     MoreProblems(usize),
+}
+
+impl Problem {
+    /// A stable name of the kind of problem, for clients and tests.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::Unreadable(_) => "unreadable",
+            Problem::NoRows => "no_rows",
+            Problem::MissingColumn(_) => "missing_column",
+            Problem::DuplicateColumn(_) => "duplicate_column",
+            Problem::MissingField(_) => "missing_field",
+            Problem::BadNumber { .. } => "bad_number",
+            Problem::NotUtf8 => "not_utf8",
+            Problem::DuplicateId { .. } => "duplicate_id",
+            Problem::DuplicateRank { .. } => "duplicate_rank",
+            Problem::OutOfRange { .. } => "out_of_range",
+            Problem::TooLong { .. } => "too_long",
+            Problem::ControlCharacter { .. } => "control_character",
+            Problem::TooManyRows { .. } => "too_many_rows",
+            Problem::TooManyColumns { .. } => "too_many_columns",
+            Problem::TooBig { .. } => "too_big",
+            Problem::TooMuchText { .. } => "too_much_text",
+            Problem::NoUnitOfLayouts { .. } => "no_unit_of_layouts",
+            Problem::MoreProblems(_) => "more_problems",
+        }
+    }
+
+    /// The message in Chinese, naming columns by their Chinese headers. (Parser messages
+    /// of an unreadable file stay as the parser wrote them.)
+    pub fn zh(&self) -> String {
+        let f = |name: &'static str| column_zh(name);
+        match self {
+            Problem::Unreadable(m) => format!("无法读取文件：{m}"),
+            Problem::NoRows => "没有数据行".to_owned(),
+            Problem::MissingColumn(c) => format!("缺少列“{}”", f(c)),
+            Problem::DuplicateColumn(c) => format!("列“{}”出现了两次", f(c)),
+            Problem::MissingField(c) => format!("“{}”未填写", f(c)),
+            Problem::BadNumber { field, value } => {
+                format!("{}“{value}”不是有效的数字", f(field))
+            }
+            Problem::NotUtf8 => "不是 UTF-8 文本；请另存为“CSV UTF-8”格式".to_owned(),
+            Problem::DuplicateId { id, first_row } => {
+                format!("编号 {id} 重复（首次出现在第 {first_row} 行）")
+            }
+            Problem::DuplicateRank { rank, first_row } => {
+                format!("排位 {rank} 重复（首次出现在第 {first_row} 行）")
+            }
+            Problem::OutOfRange {
+                field,
+                value,
+                allowed,
+            } => format!(
+                "{}“{value}”超出范围（允许：{}）",
+                f(field),
+                allowed
+                    .replace("above ", "大于 ")
+                    .replace(", up to ", "，至多 ")
+                    .replace(" to ", " 至 ")
+            ),
+            Problem::TooLong { field, max } => format!("“{}”超过 {max} 个字符", f(field)),
+            Problem::ControlCharacter { field } => {
+                format!("“{}”含有控制字符（换行、制表符等）", f(field))
+            }
+            Problem::TooManyRows { row, max } => {
+                format!("第 {row} 行仍有数据；最多读取 {max} 行")
+            }
+            Problem::TooManyColumns { column, max } => {
+                format!("第 {column} 列仍有数据；最多读取 {max} 列")
+            }
+            Problem::TooBig { part, max_mib } => format!("{part} 解压后超过 {max_mib} MiB"),
+            Problem::TooMuchText { max_mib } => format!("表格文字总量超过 {max_mib} MiB"),
+            Problem::NoUnitOfLayouts { layouts } => {
+                format!(
+                    "可选户型 {layouts} 在房源表中没有任何房源，该家庭无房可选（请核对户型写法）"
+                )
+            }
+            Problem::MoreProblems(n) => format!("另有 {n} 处问题未列出"),
+        }
+    }
+}
+
+/// The Chinese header of a column named `name` in either sheet (`id` is both sheets'
+/// 编号); the name itself when no column has it.
+fn column_zh(name: &'static str) -> &'static str {
+    if name == "id" {
+        return "编号";
+    }
+    UNIT_COLUMNS
+        .iter()
+        .chain(FAMILY_COLUMNS)
+        .find(|c| c.name == name)
+        .map_or(name, Column::zh)
 }
 
 /// Every bad row of an import, up to [`MAX_PROBLEMS`]; never empty. When rows were
@@ -280,6 +390,15 @@ pub fn units(format: Format, bytes: &[u8]) -> Result<Vec<Unit>, ImportErrors> {
 
 /// Families from a CSV or XLSX file's bytes.
 pub fn families(format: Format, bytes: &[u8]) -> Result<Vec<Family>, ImportErrors> {
+    families_with_rows(format, bytes).map(|v| v.into_iter().map(|(_, f)| f).collect())
+}
+
+/// Families with the spreadsheet row of each (for checks made against the units, such
+/// as [`check_layouts`]).
+pub fn families_with_rows(
+    format: Format,
+    bytes: &[u8],
+) -> Result<Vec<(usize, Family)>, ImportErrors> {
     parse_families(read_table(format, bytes, FAMILY_COLUMNS)?)
 }
 
@@ -1113,7 +1232,7 @@ fn parse_units(table: Table) -> Result<Vec<Unit>, ImportErrors> {
     })
 }
 
-fn parse_families(table: Table) -> Result<Vec<Family>, ImportErrors> {
+fn parse_families(table: Table) -> Result<Vec<(usize, Family)>, ImportErrors> {
     let mut ids = FirstSeen::new();
     let mut ranks = FirstSeen::new();
     parse_rows(table, FAMILY_COLUMNS, |row, r| {
@@ -1147,8 +1266,30 @@ fn parse_families(table: Table) -> Result<Vec<Family>, ImportErrors> {
         ranks
             .check(rank, row)
             .map_err(|first_row| Problem::DuplicateRank { rank, first_row })?;
-        Ok(family)
+        Ok((row, family))
     })
+}
+
+/// Refuses every family (by its row) none of whose eligible layouts any unit has: such
+/// a family could take part in every session and never be offered a flat. Refused rather
+/// than warned about because the cause is nearly always a spelling that differs between
+/// the sheets, which the operator fixes in a minute, while a family silently left without
+/// any possible flat is found only on the day.
+pub fn check_layouts(units: &[Unit], families: &[(usize, Family)]) -> Result<(), ImportErrors> {
+    let offered: std::collections::HashSet<&Layout> = units.iter().map(|u| &u.layout).collect();
+    let mut problems = Problems::default();
+    for (row, f) in families {
+        if !f.eligible_layouts.iter().any(|l| offered.contains(l)) {
+            let layouts: Vec<&str> = f.eligible_layouts.iter().map(|l| l.0.as_str()).collect();
+            problems.push(
+                *row,
+                Problem::NoUnitOfLayouts {
+                    layouts: echo(&layouts.join("、")),
+                },
+            );
+        }
+    }
+    problems.into_result()
 }
 
 // ---------------------------------------------------------------------------

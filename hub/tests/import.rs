@@ -1208,3 +1208,67 @@ fn operations_doc_lists_the_columns_the_importer_reads() {
          UPDATE_OPERATIONS_DOC=1 cargo test -p xuanfang-hub --test import"
     );
 }
+
+#[test]
+fn every_problem_has_a_code_and_a_chinese_message_naming_chinese_columns() {
+    let units = units_csv(3, |i| {
+        (i == 1).then(|| "U1,1栋,101,一楼,两房一厅,55,南,1800".into())
+    });
+    let e = only_error(import::units_from_csv(units.as_bytes()));
+    assert_eq!(e.row, 3, "spreadsheet row numbers are kept");
+    assert_eq!(e.problem.code(), "bad_number");
+    assert_eq!(e.zh(), "第 3 行：楼层“一楼”不是有效的数字");
+    // The English text stays for the English console.
+    assert_eq!(
+        e.to_string(),
+        "row 3: floor: \"一楼\" is not a valid number"
+    );
+
+    let families = "家庭编号,姓名,场次,可选户型\nF1,张三,,两房一厅\n";
+    let e = only_error(import::families_from_csv(families.as_bytes()));
+    assert_eq!(e.problem.code(), "missing_column");
+    assert_eq!(e.zh(), "第 1 行：缺少列“排位”");
+    assert_eq!(e.to_string(), "row 1: missing column rank");
+
+    let range = Problem::OutOfRange {
+        field: "area",
+        value: "0".into(),
+        allowed: "above 0, up to 10000".into(),
+    };
+    assert_eq!(range.zh(), "面积“0”超出范围（允许：大于 0，至多 10000）");
+    // No Chinese message leaks an internal English field name.
+    for p in [
+        Problem::MissingField("eligible_layouts"),
+        Problem::TooLong {
+            field: "building",
+            max: 64,
+        },
+        Problem::ControlCharacter { field: "name" },
+        Problem::DuplicateColumn("orientation"),
+    ] {
+        let zh = p.zh();
+        assert!(!zh.chars().any(|c| c.is_ascii_alphabetic()), "{zh}");
+    }
+}
+
+#[test]
+fn a_family_whose_layouts_no_unit_has_is_refused_on_its_row() {
+    let units = import::units_from_csv(units_csv(4, |_| None).as_bytes()).unwrap();
+    let families = "家庭编号,姓名,排位,场次,可选户型\n\
+                    F1,张三,1,,两房一厅\n\
+                    F2,李四,2,,二房一厅\n\
+                    F3,王五,3,,一房一厅、两房一厅\n";
+    let rows = import::families_with_rows(import::Format::Csv, families.as_bytes()).unwrap();
+    assert_eq!(rows.iter().map(|(r, _)| *r).collect::<Vec<_>>(), [2, 3, 4]);
+    let e = import::check_layouts(&units, &rows).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e:?}");
+    assert_eq!(
+        e.0[0].row, 3,
+        "F2's row: 二房一厅 is spelled unlike any unit's"
+    );
+    assert_eq!(e.0[0].problem.code(), "no_unit_of_layouts");
+    assert!(e.0[0].zh().contains("二房一厅"), "{}", e.0[0].zh());
+    // A family with at least one offered layout is fine.
+    import::check_layouts(&units, &rows[..1]).unwrap();
+    import::check_layouts(&units, &rows[2..]).unwrap();
+}

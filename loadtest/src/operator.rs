@@ -225,6 +225,8 @@ impl Gateway {
             .text("first_session_start", b.first_session_start.0.to_string())
             .text("session_size", b.session_size.to_string())
             .text("window_minutes", b.window_minutes.to_string())
+            // The load tool means to make its batch the live one.
+            .text("replace", "true")
             .part(
                 "units",
                 reqwest::multipart::Part::bytes(b.units_csv.clone()).file_name("units.csv"),

@@ -24,6 +24,9 @@ test('the console shows progress and sessions, and reports bad import rows', asy
   const ctx = await browser.newContext({ viewport: { width: 1440, height: 1000 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => errors.push(e));
+  // Console errors too: an invalid `pattern` (under the `v` flag) is logged, not thrown.
+  // (Refused uploads below log their HTTP status; that is the test, not a fault.)
+  page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && errors.push(m.text()));
   const progress = await getJson(demo.base, '/api/ops/progress', demo.operatorToken);
 
   await page.goto(`${demo.base}/console?token=${demo.operatorToken}`);
@@ -44,9 +47,38 @@ test('the console shows progress and sessions, and reports bad import rows', asy
   await page.waitForSelector('#import-errors tbody tr');
   const rows = await page.$$eval('#import-errors tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
   assert.deepEqual(rows.map((r) => [r[0], r[1]]), [['units', '3'], ['units', '4']]);
+  // In Chinese, with the Chinese column names and the spreadsheet's row numbers.
+  assert.equal(rows[0][2], '第 3 行：楼层“one”不是有效的数字');
+  assert.equal(rows[1][2], '第 4 行：“租金”未填写');
   await shot(page, 'console-import-errors');
   // Nothing was imported: the demo batch still stands.
   assert.equal((await getJson(demo.base, '/api/catalog')).batch, progress.batch);
+
+  // The batch-id field's pattern works: a space is refused by the browser itself.
+  await page.fill('#import input[name="batch_id"]', 'bad id');
+  assert.equal(await page.$eval('#import input[name="batch_id"]', (i) => i.validity.patternMismatch), true);
+
+  // A valid import while the demo batch is under way asks first; declining loads nothing.
+  const good = 'id,building,number,floor,layout,area,orientation,rent\nX-101,9栋,101,1,一房一厅,40,南,1500\n';
+  await page.setInputFiles('#import input[name="units"]', { name: 'units.csv', mimeType: 'text/csv', buffer: Buffer.from(good) });
+  await page.setInputFiles('#import input[name="families"]', { name: 'families.csv', mimeType: 'text/csv', buffer: Buffer.from(families) });
+  await page.fill('#import input[name="batch_id"]', 'replacement');
+  const asked = [];
+  page.once('dialog', (d) => {
+    asked.push(d.message());
+    d.dismiss();
+  });
+  await page.click('#import button');
+  await page.waitForFunction(() => document.getElementById('import-result').textContent.startsWith('未导入'));
+  assert.equal(asked.length, 1);
+  assert.match(asked[0], new RegExp(`正在选房中`));
+  assert.ok(asked[0].includes(progress.batch), asked[0]);
+  assert.equal((await getJson(demo.base, '/api/catalog')).batch, progress.batch, 'nothing loaded');
+  // Confirmed, it is loaded and becomes the live batch.
+  page.once('dialog', (d) => d.accept());
+  await page.click('#import button');
+  await page.waitForFunction(() => document.getElementById('import-result').classList.contains('ok'));
+  assert.equal((await getJson(demo.base, '/api/catalog')).batch, 'replacement');
   assert.deepEqual(errors.map(String), []);
   await ctx.close();
 });

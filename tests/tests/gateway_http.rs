@@ -30,8 +30,9 @@ async fn upload(
     base: &str,
     units: String,
     families: String,
+    replace: bool,
 ) -> (reqwest::StatusCode, serde_json::Value) {
-    let form = reqwest::multipart::Form::new()
+    let mut form = reqwest::multipart::Form::new()
         .part(
             "units",
             reqwest::multipart::Part::bytes(units.into_bytes()).file_name("units.csv"),
@@ -44,6 +45,9 @@ async fn upload(
         .text("name", "上传批次")
         .text("session_size", "10")
         .text("window_minutes", "3");
+    if replace {
+        form = form.text("replace", "true");
+    }
     let r = reqwest::Client::new()
         .post(format!("{base}/api/ops/batches"))
         .bearer_auth(operator_token())
@@ -69,12 +73,30 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
         "A-500,1栋,500,21,一房一厅,很大",
         1,
     );
-    let (status, body) = upload(&base, bad, families_csv(50)).await;
+    let (status, body) = upload(&base, bad, families_csv(50), true).await;
     assert_eq!(status, 422, "{body}");
     let errors = body["errors"].as_array().expect("errors listed");
     assert_eq!(errors.len(), 1, "{body}");
     assert_eq!(errors[0]["file"], "units");
     assert_eq!(errors[0]["row"], 501, "header is row 1");
+    // A code, and the reason in both languages, Chinese with Chinese column names.
+    assert_eq!(errors[0]["code"], "bad_number");
+    assert_eq!(
+        errors[0]["reason"]["zh"],
+        "第 501 行：面积“很大”不是有效的数字"
+    );
+    assert_eq!(
+        errors[0]["reason"]["en"],
+        "row 501: area: \"很大\" is not a valid number"
+    );
+    assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
+
+    // A valid upload while the live batch's pre-selection is open is held for a
+    // confirmation: 409 naming the running batch, nothing loaded.
+    let (status, body) = upload(&base, units_csv(100), families_csv(50), false).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "conflict");
+    assert_eq!(body["running"]["batch"], "first");
     assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
 
     let mut old_screen = connect(gw.addr, None, Encoding::Json).await;
@@ -84,7 +106,7 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
         })
         .await
         .unwrap();
-    let (status, body) = upload(&base, units_csv(100), families_csv(50)).await;
+    let (status, body) = upload(&base, units_csv(100), families_csv(50), true).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["batch"], "uploaded");
     // Loading a batch closes no other batch's socket: the old screen still answers.
@@ -150,6 +172,25 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_family_eligible_only_for_a_layout_no_unit_has_is_refused_on_its_row() {
+    let alloc = redis_engine(&namespace()).await;
+    let first = small_batch("layouts", Duration::from_secs(60), Duration::from_secs(60));
+    alloc.load_batch(first.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &first.id).await;
+    let base = format!("http://{}", gw.addr);
+    // Row 4 (F3) spells 两房一厅 as 二房一厅, which no unit has.
+    let families = families_csv(5).replace("F3,张三3,3,,一房一厅|两房一厅", "F3,张三3,3,,二房一厅");
+    let (status, body) = upload(&base, units_csv(10), families, true).await;
+    assert_eq!(status, 422, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["file"], "families");
+    assert_eq!(errors[0]["row"], 4);
+    assert_eq!(errors[0]["code"], "no_unit_of_layouts");
+    assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_export_as_csv_with_bom_and_as_xlsx() {
     let alloc = redis_engine(&namespace()).await;
     let batch = small_batch("export", Duration::from_secs(60), Duration::from_secs(60));
@@ -180,13 +221,16 @@ async fn results_export_as_csv_with_bom_and_as_xlsx() {
     assert_eq!(text.lines().count(), 1 + 6, "header and one row per family");
     assert!(text.contains("排位"));
     // Times are local date-times Excel can read, not epoch milliseconds.
-    let f1 = text.lines().find(|l| l.contains(",F1,")).expect("F1's row");
-    let at = f1.rsplit(',').next().unwrap();
-    let shape: String = at
+    let rows = csv_rows(&text);
+    let f1 = rows
+        .iter()
+        .find(|r| r["家庭编号 family"] == "F1")
+        .expect("F1's row");
+    let shape: String = f1["正选时间 formal at"]
         .chars()
         .map(|c| if c.is_ascii_digit() { '9' } else { c })
         .collect();
-    assert_eq!(shape, "9999-99-99 99:99:99", "{f1}");
+    assert_eq!(shape, "9999-99-99 99:99:99", "{f1:?}");
     let xlsx = http
         .get(format!("http://{}/api/ops/results.xlsx", gw.addr))
         .bearer_auth(operator_token())
@@ -498,6 +542,95 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
         .await;
     assert!(saw_unit.is_some(), "the confirmed unit reaches the board");
     assert!(saw_session, "the snapshot lists the supplementary session");
+
+    // The exports keep both results: the formal one is not overwritten by the 补选.
+    let text = http
+        .get(format!("{base}/api/ops/results.csv"))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows = csv_rows(text.trim_start_matches('\u{feff}'));
+    let f1 = rows
+        .iter()
+        .find(|r| r["家庭编号 family"] == "F1")
+        .expect("F1's row");
+    let local = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect()
+    };
+    assert_eq!(f1["正选场次 formal session"], "S1", "{f1:?}");
+    assert_eq!(f1["正选结果 formal result"], "未参与 absent", "{f1:?}");
+    assert_eq!(local(&f1["正选时间 formal at"]), "9999-99-99 99:99:99");
+    assert_eq!(f1["补选场次 supplementary session"], session.id.as_str());
+    assert_eq!(f1["补选结果 supplementary result"], "确认正选 confirmed");
+    assert_eq!(
+        local(&f1["补选时间 supplementary at"]),
+        "9999-99-99 99:99:99"
+    );
+    assert_eq!(f1["房源 unit"], "U07");
+    // F2 had no 补选: its supplementary cells are empty.
+    let f2 = rows
+        .iter()
+        .find(|r| r["家庭编号 family"] == "F2")
+        .expect("F2's row");
+    assert_eq!(f2["补选场次 supplementary session"], "");
+    assert_eq!(f2["补选结果 supplementary result"], "");
+
+    let xlsx = http
+        .get(format!("{base}/api/ops/results.xlsx"))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let sheet = xlsx_rows(&xlsx);
+    let f1 = sheet
+        .iter()
+        .find(|r| r["家庭编号"] == "F1")
+        .expect("F1's row");
+    assert_eq!(f1["正选场次"], "S1");
+    assert_eq!(f1["正选结果"], "未参与 absent");
+    assert_eq!(f1["补选场次"], session.id.as_str());
+    assert_eq!(f1["补选结果"], "确认正选 confirmed");
+    assert_eq!(f1["房源"], "U07");
+}
+
+/// A CSV export as header → cell maps, one per row.
+fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let head: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            head.iter()
+                .cloned()
+                .zip(rec.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// The first sheet of an XLSX export as header → cell maps, one per row.
+fn xlsx_rows(bytes: &[u8]) -> Vec<std::collections::HashMap<String, String>> {
+    use calamine::Reader;
+    let mut wb = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let range = wb.worksheet_range_at(0).unwrap().unwrap();
+    let mut rows = range.rows();
+    let head: Vec<String> = rows.next().unwrap().iter().map(|c| c.to_string()).collect();
+    rows.map(|row| {
+        head.iter()
+            .cloned()
+            .zip(row.iter().map(|c| c.to_string()))
+            .collect()
+    })
+    .collect()
 }
 
 /// A template as the console downloads it: status, content type, body.
@@ -535,7 +668,9 @@ async fn upload_files(
             reqwest::multipart::Part::bytes(families).file_name(families_name.to_owned()),
         )
         .text("batch_id", batch_id.to_owned())
-        .text("name", "模板批次");
+        .text("name", "模板批次")
+        // The test's first batch is open for pre-selection: replacing it is deliberate.
+        .text("replace", "true");
     let r = reqwest::Client::new()
         .post(format!("{base}/api/ops/batches"))
         .bearer_auth(operator_token())

@@ -3,7 +3,7 @@
 // asks the server again (GET /api/me) when a displayed countdown reaches zero.
 
 import { api, currentBatch, setBatch, takeToken, HttpError } from '/web/shared/api.js';
-import { applyStatic, bindToggle, onLangChange, pick, t } from '/web/shared/i18n.js';
+import { applyStatic, bindToggle, onLangChange, pick, t, ts } from '/web/shared/i18n.js';
 import { countdown, unitLabel } from '/web/shared/format.js';
 import { HubClient } from '/web/shared/proto.js';
 import { closeDialog, confirmDialog, dialogNet, toast } from './ui.js';
@@ -82,7 +82,7 @@ const ctx = {
         return null;
       }
       const text = e.code === 'timeout' ? t('err.timeout') : pick(e.message) || e.code;
-      const what = e.unit && this.units.has(e.unit) ? `${this.label(e.unit)}：` : '';
+      const what = e.unit && this.units.has(e.unit) ? `${this.label(e.unit)}${t('ui.colon')}` : '';
       toast(what + text, 'error', 5000);
       this.refresh();
       return null;
@@ -114,6 +114,7 @@ function setTitle() {
   const key = ctx.view?.title?.(ctx) ?? 'app.title';
   document.getElementById('title').textContent = t(key);
   document.title = t(key);
+  document.getElementById('back').setAttribute('aria-label', t('ui.back'));
 }
 
 // ---------------------------------------------------------------------------
@@ -231,10 +232,10 @@ function announceOutcome(o) {
   closeDialog();
   if (o.result === 'selected') {
     const unit = ctx.label(o.unit);
-    if (o.how === 'automatic') toast(t('msg.auto_selected', { unit }), 'ok', 6000);
+    if (o.how === 'automatic') toast(ts(ctx.family?.session, 'msg.auto_selected', { unit }), 'ok', 6000);
     else toast(t('msg.confirmed', { unit }), 'ok', 5000);
   } else if (o.result === 'no_unit') {
-    toast(t('msg.session_over_no_unit'), 'info', 6000);
+    toast(ts(ctx.family?.session, 'msg.session_over_no_unit'), 'info', 6000);
   } else if (o.result === 'waived') {
     toast(t('msg.waived'), 'info', 5000);
   }

@@ -94,7 +94,7 @@ function renderApplications() {
   tbody.innerHTML = applications.length
     ? applications
         .map(
-          (a) => `<tr><td><input type="checkbox" value="${esc(a.family)}" ${ticked.has(a.family) ? 'checked' : ''}></td>
+          (a) => `<tr><td><input type="checkbox" value="${esc(a.family)}" aria-label="${esc(t('console.supp_pick', { family: a.family, name: a.name }))}" ${ticked.has(a.family) ? 'checked' : ''}></td>
           <td>${esc(a.family)}</td><td>${esc(a.name)}</td><td>${a.rank}</td><td>${dateTime(a.applied_at)}</td></tr>`,
         )
         .join('')
@@ -150,7 +150,22 @@ function bindImport() {
     fd.append('session_interval_minutes', field(form, 'session_interval_minutes').value);
     fd.append('window_minutes', field(form, 'window_minutes').value);
     try {
-      const r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+      let r;
+      try {
+        r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+      } catch (e) {
+        // The server holds an upload that would replace a batch under way until the
+        // operator confirms; then it is sent again with replace=true.
+        const running = e instanceof HttpError && e.status === 409 ? e.body?.running : null;
+        if (!running) throw e;
+        if (!window.confirm(t('console.replace_confirm', { name: running.name, batch: running.batch }))) {
+          out.className = 'c-result';
+          out.textContent = t('console.import_cancelled');
+          return;
+        }
+        fd.append('replace', 'true');
+        r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+      }
       out.className = 'c-result ok';
       out.textContent = t('console.imported', { batch: r?.batch ?? field(form, 'batch_id').value });
       pollProgress();

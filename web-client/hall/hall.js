@@ -3,10 +3,11 @@
 
 import { api, currentBatch } from '/web/shared/api.js';
 import { applyStatic, bindToggle, onLangChange, t } from '/web/shared/i18n.js';
-import { clockTime, countdown, esc, hm } from '/web/shared/format.js';
+import { buildingText, clockTime, countdown, esc, hm, layoutText, unitLabel } from '/web/shared/format.js';
 import { HubClient } from '/web/shared/proto.js';
-import { buildings, paginate } from './stacking.js';
+import { buildings, columnLayout, metrics, pageDwell, paginate } from './stacking.js';
 
+/** Page time when no session tells the window (the cycle follows the window otherwise). */
 const PAGE_MS = 15000;
 const TICKER_SIZE = 12;
 
@@ -25,45 +26,69 @@ function cellContent(cell, u) {
   else delete cell.dataset.how;
   const sym = h ? (h.how === 'automatic' ? '◆' : '✓') : '○';
   cell.innerHTML = `<span class="n">${esc(u.number)}</span><span class="s">${sym} ${h ? esc(h.family_name) : t('board.available')}</span>`;
-  cell.title = `${u.building} ${u.number} · ${u.layout}`;
+  cell.title = `${unitLabel(u)} · ${layoutText(u.layout)}`;
+}
+
+/** One pixel of a 1920×1080 screen on this one (see --u in hall.css). */
+function scale() {
+  return Math.min(window.innerHeight / 1080, window.innerWidth / 1920);
 }
 
 function layout() {
   const plans = document.getElementById('plans');
-  const width = plans.clientWidth - 40;
-  const height = plans.clientHeight - 32;
-  pages = paginate(buildings(catalog.units), width, height);
+  const u = scale();
+  const m = metrics(u);
+  const pad = 16 * u;
+  const width = plans.clientWidth - 2 * pad;
+  const height = plans.clientHeight - 1.5 * pad;
+  pages = paginate(buildings(catalog.units), width, height, u);
   cells.clear();
   plans.replaceChildren();
   pages.forEach((p, i) => {
     const pg = document.createElement('div');
     pg.className = 'page';
     pg.hidden = i !== page;
+    pg.style.setProperty('--block-gap', `${m.blockGap}px`);
     for (const b of p.blocks) {
       const box = document.createElement('div');
       box.className = 'building';
-      const title = b.part ? `${b.name} (${b.part}/${b.parts})` : b.name;
+      const name = buildingText(b.name);
+      const title = b.part ? `${name} (${b.part}/${b.parts})` : name;
       box.innerHTML = `<h2>${esc(title)}</h2>`;
       const grid = document.createElement('div');
       grid.className = 'stack-plan';
-      grid.style.gridTemplateColumns = `56px repeat(${b.cols}, ${b.cellW}px)`;
+      grid.style.gridTemplateColumns = `${m.floorW}px repeat(${b.cols}, ${b.cellW}px)`;
+      grid.style.gridTemplateRows = `${m.layoutH}px`;
       grid.style.gridAutoRows = `${p.cellH}px`;
-      const numSize = Math.min(30, Math.max(16, Math.floor(p.cellH * 0.36)));
+      grid.style.setProperty('--gap', `${m.gap}px`);
+      // As large as the cell allows: a 4-digit number is about 2.6 em wide.
+      const numSize = Math.min(p.cellH * 0.54, b.cellW / 2.6, 48 * u);
       grid.style.setProperty('--num-size', `${numSize}px`);
-      grid.style.setProperty('--sub-size', `${Math.max(13, Math.min(20, Math.floor(b.cellW / 6.2), numSize - 3))}px`);
+      grid.style.setProperty('--sub-size', `${Math.min(p.cellH * 0.28, b.cellW / 5, 26 * u)}px`);
+      grid.style.setProperty('--label-size', `${Math.floor(Math.min(22 * u, b.cellW / 4.4))}px`);
+      // The first row names each column's layout (the floor-label column has none).
+      grid.append(document.createElement('div'));
+      for (let c = 0; c < b.cols; c++) {
+        const head = document.createElement('div');
+        head.className = 'col-layout';
+        const l = columnLayout(b.rows, c);
+        head.textContent = shortLayout(l, b.cellW / (22 * u));
+        head.title = layoutText(l);
+        grid.append(head);
+      }
       for (const row of b.rows) {
         const fl = document.createElement('div');
         fl.className = 'floor-label';
         fl.textContent = t('hall.floor', { n: row.floor });
         grid.append(fl);
         for (let c = 0; c < b.cols; c++) {
-          const u = row.units[c];
+          const unit = row.units[c];
           const cell = document.createElement('div');
-          if (u) {
+          if (unit) {
             cell.className = 'cell';
-            cell.dataset.unit = u.id;
-            cellContent(cell, u);
-            cells.set(u.id, cell);
+            cell.dataset.unit = unit.id;
+            cellContent(cell, unit);
+            cells.set(unit.id, cell);
           }
           grid.append(cell);
         }
@@ -77,13 +102,28 @@ function layout() {
   showPage(page);
 }
 
+/** A layout's name fitted to about `chars` characters: 两房一厅 → 两房 in a narrow column. */
+function shortLayout(l, chars) {
+  const text = layoutText(l);
+  if (text.length <= chars) return text;
+  const n = /^(\d+) bedroom/.exec(text)?.[1] ?? /^([一二两三四五六])[房室]/.exec(l)?.[1];
+  if (n) return t('hall.rooms', { n });
+  return text.slice(0, Math.max(1, Math.floor(chars)));
+}
+
 function showPage(i) {
   page = i;
   const els = document.querySelectorAll('#plans .page');
   els.forEach((el, j) => (el.hidden = j !== i));
   document.getElementById('page-indicator').textContent = pages.length > 1 ? t('hall.page', { a: i + 1, b: pages.length }) : '';
   clearTimeout(pageTimer);
-  if (pages.length > 1) pageTimer = setTimeout(() => showPage((page + 1) % pages.length), PAGE_MS);
+  if (pages.length > 1) pageTimer = setTimeout(() => showPage((page + 1) % pages.length), dwell());
+}
+
+/** Each page's time: the cycle fits in a fifth of the session's window. */
+function dwell() {
+  const cur = currentSession(client.serverNow());
+  return cur ? pageDwell(pages.length, cur.s.deadline - cur.s.start) : PAGE_MS;
 }
 
 function renderRemaining() {
@@ -93,7 +133,7 @@ function renderRemaining() {
     if (!client.board.taken.has(u.id)) left.set(u.layout, left.get(u.layout) + 1);
   }
   document.getElementById('remaining').innerHTML = [...left]
-    .map(([l, n]) => `<li data-layout="${esc(l)}"><span>${esc(l)}</span><strong>${n}</strong></li>`)
+    .map(([l, n]) => `<li data-layout="${esc(l)}"><span>${esc(layoutText(l))}</span><strong>${n}</strong></li>`)
     .join('');
 }
 
@@ -102,10 +142,10 @@ function renderTicker(fresh = new Set()) {
     .latest(TICKER_SIZE)
     .map((h) => {
       const u = units.get(h.unit);
-      const label = u ? `${u.building} ${u.number}` : h.unit;
+      const label = u ? unitLabel(u) : h.unit;
       return `<li data-unit="${esc(h.unit)}" class="${fresh.has(h.unit) ? 'fresh' : ''}">
         <span>${h.how === 'automatic' ? '◆' : '✓'} ${esc(label)}</span><span class="who">${esc(h.family_name)}</span>
-        <span class="when">${clockTime(h.at)} · ${t('hall.rank', { n: h.rank })} · ${t(`hall.how.${h.how}`)}${u ? ` · ${esc(u.layout)}` : ''}</span></li>`;
+        <span class="when">${clockTime(h.at)} · ${t('hall.rank', { n: h.rank })} · ${t(`hall.how.${h.how}`)}${u ? ` · ${esc(layoutText(u.layout))}` : ''}</span></li>`;
     })
     .join('');
 }
@@ -224,6 +264,7 @@ async function boot() {
     client,
     showPage,
     pageCount: () => pages.length,
+    pageDwell: dwell,
   };
   onLangChange(() => {
     layout();

@@ -48,9 +48,59 @@ export function area(m2) {
   return `${Number(m2).toFixed(1)}㎡`;
 }
 
-/** The name a unit goes by on screen: 1栋 1203. */
+// English renderings of the unit data a batch's sheets hold in Chinese. Only known words
+// are translated; anything else is shown as imported (never guessed).
+const DIGITS = { 一: 1, 二: 2, 两: 2, 三: 3, 四: 4, 五: 5, 六: 6 };
+const ORIENTATIONS = {
+  东: 'East',
+  南: 'South',
+  西: 'West',
+  北: 'North',
+  东南: 'Southeast',
+  西南: 'Southwest',
+  东北: 'Northeast',
+  西北: 'Northwest',
+  南北: 'North–South',
+  东西: 'East–West',
+  南北通透: 'North–South',
+};
+const LAYOUT_WORDS = { 单间: 'Studio', 开间: 'Studio', 一室: '1 room', 一房: '1 bedroom' };
+
+function count(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** 两房一厅 → 2 bedrooms + living room (English mode); the text itself otherwise. */
+export function layoutText(layout) {
+  const s = String(layout ?? '');
+  if (lang() !== 'en') return s;
+  if (LAYOUT_WORDS[s]) return LAYOUT_WORDS[s];
+  const m = /^([一二两三四五六])[房室]([一二两三])厅(?:([一二两三])卫)?$/.exec(s);
+  if (!m) return s;
+  const rooms = count(DIGITS[m[1]], 'bedroom', 'bedrooms');
+  const halls = DIGITS[m[2]] === 1 ? 'living room' : count(DIGITS[m[2]], 'living room', 'living rooms');
+  const baths = m[3] ? ` + ${count(DIGITS[m[3]], 'bathroom', 'bathrooms')}` : '';
+  return `${rooms} + ${halls}${baths}`;
+}
+
+/** 南 → South (English mode). */
+export function orientationText(o) {
+  const s = String(o ?? '');
+  return lang() === 'en' ? ORIENTATIONS[s] ?? s : s;
+}
+
+/** 3栋 → Bldg 3, 5号楼 → Bldg 5, A座 → Block A (English mode). */
+export function buildingText(b) {
+  const s = String(b ?? '');
+  if (lang() !== 'en') return s;
+  const m = /^([0-9A-Za-z]+)\s*(栋|号楼|幢|座)$/.exec(s);
+  if (!m) return s;
+  return m[2] === '座' ? `Block ${m[1]}` : `Bldg ${m[1]}`;
+}
+
+/** The name a unit goes by on screen: 1栋 1203 (Bldg 1 1203 in English). */
 export function unitLabel(u, id) {
-  return u ? `${u.building} ${u.number}` : String(id ?? '');
+  return u ? `${buildingText(u.building)} ${u.number}` : String(id ?? '');
 }
 
 /** Escapes text for innerHTML templates. */

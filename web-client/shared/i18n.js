@@ -42,6 +42,15 @@ export function t(key, vars) {
   return s;
 }
 
+/**
+ * `t` for a family's session: in a supplementary session (补选) a key with a `.supp`
+ * variant uses it (等待补选, 确认补选, ...) rather than the formal wording.
+ */
+export function ts(session, key, vars) {
+  const supp = session?.kind === 'supplementary' && STRINGS[`${key}.supp`];
+  return t(supp ? `${key}.supp` : key, vars);
+}
+
 /** Picks the current language from a server `{zh, en}` message. */
 export function pick(text) {
   if (!text) return '';
@@ -59,7 +68,10 @@ export function applyStatic(root = document) {
 export function bindToggle(button) {
   const show = () => {
     button.textContent = lang() === 'en' ? '中文' : 'EN';
-    button.setAttribute('aria-label', lang() === 'en' ? '切换到中文' : 'Switch to English');
+    // The name starts with the visible text (WCAG 2.5.3, label in name), in the
+    // language it switches to, marked so a screen reader pronounces it right.
+    button.setAttribute('aria-label', lang() === 'en' ? '中文 — 切换到中文' : 'EN — Switch to English');
+    button.lang = lang() === 'en' ? 'zh-CN' : 'en';
   };
   button.addEventListener('click', () => setLang(lang() === 'en' ? 'zh' : 'en'));
   onLangChange(show);

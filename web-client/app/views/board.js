@@ -1,7 +1,7 @@
 // 房源信息播报 on the phone: every unit's status, live, by building; latest selections.
 
 import { t } from '/web/shared/i18n.js';
-import { clockTime, esc } from '/web/shared/format.js';
+import { buildingText, clockTime, esc, layoutText } from '/web/shared/format.js';
 
 let building = '';
 
@@ -46,15 +46,15 @@ export function update(ctx, el) {
     <section class="card">
       <h2>${t('board.remaining')}</h2>
       <div class="row" style="flex-wrap:wrap">${[...remaining]
-        .map(([l, n]) => `<span class="tag ok">${esc(l)} ${n}</span>`)
+        .map(([l, n]) => `<span class="tag ok">${esc(layoutText(l))} ${n}</span>`)
         .join(' ') || `<span class="muted">0</span>`}</div>
     </section>
     <section class="card">
       <h2>${t('board.latest')}</h2>
       <ul class="ticker-list" id="board-latest">${latest.join('') || `<li class="muted">${t('board.none_yet')}</li>`}</ul>
     </section>
-    <div class="filters"><select id="b-building">${buildings
-      .map((b) => `<option ${b === building ? 'selected' : ''}>${esc(b)}</option>`)
+    <div class="filters"><select id="b-building" aria-label="${t('filter.building')}">${buildings
+      .map((b) => `<option value="${esc(b)}" ${b === building ? 'selected' : ''}>${esc(buildingText(b))}</option>`)
       .join('')}</select><span class="muted" style="align-self:center">✓ ${t('board.taken')} ○ ${t('board.available')}</span></div>
     <div class="mini-board" id="board-grid">${rows.join('')}</div>
 `;

@@ -1,7 +1,7 @@
 // Home (首页): the family, its session and the entries of the guide's home page.
 
-import { t } from '/web/shared/i18n.js';
-import { dateTime, esc, hm } from '/web/shared/format.js';
+import { t, ts } from '/web/shared/i18n.js';
+import { dateTime, esc, hm, layoutText } from '/web/shared/format.js';
 import { currentBatch } from '/web/shared/api.js';
 
 /** The person's batches when there are several: each opens this app on that batch. */
@@ -32,9 +32,9 @@ export function update(ctx, el) {
   el.innerHTML = `
     <section class="card family-card">
       <div class="name" id="family-name">${esc(f.name)}</div>
-      <div class="muted">${t('home.rank', { rank: f.rank })} · ${esc(f.eligible_layouts.join(' / '))}</div>
-      <div class="muted" id="my-session">${esc(sessionName)}：${dateTime(s.start)} – ${hm(s.deadline)}</div>
-      <span class="phase-badge" id="phase" data-phase="${f.phase}">${t(`phase.${f.phase}`)}</span>
+      <div class="muted">${t('home.rank', { rank: f.rank })} · ${esc(f.eligible_layouts.map(layoutText).join(' / '))}</div>
+      <div class="muted" id="my-session">${esc(sessionName)}${t('ui.colon')}${dateTime(s.start)} – ${hm(s.deadline)}</div>
+      <span class="phase-badge" id="phase" data-phase="${f.phase}">${ts(s, `phase.${f.phase}`)}</span>
     </section>
     ${batchList(ctx)}
     <h3 class="muted">${t('home.online_selection')}</h3>

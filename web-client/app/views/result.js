@@ -1,7 +1,7 @@
 // 我的结果: confirmed, automatic, no unit or waived; pending while the session runs.
 
-import { t } from '/web/shared/i18n.js';
-import { area, dateTime, esc, rent } from '/web/shared/format.js';
+import { t, ts } from '/web/shared/i18n.js';
+import { area, buildingText, dateTime, esc, layoutText, orientationText, rent } from '/web/shared/format.js';
 
 export const title = () => 'home.result';
 
@@ -19,13 +19,13 @@ export function update(ctx, el) {
   } else if (o.result === 'selected') {
     const u = ctx.units.get(o.unit);
     body = `<div class="result-big result-ok" id="result" data-result="selected" data-how="${o.how}" data-unit="${esc(o.unit)}">✓ ${esc(ctx.label(o.unit))}</div>
-      <span class="tag ok">${t(`result.how.${o.how}`)}</span>
+      <span class="tag ok">${ts(f.session, `result.how.${o.how}`)}</span>
       ${u ? `<dl class="facts">
-        <dt>${t('unit.building')}</dt><dd>${esc(u.building)}</dd>
+        <dt>${t('unit.building')}</dt><dd>${esc(buildingText(u.building))}</dd>
         <dt>${t('unit.number')}</dt><dd>${esc(u.number)}</dd>
-        <dt>${t('unit.layout')}</dt><dd>${esc(u.layout)}</dd>
+        <dt>${t('unit.layout')}</dt><dd>${esc(layoutText(u.layout))}</dd>
         <dt>${t('unit.area')}</dt><dd>${area(u.area)}</dd>
-        <dt>${t('unit.orientation')}</dt><dd>${esc(u.orientation)}</dd>
+        <dt>${t('unit.orientation')}</dt><dd>${esc(orientationText(u.orientation))}</dd>
         <dt>${t('unit.rent')}</dt><dd>${rent(u.rent)}</dd>
         <dt>${t('result.at')}</dt><dd>${dateTime(o.at)}</dd>
       </dl>` : ''}

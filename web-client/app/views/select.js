@@ -1,19 +1,25 @@
 // Unit selection: 预选 (add to the cart) and 正选 (add to 我的意向), with the filters of
 // the guide (楼栋, 户型, 朝向, 房号). Unavailable units stay listed, disabled, with the reason.
 
-import { t } from '/web/shared/i18n.js';
-import { esc, unitLabel } from '/web/shared/format.js';
+import { t, ts } from '/web/shared/i18n.js';
+import { buildingText, esc, layoutText, orientationText, unitLabel } from '/web/shared/format.js';
 import { blocker, listCap, listFor, meta, takenBy } from './units.js';
 import { canSync, inSyncWithCart, syncPreselection } from './sync.js';
 
 const PAGE = 40;
 const filters = { building: '', layout: '', orientation: '', number: '', shown: PAGE };
 
-export const title = (ctx) => (ctx.family.phase === 'formal' ? 'select.title_formal' : 'select.title_pre');
+export const title = (ctx) =>
+  ctx.family.phase === 'formal'
+    ? ctx.family.session?.kind === 'supplementary'
+      ? 'select.title_formal.supp'
+      : 'select.title_formal'
+    : 'select.title_pre';
 
-function options(values, current, allKey) {
+/** Options of a filter: the value as imported, the text in the page's language. */
+function options(values, current, allKey, show) {
   return [`<option value="">${t(allKey)}</option>`]
-    .concat(values.map((v) => `<option value="${esc(v)}" ${v === current ? 'selected' : ''}>${esc(v)}</option>`))
+    .concat(values.map((v) => `<option value="${esc(v)}" ${v === current ? 'selected' : ''}>${esc(show(v))}</option>`))
     .join('');
 }
 
@@ -23,10 +29,10 @@ export function mount(ctx, el) {
   el.innerHTML = `
     <div id="select-top"></div>
     <div class="filters" role="search">
-      <select id="f-building" aria-label="${t('filter.building')}">${options(uniq('building'), filters.building, 'filter.all_buildings')}</select>
-      <select id="f-layout" aria-label="${t('filter.layout')}">${options(uniq('layout'), filters.layout, 'filter.all_layouts')}</select>
-      <select id="f-orientation" aria-label="${t('filter.orientation')}">${options(uniq('orientation'), filters.orientation, 'filter.all_orientations')}</select>
-      <input id="f-number" inputmode="numeric" placeholder="${t('filter.number')}" value="${esc(filters.number)}">
+      <select id="f-building" aria-label="${t('filter.building')}">${options(uniq('building'), filters.building, 'filter.all_buildings', buildingText)}</select>
+      <select id="f-layout" aria-label="${t('filter.layout')}">${options(uniq('layout'), filters.layout, 'filter.all_layouts', layoutText)}</select>
+      <select id="f-orientation" aria-label="${t('filter.orientation')}">${options(uniq('orientation'), filters.orientation, 'filter.all_orientations', orientationText)}</select>
+      <input id="f-number" inputmode="numeric" aria-label="${t('filter.number')}" placeholder="${t('filter.number')}" value="${esc(filters.number)}">
     </div>
     <div id="unit-list"></div>`;
   for (const k of ['building', 'layout', 'orientation', 'number']) {
@@ -45,7 +51,7 @@ export function update(ctx, el) {
   const list = listFor(f);
   const top = el.querySelector('#select-top');
   if (!list) {
-    top.innerHTML = `<p class="banner" id="select-closed">${t(`select.closed.${f.phase}`)}</p>
+    top.innerHTML = `<p class="banner" id="select-closed">${ts(f.session, `select.closed.${f.phase}`)}</p>
       <button class="btn block" id="to-home">${t('ui.home')}</button>`;
     top.querySelector('#to-home').onclick = () => ctx.go(f.phase === 'done' ? 'result' : 'home');
     el.querySelector('#unit-list').replaceChildren();
@@ -96,7 +102,7 @@ function renderList(ctx, el) {
     const button =
       why === 'in_list'
         ? `<span class="tag ok">${t('why.in_list')}</span>`
-        : `<button class="btn small primary pick" data-act="add" data-unit="${esc(u.id)}" ${why || !ctx.online ? 'disabled' : ''}>${t('select.choose')}</button>`;
+        : `<button class="btn small primary pick" data-act="add" data-unit="${esc(u.id)}" aria-label="${esc(t('select.choose_unit', { unit: unitLabel(u) }))}" ${why || !ctx.online ? 'disabled' : ''}>${t('select.choose')}</button>`;
     return `<div class="unit" data-unit="${esc(u.id)}" data-state="${why ?? 'available'}" data-taken="${why === 'taken'}">
         <div class="info">
           <div class="label">${esc(unitLabel(u))}</div>

@@ -1,7 +1,7 @@
 // What a family may do with one unit, for display: the server re-checks every action.
 
 import { t } from '/web/shared/i18n.js';
-import { area, esc, rent } from '/web/shared/format.js';
+import { area, esc, layoutText, orientationText, rent } from '/web/shared/format.js';
 
 /** The list cap, as the server's catalog states it (hub decides; 5 in the guide). */
 export function listCap(ctx) {
@@ -26,14 +26,22 @@ export function blocker(ctx, unit, list) {
   return null;
 }
 
-/** One line of facts about a unit, as plain text (the list and the confirm dialog). */
-export function metaText(u) {
-  return `${u.layout} · ${area(u.area)} · ${u.orientation} · ${t('unit.floor', { n: u.floor })} · ${rent(u.rent)}`;
+/** The facts of a unit in display order: layout, area, orientation, floor, rent. */
+function facts(u) {
+  return [layoutText(u.layout), area(u.area), orientationText(u.orientation), t('unit.floor', { n: u.floor }), rent(u.rent)];
 }
 
-/** The same line, escaped for HTML templates. */
+/** One line of facts about a unit, as plain text (the list and the confirm dialog). */
+export function metaText(u) {
+  return facts(u).join(' · ');
+}
+
+/** The same line for HTML templates: each value kept whole (¥3,073/月 never breaks
+ * before 月, 南北 never splits), the line breaking only between values. */
 export function meta(u) {
-  return esc(metaText(u));
+  return facts(u)
+    .map((v) => `<span class="v">${esc(v)}</span>`)
+    .join(' · ');
 }
 
 /** Who holds a taken unit, as the public board shows it. */
