@@ -4,7 +4,9 @@
 import { STRINGS as BASE } from './strings.js';
 import { SIGNING_STRINGS } from './strings_signing.js';
 
-const STRINGS = { ...BASE, ...SIGNING_STRINGS };
+// One table, extended in place: pages add their own strings to it later (the console's
+// review section), and a copy taken here would miss them.
+const STRINGS = Object.assign(BASE, SIGNING_STRINGS);
 
 const KEY = 'xuanfang.lang';
 const listeners = new Set();
