@@ -158,7 +158,7 @@ async fn kill9_of_one_gateway_moves_its_clients_to_the_other_with_no_gap() {
             let (f, units) = plan(i, FAMILIES);
             let units: Vec<&str> = units.iter().map(String::as_str).collect();
             let mut p = Player::new(&f, &ports);
-            p.enter(&units, &history).await;
+            let units = p.enter(&units, &history).await;
             if i % 4 != 0 {
                 p.confirm_first(&units, &history).await;
             }

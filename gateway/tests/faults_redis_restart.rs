@@ -60,7 +60,7 @@ async fn redis_restart_mid_session_loses_no_acknowledged_answer() {
             let (f, units) = plan(i, FAMILIES);
             let units: Vec<&str> = units.iter().map(String::as_str).collect();
             let mut p = Player::new(&f, &[port]);
-            p.enter(&units, &history).await;
+            let units = p.enter(&units, &history).await;
             let sent = if i % 4 != 0 {
                 p.confirm_first(&units, &history).await
             } else {

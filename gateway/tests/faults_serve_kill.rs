@@ -34,7 +34,7 @@ async fn kill9_of_serve_mid_burst_loses_no_acknowledged_answer() {
             let (f, units) = plan(i, FAMILIES);
             let units: Vec<&str> = units.iter().map(String::as_str).collect();
             let mut p = Player::new(&f, &[port]);
-            p.enter(&units, &history).await;
+            let units = p.enter(&units, &history).await;
             if i % 4 != 0 {
                 p.confirm_first(&units, &history).await;
             }

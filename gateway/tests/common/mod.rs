@@ -442,8 +442,9 @@ impl Player {
             .map_err(|_| "no reply in 15 s".to_owned())?
     }
 
-    /// Declares formal selection and adds `units` as intentions.
-    pub async fn enter(&mut self, units: &[&str], history: &History) {
+    /// Declares formal selection and adds `units` as intentions; those it could add (a
+    /// unit another family has taken already is refused, `unit_taken`).
+    pub async fn enter<'a>(&mut self, units: &[&'a str], history: &History) -> Vec<&'a str> {
         let id = self.req_id();
         let m = ClientMsg::Declare {
             req_id: id,
@@ -451,6 +452,7 @@ impl Player {
         };
         let r = self.answer(&m, history).await;
         assert!(matches!(r, ServerMsg::Ok { .. }), "{} declare: {r:?}", self.family);
+        let mut added = Vec::new();
         for u in units {
             let m = ClientMsg::Edit {
                 req_id: self.req_id(),
@@ -458,9 +460,16 @@ impl Player {
                 edit: xuanfang_hub::Edit::Add,
                 unit: xuanfang_hub::UnitId::from(*u),
             };
-            let r = self.answer(&m, history).await;
-            assert!(matches!(r, ServerMsg::Ok { .. }), "{} add {u}: {r:?}", self.family);
+            match self.answer(&m, history).await {
+                ServerMsg::Ok { .. } => added.push(*u),
+                ServerMsg::Error {
+                    code: xuanfang_hub::ErrorCode::UnitTaken,
+                    ..
+                } => {}
+                r => panic!("{} add {u}: {r:?}", self.family),
+            }
         }
+        added
     }
 
     /// Confirms the first of `units` it can get: a unit taken by another family is
