@@ -87,8 +87,9 @@ impl Serve {
             .append(true)
             .open(&self.log)
             .unwrap();
+        // Logs go to standard output, errors to standard error: keep both.
         let child = Self::command(&self.args, self.port)
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start xuanfang serve");
@@ -116,7 +117,7 @@ impl Serve {
         }
     }
 
-    /// What the process wrote to stderr (all its runs).
+    /// What the process wrote (all its runs).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
