@@ -22,6 +22,8 @@ use xuanfang_hub::{
 use xuanfang_tests::history::{History, Reply};
 
 const FAMILIES: usize = 12;
+/// Requests a kill must have cut in flight (answered `internal`, then retried).
+const HITS: usize = 5;
 
 /// FAMILIES families in one formal session open now (window 5 min), 2×FAMILIES units.
 fn batch() -> Batch {
@@ -32,7 +34,7 @@ fn batch() -> Batch {
             id: UnitId(format!("U{i:02}")),
             building: "1栋".into(),
             number: format!("{i:02}01"),
-            floor: i,
+            floor: i as i32,
             layout: layout.clone(),
             area: 45.0,
             orientation: "南".into(),
@@ -128,6 +130,7 @@ async fn client_kill_of_every_redis_connection_changes_no_answer() {
         tokio::task::spawn_blocking(move || {
             let mut conn = client.get_connection().unwrap();
             while !stop.load(Ordering::Relaxed) {
+                // SKIPME yes (the default): not the killer's own connection.
                 let n: usize = redis::cmd("CLIENT")
                     .arg("KILL")
                     .arg("TYPE")
@@ -135,7 +138,9 @@ async fn client_kill_of_every_redis_connection_changes_no_answer() {
                     .query(&mut conn)
                     .unwrap();
                 killed.fetch_add(n, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
+                // Often enough to hit requests in flight (a connection killed while
+                // idle costs no request: the engine sends again on a new one).
+                std::thread::sleep(Duration::from_millis(20));
             }
         })
     };
@@ -168,10 +173,10 @@ async fn client_kill_of_every_redis_connection_changes_no_answer() {
             for m in sent.clone() {
                 answer(&mut c, &family, &m, &history, &retried).await;
             }
-            while retried.load(Ordering::Relaxed) < 10 {
+            while retried.load(Ordering::Relaxed) < HITS {
                 n += 1;
                 assert!(n < 400, "the kills never hit a request");
-                let edit = if n % 2 == 1 { Edit::Add } else { Edit::Delete };
+                let edit = if n % 2 == 1 { Edit::Add } else { Edit::Remove };
                 let m = ClientMsg::Edit {
                     req_id: format!("busy-{n}"),
                     list: ListKind::Intentions,
@@ -203,11 +208,14 @@ async fn client_kill_of_every_redis_connection_changes_no_answer() {
     stop.store(true, Ordering::Relaxed);
     killer.await.unwrap();
     assert!(killed.load(Ordering::Relaxed) > 0);
-    assert!(retried.load(Ordering::Relaxed) >= 10);
+    assert!(retried.load(Ordering::Relaxed) >= HITS);
 
     // Every request again, with its req_id: the same answers (the checker compares).
+    // The engine keeps each family's most recent REPLIES_PER_FAMILY answers; an older
+    // req_id is decided afresh, as documented.
     for (family, sent, c) in &mut players {
-        for m in sent.iter() {
+        let keep = sent.len().saturating_sub(xuanfang_allocator::REPLIES_PER_FAMILY);
+        for m in sent[keep..].iter() {
             answer(c, family, m, &history, &retried).await;
         }
     }
@@ -215,4 +223,48 @@ async fn client_kill_of_every_redis_connection_changes_no_answer() {
     let s = history.check(&log).unwrap_or_else(|v| panic!("{v}"));
     assert_eq!(s.confirmed, 2 * FAMILIES, "{s:?}");
     assert_eq!(s.taken, FAMILIES, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_while_idle_cost_no_request() {
+    let server = RedisServer::start();
+    let alloc: Arc<dyn Allocator> = Arc::new(
+        RedisEngine::connect(server.client(), RedisOptions::default())
+            .await
+            .unwrap(),
+    );
+    let batch = batch();
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let mut admin = server.client().get_multiplexed_async_connection().await.unwrap();
+    let family = FamilyId::from("F01");
+    let steps = [
+        xuanfang_hub::Action::Declare {
+            stage: Stage::Formal,
+        },
+        xuanfang_hub::Action::Edit {
+            list: ListKind::Intentions,
+            edit: Edit::Add,
+            unit: UnitId::from("U01"),
+        },
+        xuanfang_hub::Action::Confirm {
+            unit: UnitId::from("U01"),
+        },
+    ];
+    for (i, action) in steps.into_iter().enumerate() {
+        // Every engine connection is dropped by the server while idle (as Redis
+        // `timeout`, a proxy or a failover does) before each request.
+        let killed: usize = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed > 0);
+        let answer = alloc
+            .act(&batch.id, &family, &format!("r{i}"), action)
+            .await
+            .expect("answered on a new connection, not failed");
+        assert!(answer.is_ok(), "{answer:?}");
+    }
 }

@@ -120,10 +120,27 @@ impl Conn {
     }
 }
 
+/// Whether a command failed because its connection was already closed, before it was
+/// sent (`BrokenPipe`): the server dropped the connection while it sat idle (`CLIENT
+/// KILL`, Redis `timeout`, a proxy's idle cut, a failover). The manager reconnects on
+/// this error, and the command never reached Redis, so it is safe to send again.
+fn never_sent(e: &redis::RedisError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            // Once more on the new connection: otherwise the first request on each
+            // shared connection after an idle drop fails a family's request for nothing.
+            Conn::Single(c) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(e) if never_sent(&e) => c.req_packed_command(cmd).await,
+                    r => r,
+                }
+            }),
             Conn::Dedicated(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -136,7 +153,12 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Single(c) => Box::pin(async move {
+                match c.req_packed_commands(cmd, offset, count).await {
+                    Err(e) if never_sent(&e) => c.req_packed_commands(cmd, offset, count).await,
+                    r => r,
+                }
+            }),
             Conn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
