@@ -74,7 +74,11 @@ async fn a_full_disk_refuses_changes_clearly_and_loses_nothing_acknowledged() {
     assert_eq!(code(&next), Some(ErrorCode::Internal), "{next:?}");
     assert_eq!(std::fs::metadata(&journal).unwrap().len(), size);
     // The process is up and still serves what is durable.
-    assert!(serve.child.as_mut().unwrap().try_wait().unwrap().is_none(), "{}", serve.log_text());
+    assert!(
+        serve.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "{}",
+        serve.log_text()
+    );
     let (status, me) = get(
         format!("{}/api/me?batch={BATCH}", serve.base),
         Some(&token("F01", xuanfang_gateway::auth::Role::Family)),
@@ -97,11 +101,17 @@ async fn a_full_disk_refuses_changes_clearly_and_loses_nothing_acknowledged() {
     let log = events(&serve.base, BATCH).await;
     let declared = |f: &str| {
         log.iter()
-            .filter(|e| matches!(&e.event, EventKind::Declared { family, .. } if family.as_str() == f))
+            .filter(
+                |e| matches!(&e.event, EventKind::Declared { family, .. } if family.as_str() == f),
+            )
             .count()
     };
     assert_eq!(declared("F02"), 1);
-    assert_eq!(declared("F03"), 0, "a change answered with an error was not kept");
+    assert_eq!(
+        declared("F03"),
+        0,
+        "a change answered with an error was not kept"
+    );
     history.check(&log).unwrap_or_else(|v| panic!("{v}"));
 }
 
@@ -134,7 +144,10 @@ impl<'a> ReadOnly<'a> {
             ReadOnly { dir, mounted: true }
         } else {
             set_mode(dir, 0o555);
-            ReadOnly { dir, mounted: false }
+            ReadOnly {
+                dir,
+                mounted: false,
+            }
         }
     }
 }

@@ -134,7 +134,10 @@ async fn kill9_of_one_gateway_moves_its_clients_to_the_other_with_no_gap() {
         .to_string()
         .contains(BATCH)
     {
-        assert!(Instant::now() < end, "the second gateway never served the batch");
+        assert!(
+            Instant::now() < end,
+            "the second gateway never served the batch"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -175,7 +178,10 @@ async fn kill9_of_one_gateway_moves_its_clients_to_the_other_with_no_gap() {
     for t in tasks {
         moved += usize::from(!t.await.unwrap().is_empty());
     }
-    assert!(moved > 0, "some phone was on the killed gateway mid-request");
+    assert!(
+        moved > 0,
+        "some phone was on the killed gateway mid-request"
+    );
 
     let log = until_closed(&g2.base, BATCH).await;
     let summary = history.check(&log).unwrap_or_else(|v| panic!("{v}"));

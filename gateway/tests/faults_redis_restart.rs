@@ -16,7 +16,6 @@ use xuanfang_hub::protocol::{ClientMsg, ServerMsg};
 use xuanfang_hub::{ErrorCode, UnitId};
 use xuanfang_tests::history::{is_retryable, History};
 
-
 const BATCH: &str = "redis-restart";
 const FAMILIES: usize = 20;
 
@@ -40,7 +39,10 @@ async fn redis_restart_mid_session_loses_no_acknowledged_answer() {
         .to_string()
         .contains(BATCH)
     {
-        assert!(Instant::now() < end, "the second gateway never served the batch");
+        assert!(
+            Instant::now() < end,
+            "the second gateway never served the batch"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     until_server_time(&g1.base, start).await;

@@ -186,10 +186,8 @@ impl History {
                         summary.automatic += 1;
                     }
                 }
-                EventKind::NoUnit { family, .. } => {
-                    if !outcome.insert(family) {
-                        bad.push(format!("family {family} has two outcomes (seq {})", e.seq));
-                    }
+                EventKind::NoUnit { family, .. } if !outcome.insert(family) => {
+                    bad.push(format!("family {family} has two outcomes (seq {})", e.seq));
                 }
                 EventKind::Waived { family } => {
                     if !outcome.insert(family) {
@@ -335,7 +333,11 @@ mod tests {
         let taken = |u: &str| Answer::Refused(ErrorCode::UnitTaken, Some(u.into()));
         h.push(&"F2".into(), "r1", taken("U1")); // consistent: F1 holds U1
         h.push(&"F2".into(), "r2", taken("U9")); // nobody holds U9
-        h.push(&"F3".into(), "r1", Answer::Refused(ErrorCode::AlreadyHasUnit, None));
+        h.push(
+            &"F3".into(),
+            "r1",
+            Answer::Refused(ErrorCode::AlreadyHasUnit, None),
+        );
         h.push(&"F1".into(), "r1", Answer::Confirmed("U1".into()));
         // A retry answered differently (and refused a unit the family holds itself).
         h.push(&"F1".into(), "r1", taken("U1"));
@@ -365,7 +367,11 @@ mod tests {
         let h = History::new();
         h.push(&"F1".into(), "r1", Answer::Confirmed("U1".into()));
         h.push(&"F1".into(), "r1", Answer::Confirmed("U1".into()));
-        h.push(&"F2".into(), "r1", Answer::Refused(ErrorCode::UnitTaken, Some("U1".into())));
+        h.push(
+            &"F2".into(),
+            "r1",
+            Answer::Refused(ErrorCode::UnitTaken, Some("U1".into())),
+        );
         let s = h
             .check(&log(vec![
                 selected("F1", "U1", How::Confirmed),

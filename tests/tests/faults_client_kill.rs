@@ -16,8 +16,8 @@ use xuanfang_allocator::testing::RedisServer;
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::{
-    Batch, BatchId, Edit, ErrorCode, Family, FamilyId, Layout, ListKind, Millis, Session, SessionId,
-    SessionKind, Stage, Unit, UnitId,
+    Batch, BatchId, Edit, ErrorCode, Family, FamilyId, Layout, ListKind, Millis, Session,
+    SessionId, SessionKind, Stage, Unit, UnitId,
 };
 use xuanfang_tests::history::{History, Reply};
 
@@ -214,7 +214,9 @@ async fn client_kill_of_every_redis_connection_changes_no_answer() {
     // The engine keeps each family's most recent REPLIES_PER_FAMILY answers; an older
     // req_id is decided afresh, as documented.
     for (family, sent, c) in &mut players {
-        let keep = sent.len().saturating_sub(xuanfang_allocator::REPLIES_PER_FAMILY);
+        let keep = sent
+            .len()
+            .saturating_sub(xuanfang_allocator::REPLIES_PER_FAMILY);
         for m in sent[keep..].iter() {
             answer(c, family, m, &history, &retried).await;
         }
@@ -235,7 +237,11 @@ async fn connections_killed_while_idle_cost_no_request() {
     );
     let batch = batch();
     alloc.load_batch(batch.clone()).await.unwrap();
-    let mut admin = server.client().get_multiplexed_async_connection().await.unwrap();
+    let mut admin = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let family = FamilyId::from("F01");
     let steps = [
         xuanfang_hub::Action::Declare {

@@ -62,7 +62,10 @@ async fn ok(c: &mut Client, msg: impl FnOnce(String) -> ClientMsg) {
 async fn until_synced(app: &App) {
     let end = Instant::now() + Duration::from_secs(30);
     while (app.now().0 - Millis::now().0).abs() > NEAR {
-        assert!(Instant::now() < end, "the gateway never measured the engine's clock");
+        assert!(
+            Instant::now() < end,
+            "the gateway never measured the engine's clock"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

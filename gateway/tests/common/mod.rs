@@ -104,7 +104,11 @@ impl Serve {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("serve exited: {st}\n{}", self.log_text());
             }
-            assert!(Instant::now() < end, "serve did not come up\n{}", self.log_text());
+            assert!(
+                Instant::now() < end,
+                "serve did not come up\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -158,7 +162,14 @@ impl Redis {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .current_dir(&self.dir)
@@ -217,7 +228,14 @@ pub async fn server_time(base: &str) -> i64 {
 
 /// Uploads a batch: units U01..U{units}, families F01..F{families} (rank = number), all
 /// in one formal session starting at `start` (server ms) with a window of `window_s`.
-pub async fn upload(base: &str, batch: &str, units: usize, families: usize, start: i64, window_s: u32) {
+pub async fn upload(
+    base: &str,
+    batch: &str,
+    units: usize,
+    families: usize,
+    start: i64,
+    window_s: u32,
+) {
     let mut u = String::from("房源编号,楼栋,房号,楼层,户型,面积,朝向,租金\n");
     for i in 1..=units {
         u.push_str(&format!("U{i:02},1栋,{i:02}01,{i},一房一厅,45.5,南,1200\n"));
@@ -330,8 +348,11 @@ impl Player {
             "ws://127.0.0.1:{port}/ws?token={}",
             token(self.family.as_str(), Role::Family)
         );
-        match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-            .await
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
         {
             Ok(Ok((ws, _))) => {
                 self.ws = Some(ws);
@@ -372,14 +393,15 @@ impl Player {
                 continue;
             }
             match self.attempt(&text, &req_id).await {
-                Ok(reply) => match history.record(&self.family, &req_id, confirm.as_ref(), &reply)
-                {
-                    Reply::Answered => return reply,
-                    Reply::Retry(code) => {
-                        self.trouble.push(format!("{req_id}: {code:?}"));
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(reply) => {
+                    match history.record(&self.family, &req_id, confirm.as_ref(), &reply) {
+                        Reply::Answered => return reply,
+                        Reply::Retry(code) => {
+                            self.trouble.push(format!("{req_id}: {code:?}"));
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     self.trouble.push(format!("{req_id}: {e}"));
                     self.ws = None;
@@ -425,9 +447,9 @@ impl Player {
                         let m: ServerMsg = serde_json::from_str(&t).map_err(|e| e.to_string())?;
                         match &m {
                             ServerMsg::Ok { req_id: r, .. } if r == req_id => return Ok(m),
-                            ServerMsg::Error { req_id: Some(r), .. } if r == req_id => {
-                                return Ok(m)
-                            }
+                            ServerMsg::Error {
+                                req_id: Some(r), ..
+                            } if r == req_id => return Ok(m),
                             _ => {}
                         }
                     }
@@ -452,7 +474,11 @@ impl Player {
             stage: xuanfang_hub::Stage::Formal,
         };
         let r = self.answer(&m, history).await;
-        assert!(matches!(r, ServerMsg::Ok { .. }), "{} declare: {r:?}", self.family);
+        assert!(
+            matches!(r, ServerMsg::Ok { .. }),
+            "{} declare: {r:?}",
+            self.family
+        );
         let mut added = Vec::new();
         for u in units {
             let m = ClientMsg::Edit {
