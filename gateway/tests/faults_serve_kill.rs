@@ -47,6 +47,7 @@ async fn kill9_of_serve_mid_burst_loses_no_acknowledged_answer() {
         assert!(Instant::now() < end, "the burst never got going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let killed_at = server_time(&serve.base).await;
     serve.kill9();
     let at_kill = history.acks().len();
     serve.restart().await;
@@ -68,11 +69,16 @@ async fn kill9_of_serve_mid_burst_loses_no_acknowledged_answer() {
     assert_eq!(summary.taken, FAMILIES, "{summary:?}");
     assert_eq!(summary.automatic, FAMILIES / 4, "{summary:?}");
     assert_eq!(summary.sessions_closed, 1);
-    let closes = log
+    let closes: Vec<_> = log
         .iter()
         .filter(|e| matches!(e.event, EventKind::SessionClosed { .. }))
-        .count();
-    assert_eq!(closes, 1);
+        .collect();
+    assert_eq!(closes.len(), 1);
+    assert!(
+        closes[0].at.0 >= killed_at,
+        "the restarted process kept the deadline: {:?}",
+        closes[0]
+    );
 
     // A second restart replays the same log.
     serve.kill9();
