@@ -590,8 +590,21 @@ fn token_main(a: TokenArgs) -> Result<(), MainError> {
     Ok(())
 }
 
+/// A file that hits the process's size limit (`RLIMIT_FSIZE`, e.g. `ulimit -f` in a unit
+/// file) must fail the write with `EFBIG`, as a full disk fails it with `ENOSPC`: the
+/// journal then refuses the change and says so. By default the kernel's SIGXFSZ would
+/// kill the process instead, dropping every socket mid-session.
+fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN installs no handler code (nothing can run in signal context), and
+    // setting a disposition is process-wide and atomic, whatever other threads do.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     init_logging(match &cli.cmd {
         Cmd::Demo(a) => a.common.log_format,

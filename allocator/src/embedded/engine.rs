@@ -91,14 +91,15 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, AllocError> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)?;
+        .open(&path)
+        .map_err(journal::at(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(AllocError::Locked {
             dir: dir.display().to_string(),
             lock: path.display().to_string(),
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(journal::at(&path)(e).into()),
     }
 }
 
@@ -258,13 +259,13 @@ impl EmbeddedEngine {
         signing: Option<&SigningOptions>,
     ) -> Result<Self, AllocError> {
         let sealer = signing.map(Sealer::new);
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(journal::at(dir))?;
         let lock = lock_dir(dir)?;
         let stats = Arc::new(Stats::default());
         let mut batches = HashMap::new();
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .and_then(|d| d.map(|e| e.map(|e| e.path())).collect())
+            .map_err(journal::at(dir))?;
         paths.retain(|p| p.extension().is_some_and(|x| x == journal::EXTENSION));
         paths.sort();
         for path in paths {

@@ -82,6 +82,12 @@ pub struct Contents<R = Record> {
     pub truncated: u64,
 }
 
+/// Names the file or directory an I/O error is about: the OS's message alone ("Read-only
+/// file system", "No space left on device") does not say which of an operator's paths.
+pub fn at(path: &Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// Reads every good frame of `path` and truncates the file after the last one.
 pub fn read(path: &Path) -> io::Result<Contents> {
     read_records(path)
@@ -89,9 +95,13 @@ pub fn read(path: &Path) -> io::Result<Contents> {
 
 /// [`read`] for a journal of any record type (the signing journal's).
 pub fn read_records<R: DeserializeOwned>(path: &Path) -> io::Result<Contents<R>> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(at(path))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    file.read_to_end(&mut bytes).map_err(at(path))?;
     let mut records = Vec::new();
     let mut at = 0usize;
     while let Some((record, next)) = next_frame(&bytes, at) {
@@ -106,8 +116,8 @@ pub fn read_records<R: DeserializeOwned>(path: &Path) -> io::Result<Contents<R>>
             truncated_bytes = truncated,
             "journal has a torn or corrupt tail; truncating it"
         );
-        file.set_len(at as u64)?;
-        file.sync_all()?;
+        file.set_len(at as u64).map_err(self::at(path))?;
+        file.sync_all().map_err(self::at(path))?;
     }
     Ok(Contents { records, truncated })
 }
@@ -161,7 +171,12 @@ pub fn create_named<R: Serialize>(
     let mut file = OpenOptions::new()
         .append(true)
         .create_new(true)
-        .open(&path)?;
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            // The engine answers `conflict` for this one: keep it recognisable.
+            io::ErrorKind::AlreadyExists => e,
+            _ => at(&path)(e),
+        })?;
     let written = frame(first).and_then(|f| {
         file.write_all(&f)?;
         file.sync_data()
@@ -169,16 +184,18 @@ pub fn create_named<R: Serialize>(
     if let Err(e) = written {
         // Nothing was acknowledged: leave no half-made batch behind.
         let _ = std::fs::remove_file(&path);
-        return Err(e);
+        return Err(at(&path)(e));
     }
     // The new name must survive a crash too.
-    File::open(dir)?.sync_all()?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(at(dir))?;
     Ok((path, file))
 }
 
 /// Opens an existing journal for appending.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().append(true).open(path)
+    OpenOptions::new().append(true).open(path).map_err(at(path))
 }
 
 /// Makes the frames just written to a journal file durable; called on the writer
@@ -257,7 +274,7 @@ impl<E: Send + 'static> Journal<E> {
         let writer_stats = stats.clone();
         std::thread::Builder::new()
             .name(format!("journal {name}"))
-            .spawn(move || writer(file, rx, writer_stats, sink, sync))?;
+            .spawn(move || writer(&name, file, rx, writer_stats, sink, sync))?;
         Ok(Journal { tx, stats })
     }
 
@@ -284,6 +301,7 @@ impl<E: Send + 'static> Journal<E> {
 
 /// The writer loop: group commit until the engine drops its [`Journal`].
 fn writer<E: Send + 'static>(
+    name: &str,
     mut file: File,
     rx: mpsc::Receiver<Pending<E>>,
     stats: Arc<Stats>,
@@ -315,7 +333,7 @@ fn writer<E: Send + 'static>(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; the batch refuses changes until restart");
+                tracing::error!(file = name, error = %e, "journal write failed; the batch refuses changes until restart");
                 // Best effort: the reader would cut a partial frame anyway.
                 let _ = file.set_len(good_len);
                 sink.broken();

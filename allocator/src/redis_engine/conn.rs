@@ -55,11 +55,17 @@ impl Target {
     pub async fn shared(&self, response: Duration, connect: Duration) -> redis::RedisResult<Conn> {
         Ok(match self {
             Target::Single(client) => {
+                // No reconnect retries inside the manager: every request that comes
+                // while a reconnect is under way waits for that attempt, and six
+                // backed-off retries (at least a second each in redis 0.32) held each
+                // request of an outage 10–17 s before it failed. One attempt fails
+                // at once (or after `connect`); the next request starts a fresh one, so
+                // a request during an outage gets its retryable error in milliseconds
+                // and the first after Redis is back reconnects.
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_response_timeout(response)
                     .set_connection_timeout(connect)
-                    .set_number_of_retries(6)
-                    .set_max_delay(2_000);
+                    .set_number_of_retries(0);
                 Conn::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
             }
             Target::Cluster(nodes) => Conn::Cluster(
@@ -114,10 +120,27 @@ impl Conn {
     }
 }
 
+/// Whether a command failed because its connection was already closed, before it was
+/// sent (`BrokenPipe`): the server dropped the connection while it sat idle (`CLIENT
+/// KILL`, Redis `timeout`, a proxy's idle cut, a failover). The manager reconnects on
+/// this error, and the command never reached Redis, so it is safe to send again.
+fn never_sent(e: &redis::RedisError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            // Once more on the new connection: otherwise the first request on each
+            // shared connection after an idle drop fails a family's request for nothing.
+            Conn::Single(c) => Box::pin(async move {
+                match c.req_packed_command(cmd).await {
+                    Err(e) if never_sent(&e) => c.req_packed_command(cmd).await,
+                    r => r,
+                }
+            }),
             Conn::Dedicated(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
@@ -130,7 +153,12 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Single(c) => Box::pin(async move {
+                match c.req_packed_commands(cmd, offset, count).await {
+                    Err(e) if never_sent(&e) => c.req_packed_commands(cmd, offset, count).await,
+                    r => r,
+                }
+            }),
             Conn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }

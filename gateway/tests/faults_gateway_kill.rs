@@ -1,0 +1,224 @@
+//! Fault: `kill -9` of one of two `xuanfang serve --redis` gateways during a busy session.
+//! Its phones reconnect to the other gateway and carry on (same req_ids); its hall
+//! screens resume there from the (epoch, seq) they last saw with no gap in the board's
+//! chain; every acknowledged answer is in the final log; the deadline, kept by the
+//! survivor, is processed exactly once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use xuanfang_hub::protocol::{BoardChange, ServerMsg};
+use xuanfang_hub::{EventKind, UnitId};
+use xuanfang_tests::history::History;
+
+const BATCH: &str = "gateway-kill";
+const FAMILIES: usize = 20;
+
+/// A hall screen's view of the board: the chain position and the taken units.
+#[derive(Debug, Default)]
+struct Screen {
+    epoch: u64,
+    seq: u64,
+    taken: HashMap<UnitId, String>,
+    /// Chain breaks seen (a delta whose `prev` is not the last seq, another epoch).
+    breaks: Vec<String>,
+    resumed: bool,
+    snapshots_on_resume: usize,
+}
+
+impl Screen {
+    fn take(&mut self, m: ServerMsg) {
+        match m {
+            ServerMsg::Welcome { epoch, seq, .. } if !self.resumed => {
+                self.epoch = epoch;
+                self.seq = seq;
+            }
+            ServerMsg::Snapshot {
+                epoch,
+                seq,
+                part,
+                taken,
+                ..
+            } => {
+                // A snapshot is whole, so it is never a gap; on resume it comes when
+                // the other gateway's chain position is behind the client's (each
+                // gateway ends its deltas where its reads end, and a delta's seq
+                // includes trailing private events). It must be of the same epoch.
+                if self.resumed && epoch != self.epoch {
+                    self.breaks.push(format!(
+                        "snapshot of epoch {epoch} after resuming from {}/{}",
+                        self.epoch, self.seq
+                    ));
+                }
+                if self.resumed && part == 0 {
+                    self.snapshots_on_resume += 1;
+                }
+                if part == 0 {
+                    self.taken.clear();
+                }
+                self.taken
+                    .extend(taken.into_iter().map(|t| (t.unit, t.family_name)));
+                self.epoch = epoch;
+                self.seq = seq;
+            }
+            ServerMsg::Delta {
+                epoch,
+                prev,
+                seq,
+                changes,
+            } => {
+                if epoch != self.epoch || prev != self.seq {
+                    self.breaks.push(format!(
+                        "delta {epoch}/{prev}->{seq} after {}/{}",
+                        self.epoch, self.seq
+                    ));
+                }
+                for c in changes {
+                    if let BoardChange::Taken(t) = c {
+                        self.taken.insert(t.unit, t.family_name);
+                    }
+                }
+                self.seq = seq;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Watches the board on `first`; when that socket dies, resumes on `then` from the
+/// last (epoch, seq) and watches until the log's end `until` is reached.
+async fn watch(first: u16, then: u16, until: tokio::sync::watch::Receiver<u64>) -> Screen {
+    let mut s = Screen::default();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{first}/ws"))
+        .await
+        .unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => s.take(serde_json::from_str(&t).unwrap()),
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    s.resumed = true;
+    let url = format!("ws://127.0.0.1:{then}/ws?epoch={}&seq={}", s.epoch, s.seq);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let target = *until.borrow();
+        if target > 0 && s.seq >= target {
+            return s;
+        }
+        assert!(Instant::now() < end, "the screen never caught up: {s:?}");
+        match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => s.take(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(_))) | Err(_) => {}
+            Ok(other) => panic!("the resumed socket ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_one_gateway_moves_its_clients_to_the_other_with_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir(&redis_dir).unwrap();
+    let redis = Redis::start(&redis_dir);
+    let engine: Vec<OsString> = vec!["--redis".into(), redis.url().into()];
+    let mut g1 = Serve::start(&engine, dir.path()).await;
+    let g2 = Serve::start(&engine, dir.path()).await;
+    let start = server_time(&g1.base).await + 1_500;
+    upload(&g1.base, BATCH, 2 * FAMILIES, FAMILIES, start, 10).await;
+    let end = Instant::now() + T;
+    while !get(format!("{}/api/batches", g2.base), None)
+        .await
+        .1
+        .to_string()
+        .contains(BATCH)
+    {
+        assert!(
+            Instant::now() < end,
+            "the second gateway never served the batch"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (log_end_tx, log_end) = tokio::sync::watch::channel(0u64);
+    let screens: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(watch(g1.port, g2.port, log_end.clone())))
+        .collect();
+    until_server_time(&g1.base, start).await;
+
+    let history = Arc::new(History::new());
+    let mut tasks = Vec::new();
+    for i in 1..=FAMILIES {
+        let history = history.clone();
+        // Odd families start on the gateway that dies and move to the other.
+        let ports = if i % 2 == 0 {
+            [g2.port, g1.port]
+        } else {
+            [g1.port, g2.port]
+        };
+        tasks.push(tokio::spawn(async move {
+            let (f, units) = plan(i, FAMILIES);
+            let units: Vec<&str> = units.iter().map(String::as_str).collect();
+            let mut p = Player::new(&f, &ports);
+            let units = p.enter(&units, &history).await;
+            if i % 4 != 0 {
+                p.confirm_first(&units, &history).await;
+            }
+            p.trouble
+        }));
+    }
+    let end = Instant::now() + T;
+    while history.acks().len() < FAMILIES {
+        assert!(Instant::now() < end, "the burst never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    g1.kill9();
+    let mut moved = 0;
+    for t in tasks {
+        moved += usize::from(!t.await.unwrap().is_empty());
+    }
+    assert!(
+        moved > 0,
+        "some phone was on the killed gateway mid-request"
+    );
+
+    let log = until_closed(&g2.base, BATCH).await;
+    let summary = history.check(&log).unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!(summary.taken, FAMILIES, "{summary:?}");
+    assert_eq!(summary.automatic, FAMILIES / 4, "{summary:?}");
+    assert_eq!(summary.sessions_closed, 1);
+
+    // The screens followed the whole chain across the kill and show what the log says.
+    let last_public = log
+        .iter()
+        .filter(|e| e.event.is_public())
+        .map(|e| e.seq)
+        .max()
+        .unwrap();
+    log_end_tx.send(last_public).unwrap();
+    let taken: HashMap<UnitId, ()> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            EventKind::Selected { unit, .. } => Some((unit.clone(), ())),
+            _ => None,
+        })
+        .collect();
+    for s in screens {
+        let s = s.await.unwrap();
+        assert!(s.breaks.is_empty(), "{:?}", s.breaks);
+        let mut shown: Vec<_> = s.taken.keys().cloned().collect();
+        let mut want: Vec<_> = taken.keys().cloned().collect();
+        shown.sort();
+        want.sort();
+        assert_eq!(shown, want);
+    }
+}

@@ -1,0 +1,87 @@
+//! Fault: `kill -9` of `xuanfang serve --data-dir` in the middle of a burst of confirms.
+//! The restarted process replays its journal to exactly what was acknowledged: every
+//! answer a family got is in the final log, no unit twice, no family twice, and the
+//! session's deadline (after the restart) is kept exactly once.
+
+mod common;
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use xuanfang_hub::EventKind;
+use xuanfang_tests::history::History;
+
+const BATCH: &str = "kill9-burst";
+const FAMILIES: usize = 24;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_serve_mid_burst_loses_no_acknowledged_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine: Vec<OsString> = vec!["--data-dir".into(), data.clone().into()];
+    let mut serve = Serve::start(&engine, dir.path()).await;
+    let start = server_time(&serve.base).await + 1_500;
+    upload(&serve.base, BATCH, 2 * FAMILIES, FAMILIES, start, 10).await;
+    until_server_time(&serve.base, start).await;
+
+    let history = Arc::new(History::new());
+    let mut tasks = Vec::new();
+    for i in 1..=FAMILIES {
+        let (history, port) = (history.clone(), serve.port);
+        tasks.push(tokio::spawn(async move {
+            let (f, units) = plan(i, FAMILIES);
+            let units: Vec<&str> = units.iter().map(String::as_str).collect();
+            let mut p = Player::new(&f, &[port]);
+            let units = p.enter(&units, &history).await;
+            if i % 4 != 0 {
+                p.confirm_first(&units, &history).await;
+            }
+            p.trouble
+        }));
+    }
+    // Mid-burst: some answers given, not all.
+    let end = Instant::now() + T;
+    while history.acks().len() < FAMILIES {
+        assert!(Instant::now() < end, "the burst never got going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed_at = server_time(&serve.base).await;
+    serve.kill9();
+    let at_kill = history.acks().len();
+    serve.restart().await;
+
+    let mut saw_trouble = 0;
+    for t in tasks {
+        saw_trouble += usize::from(!t.await.unwrap().is_empty());
+    }
+    let log = until_closed(&serve.base, BATCH).await;
+    let summary = history.check(&log).unwrap_or_else(|v| panic!("{v}"));
+    assert!(
+        at_kill < summary.acks,
+        "the kill came mid-burst ({at_kill} of {} answers before it)",
+        summary.acks
+    );
+    assert!(saw_trouble > 0, "some phone saw the kill");
+    // Every family has its unit (the second intentions are all distinct), the idle ones
+    // by the deadline, which was kept once.
+    assert_eq!(summary.taken, FAMILIES, "{summary:?}");
+    assert_eq!(summary.automatic, FAMILIES / 4, "{summary:?}");
+    assert_eq!(summary.sessions_closed, 1);
+    let closes: Vec<_> = log
+        .iter()
+        .filter(|e| matches!(e.event, EventKind::SessionClosed { .. }))
+        .collect();
+    assert_eq!(closes.len(), 1);
+    assert!(
+        closes[0].at.0 >= killed_at,
+        "the restarted process kept the deadline: {:?}",
+        closes[0]
+    );
+
+    // A second restart replays the same log.
+    serve.kill9();
+    serve.restart().await;
+    assert_eq!(events(&serve.base, BATCH).await, log);
+}
