@@ -632,8 +632,50 @@ async fn the_right_family_is_accepted(day: &Day, at: At) {
     }
 }
 
+/// Sockets open all day that never send: what they are pushed must be their own. A
+/// family's private state (its lists, declarations, result) goes to its own sockets only.
+async fn spies(day: &Day) -> Vec<(Option<&'static str>, Client)> {
+    let (a, b) = (&day.batch.id, &day.other.id);
+    let mut spies = Vec::new();
+    for (token, batch, family) in [
+        (None, a, None),
+        (Some(operator_token()), a, None),
+        (Some(family_token(OTHER)), a, Some(OTHER)),
+        (Some(family_token(STRANGER)), b, Some(STRANGER)),
+    ] {
+        let c = day.socket(token.as_deref(), batch, family).await;
+        spies.push((family, c));
+    }
+    spies
+}
+
+async fn spies_saw_only_their_own(spies: Vec<(Option<&'static str>, Client)>) {
+    for (own, mut c) in spies {
+        // Everything pushed before the pong has been read.
+        answer(&mut c, &ClientMsg::Ping { t0: 99.5 }, "").await;
+        let views: Vec<&str> = (c.seen.iter())
+            .filter_map(|m| match m {
+                ServerMsg::Family { family } => Some(family.family.as_str()),
+                ServerMsg::Ok { .. } | ServerMsg::Error { .. } => panic!("{own:?}: {m:?}"),
+                _ => None,
+            })
+            .collect();
+        match own {
+            None => assert!(views.is_empty(), "a watcher was pushed {views:?}"),
+            Some(f) => {
+                assert!(views.iter().all(|v| *v == f), "{f} was pushed {views:?}");
+                // Its own changes reach it: the channel was live, so silence means something.
+                if f == OTHER {
+                    assert!(!views.is_empty(), "{f} was pushed nothing");
+                }
+            }
+        }
+    }
+}
+
 async fn matrix(enc: Encoding) {
     let day = Day::start(enc).await;
+    let spies = spies(&day).await;
     for at in STAGES {
         day.go_to(at).await;
         watchers_are_refused(&day, at).await;
@@ -654,6 +696,7 @@ async fn matrix(enc: Encoding) {
         view(WAIVES).outcome,
         Some(xuanfang_hub::Outcome::Waived { .. })
     ));
+    spies_saw_only_their_own(spies).await;
     day.app.shutdown.cancel();
 }
 
