@@ -403,16 +403,30 @@ impl Day {
     }
 
     /// An upgrade that must be refused: its HTTP status and error code.
-    async fn refused_upgrade(&self, token: &str, batch: Option<&BatchId>) -> (u16, String) {
-        let mut url = format!("ws://{}/ws?token={token}", self.addr);
-        if let Some(b) = batch {
-            url.push_str(&format!("&batch={b}"));
+    /// `header`: the token as `Authorization: Bearer` instead of `?token=`.
+    async fn refused_upgrade(
+        &self,
+        token: &str,
+        batch: Option<&BatchId>,
+        header: bool,
+    ) -> (u16, String) {
+        let mut query = Vec::new();
+        if !header {
+            query.push(format!("token={token}"));
         }
+        if let Some(b) = batch {
+            query.push(format!("batch={b}"));
+        }
+        let url = format!("ws://{}/ws?{}", self.addr, query.join("&"));
         let mut req = url.into_client_request().unwrap();
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             self.enc.subprotocol().parse().unwrap(),
         );
+        if header {
+            let bearer = format!("Bearer {token}").parse().unwrap();
+            req.headers_mut().insert("Authorization", bearer);
+        }
         match tokio_tungstenite::connect_async(req).await {
             Err(tungstenite::Error::Http(r)) => {
                 let body: serde_json::Value =
@@ -500,6 +514,20 @@ async fn bad_tokens_are_refused_at_the_upgrade(day: &Day, at: At) {
         ),
         ("alg none", alg_none_token(RIGHT), None, 401, "unauthorized"),
         (
+            "not a JWT",
+            "not.a.jwt".to_owned(),
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            "a family of no batch",
+            family_token("F999"),
+            None,
+            403,
+            "unknown_family",
+        ),
+        (
             "a family of another batch",
             family_token(STRANGER),
             Some(&day.batch.id),
@@ -507,12 +535,15 @@ async fn bad_tokens_are_refused_at_the_upgrade(day: &Day, at: At) {
             "unknown_family",
         ),
     ];
-    for (who, token, batch, status, code) in cases {
-        let got = day.refused_upgrade(&token, batch).await;
+    for ((who, token, batch, status, code), header) in cases
+        .into_iter()
+        .flat_map(|c| [(c.clone(), false), (c, true)])
+    {
+        let got = day.refused_upgrade(&token, batch, header).await;
         assert_eq!(
             got,
             (status, code.to_owned()),
-            "{at:?} {:?}: {who}",
+            "{at:?} {:?}: {who} (in the header: {header})",
             day.enc
         );
     }
