@@ -163,6 +163,12 @@ impl Auth {
     /// The caller a token names, once its signature, expiry and (when configured) issuer
     /// and audience check out. With a key set, an unknown `kid` may fetch the set again.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_until(token).await.map(|(who, _)| who)
+    }
+
+    /// Like [`Auth::verify`], with the token's `exp`: a WebSocket outlives the check at
+    /// its upgrade, so it asks [`Auth::expired`] again before each action.
+    pub async fn verify_until(&self, token: &str) -> Result<(Identity, u64), AuthError> {
         let invalid = |e: jsonwebtoken::errors::Error| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             _ => AuthError::Invalid(e.to_string()),
@@ -181,10 +187,21 @@ impl Auth {
         // key's public bytes as the secret) fails here.
         let data = decode::<Claims>(token, &key, &self.validation(alg)).map_err(invalid)?;
         let c = data.claims;
-        Ok(match c.role {
+        let who = match c.role {
             Role::Family => Identity::Family(FamilyId(c.sub)),
             Role::Operator => Identity::Operator(c.sub),
-        })
+        };
+        Ok((who, c.exp))
+    }
+
+    /// Whether a token with this `exp` has expired by now: the rule [`Auth::verify`]
+    /// applies (jsonwebtoken's: `exp + leeway` before now, in whole seconds).
+    pub fn expired(&self, exp: u64) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        exp.saturating_add(self.rules.leeway_secs) < now
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -284,6 +301,21 @@ mod tests {
         };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap();
         assert!(matches!(auth.verify(&t).await, Err(AuthError::Expired)));
+    }
+
+    #[tokio::test]
+    async fn a_token_expires_by_the_rule_verify_applies() {
+        let auth = Auth::hs256(SECRET).unwrap();
+        let t = auth.mint("F1", Role::Family, 3600).unwrap();
+        let (who, exp) = auth.verify_until(&t).await.unwrap();
+        assert_eq!(who, Identity::Family(FamilyId::from("F1")));
+        assert!(!auth.expired(exp));
+        assert!(auth.expired(1_000));
+        let lenient = auth.with_rules(TokenRules {
+            leeway_secs: u64::MAX,
+            ..TokenRules::default()
+        });
+        assert!(!lenient.expired(1_000), "the leeway counts");
     }
 
     #[test]

@@ -70,12 +70,13 @@ pub async fn upgrade(
     }
     let token = q.token.as_deref().or_else(|| auth::bearer(&headers));
     let verified = match token {
-        Some(t) => Some(app.auth.verify(t).await),
+        Some(t) => Some(app.auth.verify_until(t).await),
         None => None,
     };
-    let family = match verified {
-        None | Some(Ok(Identity::Operator(_))) => None,
-        Some(Ok(Identity::Family(f))) => Some(f),
+    let who = match verified {
+        None => Who::Anonymous,
+        Some(Ok((Identity::Operator(_), _))) => Who::Operator,
+        Some(Ok((Identity::Family(f), expires))) => Who::Family { id: f, expires },
         Some(Err(e)) => {
             app.metrics
                 .connections_refused
@@ -84,9 +85,9 @@ pub async fn upgrade(
         }
     };
     let batch = q.batch.filter(|b| !b.is_empty()).map(xuanfang_hub::BatchId);
-    let hub = match &family {
-        Some(f) => caller::family_hub(&app, f, batch.as_ref()).await,
-        None => caller::public_hub(&app, batch.as_ref()).await,
+    let hub = match &who {
+        Who::Family { id, .. } => caller::family_hub(&app, id, batch.as_ref()).await,
+        Who::Anonymous | Who::Operator => caller::public_hub(&app, batch.as_ref()).await,
     };
     let hub = match hub {
         Ok(h) => h,
@@ -125,10 +126,21 @@ pub async fn upgrade(
     let tracked = app.sockets.token();
     ws.on_upgrade(move |socket| async move {
         let _tracked = tracked;
-        Connection::new(app, hub, socket, enc, family, slot)
+        Connection::new(app, hub, socket, enc, who, slot)
             .run(resume)
             .await
     })
+}
+
+/// Who a connection acts for, as its token said at the upgrade.
+enum Who {
+    /// No token: a watcher (hall screen).
+    Anonymous,
+    /// An operator's token: watches like a hall screen; family actions are `forbidden`.
+    Operator,
+    /// A family's token, valid until `expires` (`exp`, seconds since the epoch): the
+    /// socket may outlive it, and then its actions get `token_expired`.
+    Family { id: FamilyId, expires: u64 },
 }
 
 struct Connection {
@@ -136,7 +148,7 @@ struct Connection {
     hub: Arc<BatchHub>,
     socket: WebSocket,
     enc: Encoding,
-    family: Option<FamilyId>,
+    who: Who,
     /// Last board seq this client has been sent.
     seq: u64,
     /// The view this connection's last `ok` carried and shared with the family's other
@@ -156,7 +168,7 @@ impl Connection {
         hub: Arc<BatchHub>,
         socket: WebSocket,
         enc: Encoding,
-        family: Option<FamilyId>,
+        who: Who,
         slot: ConnSlot,
     ) -> Self {
         Self {
@@ -164,7 +176,7 @@ impl Connection {
             hub,
             socket,
             enc,
-            family,
+            who,
             seq: 0,
             shared: None,
             _slot: slot,
@@ -202,9 +214,17 @@ impl Connection {
         self.app.metrics.connections_closed.fetch_add(1, Relaxed);
     }
 
+    /// The family this connection acts for; `None` for watchers.
+    fn family(&self) -> Option<&FamilyId> {
+        match &self.who {
+            Who::Family { id, .. } => Some(id),
+            Who::Anonymous | Who::Operator => None,
+        }
+    }
+
     async fn serve(&mut self, resume: Option<(u64, u64)>) -> Flow {
         let (mut deltas, snapshot, seq) = self.hub.attach();
-        let mut family_rx = self.family.as_ref().map(|f| self.hub.watch_family(f));
+        let mut family_rx = self.family().map(|f| self.hub.watch_family(f));
         // Boxed: the greeting runs once, and keeping its state out of the long-lived
         // connection future keeps idle connections small.
         if let Flow::Close(c, r) = Box::pin(self.greet(resume, snapshot, seq)).await {
@@ -302,7 +322,7 @@ impl Connection {
             batch: self.hub.batch.clone(),
             epoch: self.hub.epoch,
             seq,
-            family: self.family.clone(),
+            family: self.family().cloned(),
         };
         if let Flow::Close(c, r) = self.send_msg(&welcome).await {
             return Flow::Close(c, r);
@@ -314,7 +334,7 @@ impl Connection {
         if let Flow::Close(c, r) = start {
             return Flow::Close(c, r);
         }
-        if let Some(f) = self.family.clone() {
+        if let Some(f) = self.family().cloned() {
             match self.app.alloc.family(&self.hub.batch, &f).await {
                 Ok(view) => {
                     if let Flow::Close(c, r) =
@@ -407,9 +427,25 @@ impl Connection {
             self.app.metrics.error(ErrorCode::BadFrame);
             return err(ErrorCode::BadFrame);
         }
-        let Some(family) = &self.family else {
-            self.app.metrics.error(ErrorCode::Unauthorized);
-            return err(ErrorCode::Unauthorized);
+        let family = match &self.who {
+            Who::Family { id, expires } => {
+                // The token was checked at the upgrade, and the socket may outlive it:
+                // watching goes on (the board is public), acting needs a new login.
+                if self.app.auth.expired(*expires) {
+                    self.app.metrics.error(ErrorCode::TokenExpired);
+                    return err(ErrorCode::TokenExpired);
+                }
+                id
+            }
+            Who::Anonymous => {
+                self.app.metrics.error(ErrorCode::Unauthorized);
+                return err(ErrorCode::Unauthorized);
+            }
+            // A valid token of the wrong role is `forbidden`, as over HTTP.
+            Who::Operator => {
+                self.app.metrics.error(ErrorCode::Forbidden);
+                return err(ErrorCode::Forbidden);
+            }
         };
         if !self.app.limits.family_request(family) {
             self.app.metrics.error(ErrorCode::RateLimited);
