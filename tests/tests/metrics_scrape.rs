@@ -169,6 +169,34 @@ async fn every_metric_the_dashboard_queries_is_in_a_real_scrape() {
     }
 }
 
+/// The strict check is a check: each of these breaks one rule and is refused.
+#[test]
+fn the_strict_check_refuses_broken_text() {
+    let good = "# HELP a_total_x A.\n# TYPE a counter\na_total 1\n\
+                # TYPE h histogram\nh_bucket{k=\"v\",le=\"0.1\"} 1\n\
+                h_bucket{k=\"v\",le=\"+Inf\"} 2\nh_sum{k=\"v\"} 0.3\nh_count{k=\"v\"} 2\n# EOF\n";
+    let parsed = parse(good).expect("the good text parses");
+    assert_eq!(parsed.value("h_count", &[("k", "v")]), Some(2.0));
+    for (why, bad) in [
+        ("no EOF", good.replace("# EOF\n", "")),
+        ("counter without _total", good.replace("a_total 1", "a 1")),
+        ("sample before TYPE", format!("x 1\n{good}")),
+        ("not cumulative", good.replace("} 1\n", "} 3\n")),
+        (
+            "+Inf differs from count",
+            good.replace("h_count{k=\"v\"} 2", "h_count{k=\"v\"} 5"),
+        ),
+        ("unquoted label", good.replace("k=\"v\",le", "k=v,le")),
+        ("bad value", good.replace("a_total 1", "a_total one")),
+        (
+            "family declared twice",
+            good.replace("# TYPE h histogram", "# TYPE a counter"),
+        ),
+    ] {
+        assert!(parse(&bad).is_err(), "{why} was accepted:\n{bad}");
+    }
+}
+
 /// The `xuanfang_…` identifiers of a PromQL expression.
 fn metric_names(q: &str) -> Vec<String> {
     let mut out = Vec::new();
