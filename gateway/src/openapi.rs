@@ -127,6 +127,18 @@ fn operation(route: &Route) -> Operation {
                 .schema(Some(string_schema())),
         );
     }
+    if route.path == "/ws" {
+        for (name, why) in WS_QUERY {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(why))
+                    .schema(Some(string_schema())),
+            );
+        }
+    }
     if let Some((media, schema)) = request_body(route) {
         op = op.request_body(Some(
             RequestBodyBuilder::new()
@@ -291,6 +303,16 @@ fn path_params(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The socket's own query parameters besides `batch` (docs/protocol.md, "Connecting").
+const WS_QUERY: [(&str, &str); 3] = [
+    (
+        "token",
+        "A family token (or `Authorization: Bearer`); without one the socket watches",
+    ),
+    ("epoch", "Resume: the epoch of the last seen board"),
+    ("seq", "Resume: the seq of the last seen board"),
+];
+
 /// Routes about one batch take `?batch=` (docs/protocol.md, "Batches"); the lists of
 /// batches, the sheet templates and the import itself are about none.
 fn takes_batch(route: &Route) -> bool {
@@ -330,6 +352,9 @@ fn request_body(route: &Route) -> Option<(&'static str, Option<RefOr<Schema>>)> 
             "application/json",
             Some(schema_ref::<crate::signing_api::review::RejectBody>()),
         )),
+        "/sandbox/face/{session}/result" => {
+            Some(("application/x-www-form-urlencoded", Some(any_object())))
+        }
         // Signed as sent: the signature covers these exact bytes.
         "/api/providers/payment/notify" => Some(("application/json", Some(any_object()))),
         _ => None,
@@ -421,6 +446,8 @@ mod tests {
             "/api/ops/supplementary",
             "/api/ops/signing/{family}/reject",
             "/api/providers/payment/notify",
+            "/sandbox/face/{session}/result",
+            "/ws",
             "/api/batches",
             "/api/me/batches",
             "/api/time",
