@@ -319,8 +319,8 @@ async fn selection_day() -> Day {
         .await
         .expect("the deadline closed the session");
 
-    // The deadline keeper records its work after the engine answered, which may be a
-    // moment after the close reached the board.
+    // The deadline keeper records its work after the engine answered, and a socket its
+    // delivery after the write returned: either may be a moment after the client saw it.
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/metrics");
     let waited = tokio::time::Instant::now();
@@ -338,7 +338,9 @@ async fn selection_day() -> Day {
             Ok(s) => s,
             Err(e) => panic!("not strict OpenMetrics: {e}\n{text}"),
         };
-        if scrape.value("xuanfang_deadline_seconds_count", &[]) >= Some(1.0) {
+        if scrape.value("xuanfang_deadline_seconds_count", &[]) >= Some(1.0)
+            && scrape.value("xuanfang_delta_delivery_seconds_count", &[]) >= Some(2.0)
+        {
             app.shutdown.cancel();
             return Day {
                 text,
