@@ -7,7 +7,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
 use xuanfang_allocator::BoardState;
 use xuanfang_hub::protocol::FamilyView;
 use xuanfang_hub::{BatchId, Outcome};
@@ -49,8 +48,9 @@ pub async fn board(Target(hub): Target) -> Json<BoardState> {
 }
 
 /// One served batch as `/api/batches` lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
+    #[schema(value_type = String)]
     pub batch: BatchId,
     pub name: String,
     /// `selecting` while any session is open, then `finished`.
@@ -87,12 +87,15 @@ pub async fn batches(State(app): State<Arc<App>>) -> Json<Vec<BatchSummary>> {
 }
 
 /// One batch of the calling family, for its home page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MyBatch {
+    #[schema(value_type = String)]
     pub batch: BatchId,
     pub name: String,
     pub state: &'static str,
     pub live: bool,
+    /// The family's result in that batch, once decided (`docs/protocol.md`).
+    #[schema(value_type = Option<Object>)]
     pub outcome: Option<Outcome>,
 }
 
@@ -121,9 +124,19 @@ pub async fn my_batches(
     Ok(Json(out))
 }
 
+/// The answer of `/api/time`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServerTime {
+    /// Milliseconds since the epoch, on the engine's clock.
+    #[schema(value_type = i64)]
+    pub server_time: xuanfang_hub::Millis,
+}
+
 /// `GET /api/time`: server time, for clients without a WebSocket.
-pub async fn time(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    Json(json!({ "server_time": app.now() }))
+pub async fn time(State(app): State<Arc<App>>) -> Json<ServerTime> {
+    Json(ServerTime {
+        server_time: app.now(),
+    })
 }
 
 /// `GET /api/me?batch=`: the calling family's view in one of its batches.
@@ -146,12 +159,14 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiErro
     Ok("ready")
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(app): State<Arc<App>>) -> String {
+/// `GET /metrics`: the OpenMetrics text format (`crate::metrics`).
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let hubs = app.hubs();
     let watchers = hubs.iter().map(|h| h.watchers()).sum();
     let online = hubs.iter().map(|h| h.families_online()).sum();
     let seq = app.live().map(|h| h.seq()).unwrap_or_default();
-    app.metrics
-        .render(watchers, online, seq, app.limits.tcp_open())
+    let text = app
+        .metrics
+        .render(watchers, online, seq, app.limits.tcp_open());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -104,13 +104,17 @@ impl App {
         demo: Option<crate::demo::DemoInfo>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        // Every engine call is timed by operation (`xuanfang_engine_seconds`).
+        let alloc: Arc<dyn Allocator> =
+            Arc::new(crate::metrics::TimedEngine::new(alloc, metrics.clone()));
         Arc::new_cyclic(|this| Self {
             clock,
             this: this.clone(),
             alloc,
             auth,
             limits,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             ws,
             shutdown: CancellationToken::new(),
             sockets: tokio_util::task::TaskTracker::new(),

@@ -61,9 +61,7 @@ pub async fn upgrade(
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or("?"));
     if !app.limits.origin_allowed(origin) {
-        app.metrics
-            .connections_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.metrics.connections_refused.inc();
         return ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden)
             .detail("origin not allowed")
             .into_response();
@@ -78,9 +76,7 @@ pub async fn upgrade(
         Some(Ok((Identity::Operator(_), _))) => Who::Operator,
         Some(Ok((Identity::Family(f), expires))) => Who::Family { id: f, expires },
         Some(Err(e)) => {
-            app.metrics
-                .connections_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.metrics.connections_refused.inc();
             return ApiError::new(StatusCode::UNAUTHORIZED, e.code()).into_response();
         }
     };
@@ -97,9 +93,7 @@ pub async fn upgrade(
         Ok(s) => s,
         Err(r) => {
             app.limits.hint_untrusted_proxy(client.peer, &headers);
-            app.metrics
-                .connections_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.metrics.connections_refused.inc();
             let status = match r {
                 ConnRefusal::TooFast | ConnRefusal::TooMany => StatusCode::TOO_MANY_REQUESTS,
             };
@@ -184,8 +178,7 @@ impl Connection {
     }
 
     async fn run(mut self, resume: Option<(u64, u64)>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.app.metrics.connections_opened.fetch_add(1, Relaxed);
+        self.app.metrics.connections_opened.inc();
         self.hub.watcher_joined();
         let end = self.serve(resume).await;
         if let Flow::Close(code, reason) = end {
@@ -211,7 +204,7 @@ impl Connection {
             }
         }
         self.hub.watcher_left();
-        self.app.metrics.connections_closed.fetch_add(1, Relaxed);
+        self.app.metrics.connections_closed.inc();
     }
 
     /// The family this connection acts for; `None` for watchers.
@@ -278,11 +271,13 @@ impl Connection {
                             let (s, n) = self.hub.snapshot();
                             self.send_snapshot(&s, n).await
                         } else {
-                            self.send_frames(&d.frames, d.seq).await
+                            let flow = self.send_frames(&d.frames, d.seq).await;
+                            self.app.metrics.delta_delivered(d.published.elapsed());
+                            flow
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
-                        self.app.metrics.lagging_resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.app.metrics.lagging_resyncs.inc();
                         let (s, n) = self.hub.snapshot();
                         self.send_snapshot(&s, n).await
                     }
@@ -350,10 +345,7 @@ impl Connection {
     }
 
     async fn on_frame(&mut self, msg: Message) -> Flow {
-        self.app
-            .metrics
-            .messages_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.app.metrics.messages_in.inc();
         let bytes = match &msg {
             Message::Text(t) => t.as_bytes(),
             Message::Binary(b) => b.as_ref(),
@@ -415,9 +407,10 @@ impl Connection {
             return Flow::Continue;
         };
         let req_id = req_id.clone();
+        let kind = crate::metrics::action_name(&action);
         let started = std::time::Instant::now();
         let reply = self.answer(&req_id, action).await;
-        self.app.metrics.action_took(started.elapsed());
+        self.app.metrics.action_took(kind, started.elapsed());
         self.send_msg(&reply).await
     }
 
@@ -458,10 +451,7 @@ impl Connection {
             .await
         {
             Ok(Ok(view)) => {
-                self.app
-                    .metrics
-                    .actions_ok
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.app.metrics.actions_ok.inc();
                 self.shared = self.hub.share_view(&view);
                 ServerMsg::Ok {
                     req_id: req_id.to_owned(),
@@ -508,7 +498,6 @@ impl Connection {
     }
 
     async fn send(&mut self, m: Message) -> Flow {
-        use std::sync::atomic::Ordering::Relaxed;
         let len = match &m {
             Message::Text(t) => t.len(),
             Message::Binary(b) => b.len(),
@@ -516,13 +505,13 @@ impl Connection {
         };
         match tokio::time::timeout(self.app.ws.send_timeout, self.socket.send(m)).await {
             Ok(Ok(())) => {
-                self.app.metrics.messages_out.fetch_add(1, Relaxed);
-                self.app.metrics.bytes_out.fetch_add(len as u64, Relaxed);
+                self.app.metrics.messages_out.inc();
+                self.app.metrics.bytes_out.inc_by(len as u64);
                 Flow::Continue
             }
             Ok(Err(_)) => Flow::Close(1000, "send failed"),
             Err(_) => {
-                self.app.metrics.slow_disconnects.fetch_add(1, Relaxed);
+                self.app.metrics.slow_disconnects.inc();
                 Flow::Close(close_code::SLOW_CONSUMER, "too slow")
             }
         }

@@ -16,9 +16,14 @@ pub struct ApiError {
     pub detail: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every refusal (`docs/protocol.md`, "Error codes").
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// The protocol error code, e.g. `unit_taken`.
+    #[schema(value_type = String)]
     code: ErrorCode,
+    /// The code's message in Chinese and English: `{"zh": …, "en": …}`.
+    #[schema(value_type = Object)]
     message: Text,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
@@ -40,7 +45,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             code: self.code,
             message: self.code.into(),
             detail: self.detail.as_deref(),

@@ -10,7 +10,9 @@
 //! - [`api`], [`ops`], [`import_api`], [`templates`]: HTTP API for families and
 //!   operators (the upload templates in `templates`).
 //! - [`web`]: the embedded web client; [`demo`]: demo batch, login links, bots.
-//! - [`metrics`]: Prometheus counters; [`frames`]: encode once, send to many.
+//! - [`metrics`]: Prometheus metrics (`prometheus-client`), engine calls timed;
+//!   [`openapi`]: the OpenAPI document built from the route list;
+//!   [`frames`]: encode once, send to many.
 
 pub mod api;
 pub mod app;
@@ -29,6 +31,7 @@ pub mod import_api;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod providers;
 pub mod server;

@@ -16,7 +16,6 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -69,7 +68,7 @@ pub async fn serve(app: Arc<App>, router: Router, listener: TcpListener) -> io::
                 tasks.spawn(connection(app.clone(), router.clone(), stream, peer, place));
             }
             None => {
-                app.metrics.tcp_refused.fetch_add(1, Relaxed);
+                app.metrics.tcp_refused.inc();
                 if let Ok(turn) = refusing.clone().try_acquire_owned() {
                     tasks.spawn(refuse(stream, app.limits.header_read_timeout(), turn));
                 }

@@ -125,12 +125,15 @@ pub async fn applications(
     Ok(Json(applications_of(&records)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PublishRequest {
+    /// The session's start, milliseconds since the epoch.
+    #[schema(value_type = i64)]
     pub start: Millis,
     #[serde(default = "default_window")]
     pub window_ms: i64,
     /// Defaults to every family that applied and has no supplementary session yet.
+    #[schema(value_type = Option<Vec<String>>)]
     pub families: Option<Vec<FamilyId>>,
 }
 

@@ -14,7 +14,7 @@ use xuanfang_hub::ErrorCode;
 
 use crate::app::App;
 use crate::http_error::ApiError;
-use crate::{api, connection, import_api, ops, signing_api as sg, templates, web};
+use crate::{api, connection, import_api, openapi, ops, signing_api as sg, templates, web};
 
 /// Uploads (unit and family sheets) may be a few MB.
 const MAX_UPLOAD: usize = 16 * 1024 * 1024;
@@ -77,6 +77,9 @@ pub fn routes() -> Vec<Route> {
         r("GET", "/api/board", Public, Api, || get(api::board)),
         r("GET", "/api/time", Public, Api, || get(api::time)),
         r("GET", "/api/batches", Public, Api, || get(api::batches)),
+        r("GET", "/api/openapi.json", Public, Api, || {
+            get(openapi::serve)
+        }),
         r("GET", "/api/me", Family, Api, || get(api::me)),
         r("GET", "/api/me/batches", Family, Api, || {
             get(api::my_batches)

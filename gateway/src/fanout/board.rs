@@ -25,6 +25,8 @@ pub struct DeltaFrames {
     pub prev: u64,
     pub seq: u64,
     pub frames: Frames,
+    /// When the delta was handed to the broadcast, for the delivery latency metric.
+    pub published: std::time::Instant,
 }
 
 pub(super) struct Board {
@@ -89,6 +91,7 @@ impl BatchHub {
     /// Applies a run of public changes that ends at `seq` to the board and broadcasts
     /// them as one delta from the previous chain position.
     pub(super) fn publish_changes(&self, seq: u64, changes: Vec<BoardChange>) {
+        let started = std::time::Instant::now();
         if changes.iter().any(|c| !matches!(c, BoardChange::Taken(_))) {
             self.catalog_changed();
         }
@@ -115,13 +118,18 @@ impl BatchHub {
         };
         match Frames::encode(&msg) {
             Ok(frames) => {
-                let d = Arc::new(DeltaFrames { prev, seq, frames });
+                let d = Arc::new(DeltaFrames {
+                    prev,
+                    seq,
+                    frames,
+                    published: std::time::Instant::now(),
+                });
                 b.retained.push_back(d.clone());
                 if b.retained.len() > RETAINED_DELTAS {
                     b.retained.pop_front();
                 }
                 let receivers = self.tx.send(d).unwrap_or(0);
-                self.metrics.deltas_published(receivers);
+                self.metrics.deltas_published(receivers, started.elapsed());
             }
             Err(e) => tracing::error!("delta encode failed: {e}"),
         }

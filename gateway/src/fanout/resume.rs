@@ -77,6 +77,7 @@ impl BatchHub {
                 prev: seq,
                 seq: hub_seq,
                 frames,
+                published: std::time::Instant::now(),
             })]),
             Err(_) => {
                 let (s, n) = self.snapshot();

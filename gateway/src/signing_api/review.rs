@@ -109,8 +109,10 @@ pub async fn approve(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RejectBody {
+    /// The step returned to the family: `details`, `face`, `contract` or `deposit`.
+    #[schema(value_type = String)]
     pub step: Step,
     pub reason: String,
 }
