@@ -120,10 +120,14 @@ function showPage(i) {
   if (pages.length > 1) pageTimer = setTimeout(() => showPage((page + 1) % pages.length), dwell());
 }
 
-/** Each page's time: the cycle fits in a fifth of the session's window. */
+/**
+ * Each page's time: the cycle fits in a fifth of the session's window — the running or
+ * next session's, else (the day's sessions over, or the board's list not in yet) the last
+ * session's in the catalog.
+ */
 function dwell() {
-  const cur = currentSession(client.serverNow());
-  return cur ? pageDwell(pages.length, cur.s.deadline - cur.s.start) : PAGE_MS;
+  const s = currentSession(client.serverNow())?.s ?? catalog?.sessions?.at(-1);
+  return s ? pageDwell(pages.length, s.deadline - s.start) : PAGE_MS;
 }
 
 function renderRemaining() {
