@@ -11,6 +11,9 @@
 //!   operators (the upload templates in `templates`).
 //! - [`web`]: the embedded web client; [`demo`]: demo batch, login links, bots.
 //! - [`metrics`]: Prometheus counters; [`frames`]: encode once, send to many.
+//! - [`reconcile`]: the payment reconciliation sweep; [`refunds`]: refunds of payments
+//!   the hub did not take, with their journal; [`vendors`]: the providers `[payment]`
+//!   and `[face]` name.
 
 pub mod api;
 pub mod app;
@@ -31,7 +34,10 @@ pub mod listen;
 pub mod metrics;
 pub mod ops;
 pub mod providers;
+pub mod reconcile;
+pub mod refunds;
 pub mod server;
 pub mod signing_api;
 pub mod templates;
+pub mod vendors;
 pub mod web;

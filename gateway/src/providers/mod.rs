@@ -3,7 +3,9 @@
 //! real vendor's adapter implements the same trait.
 
 pub mod face;
+pub mod keys;
 pub mod payment;
+pub mod wechat_pay;
 
 /// A provider call that failed (network, refusal, bad answer).
 #[derive(Debug, thiserror::Error)]

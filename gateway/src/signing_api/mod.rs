@@ -115,6 +115,8 @@ pub struct Signing {
     pub terms: SigningConfig,
     /// Renders in progress are bounded by this ([`documents::Renderer`]).
     pub renderer: documents::Renderer,
+    /// Refunds of payments the hub did not take, with their journal.
+    pub refunds: Arc<crate::refunds::Refunds>,
     /// QR payloads of live orders, so a page view does not call the provider again.
     qr_payloads: Mutex<HashMap<String, (String, Millis)>>,
 }
@@ -140,6 +142,7 @@ impl Signing {
             sandbox_payment: Some(pay),
             terms: SigningConfig::default(),
             renderer: documents::Renderer::new(SigningConfig::default().render_concurrency),
+            refunds: Arc::new(crate::refunds::Refunds::in_memory()),
             qr_payloads: Mutex::new(HashMap::new()),
         }
     }
@@ -160,8 +163,30 @@ impl Signing {
             sandbox_payment: None,
             terms: SigningConfig::default(),
             renderer: documents::Renderer::new(SigningConfig::default().render_concurrency),
+            refunds: Arc::new(crate::refunds::Refunds::in_memory()),
             qr_payloads: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Signing with real vendors' adapters (or any mix): no sandbox pages are served.
+    pub fn with_providers(
+        store: Arc<dyn SigningStore>,
+        blobs: Arc<dyn BlobStore>,
+        face: Option<Arc<dyn FaceVerifier>>,
+        payment: Option<Arc<dyn PaymentProvider>>,
+        deposit: DepositRule,
+    ) -> Self {
+        Self {
+            face,
+            payment,
+            ..Self::without_providers(store, blobs, deposit)
+        }
+    }
+
+    /// The same with a refund journal (a file, so a restart does not refund again).
+    pub fn with_refunds(mut self, refunds: Arc<crate::refunds::Refunds>) -> Self {
+        self.refunds = refunds;
+        self
     }
 
     /// The same with the bureau's terms of the config file.
