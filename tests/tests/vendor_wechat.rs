@@ -711,3 +711,50 @@ async fn a_payment_after_expiry_is_refunded_exactly_once_across_a_restart() {
         "the deposit is still to pay"
     );
 }
+
+#[tokio::test]
+async fn the_page_has_the_term_and_the_provider_expiry_and_a_stopped_code_can_be_replaced() {
+    let s = setup().await;
+    // Not signed: the term as if signed today (1 December in Shenzhen).
+    let v = s.view("F1").await;
+    assert_eq!(
+        v["term"],
+        json!({"start": "2027-01-01", "end": "2029-12-31", "projected": true})
+    );
+    s.up_to_deposit("F1").await;
+    // Signed: from the contract's day, a month later the same.
+    s.clock.set(DAY.plus_ms(40 * 24 * 3_600_000));
+    let v = s.view("F1").await;
+    assert_eq!(
+        v["term"],
+        json!({"start": "2027-01-01", "end": "2029-12-31", "projected": false})
+    );
+    assert!(v.get("provider_expires_at").is_none(), "no order yet");
+
+    let first = s.order("F1", "dep1").await;
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    let v = s.view("F1").await;
+    assert_eq!(v["provider_expires_at"], expires_at - 60_000);
+    // While WeChat can still take it: the same order again (one code per deposit).
+    s.clock.set(Millis(expires_at - 60_001));
+    let again = s.order("F1", "dep2").await;
+    assert_eq!(again["out_trade_no"], first["out_trade_no"]);
+    // WeChat has stopped it: a new code replaces it.
+    s.clock.set(Millis(expires_at - 60_000));
+    let second = s.order("F1", "dep3").await;
+    assert_ne!(second["out_trade_no"], first["out_trade_no"]);
+    assert_eq!(s.vendor.lock().unwrap().orders.len(), 2);
+    // A payment WeChat took just before stopping, notified now: taken.
+    let no = first["out_trade_no"].as_str().unwrap();
+    let n = s.notification(
+        "n5",
+        no,
+        "4200000001202612010000000005",
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    let (st, a) = s.notify(n).await;
+    assert_eq!((st, a["accepted"].as_bool()), (200, Some(true)));
+    assert_eq!(status_of(&s.view("F1").await), "in_review");
+}
