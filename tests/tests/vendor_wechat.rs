@@ -758,3 +758,62 @@ async fn the_page_has_the_term_and_the_provider_expiry_and_a_stopped_code_can_be
     assert_eq!((st, a["accepted"].as_bool()), (200, Some(true)));
     assert_eq!(status_of(&s.view("F1").await), "in_review");
 }
+
+#[tokio::test]
+async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_sweep() {
+    let s = setup().await;
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let txn = "4200000001202612010000000007";
+    let n = s.notification(
+        "n7",
+        &no,
+        txn,
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    assert_eq!(s.notify(n).await.1["accepted"], true);
+    // The bureau did not receive it: the reviewer rejects the deposit.
+    let r = (s.http.post(s.url("/api/ops/signing/F1/reject")))
+        .bearer_auth(operator_token())
+        .header("Idempotency-Key", "rj-1")
+        .json(&json!({"step": "deposit", "reason": "未到账，请重新缴纳"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sweep = Reconciler::default();
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.voided_refunds, rep.errors), (1, 0));
+    s.wait_refunds(1).await;
+    assert_eq!(
+        s.vendor.lock().unwrap().refund_requests[0]["transaction_id"],
+        txn
+    );
+    // Later sweeps, and a restarted gateway's, do not refund it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.app.signing().unwrap().refunds.entries()[0].status != RefundStatus::Accepted {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sweep.sweep(&s.app).await.voided_refunds, 0);
+    let restarted = App::with_clock(
+        s.engine.clone() as Arc<dyn Allocator>,
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        s.clock.clone(),
+    );
+    assert!(restarted.enable_signing(s.signing()));
+    assert_eq!(
+        Reconciler::default().sweep(&restarted).await.voided_refunds,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 1);
+    // The family pays a new order.
+    assert_eq!(status_of(&s.view("F1").await), "open");
+}

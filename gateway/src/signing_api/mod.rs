@@ -413,8 +413,8 @@ pub fn page_of(sg: &Signing, view: SigningView, viewer: Viewer) -> SigningPage {
     let qr_svg = (view.live_order.as_ref())
         .and_then(|o| sg.qr_of(&o.out_trade_no))
         .map(|payload| qr_svg(&payload));
-    let provider_expires_at = (view.live_order.as_ref())
-        .map(|o| o.expires_at.plus_ms(-PROVIDER_EXPIRY_MARGIN_MS));
+    let provider_expires_at =
+        (view.live_order.as_ref()).map(|o| o.expires_at.plus_ms(-PROVIDER_EXPIRY_MARGIN_MS));
     SigningPage {
         provider_expires_at,
         term: None,
