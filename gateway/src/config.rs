@@ -30,7 +30,7 @@ pub enum Vendor {
     Wechat,
     /// 支付宝 (not built yet: refused at start).
     Alipay,
-    /// 腾讯云人脸核身 (not built yet: refused at start).
+    /// 腾讯云人脸核身 (`[face]` only).
     Tencent,
 }
 
@@ -81,11 +81,23 @@ impl Default for PaymentConfig {
     }
 }
 
-/// `[face]`: the face check's vendor.
+/// `[face]`: the face check's vendor and its account. The secret key is read from a
+/// file (or the environment), never written here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaceConfig {
     pub vendor: Vendor,
+    /// The vendor's API root; empty: `https://faceid.tencentcloudapi.com`.
+    pub base_url: String,
+    /// Empty: `ap-guangzhou`.
+    pub region: String,
+    pub secret_id: String,
+    /// The SecretKey, from this file, else `XUANFANG_TENCENT_SECRET_KEY`.
+    pub secret_key_file: String,
+    /// The business rule (业务流程 RuleId) set up in the vendor's console.
+    pub rule_id: String,
+    /// Where the vendor's page sends the applicant back: `https://…/app`.
+    pub redirect_url: String,
 }
 
 /// The bureau's terms as the signing documents print them (`[signing]` in the config

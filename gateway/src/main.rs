@@ -334,6 +334,8 @@ struct Settings {
     signing: xuanfang_gateway::config::SigningConfig,
     /// `[payment]`: the deposit's vendor, its keys' files, the refund journal.
     payment: xuanfang_gateway::config::PaymentConfig,
+    /// `[face]`: the face check's vendor.
+    face: xuanfang_gateway::config::FaceConfig,
 }
 
 fn settings_of(c: &Common) -> Result<Settings, MainError> {
@@ -356,6 +358,7 @@ fn settings_of(c: &Common) -> Result<Settings, MainError> {
         ws: file.ws.to_ws(),
         signing: file.signing,
         payment: file.payment,
+        face: file.face,
     })
 }
 
@@ -545,6 +548,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     };
     let terms = settings.signing.clone();
     let payment_cfg = settings.payment.clone();
+    let face_cfg = settings.face.clone();
     let app = app_of(engine.clone(), auth, settings, None);
     let blob_dir = a
         .blob_dir
@@ -566,11 +570,15 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
                 tracing::warn!("signing uses the SANDBOX (沙箱) face and payment providers: not for production");
                 Signing::sandbox(store, blobs, rand::random(), deposit).with_terms(terms)
             } else {
-                tracing::warn!(
-                    "signing on without sandbox providers: face verification answers 503"
-                );
                 Signing::without_providers(store, blobs, deposit).with_terms(terms)
             };
+            let face_vendor = xuanfang_gateway::vendors::face_of(&face_cfg)
+                .map_err(|e| MainError::Msg(e.to_string()))?;
+            if let Some(face) = face_vendor {
+                tracing::info!(vendor = ?face_cfg.vendor, "face checks through the vendor");
+                signing.face = Some(face);
+                signing.sandbox_face = None;
+            }
             if let Some(pay) = vendor {
                 tracing::info!(vendor = ?payment_cfg.vendor, "deposit payments through the vendor");
                 signing.payment = Some(pay);
@@ -586,6 +594,12 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
                     MainError::Msg(format!("refund journal {}: {e}", path.display()))
                 })?;
                 signing = signing.with_refunds(Arc::new(refunds));
+            }
+            if signing.face.is_none() {
+                tracing::warn!("signing without a face provider: face verification answers 503");
+            }
+            if signing.payment.is_none() {
+                tracing::warn!("signing without a payment provider: the deposit answers 503");
             }
             let sweeps = signing.payment.is_some() && payment_cfg.reconcile_secs > 0;
             app.enable_signing(signing);
