@@ -28,7 +28,7 @@ pub enum Vendor {
     Sandbox,
     /// 微信支付 APIv3 Native.
     Wechat,
-    /// 支付宝 (not built yet: refused at start).
+    /// 支付宝 当面付 (precreate).
     Alipay,
     /// 腾讯云人脸核身 (`[face]` only).
     Tencent,
@@ -42,15 +42,18 @@ pub struct PaymentConfig {
     pub vendor: Vendor,
     /// The vendor's API root; empty: its production one.
     pub base_url: String,
+    /// WeChat Pay's appid, or Alipay's app_id.
     pub appid: String,
+    /// WeChat Pay only.
     pub mchid: String,
     /// The serial number of the merchant's API certificate.
     pub serial_no: String,
     /// Our notification URL as the vendor reaches it: `https://…/api/providers/payment/notify`.
     pub notify_url: String,
-    /// The merchant's API private key (PKCS#8 PEM).
+    /// The merchant's API private key (PKCS#8 PEM); for Alipay, the app's private key.
     pub private_key_file: String,
-    /// The vendor's public key (PEM `BEGIN PUBLIC KEY`), and its id / serial.
+    /// The vendor's public key (PEM `BEGIN PUBLIC KEY`): WeChat Pay's platform key or
+    /// Alipay's public key; for WeChat Pay its id / serial.
     pub platform_public_key_file: String,
     pub platform_serial: String,
     /// The APIv3 key (32 characters), from this file, else `XUANFANG_WECHAT_APIV3_KEY`.

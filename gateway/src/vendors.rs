@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::{FaceConfig, PaymentConfig, Vendor};
+use crate::providers::alipay::{Alipay, AlipayConfig};
 use crate::providers::face::FaceVerifier;
 use crate::providers::payment::PaymentProvider;
 use crate::providers::tencent_face::{TencentFace, TencentFaceConfig};
@@ -23,8 +24,6 @@ pub enum VendorError {
     Read(&'static str, String, std::io::Error),
     #[error("{0}")]
     Bad(String),
-    #[error("{0} is not built yet: use sandbox or wechat")]
-    NotBuilt(&'static str),
 }
 
 fn need<'a>(v: &'a str, name: &'static str) -> Result<&'a str, VendorError> {
@@ -81,7 +80,25 @@ pub fn payment_of(cfg: &PaymentConfig) -> Result<Option<Arc<dyn PaymentProvider>
     match cfg.vendor {
         Vendor::Default | Vendor::Sandbox => Ok(None),
         Vendor::Wechat => Ok(Some(Arc::new(wechat_of(cfg)?))),
-        Vendor::Alipay => Err(VendorError::NotBuilt("[payment] vendor alipay")),
+        Vendor::Alipay => {
+            let base = if cfg.base_url.trim().is_empty() {
+                "https://openapi.alipay.com".to_owned()
+            } else {
+                cfg.base_url.trim().trim_end_matches('/').to_owned()
+            };
+            let a = Alipay::new(AlipayConfig {
+                base_url: base,
+                app_id: need(&cfg.appid, "[payment] appid")?.to_owned(),
+                notify_url: need(&cfg.notify_url, "[payment] notify_url")?.to_owned(),
+                private_key_pem: read(&cfg.private_key_file, "[payment] private_key_file")?,
+                alipay_public_key_pem: read(
+                    &cfg.platform_public_key_file,
+                    "[payment] platform_public_key_file",
+                )?,
+            })
+            .map_err(|e| VendorError::Bad(e.to_string()))?;
+            Ok(Some(Arc::new(a)))
+        }
         Vendor::Tencent => Err(VendorError::Bad(
             "[payment] vendor tencent is a face vendor".into(),
         )),

@@ -111,6 +111,11 @@ pub trait PaymentProvider: Send + Sync + 'static {
         body: &[u8],
         now: Millis,
     ) -> Result<PaymentNotification, NotifyError>;
+    /// The bare text the provider expects as the answer to a notification (Alipay:
+    /// `success` / `fail`); `None` for the JSON answer (`{"code":"SUCCESS"}`, WeChat Pay).
+    fn plain_reply(&self, _received: bool) -> Option<&'static str> {
+        None
+    }
     /// What the provider knows of an order (the reconciliation sweep asks).
     async fn query_order(
         &self,

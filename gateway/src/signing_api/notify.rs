@@ -58,6 +58,11 @@ pub async fn payment_notify(
     let Some(pay) = sg.payment.as_ref() else {
         return fail(StatusCode::UNAUTHORIZED, "no payment provider");
     };
+    // A provider that wants a bare word back (Alipay) gets it, with the same statuses.
+    let fail = |status: StatusCode, message: &str| match pay.plain_reply(false) {
+        Some(word) => (status, word).into_response(),
+        None => fail(status, message),
+    };
     let n = match pay.verify_notification(&headers, &body, app.now()) {
         Ok(n) => n,
         Err(e) => {
@@ -70,7 +75,10 @@ pub async fn payment_notify(
         }
     };
     match receive_payment(sg, n, app.now()).await {
-        Ok(a) => a.into_response(),
+        Ok(a) => match pay.plain_reply(true) {
+            Some(word) => word.into_response(),
+            None => a.into_response(),
+        },
         Err(e) => {
             tracing::warn!(code = ?e.code, detail = ?e.detail, "payment notification not recorded");
             fail(
