@@ -204,6 +204,8 @@ mod tests {
         let end = start + doc[start..].find("```").unwrap();
         let parsed: FileConfig = toml::from_str(&doc[start..end]).unwrap();
         assert_eq!(parsed.signing, SigningConfig::default());
+        assert_eq!(parsed.payment, PaymentConfig::default());
+        assert_eq!(parsed.face, FaceConfig::default());
     }
 
     #[test]
