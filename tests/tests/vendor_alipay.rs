@@ -389,16 +389,15 @@ async fn the_sweep_finds_an_unnotified_payment_and_a_late_one_is_refunded() {
         assert!(tokio::time::Instant::now() < deadline, "no refund asked");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let v = s.vendor.lock().unwrap();
-    assert_eq!(v.refunds.len(), 1);
-    assert_eq!(v.refunds[0]["trade_no"], "2026120122001400000000000002");
+    let refunds = s.vendor.lock().unwrap().refunds.clone();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["trade_no"], "2026120122001400000000000002");
     assert_eq!(
-        v.refunds[0]["refund_amount"],
+        refunds[0]["refund_amount"],
         o["amount_fen"]
             .as_u64()
             .map(|f| format!("{}.{:02}", f / 100, f % 100))
             .unwrap()
     );
-    drop(v);
     assert_eq!(s.status().await, "open");
 }
