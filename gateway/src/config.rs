@@ -11,6 +11,96 @@ pub struct FileConfig {
     pub ws: WsFileConfig,
     /// What the lease and the move-in notice print besides the record (`[signing]`).
     pub signing: SigningConfig,
+    /// The deposit's payment provider (`[payment]`).
+    pub payment: PaymentConfig,
+    /// The face check's provider (`[face]`).
+    pub face: FaceConfig,
+}
+
+/// Which vendor a provider is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vendor {
+    /// Not set here: `--sandbox-providers` decides (sandbox, or none).
+    #[default]
+    Default,
+    /// 沙箱: the labelled sandbox (demo, rehearsals), never production.
+    Sandbox,
+    /// 微信支付 APIv3 Native.
+    Wechat,
+    /// 支付宝 当面付 (precreate).
+    Alipay,
+    /// 腾讯云人脸核身 (`[face]` only).
+    Tencent,
+}
+
+/// `[payment]`: the vendor and its merchant settings. Keys are read from files (or the
+/// environment), never written in this file, and never logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaymentConfig {
+    pub vendor: Vendor,
+    /// The vendor's API root; empty: its production one.
+    pub base_url: String,
+    /// WeChat Pay's appid, or Alipay's app_id.
+    pub appid: String,
+    /// WeChat Pay only.
+    pub mchid: String,
+    /// The serial number of the merchant's API certificate.
+    pub serial_no: String,
+    /// Our notification URL as the vendor reaches it: `https://…/api/providers/payment/notify`.
+    pub notify_url: String,
+    /// The merchant's API private key (PKCS#8 PEM); for Alipay, the app's private key.
+    pub private_key_file: String,
+    /// The vendor's public key (PEM `BEGIN PUBLIC KEY`): WeChat Pay's platform key or
+    /// Alipay's public key; for WeChat Pay its id / serial.
+    pub platform_public_key_file: String,
+    pub platform_serial: String,
+    /// The APIv3 key (32 characters), from this file, else `XUANFANG_WECHAT_APIV3_KEY`.
+    pub api_v3_key_file: String,
+    /// The refund journal (one JSON line per change); empty: `<data-dir>/refunds.jsonl`,
+    /// or in memory without a data dir.
+    pub refund_journal: String,
+    /// Seconds between reconciliation sweeps. Default 60; 0: no sweep.
+    pub reconcile_secs: u64,
+}
+
+impl Default for PaymentConfig {
+    fn default() -> Self {
+        Self {
+            vendor: Vendor::Default,
+            base_url: String::new(),
+            appid: String::new(),
+            mchid: String::new(),
+            serial_no: String::new(),
+            notify_url: String::new(),
+            private_key_file: String::new(),
+            platform_public_key_file: String::new(),
+            platform_serial: String::new(),
+            api_v3_key_file: String::new(),
+            refund_journal: String::new(),
+            reconcile_secs: 60,
+        }
+    }
+}
+
+/// `[face]`: the face check's vendor and its account. The secret key is read from a
+/// file (or the environment), never written here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaceConfig {
+    pub vendor: Vendor,
+    /// The vendor's API root; empty: `https://faceid.tencentcloudapi.com`.
+    pub base_url: String,
+    /// Empty: `ap-guangzhou`.
+    pub region: String,
+    pub secret_id: String,
+    /// The SecretKey, from this file, else `XUANFANG_TENCENT_SECRET_KEY`.
+    pub secret_key_file: String,
+    /// The business rule (业务流程 RuleId) set up in the vendor's console.
+    pub rule_id: String,
+    /// Where the vendor's page sends the applicant back: `https://…/app`.
+    pub redirect_url: String,
 }
 
 /// The bureau's terms as the signing documents print them (`[signing]` in the config
@@ -114,6 +204,8 @@ mod tests {
         let end = start + doc[start..].find("```").unwrap();
         let parsed: FileConfig = toml::from_str(&doc[start..end]).unwrap();
         assert_eq!(parsed.signing, SigningConfig::default());
+        assert_eq!(parsed.payment, PaymentConfig::default());
+        assert_eq!(parsed.face, FaceConfig::default());
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! - [`metrics`]: Prometheus metrics (`prometheus-client`), engine calls timed;
 //!   [`openapi`]: the OpenAPI document built from the route list;
 //!   [`frames`]: encode once, send to many.
+//! - [`reconcile`]: the payment reconciliation sweep; [`refunds`]: refunds of payments
+//!   the hub did not take, with their journal; [`vendors`]: the providers `[payment]`
+//!   and `[face]` name.
 
 pub mod api;
 pub mod app;
@@ -34,7 +37,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod providers;
+pub mod reconcile;
+pub mod refunds;
 pub mod server;
 pub mod signing_api;
 pub mod templates;
+pub mod vendors;
 pub mod web;

@@ -12,7 +12,7 @@ use xuanfang_allocator::Allocator;
 use xuanfang_allocator::{SigningOptions, SigningStore};
 use xuanfang_gateway::app::App;
 use xuanfang_gateway::auth::{Auth, JwksSource, JwksTiming, KeySet, Role, TokenRules};
-use xuanfang_gateway::config::FileConfig;
+use xuanfang_gateway::config::{FileConfig, Vendor};
 use xuanfang_gateway::demo::{self, DemoShape};
 use xuanfang_gateway::limits::Limits;
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
@@ -332,6 +332,10 @@ struct Settings {
     ws: xuanfang_gateway::app::WsConfig,
     /// `[signing]`: what the lease and the notice print.
     signing: xuanfang_gateway::config::SigningConfig,
+    /// `[payment]`: the deposit's vendor, its keys' files, the refund journal.
+    payment: xuanfang_gateway::config::PaymentConfig,
+    /// `[face]`: the face check's vendor.
+    face: xuanfang_gateway::config::FaceConfig,
 }
 
 fn settings_of(c: &Common) -> Result<Settings, MainError> {
@@ -353,6 +357,8 @@ fn settings_of(c: &Common) -> Result<Settings, MainError> {
         limits: Limits::try_new(file.limits)?,
         ws: file.ws.to_ws(),
         signing: file.signing,
+        payment: file.payment,
+        face: file.face,
     })
 }
 
@@ -541,6 +547,8 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
         (None, None) => return Err(MainError::Msg("serve needs --redis or --data-dir".into())),
     };
     let terms = settings.signing.clone();
+    let payment_cfg = settings.payment.clone();
+    let face_cfg = settings.face.clone();
     let app = app_of(engine.clone(), auth, settings, None);
     let blob_dir = a
         .blob_dir
@@ -556,16 +564,51 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
         (Some(_), Some(dir)) => {
             let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(dir)?);
             let deposit = deposit_of(&a.common);
-            let signing = if a.sandbox_providers {
+            let vendor = xuanfang_gateway::vendors::payment_of(&payment_cfg)
+                .map_err(|e| MainError::Msg(e.to_string()))?;
+            let mut signing = if a.sandbox_providers || payment_cfg.vendor == Vendor::Sandbox {
                 tracing::warn!("signing uses the SANDBOX (沙箱) face and payment providers: not for production");
                 Signing::sandbox(store, blobs, rand::random(), deposit).with_terms(terms)
             } else {
-                tracing::warn!(
-                    "signing on without providers: face verification and the deposit answer 503"
-                );
                 Signing::without_providers(store, blobs, deposit).with_terms(terms)
             };
+            let face_vendor = xuanfang_gateway::vendors::face_of(&face_cfg)
+                .map_err(|e| MainError::Msg(e.to_string()))?;
+            if let Some(face) = face_vendor {
+                tracing::info!(vendor = ?face_cfg.vendor, "face checks through the vendor");
+                signing.face = Some(face);
+                signing.sandbox_face = None;
+            }
+            if let Some(pay) = vendor {
+                tracing::info!(vendor = ?payment_cfg.vendor, "deposit payments through the vendor");
+                signing.payment = Some(pay);
+                signing.sandbox_payment = None;
+            }
+            let journal = match (payment_cfg.refund_journal.trim(), &a.data_dir) {
+                ("", None) => None,
+                ("", Some(d)) => Some(d.join("refunds.jsonl")),
+                (p, _) => Some(std::path::PathBuf::from(p)),
+            };
+            if let Some(path) = journal {
+                let refunds = xuanfang_gateway::refunds::Refunds::open(&path).map_err(|e| {
+                    MainError::Msg(format!("refund journal {}: {e}", path.display()))
+                })?;
+                signing = signing.with_refunds(Arc::new(refunds));
+            }
+            if signing.face.is_none() {
+                tracing::warn!("signing without a face provider: face verification answers 503");
+            }
+            if signing.payment.is_none() {
+                tracing::warn!("signing without a payment provider: the deposit answers 503");
+            }
+            let sweeps = signing.payment.is_some() && payment_cfg.reconcile_secs > 0;
             app.enable_signing(signing);
+            if sweeps {
+                Arc::new(xuanfang_gateway::reconcile::Reconciler::default()).spawn(
+                    app.clone(),
+                    std::time::Duration::from_secs(payment_cfg.reconcile_secs),
+                );
+            }
         }
     }
     app.refresh_batches().await?;

@@ -52,6 +52,11 @@ pub const MAX_FACE_ATTEMPTS: u8 = 5;
 /// provider an earlier expiry, so every payment it accepts is notified before the order
 /// expires here.
 pub const DEPOSIT_ORDER_TTL_MS: i64 = 15 * 60 * 1000;
+/// The payment provider stops taking payment of an order this long before it expires
+/// here (the gateway gives the provider that expiry), so every payment it takes is
+/// notified while the order is live. From then on the family may order again: the QR
+/// code it holds no longer works.
+pub const PROVIDER_STOP_MS: i64 = 60 * 1000;
 /// The longest rejection reason an operator may write.
 pub const MAX_REASON_CHARS: usize = 500;
 /// The longest provider reference (face session, order number, transaction id).
@@ -504,6 +509,10 @@ pub struct SigningRecord {
     deposit: Deposit,
     /// Every order number this record was given, oldest first.
     orders: Vec<String>,
+    /// The order the current one replaced: replaced in its last minute (the provider had
+    /// stopped), a payment the provider took just before is still notified before it
+    /// expires here, and taken.
+    replaced: Option<DepositOrder>,
     /// Payments a reviewer rejected (the bureau refunds them).
     voided: Vec<DepositPayment>,
     returns: Vec<ReviewNote>,
@@ -560,6 +569,7 @@ impl SigningRecord {
             contract: Slot::Empty,
             deposit: Deposit::Unordered,
             orders: Vec::new(),
+            replaced: None,
             voided: Vec::new(),
             returns: Vec::new(),
             approval: None,
@@ -815,7 +825,11 @@ impl SigningRecord {
             A::OrderDeposit { out_trade_no } => {
                 self.check_step(Step::Deposit)?;
                 check_ref(out_trade_no)?;
-                if self.live_order(now).is_some() {
+                // Refused while the provider can still take payment of the live order
+                // (two QR codes for one deposit would let the family pay twice).
+                if (self.live_order(now))
+                    .is_some_and(|o| now < o.expires_at.plus_ms(-PROVIDER_STOP_MS))
+                {
                     return Err(ErrorCode::OrderPending.into());
                 }
                 if self.orders.contains(out_trade_no) {
@@ -899,7 +913,15 @@ impl SigningRecord {
                 }
                 let order = match &self.deposit {
                     Deposit::Ordered(o) if &o.out_trade_no == out_trade_no => o,
-                    // An order of ours that a newer one replaced: it had expired.
+                    // The order just replaced, paid before the provider stopped: taken
+                    // while it has not expired here (checked below).
+                    Deposit::Ordered(_)
+                        if (self.replaced.as_ref())
+                            .is_some_and(|r| &r.out_trade_no == out_trade_no) =>
+                    {
+                        self.replaced.as_ref().expect("checked")
+                    }
+                    // An older order of ours that a newer one replaced: it has expired.
                     _ if self.orders.contains(out_trade_no) && paid.is_none() => {
                         return Err(ErrorCode::OrderExpired.into())
                     }
@@ -1043,6 +1065,10 @@ impl SigningRecord {
                 expires_at,
             } => {
                 self.orders.push(out_trade_no.clone());
+                self.replaced = match &self.deposit {
+                    Deposit::Ordered(prev) => Some(prev.clone()),
+                    _ => None,
+                };
                 self.deposit = Deposit::Ordered(DepositOrder {
                     out_trade_no: out_trade_no.clone(),
                     amount_fen: *amount_fen,

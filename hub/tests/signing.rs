@@ -11,6 +11,7 @@ use xuanfang_hub::selection::NoUnitReason;
 use xuanfang_hub::signing::{
     luhn_valid, mask_card, mask_phone, Actor, CardNumber, Deposit, FaceState, Flag, Party, Phone,
     ReplayError, Slot, Status, Step, BANKS, DEPOSIT_ORDER_TTL_MS, MAX_FACE_ATTEMPTS,
+    PROVIDER_STOP_MS,
 };
 use xuanfang_hub::{
     Batch, BatchId, ErrorCode, Event, EventKind, Family, FamilyId, How, Layout, Millis, OperatorId,
@@ -961,16 +962,17 @@ fn the_contract_is_a_pdf_signed_with_an_image_and_its_hash_is_recorded() {
 // Step 4: deposit
 
 #[test]
-fn a_deposit_order_cannot_be_replaced_while_it_can_still_be_paid() {
+fn a_deposit_order_cannot_be_replaced_while_the_provider_can_still_take_it() {
     let mut w = World::opened();
     w.up_to_order("F1", "O1", T0);
     let ordered_at = T0 + 3 * MIN;
     let expiry = ordered_at + DEPOSIT_ORDER_TTL_MS;
+    let provider_stop = expiry - PROVIDER_STOP_MS;
     assert_eq!(
-        w.refused(&fam("F1"), "F1", order("O2"), expiry - 1),
+        w.refused(&fam("F1"), "F1", order("O2"), provider_stop - 1),
         ErrorCode::OrderPending
     );
-    w.ok("F1", order("O2"), expiry);
+    w.ok("F1", order("O2"), provider_stop);
     // Order numbers are never reused, by this family or another.
     assert_eq!(
         w.refused(&fam("F1"), "F1", order("O1"), expiry + DEPOSIT_ORDER_TTL_MS),
@@ -984,6 +986,36 @@ fn a_deposit_order_cannot_be_replaced_while_it_can_still_be_paid() {
         ErrorCode::Conflict
     );
     assert_eq!(w.rec("F1").orders(), ["O1".to_owned(), "O2".to_owned()]);
+}
+
+#[test]
+fn an_order_replaced_in_its_last_minute_is_still_taken_until_it_expires_here() {
+    let mut w = World::opened();
+    w.up_to_order("F1", "O1", T0);
+    let expiry = T0 + 3 * MIN + DEPOSIT_ORDER_TTL_MS;
+    // The provider stopped O1; the family orders again (its QR code no longer works).
+    w.ok("F1", order("O2"), expiry - PROVIDER_STOP_MS + 1);
+    // A payment the provider took just before stopping, notified in O1's last seconds.
+    w.ok_callback(&PAY, paid("O1", "T1", DEPOSIT), expiry - 1);
+    assert_eq!(w.status("F1"), Status::InReview);
+    // Paying the new order as well is a second payment: refused (refunded).
+    let code = w.refused_callback(&PAY, paid("O2", "T2", DEPOSIT), expiry);
+    assert_eq!(code, ErrorCode::PaymentMismatch);
+}
+
+#[test]
+fn a_replaced_order_paid_after_its_expiry_or_for_another_amount_is_refused() {
+    let mut w = World::opened();
+    w.up_to_order("F1", "O1", T0);
+    let expiry = T0 + 3 * MIN + DEPOSIT_ORDER_TTL_MS;
+    w.ok("F1", order("O2"), expiry - PROVIDER_STOP_MS);
+    let code = w.refused_callback(&PAY, paid("O1", "T1", DEPOSIT - 1), expiry - 1);
+    assert_eq!(code, ErrorCode::PaymentMismatch);
+    let code = w.refused_callback(&PAY, paid("O1", "T1", DEPOSIT), expiry);
+    assert_eq!(code, ErrorCode::OrderExpired);
+    // The new order is the one to pay.
+    w.ok_callback(&PAY, paid("O2", "T2", DEPOSIT), expiry + MIN);
+    assert_eq!(w.status("F1"), Status::InReview);
 }
 
 #[test]

@@ -298,6 +298,7 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   assert.ok(terms.includes(`${famA.unit.area.toFixed(1)}㎡`), 'the area');
   const rec = await signing(famA);
   assert.ok(terms.includes((rec.deposit_fen / 100).toLocaleString('en-US', { minimumFractionDigits: 2 })), 'the deposit');
+  assert.ok(rec.term?.projected && terms.includes(rec.term.start) && terms.includes(rec.term.end), 'the projected term');
   assert.ok(await isPdf(page, 'sgc-lease-pdf'), 'the full lease opens as a PDF');
 
   // An empty pad is refused in the page; nothing is sent.
@@ -337,12 +338,14 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   assert.match(await page.textContent('#sgp-other-device'), /其他手机设备扫码支付/);
   assert.match(await page.textContent('#sgp-other-device'), /不支持长按识别/);
   assert.ok(await page.$('#sgp-qr svg'), 'the QR code is drawn');
-  const live = (await signing(famA)).live_order;
+  const shown = await signing(famA);
+  const live = shown.live_order;
   assert.ok(live, 'an order is live');
+  assert.equal(shown.provider_expires_at, live.expires_at - 60000, 'the provider stops a minute earlier');
   await page.waitForFunction(() => Number(document.querySelector('#sgp-expiry')?.dataset.left) > 0);
   const left = Number(await page.getAttribute('#sgp-expiry', 'data-left'));
   const now = (await getJson(demo.base, '/api/time')).server_time;
-  assert.ok(Math.abs(now + left - live.expires_at) < 5000, 'the countdown ends at the server’s expiry');
+  assert.ok(Math.abs(now + left - shown.provider_expires_at) < 5000, 'the countdown ends when the provider stops');
   assert.ok(await page.isVisible('#sgp-sandbox'), 'the sandbox is labelled');
   await checkStep(page, 'deposit');
 

@@ -62,6 +62,7 @@ export const SIGNING_STRINGS = {
   'sg.term': S('租赁期限', 'Term'),
   'sg.term_value': S('{from} 至 {to}', '{from} to {to}'),
   'sg.term_in_lease': S('以合同文本为准', 'As in the lease'),
+  'sg.term_projected': S('按今日签约计算，自签约次月1日起', 'If signed today; it starts on the 1st of the month after signing'),
   'sg.yuan': S('¥{v}', '¥{v}'),
   'sg.rent_month': S('¥{v}/月', '¥{v}/mo'),
 

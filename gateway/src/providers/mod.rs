@@ -1,9 +1,14 @@
 //! The outside services signing needs, as traits: face verification ([`face`]) and
-//! payment ([`payment`]), each with a sandbox adapter (沙箱) for the demo and tests. A
-//! real vendor's adapter implements the same trait.
+//! payment ([`payment`]), each with a sandbox adapter (沙箱) for the demo and tests, and
+//! a real vendor's signed-HTTP adapter: [`wechat_pay`] (微信支付 APIv3 Native), [`alipay`]
+//! (支付宝 当面付 precreate) and [`tencent_face`] (腾讯云人脸核身). [`keys`] reads the vendors' RSA keys.
 
+pub mod alipay;
 pub mod face;
+pub mod keys;
 pub mod payment;
+pub mod tencent_face;
+pub mod wechat_pay;
 
 /// A provider call that failed (network, refusal, bad answer).
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,46 @@ pub enum NotifyError {
     Forged,
     #[error("body is not a notification: {0}")]
     Malformed(String),
+    /// Signed, but too old or from the future (a replay).
+    #[error("timestamp outside the accepted window")]
+    Stale,
+    /// Signed, but not for this merchant, or not a successful payment.
+    #[error("not a payment of ours: {0}")]
+    NotOurs(String),
+}
+
+/// What the provider says of an order ([`PaymentProvider::query_order`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderQuery {
+    /// Paid: the payment, as a notification would carry it.
+    Paid(PaymentNotification),
+    /// Can still be paid at the provider.
+    Open,
+    /// Closed, expired or failed at the provider: it will never be paid.
+    Closed,
+    /// The provider does not know the order.
+    Unknown,
+}
+
+/// Money to give back: a payment the hub did not take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// Our refund number, derived from the payment (the provider refunds a number once).
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub provider_txn_id: String,
+    pub amount_fen: u64,
+    pub reason: String,
+}
+
+/// Where a refund stands at the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Accepted; the money is on its way or back.
+    Accepted,
+    /// Refused or closed by the provider: an operator must look.
+    Failed,
 }
 
 #[async_trait]
@@ -64,11 +104,26 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Creates (or, for an `out_trade_no` it knows, returns again) an order.
     async fn create_order(&self, req: OrderRequest) -> Result<PayOrder, ProviderError>;
     /// Checks a notification's signature over the raw body, then reads it.
+    /// `now` bounds the age of a signed timestamp.
     fn verify_notification(
         &self,
         headers: &HeaderMap,
         body: &[u8],
+        now: Millis,
     ) -> Result<PaymentNotification, NotifyError>;
+    /// The bare text the provider expects as the answer to a notification (Alipay:
+    /// `success` / `fail`); `None` for the JSON answer (`{"code":"SUCCESS"}`, WeChat Pay).
+    fn plain_reply(&self, _received: bool) -> Option<&'static str> {
+        None
+    }
+    /// What the provider knows of an order (the reconciliation sweep asks).
+    async fn query_order(
+        &self,
+        batch: &BatchId,
+        out_trade_no: &str,
+    ) -> Result<OrderQuery, ProviderError>;
+    /// Starts a refund; asking again with the same `out_refund_no` is the same refund.
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError>;
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +142,8 @@ pub struct SandboxOrder {
 pub struct SandboxPayment {
     key: [u8; 32],
     orders: Mutex<HashMap<String, SandboxOrder>>,
+    /// Refunds asked, by refund number.
+    refunds: Mutex<HashMap<String, RefundRequest>>,
 }
 
 impl SandboxPayment {
@@ -94,7 +151,13 @@ impl SandboxPayment {
         Self {
             key,
             orders: Mutex::new(HashMap::new()),
+            refunds: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The refunds asked of the sandbox.
+    pub fn refunds(&self) -> Vec<RefundRequest> {
+        self.refunds.lock().values().cloned().collect()
     }
 
     /// The hex signature of `body` (the sandbox signs what it sends with it).
@@ -158,6 +221,7 @@ impl PaymentProvider for SandboxPayment {
         &self,
         headers: &HeaderMap,
         body: &[u8],
+        _now: Millis,
     ) -> Result<PaymentNotification, NotifyError> {
         let sig = headers
             .get(SANDBOX_SIGNATURE_HEADER)
@@ -168,5 +232,27 @@ impl PaymentProvider for SandboxPayment {
             return Err(NotifyError::Forged);
         }
         serde_json::from_slice(body).map_err(|e| NotifyError::Malformed(e.to_string()))
+    }
+
+    async fn query_order(
+        &self,
+        _batch: &BatchId,
+        out_trade_no: &str,
+    ) -> Result<OrderQuery, ProviderError> {
+        Ok(match self.orders.lock().get(out_trade_no) {
+            None => OrderQuery::Unknown,
+            Some(o) => match &o.paid {
+                Some(n) => OrderQuery::Paid(n.clone()),
+                None => OrderQuery::Open,
+            },
+        })
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+        self.refunds
+            .lock()
+            .entry(req.out_refund_no.clone())
+            .or_insert_with(|| req.clone());
+        Ok(RefundState::Accepted)
     }
 }

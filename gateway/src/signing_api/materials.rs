@@ -26,7 +26,7 @@ const EVENTS_PAGE: usize = 2000;
 /// When `family`'s current contract was signed: its last `ContractSigned` in the batch
 /// log. The notice prints the lease's term, which starts from that date. A scan of the
 /// batch's log: once per notice, an operator's action.
-async fn contract_signed_at(
+pub(crate) async fn contract_signed_at(
     sg: &Signing,
     batch: &BatchId,
     family: &FamilyId,

@@ -50,6 +50,7 @@ pub mod materials;
 pub mod notify;
 pub mod review;
 pub mod sandbox;
+pub mod term;
 
 pub use contract::{
     lease_pdf, my_contract_pdf, ops_contract_pdf, sign_contract, MAX_SIGNATURE_BODY,
@@ -74,8 +75,9 @@ pub const MAX_IMAGE_SIDE: u32 = 4096;
 /// The body limit of the details upload: two photos and the form.
 pub const MAX_DETAILS_BODY: usize = 2 * MAX_IMAGE_BYTES + 64 * 1024;
 /// The provider sees the order expire this long before the hub does, so every payment
-/// it accepts is notified while the order is still live here.
-pub const PROVIDER_EXPIRY_MARGIN_MS: i64 = 60_000;
+/// it accepts is notified while the order is still live here (hub's rule: a new order
+/// may replace one from then on).
+pub const PROVIDER_EXPIRY_MARGIN_MS: i64 = xuanfang_hub::signing::PROVIDER_STOP_MS;
 
 /// How the deposit of a newly opened record is set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +117,10 @@ pub struct Signing {
     pub terms: SigningConfig,
     /// Renders in progress are bounded by this ([`documents::Renderer`]).
     pub renderer: documents::Renderer,
+    /// Refunds of payments the hub did not take, with their journal.
+    pub refunds: Arc<crate::refunds::Refunds>,
+    /// When signed contracts were signed (the lease term on the page).
+    signed_at: term::SignedAt,
     /// QR payloads of live orders, so a page view does not call the provider again.
     qr_payloads: Mutex<HashMap<String, (String, Millis)>>,
 }
@@ -140,6 +146,8 @@ impl Signing {
             sandbox_payment: Some(pay),
             terms: SigningConfig::default(),
             renderer: documents::Renderer::new(SigningConfig::default().render_concurrency),
+            refunds: Arc::new(crate::refunds::Refunds::in_memory()),
+            signed_at: term::SignedAt::default(),
             qr_payloads: Mutex::new(HashMap::new()),
         }
     }
@@ -160,8 +168,31 @@ impl Signing {
             sandbox_payment: None,
             terms: SigningConfig::default(),
             renderer: documents::Renderer::new(SigningConfig::default().render_concurrency),
+            refunds: Arc::new(crate::refunds::Refunds::in_memory()),
+            signed_at: term::SignedAt::default(),
             qr_payloads: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Signing with real vendors' adapters (or any mix): no sandbox pages are served.
+    pub fn with_providers(
+        store: Arc<dyn SigningStore>,
+        blobs: Arc<dyn BlobStore>,
+        face: Option<Arc<dyn FaceVerifier>>,
+        payment: Option<Arc<dyn PaymentProvider>>,
+        deposit: DepositRule,
+    ) -> Self {
+        Self {
+            face,
+            payment,
+            ..Self::without_providers(store, blobs, deposit)
+        }
+    }
+
+    /// The same with a refund journal (a file, so a restart does not refund again).
+    pub fn with_refunds(mut self, refunds: Arc<crate::refunds::Refunds>) -> Self {
+        self.refunds = refunds;
+        self
     }
 
     /// The same with the bureau's terms of the config file.
@@ -309,6 +340,14 @@ pub struct SigningPage {
     /// device (long-press recognition does not work); absent without a live order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qr_svg: Option<String>,
+    /// When the provider stops taking payment of the live order (a minute before
+    /// `live_order.expires_at`): the phone counts down to it, and may order again after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_expires_at: Option<Millis>,
+    /// The lease term (`GET /api/me/signing` only): from the contract once signed,
+    /// projected from today before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<term::LeaseTerm>,
 }
 
 /// The flags of the documents for `tenant`.
@@ -374,7 +413,11 @@ pub fn page_of(sg: &Signing, view: SigningView, viewer: Viewer) -> SigningPage {
     let qr_svg = (view.live_order.as_ref())
         .and_then(|o| sg.qr_of(&o.out_trade_no))
         .map(|payload| qr_svg(&payload));
+    let provider_expires_at =
+        (view.live_order.as_ref()).map(|o| o.expires_at.plus_ms(-PROVIDER_EXPIRY_MARGIN_MS));
     SigningPage {
+        provider_expires_at,
+        term: None,
         doc_flags: doc_flags(&view.applicant),
         view,
         steps,
@@ -480,7 +523,11 @@ pub async fn my_signing(
     let sg = signing_of(&app)?;
     let view = ensure_open(&app, sg, &t.hub.batch, &t.family).await?;
     deposit::recall_qr(sg, &t.hub.batch, &view, app.now()).await;
-    Ok(Json(page_of(sg, view, Viewer::Family)))
+    let offset = t.hub.statics().utc_offset_minutes;
+    let lease_term = term::lease_term(sg, &t.hub.batch, &view, offset).await;
+    let mut page = page_of(sg, view, Viewer::Family);
+    page.term = lease_term;
+    Ok(Json(page))
 }
 
 /// Reads one multipart part, refusing more than `cap` bytes with 413.

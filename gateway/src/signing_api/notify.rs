@@ -1,28 +1,49 @@
 //! The payment provider's notification: verified by its signature over the raw body,
-//! then given to the engine as the payment provider's callback.
+//! then given to the engine as the payment provider's callback. A payment the engine
+//! refuses is refunded ([`crate::refunds`]).
+//!
+//! The answers are the ones WeChat Pay expects (and the others accept): 200 with
+//! `{"code":"SUCCESS"}` once the notification is received (taken or refused: a refused
+//! payment is being refunded, so the provider must not send it again), a 4xx/5xx with
+//! `{"code":"FAIL","message":…}` when it is not believed or cannot be recorded (the
+//! provider retries). Repeats are de-duplicated by the notification's id (the engine's
+//! request id `pay:<id>`: its inbox).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use xuanfang_hub::signing::Actor;
-use xuanfang_hub::{ErrorCode, SigningAction};
+use xuanfang_hub::{ErrorCode, Millis, SigningAction};
 
-use super::{alloc_err, err, Signing};
+use super::{alloc_err, Signing};
 use crate::app::App;
 use crate::http_error::ApiError;
+use crate::providers::payment::{NotifyError, PaymentNotification};
 
 /// What the notification route answers a verified notification.
 #[derive(Debug, Serialize)]
 pub struct NotifyAnswer {
+    /// `SUCCESS`: received (the provider stops sending it).
+    pub code: &'static str,
     /// Taken: the deposit is paid (or was already).
     pub accepted: bool,
-    /// Not taken: the money must go back (the refund is not automated yet).
+    /// Not taken: the money goes back (a refund is started).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<ErrorCode>,
+}
+
+/// A notification not received: the provider retries it.
+fn fail(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"code": "FAIL", "message": message})),
+    )
+        .into_response()
 }
 
 /// Verifies, then gives the payment to the engine as the payment provider's callback.
@@ -30,20 +51,50 @@ pub async fn payment_notify(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<NotifyAnswer>, ApiError> {
-    let unsigned = || err(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized);
-    let sg = app.signing().ok_or_else(unsigned)?;
-    let pay = sg.payment.as_ref().ok_or_else(unsigned)?;
-    let n = pay.verify_notification(&headers, &body).map_err(|e| {
-        tracing::warn!("payment notification refused: {e}");
-        unsigned().detail(e.to_string())
-    })?;
-    receive_payment(sg, n).await
+) -> Response {
+    let Some(sg) = app.signing() else {
+        return fail(StatusCode::UNAUTHORIZED, "signing is not enabled");
+    };
+    let Some(pay) = sg.payment.as_ref() else {
+        return fail(StatusCode::UNAUTHORIZED, "no payment provider");
+    };
+    // A provider that wants a bare word back (Alipay) gets it, with the same statuses.
+    let fail = |status: StatusCode, message: &str| match pay.plain_reply(false) {
+        Some(word) => (status, word).into_response(),
+        None => fail(status, message),
+    };
+    let n = match pay.verify_notification(&headers, &body, app.now()) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("payment notification refused: {e}");
+            let status = match e {
+                NotifyError::Malformed(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return fail(status, &e.to_string());
+        }
+    };
+    match receive_payment(sg, n, app.now()).await {
+        Ok(a) => match pay.plain_reply(true) {
+            Some(word) => word.into_response(),
+            None => a.into_response(),
+        },
+        Err(e) => {
+            tracing::warn!(code = ?e.code, detail = ?e.detail, "payment notification not recorded");
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not recorded, send it again",
+            )
+        }
+    }
 }
 
+/// A verified payment (from a notification, or found by the reconciliation sweep) given
+/// to the engine; a refusal starts its refund.
 pub(crate) async fn receive_payment(
     sg: &Signing,
-    n: crate::providers::payment::PaymentNotification,
+    n: PaymentNotification,
+    now: Millis,
 ) -> Result<Json<NotifyAnswer>, ApiError> {
     let action = SigningAction::DepositPaid {
         out_trade_no: n.out_trade_no.clone(),
@@ -58,6 +109,7 @@ pub(crate) async fn receive_payment(
         .map_err(alloc_err)?;
     match r {
         Ok(_) => Ok(Json(NotifyAnswer {
+            code: "SUCCESS",
             accepted: true,
             refused: None,
         })),
@@ -65,12 +117,38 @@ pub(crate) async fn receive_payment(
             tracing::warn!(
                 batch = %n.batch, order = %n.out_trade_no, txn = %n.provider_txn_id,
                 amount_fen = n.amount_fen, code = ?rej.code,
-                "payment not taken: it must be refunded"
+                "payment not taken: refunding it"
             );
+            let reason = serde_json::to_value(rej.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "refused".into());
+            start_refund(sg, &n, &reason, now).await;
             Ok(Json(NotifyAnswer {
+                code: "SUCCESS",
                 accepted: false,
                 refused: Some(rej.code),
             }))
         }
     }
+}
+
+/// Records the refund of `n` (durably, before answering) and asks the provider in the
+/// background: the notification's answer does not wait for the refund, and the sweep
+/// asks again if this call fails.
+pub(crate) async fn start_refund(sg: &Signing, n: &PaymentNotification, reason: &str, now: Millis) {
+    let Some(pay) = sg.payment.clone() else {
+        return;
+    };
+    let refunds = sg.refunds.clone();
+    let req = crate::refunds::request_for(n, reason);
+    let batch = n.batch.clone();
+    if let Err(e) = refunds.note(&batch, &req, now) {
+        tracing::error!("refund journal: {e}");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = refunds.refund(&*pay, &batch, req, now).await {
+            tracing::error!("refund journal: {e}");
+        }
+    });
 }

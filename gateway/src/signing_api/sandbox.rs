@@ -165,14 +165,14 @@ pub async fn sandbox_pay(State(app): State<Arc<App>>, Path(order): Path<String>)
     let n = match sg
         .payment
         .as_ref()
-        .map(|p| p.verify_notification(&headers, &body))
+        .map(|p| p.verify_notification(&headers, &body, app.now()))
     {
         Some(Ok(n)) => n,
         _ => {
             return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized).into_response()
         }
     };
-    match receive_payment(sg, n).await {
+    match receive_payment(sg, n, app.now()).await {
         Ok(Json(a)) if a.accepted => Redirect::to(&format!("/sandbox/pay/{order}")).into_response(),
         Ok(Json(a)) => (StatusCode::CONFLICT, Json(a)).into_response(),
         Err(e) => e.into_response(),

@@ -39,7 +39,11 @@ function term(page) {
   const tm = page.term ?? page.lease?.term ?? null;
   const from = tm?.start ?? page.lease?.term_start;
   const to = tm?.end ?? page.lease?.term_end;
-  if (from && to) return t('sg.term_value', { from: esc(from), to: esc(to) });
+  if (from && to) {
+    const value = t('sg.term_value', { from: esc(from), to: esc(to) });
+    // Not signed yet: the term as if signed today (it starts the month after signing).
+    return tm?.projected ? `${value}<br><small class="muted" id="sgc-term-projected">${t('sg.term_projected')}</small>` : value;
+  }
   return t('sg.term_in_lease');
 }
 

@@ -1,6 +1,7 @@
 // 缴纳保证金 (guide §3 (五)): the amount, the payment QR code to scan from ANOTHER device
-// (long-press recognition does not work), the expiry counted down on the server's clock,
-// and the paid state, seen by asking the server (the payment provider tells it, not us).
+// (long-press recognition does not work), the provider's expiry (a minute before the
+// hub's) counted down on the server's clock, and the paid state, seen by asking the
+// server (the payment provider tells it, not us).
 
 import { t } from '/web/shared/i18n.js';
 import { countdown, esc } from '/web/shared/format.js';
@@ -123,7 +124,10 @@ function render(ctx, el, life, page) {
 
   function tick() {
     if (!order) return;
-    const left = order.expires_at - ctx.serverNow();
+    // The provider stops taking payment a minute before the hub: count down to that,
+    // then offer a new code (the hub accepts a new order from then on).
+    const until = order.provider_expires_at ?? order.expires_at;
+    const left = until - ctx.serverNow();
     $('#sgp-left').textContent = countdown(left);
     $('#sgp-expiry').dataset.left = String(Math.max(0, left));
     if (left <= 0) expired();

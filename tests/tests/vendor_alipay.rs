@@ -1,0 +1,403 @@
+//! 支付宝 当面付 through the gateway's adapter, against a local server in the test that
+//! plays Alipay's gateway (`/gateway.do`): it checks each call's RSA2 signature with the
+//! app's public key, answers `alipay.trade.precreate`, `alipay.trade.query` and
+//! `alipay.trade.refund`, and sends form notifications signed with Alipay's key.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Form, Json};
+use base64::Engine;
+use common::*;
+use reqwest::multipart::{Form as Multipart, Part};
+use serde_json::{json, Value};
+use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::testing::test_signing_options;
+use xuanfang_allocator::Allocator;
+use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_gateway::blobs::MemoryBlobs;
+use xuanfang_gateway::limits::{LimitConfig, Limits};
+use xuanfang_gateway::providers::alipay::{Alipay, AlipayConfig};
+use xuanfang_gateway::reconcile::Reconciler;
+use xuanfang_gateway::signing_api::{DepositRule, Signing};
+use xuanfang_hub::{ManualClock, Millis};
+
+const APP_KEY: &str = include_str!("fixtures/vendor/merchant_key.pem");
+const APP_PUB: &str = include_str!("fixtures/vendor/merchant_pub.pem");
+const ALIPAY_KEY: &str = include_str!("fixtures/vendor/platform_key.pem");
+const ALIPAY_PUB: &str = include_str!("fixtures/vendor/platform_pub.pem");
+const APP_ID: &str = "2021000000000001";
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    let s: String = (pem.lines()).filter(|l| !l.starts_with("-----")).collect();
+    b64().decode(s).unwrap()
+}
+
+fn rsa_sign(pem: &str, msg: &[u8]) -> String {
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    let key = RsaKeyPair::from_pkcs8(&der_of(pem)).unwrap();
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        msg,
+        &mut sig,
+    )
+    .unwrap();
+    b64().encode(sig)
+}
+
+/// RSA-SHA256 with a 2048-bit `BEGIN PUBLIC KEY` (its last 270 bytes are the PKCS#1 key).
+fn rsa_verify(pub_pem: &str, msg: &[u8], sig_b64: &str) -> bool {
+    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+    let spki = der_of(pub_pem);
+    let Ok(sig) = b64().decode(sig_b64) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &spki[spki.len() - 270..])
+        .verify(msg, &sig)
+        .is_ok()
+}
+
+fn content(p: &BTreeMap<String, String>, skip: &[&str]) -> String {
+    (p.iter())
+        .filter(|(k, v)| !v.is_empty() && !skip.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[derive(Default)]
+struct Vendor {
+    /// out_trade_no → (biz_content of the precreate, trade_no once paid).
+    orders: HashMap<String, (Value, Option<String>)>,
+    refunds: Vec<Value>,
+    unsigned: usize,
+}
+
+type Shared = Arc<Mutex<Vendor>>;
+
+async fn gateway_do(
+    State(v): State<Shared>,
+    Form(p): Form<BTreeMap<String, String>>,
+) -> Json<Value> {
+    let mut v = v.lock().unwrap();
+    let signed = p.get("sign_type").map(String::as_str) == Some("RSA2")
+        && p.get("app_id").map(String::as_str) == Some(APP_ID)
+        && rsa_verify(APP_PUB, content(&p, &["sign"]).as_bytes(), &p["sign"]);
+    let method = p["method"].clone();
+    let key = format!("{}_response", method.replace('.', "_"));
+    if !signed {
+        v.unsigned += 1;
+        return Json(
+            json!({key: {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature"}}),
+        );
+    }
+    let biz: Value = serde_json::from_str(&p["biz_content"]).unwrap();
+    let r = match method.as_str() {
+        "alipay.trade.precreate" => {
+            let no = biz["out_trade_no"].as_str().unwrap().to_owned();
+            v.orders.entry(no.clone()).or_insert((biz.clone(), None));
+            json!({"code": "10000", "msg": "Success", "out_trade_no": no,
+                   "qr_code": format!("https://qr.alipay.com/bax{no}")})
+        }
+        "alipay.trade.query" => {
+            let no = biz["out_trade_no"].as_str().unwrap();
+            match v.orders.get(no) {
+                None => {
+                    json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_NOT_EXIST"})
+                }
+                Some((o, paid)) => json!({"code": "10000", "msg": "Success", "out_trade_no": no,
+                    "trade_no": paid.clone().unwrap_or_default(),
+                    "trade_status": if paid.is_some() { "TRADE_SUCCESS" } else { "WAIT_BUYER_PAY" },
+                    "total_amount": o["total_amount"]}),
+            }
+        }
+        "alipay.trade.refund" => {
+            v.refunds.push(biz.clone());
+            json!({"code": "10000", "msg": "Success", "trade_no": biz["trade_no"], "fund_change": "Y"})
+        }
+        _ => json!({"code": "40004", "sub_code": "isv.invalid-method"}),
+    };
+    Json(json!({key: r, "sign": "not checked by the gateway"}))
+}
+
+struct Setup {
+    addr: std::net::SocketAddr,
+    app: Arc<App>,
+    clock: Arc<ManualClock>,
+    vendor: Shared,
+    http: reqwest::Client,
+}
+
+fn png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(32, 20, |x, y| image::Rgb([x as u8, y as u8, 40]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+impl Setup {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    async fn post(&self, path: &str, key: &str) -> reqwest::Response {
+        (self.http.post(self.url(path)))
+            .bearer_auth(family_token("F1"))
+            .header("Idempotency-Key", key)
+            .header("Connection", "close")
+            .send()
+            .await
+            .unwrap()
+    }
+    async fn status(&self) -> String {
+        let v: Value = (self.http.get(self.url("/api/me/signing")))
+            .bearer_auth(family_token("F1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["status"]["status"].as_str().unwrap().to_owned()
+    }
+    async fn up_to_deposit(&self) {
+        let photo = || {
+            Part::bytes(png())
+                .file_name("c.png")
+                .mime_str("image/png")
+                .unwrap()
+        };
+        let details =
+            json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
+        let form = Multipart::new()
+            .text("details", details.to_string())
+            .part("card_front", photo())
+            .part("card_back", photo());
+        let r = (self.http.post(self.url("/api/me/signing/details")))
+            .bearer_auth(family_token("F1"))
+            .header("Idempotency-Key", "d1")
+            .header("Connection", "close")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let a: Value = self
+            .post("/api/me/signing/face/start", "fs1")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let session = a["provider_session"].as_str().unwrap();
+        let r = (self
+            .http
+            .post(self.url(&format!("/sandbox/face/{session}/result"))))
+        .form(&[("passed", "true")])
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let part = Part::bytes(png())
+            .file_name("s.png")
+            .mime_str("image/png")
+            .unwrap();
+        let r = (self.http.post(self.url("/api/me/signing/contract")))
+            .bearer_auth(family_token("F1"))
+            .header("Idempotency-Key", "c1")
+            .header("Connection", "close")
+            .multipart(Multipart::new().part("signature", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    /// Alipay's notification of `no` paid by trade `trade`, signed with `key`.
+    fn notification(&self, no: &str, trade: &str, key: &str) -> BTreeMap<String, String> {
+        let mut v = self.vendor.lock().unwrap();
+        let o = v.orders.get_mut(no).unwrap();
+        o.1 = Some(trade.to_owned());
+        let mut p: BTreeMap<String, String> = [
+            ("notify_id", format!("ntf-{trade}")),
+            ("notify_type", "trade_status_sync".into()),
+            ("notify_time", "2026-12-01 00:35:00".into()),
+            ("app_id", APP_ID.into()),
+            ("charset", "utf-8".into()),
+            ("version", "1.0".into()),
+            ("trade_no", trade.into()),
+            ("out_trade_no", no.into()),
+            ("trade_status", "TRADE_SUCCESS".into()),
+            ("total_amount", o.0["total_amount"].as_str().unwrap().into()),
+            ("body", o.0["body"].as_str().unwrap().into()),
+            ("subject", o.0["subject"].as_str().unwrap().into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let sig = rsa_sign(key, content(&p, &[]).as_bytes());
+        p.insert("sign_type".into(), "RSA2".into());
+        p.insert("sign".into(), sig);
+        p
+    }
+    async fn notify(&self, p: &BTreeMap<String, String>) -> (u16, String) {
+        let r = (self.http.post(self.url("/api/providers/payment/notify")))
+            .form(p)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+async fn setup() -> Setup {
+    let shared: Shared = Arc::default();
+    let router = axum::Router::new()
+        .route("/gateway.do", post(gateway_do))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vendor_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let day = Millis(1_796_056_200_000);
+    let clock = Arc::new(ManualClock::new(day.plus_ms(-3_600_000)));
+    let engine =
+        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
+    let alloc: Arc<dyn Allocator> = engine.clone();
+    let mut batch = small_batch("alipay", Duration::from_secs(600), Duration::from_secs(180));
+    let shift = day.0 - 3_600_000 - 60_000 - batch.preselect_start.0;
+    batch.preselect_start = batch.preselect_start.plus_ms(shift);
+    for s in &mut batch.sessions {
+        s.start = s.start.plus_ms(shift);
+    }
+    alloc.load_batch(batch.clone()).await.unwrap();
+    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
+    clock.set(batch.sessions[0].start);
+    confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
+    clock.set(day);
+    let app = App::with_clock(
+        alloc,
+        auth(),
+        Limits::new(LimitConfig {
+            http_per_sec_per_ip: 100_000,
+            static_per_sec_per_ip: 100_000,
+            ..Default::default()
+        }),
+        WsConfig::default(),
+        None,
+        clock.clone(),
+    );
+    let alipay = Alipay::new(AlipayConfig {
+        base_url: format!("http://{vendor_addr}"),
+        app_id: APP_ID.into(),
+        notify_url: "https://xuanfang.example/api/providers/payment/notify".into(),
+        private_key_pem: APP_KEY.into(),
+        alipay_public_key_pem: ALIPAY_PUB.into(),
+    })
+    .unwrap();
+    let mut sg = Signing::sandbox(
+        engine.clone(),
+        Arc::new(MemoryBlobs::default()),
+        [7; 32],
+        DepositRule::default(),
+    );
+    sg.payment = Some(Arc::new(alipay));
+    sg.sandbox_payment = None;
+    assert!(app.enable_signing(sg));
+    app.serve_batch(batch.id.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    Setup {
+        addr,
+        app,
+        clock,
+        vendor: shared,
+        http: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_precreate_gives_the_qr_and_a_signed_notification_is_answered_success() {
+    let s = setup().await;
+    s.up_to_deposit().await;
+    let o: Value = s
+        .post("/api/me/signing/deposit", "dep1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    assert_eq!(o["qr_payload"], format!("https://qr.alipay.com/bax{no}"));
+    {
+        let v = s.vendor.lock().unwrap();
+        assert_eq!(v.unsigned, 0, "every call signed RSA2 with the app's key");
+        let biz = &v.orders[&no].0;
+        let fen = o["amount_fen"].as_u64().unwrap();
+        assert_eq!(
+            biz["total_amount"],
+            format!("{}.{:02}", fen / 100, fen % 100)
+        );
+        assert_eq!(
+            biz["time_expire"], "2026-12-01 00:44:00",
+            "the provider's expiry, Beijing time"
+        );
+    }
+    // Signed by another key, or altered after signing: "fail", nothing paid.
+    let forged = s.notification(&no, "2026120122001400000000000001", APP_KEY);
+    assert_eq!(s.notify(&forged).await, (401, "fail".into()));
+    let mut altered = s.notification(&no, "2026120122001400000000000001", ALIPAY_KEY);
+    altered.insert("total_amount".into(), "0.01".into());
+    assert_eq!(s.notify(&altered).await, (401, "fail".into()));
+    assert_eq!(s.status().await, "open");
+    let good = s.notification(&no, "2026120122001400000000000001", ALIPAY_KEY);
+    assert_eq!(s.notify(&good).await, (200, "success".into()));
+    assert_eq!(s.status().await, "in_review");
+    assert_eq!(s.notify(&good).await, (200, "success".into()), "a repeat");
+}
+
+#[tokio::test]
+async fn the_sweep_finds_an_unnotified_payment_and_a_late_one_is_refunded() {
+    let s = setup().await;
+    s.up_to_deposit().await;
+    let o: Value = s
+        .post("/api/me/signing/deposit", "dep1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let expires_at = o["expires_at"].as_i64().unwrap();
+    // Paid at Alipay after the hub's expiry; the notification is lost.
+    s.clock.set(Millis(expires_at + 1));
+    s.vendor.lock().unwrap().orders.get_mut(&no).unwrap().1 =
+        Some("2026120122001400000000000002".into());
+    let rep = Reconciler::default().sweep(&s.app).await;
+    assert_eq!((rep.payments_found, rep.errors), (1, 0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.vendor.lock().unwrap().refunds.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no refund asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refunds = s.vendor.lock().unwrap().refunds.clone();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["trade_no"], "2026120122001400000000000002");
+    assert_eq!(
+        refunds[0]["refund_amount"],
+        o["amount_fen"]
+            .as_u64()
+            .map(|f| format!("{}.{:02}", f / 100, f % 100))
+            .unwrap()
+    );
+    assert_eq!(s.status().await, "open");
+}

@@ -1,0 +1,819 @@
+//! 微信支付 APIv3 Native through the gateway's adapter, against a local server in the
+//! test that plays WeChat Pay's documented API: it checks each request's
+//! `WECHATPAY2-SHA256-RSA2048` signature with the merchant's public key, signs its
+//! answers and its notifications with the platform key, encrypts the notification
+//! resource with the APIv3 key (AEAD_AES_256_GCM), answers order queries and takes
+//! refunds. The embedded engine and the gateway share one manual clock.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use common::*;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::testing::test_signing_options;
+use xuanfang_allocator::{Allocator, SigningStore};
+use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_gateway::blobs::MemoryBlobs;
+use xuanfang_gateway::limits::{LimitConfig, Limits};
+use xuanfang_gateway::providers::wechat_pay::{WechatPay, WechatPayConfig};
+use xuanfang_gateway::reconcile::Reconciler;
+use xuanfang_gateway::refunds::{RefundStatus, Refunds};
+use xuanfang_gateway::signing_api::{DepositRule, Signing};
+use xuanfang_hub::{BatchId, ManualClock, Millis};
+
+const MERCHANT_KEY: &str = include_str!("fixtures/vendor/merchant_key.pem");
+const MERCHANT_PUB: &str = include_str!("fixtures/vendor/merchant_pub.pem");
+const PLATFORM_KEY: &str = include_str!("fixtures/vendor/platform_key.pem");
+const PLATFORM_PUB: &str = include_str!("fixtures/vendor/platform_pub.pem");
+const APIV3_KEY: [u8; 32] = *b"apiv3-key-of-the-test-merchant!!";
+const APPID: &str = "wxd678efh567hg6787";
+const MCHID: &str = "1230000109";
+const PLATFORM_SERIAL: &str = "PUB_KEY_ID_0112300001092026";
+/// 2026-12-01 00:30 in Shenzhen.
+const DAY: Millis = Millis(1_796_056_200_000);
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    let s: String = (pem.lines()).filter(|l| !l.starts_with("-----")).collect();
+    b64().decode(s).unwrap()
+}
+
+fn rsa_sign(pem: &str, msg: &[u8]) -> String {
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    let key = RsaKeyPair::from_pkcs8(&der_of(pem)).unwrap();
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        msg,
+        &mut sig,
+    )
+    .unwrap();
+    b64().encode(sig)
+}
+
+/// RSA-SHA256 check with a `BEGIN PUBLIC KEY` PEM (the SPKI's key is its last 270 bytes
+/// for a 2048-bit key with exponent 65537: the PKCS#1 `RSAPublicKey` ring wants).
+fn rsa_verify(pub_pem: &str, msg: &[u8], sig_b64: &str) -> bool {
+    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+    let spki = der_of(pub_pem);
+    let pkcs1 = &spki[spki.len() - 270..];
+    let Ok(sig) = b64().decode(sig_b64) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pkcs1)
+        .verify(msg, &sig)
+        .is_ok()
+}
+
+fn encrypt(key: &[u8; 32], nonce: &str, aad: &str, plain: &[u8]) -> String {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let mut data = plain.to_vec();
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap())
+        .seal_in_place_append_tag(
+            Nonce::try_assume_unique_for_key(nonce.as_bytes()).unwrap(),
+            Aad::from(aad.as_bytes()),
+            &mut data,
+        )
+        .unwrap();
+    b64().encode(data)
+}
+
+/// The headers WeChat Pay signs a body with (answers and notifications alike).
+fn platform_headers(body: &[u8], ts_secs: i64, key_pem: &str) -> Vec<(&'static str, String)> {
+    let nonce = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS";
+    let mut msg = format!("{ts_secs}\n{nonce}\n").into_bytes();
+    msg.extend_from_slice(body);
+    msg.push(b'\n');
+    vec![
+        ("Wechatpay-Timestamp", ts_secs.to_string()),
+        ("Wechatpay-Nonce", nonce.to_owned()),
+        ("Wechatpay-Signature", rsa_sign(key_pem, &msg)),
+        ("Wechatpay-Serial", PLATFORM_SERIAL.to_owned()),
+    ]
+}
+
+#[derive(Clone, Debug)]
+struct VendorOrder {
+    request: Value,
+    /// The transaction id once paid.
+    paid: Option<String>,
+}
+
+#[derive(Default)]
+struct Vendor {
+    orders: HashMap<String, VendorOrder>,
+    /// Every refund request, in order (a refund asked twice shows twice).
+    refund_requests: Vec<Value>,
+    /// Requests whose signature did not verify.
+    unsigned: usize,
+}
+
+type Shared = Arc<Mutex<Vendor>>;
+
+/// Checks a request's `Authorization` as WeChat Pay does.
+fn signed_by_merchant(method: &str, url: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(params) = auth.strip_prefix("WECHATPAY2-SHA256-RSA2048 ") else {
+        return false;
+    };
+    let p: HashMap<&str, &str> = params
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim_matches('"')))
+        .collect();
+    if p.get("mchid") != Some(&MCHID) || p.get("serial_no") != Some(&"MERCHANT-SERIAL-1") {
+        return false;
+    }
+    let (Some(ts), Some(nonce), Some(sig)) =
+        (p.get("timestamp"), p.get("nonce_str"), p.get("signature"))
+    else {
+        return false;
+    };
+    let mut msg = format!("{method}\n{url}\n{ts}\n{nonce}\n").into_bytes();
+    msg.extend_from_slice(body);
+    msg.push(b'\n');
+    rsa_verify(MERCHANT_PUB, &msg, sig)
+}
+
+fn signed_answer(status: StatusCode, body: Value) -> Response {
+    let bytes = body.to_string().into_bytes();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut res = (status, bytes.clone()).into_response();
+    for (k, v) in platform_headers(&bytes, now, PLATFORM_KEY) {
+        res.headers_mut().insert(k, v.parse().unwrap());
+    }
+    res.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    res
+}
+
+async fn native(State(v): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !signed_by_merchant("POST", "/v3/pay/transactions/native", &headers, &body) {
+        v.lock().unwrap().unsigned += 1;
+        return signed_answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"code": "SIGN_ERROR", "message": "签名错误"}),
+        );
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap();
+    let no = req["out_trade_no"].as_str().unwrap().to_owned();
+    let mut v = v.lock().unwrap();
+    let o = v.orders.entry(no.clone()).or_insert(VendorOrder {
+        request: req.clone(),
+        paid: None,
+    });
+    if o.request != req {
+        return signed_answer(
+            StatusCode::BAD_REQUEST,
+            json!({"code": "INVALID_REQUEST", "message": "订单号重复"}),
+        );
+    }
+    signed_answer(
+        StatusCode::OK,
+        json!({"code_url": format!("weixin://wxpay/bizpayurl?pr={no}")}),
+    )
+}
+
+fn transaction(o: &VendorOrder) -> Value {
+    let r = &o.request;
+    json!({
+        "appid": r["appid"], "mchid": r["mchid"], "out_trade_no": r["out_trade_no"],
+        "transaction_id": o.paid.clone().unwrap_or_default(),
+        "trade_type": "NATIVE",
+        "trade_state": if o.paid.is_some() { "SUCCESS" } else { "NOTPAY" },
+        "attach": r["attach"],
+        "amount": {"total": r["amount"]["total"], "payer_total": r["amount"]["total"], "currency": "CNY"},
+    })
+}
+
+async fn query(
+    State(v): State<Shared>,
+    Path(no): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let url = uri.path_and_query().unwrap().as_str().to_owned();
+    if !signed_by_merchant("GET", &url, &headers, b"") || !url.ends_with(&format!("?mchid={MCHID}"))
+    {
+        v.lock().unwrap().unsigned += 1;
+        return signed_answer(StatusCode::UNAUTHORIZED, json!({"code": "SIGN_ERROR"}));
+    }
+    let v = v.lock().unwrap();
+    match v.orders.get(&no) {
+        Some(o) => signed_answer(StatusCode::OK, transaction(o)),
+        None => signed_answer(
+            StatusCode::NOT_FOUND,
+            json!({"code": "ORDER_NOT_EXIST", "message": "订单不存在"}),
+        ),
+    }
+}
+
+async fn refund(State(v): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !signed_by_merchant("POST", "/v3/refund/domestic/refunds", &headers, &body) {
+        v.lock().unwrap().unsigned += 1;
+        return signed_answer(StatusCode::UNAUTHORIZED, json!({"code": "SIGN_ERROR"}));
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap();
+    v.lock().unwrap().refund_requests.push(req.clone());
+    signed_answer(
+        StatusCode::OK,
+        json!({"refund_id": "50000000382019052709732678859",
+               "out_refund_no": req["out_refund_no"], "status": "PROCESSING"}),
+    )
+}
+
+async fn start_vendor() -> (String, Shared) {
+    let shared: Shared = Arc::default();
+    let router = axum::Router::new()
+        .route("/v3/pay/transactions/native", post(native))
+        .route("/v3/pay/transactions/out-trade-no/{no}", get(query))
+        .route("/v3/refund/domestic/refunds", post(refund))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://{addr}"), shared)
+}
+
+fn wechat(base_url: &str) -> WechatPay {
+    WechatPay::new(WechatPayConfig {
+        base_url: base_url.to_owned(),
+        appid: APPID.into(),
+        mchid: MCHID.into(),
+        serial_no: "MERCHANT-SERIAL-1".into(),
+        notify_url: "https://xuanfang.example/api/providers/payment/notify".into(),
+        private_key_pem: MERCHANT_KEY.into(),
+        platform_public_key_pem: PLATFORM_PUB.into(),
+        platform_serial: PLATFORM_SERIAL.into(),
+        api_v3_key: APIV3_KEY,
+    })
+    .unwrap()
+}
+
+struct Setup {
+    addr: std::net::SocketAddr,
+    app: Arc<App>,
+    engine: Arc<EmbeddedEngine>,
+    clock: Arc<ManualClock>,
+    batch: BatchId,
+    vendor: Shared,
+    vendor_url: String,
+    journal: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Setup {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    async fn post(&self, f: &str, path: &str, key: &str) -> reqwest::Response {
+        (self.http.post(self.url(path)).bearer_auth(family_token(f)))
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .unwrap()
+    }
+    async fn view(&self, f: &str) -> Value {
+        let r = (self.http.get(self.url("/api/me/signing")))
+            .bearer_auth(family_token(f))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+    /// Details, face (sandbox) and contract: the deposit is the step left.
+    async fn up_to_deposit(&self, f: &str) {
+        let photo = || {
+            Part::bytes(png())
+                .file_name("card.png")
+                .mime_str("image/png")
+                .unwrap()
+        };
+        let details =
+            json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
+        let form = Form::new()
+            .text("details", details.to_string())
+            .part("card_front", photo())
+            .part("card_back", photo());
+        let r = (self.http.post(self.url("/api/me/signing/details")))
+            .bearer_auth(family_token(f))
+            .header("Idempotency-Key", "d1")
+            .header("Connection", "close")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let a: Value = self
+            .post(f, "/api/me/signing/face/start", "fs1")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let session = a["provider_session"].as_str().unwrap();
+        let r = (self
+            .http
+            .post(self.url(&format!("/sandbox/face/{session}/result"))))
+        .form(&[("passed", "true")])
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let part = Part::bytes(png())
+            .file_name("signature.png")
+            .mime_str("image/png")
+            .unwrap();
+        let r = (self.http.post(self.url("/api/me/signing/contract")))
+            .bearer_auth(family_token(f))
+            .header("Idempotency-Key", "c1")
+            .header("Connection", "close")
+            .multipart(Form::new().part("signature", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    async fn order(&self, f: &str, key: &str) -> Value {
+        let r = self.post(f, "/api/me/signing/deposit", key).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+    /// The vendor's notification of a payment of `no` by transaction `txn`, signed at
+    /// `ts_secs` with `key_pem` and encrypted with `apiv3`.
+    fn notification(
+        &self,
+        id: &str,
+        no: &str,
+        txn: &str,
+        ts_secs: i64,
+        (key_pem, apiv3): (&str, &[u8; 32]),
+        edit: impl FnOnce(&mut Value),
+    ) -> (Vec<u8>, Vec<(&'static str, String)>) {
+        let mut t = {
+            let mut v = self.vendor.lock().unwrap();
+            let o = v.orders.get_mut(no).expect("an order the vendor knows");
+            o.paid = Some(txn.to_owned());
+            transaction(o)
+        };
+        edit(&mut t);
+        let nonce = "fdasflkja484";
+        let body = json!({
+            "id": id,
+            "create_time": "2026-12-01T00:31:00+08:00",
+            "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS",
+            "summary": "支付成功",
+            "resource": {
+                "original_type": "transaction",
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": encrypt(apiv3, nonce, "transaction", t.to_string().as_bytes()),
+                "associated_data": "transaction",
+                "nonce": nonce,
+            }
+        })
+        .to_string()
+        .into_bytes();
+        let headers = platform_headers(&body, ts_secs, key_pem);
+        (body, headers)
+    }
+    async fn notify(
+        &self,
+        (body, headers): (Vec<u8>, Vec<(&'static str, String)>),
+    ) -> (u16, Value) {
+        let mut req = self.http.post(self.url("/api/providers/payment/notify"));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let r = req
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+    fn now_secs(&self) -> i64 {
+        self.clock_now().0 / 1000
+    }
+    fn clock_now(&self) -> Millis {
+        use xuanfang_hub::Clock;
+        self.clock.now()
+    }
+    async fn events(&self) -> usize {
+        (self.engine.signing_events(&self.batch, 0, 10_000))
+            .await
+            .unwrap()
+            .len()
+    }
+    /// A gateway's signing on this engine with the WeChat adapter and the refund
+    /// journal of this test (a second one plays a restarted gateway).
+    fn signing(&self) -> Signing {
+        signing_of(&self.engine, &self.vendor_url, &self.journal)
+    }
+    async fn wait_refunds(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.vendor.lock().unwrap().refund_requests.len() < n {
+            assert!(tokio::time::Instant::now() < deadline, "no refund asked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(32, 20, |x, y| image::Rgb([x as u8, y as u8, 40]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn signing_of(
+    engine: &Arc<EmbeddedEngine>,
+    vendor_url: &str,
+    journal: &tempfile::TempDir,
+) -> Signing {
+    let mut sg = Signing::sandbox(
+        engine.clone(),
+        Arc::new(MemoryBlobs::default()),
+        [7; 32],
+        DepositRule::default(),
+    );
+    sg.payment = Some(Arc::new(wechat(vendor_url)));
+    sg.sandbox_payment = None;
+    let refunds = Refunds::open(&journal.path().join("refunds.jsonl")).unwrap();
+    sg.with_refunds(Arc::new(refunds))
+}
+
+async fn setup() -> Setup {
+    let clock = Arc::new(ManualClock::new(DAY.plus_ms(-3_600_000)));
+    let engine =
+        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
+    let alloc: Arc<dyn Allocator> = engine.clone();
+    let mut batch = small_batch("wechat", Duration::from_secs(600), Duration::from_secs(180));
+    let t0 = {
+        use xuanfang_hub::Clock;
+        clock.now()
+    };
+    let shift = t0.0 - 60_000 - batch.preselect_start.0;
+    batch.preselect_start = batch.preselect_start.plus_ms(shift);
+    for s in &mut batch.sessions {
+        s.start = s.start.plus_ms(shift);
+    }
+    alloc.load_batch(batch.clone()).await.unwrap();
+    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
+    preselect_direct(&*alloc, &batch.id, "F2", &["U02"]).await;
+    clock.set(batch.sessions[0].start);
+    confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
+    confirm_direct(&*alloc, &batch.id, "F2", "U02").await;
+    clock.set(DAY);
+
+    let (vendor_url, vendor) = start_vendor().await;
+    let journal = tempfile::tempdir().unwrap();
+    let app = App::with_clock(
+        alloc,
+        auth(),
+        Limits::new(LimitConfig {
+            http_per_sec_per_ip: 100_000,
+            static_per_sec_per_ip: 100_000,
+            ..Default::default()
+        }),
+        WsConfig::default(),
+        None,
+        clock.clone(),
+    );
+    assert!(app.enable_signing(signing_of(&engine, &vendor_url, &journal)));
+    app.serve_batch(batch.id.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    Setup {
+        addr,
+        app,
+        engine,
+        clock,
+        batch: batch.id,
+        vendor,
+        vendor_url,
+        journal,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn status_of(v: &Value) -> &str {
+    v["status"]["status"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn the_order_is_signed_and_its_code_url_is_the_qr_code() {
+    let s = setup().await;
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    assert_eq!(o["qr_payload"], format!("weixin://wxpay/bizpayurl?pr={no}"));
+    assert!(o["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    let v = s.vendor.lock().unwrap();
+    assert_eq!(
+        v.unsigned, 0,
+        "every request verified with the merchant's key"
+    );
+    let req = &v.orders[&no].request;
+    assert_eq!(req["appid"], APPID);
+    assert_eq!(req["mchid"], MCHID);
+    assert_eq!(
+        req["amount"],
+        json!({"total": o["amount_fen"], "currency": "CNY"})
+    );
+    assert_eq!(req["attach"], s.batch.0);
+    assert_eq!(
+        req["notify_url"],
+        "https://xuanfang.example/api/providers/payment/notify"
+    );
+    // The provider stops a minute before the hub, in Beijing time: the hub's order
+    // expires 15 minutes after 00:30.
+    assert_eq!(o["expires_at"], DAY.0 + 15 * 60_000);
+    assert_eq!(o["provider_expires_at"], DAY.0 + 14 * 60_000);
+    assert_eq!(req["time_expire"], "2026-12-01T00:44:00+08:00");
+    assert!(req["description"].as_str().unwrap().contains("租赁保证金"));
+}
+
+#[tokio::test]
+async fn a_signed_notification_pays_the_deposit_and_forgeries_change_nothing() {
+    let s = setup().await;
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let txn = "4200000001202612010000000001";
+    let now = s.now_secs();
+    let before = s.events().await;
+
+    // Signed by another key, too old, encrypted with another APIv3 key, for another
+    // merchant: not believed (4xx with WeChat's FAIL body), nothing changes.
+    let forged = s.notification("n1", &no, txn, now, (MERCHANT_KEY, &APIV3_KEY), |_| {});
+    let (st, a) = s.notify(forged).await;
+    assert_eq!((st, a["code"].as_str()), (401, Some("FAIL")));
+    let stale = s.notification(
+        "n1",
+        &no,
+        txn,
+        now - 301,
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    assert_eq!(s.notify(stale).await.0, 401, "older than 5 minutes");
+    let other_key = *b"not-the-apiv3-key-of-the-merchnt";
+    let bad_aead = s.notification("n1", &no, txn, now, (PLATFORM_KEY, &other_key), |_| {});
+    assert_eq!(s.notify(bad_aead).await.0, 401);
+    let other_mch = s.notification("n1", &no, txn, now, (PLATFORM_KEY, &APIV3_KEY), |t| {
+        t["mchid"] = json!("1900000001")
+    });
+    assert_eq!(s.notify(other_mch).await.0, 401);
+    let (mut body, headers) =
+        s.notification("n1", &no, txn, now, (PLATFORM_KEY, &APIV3_KEY), |_| {});
+    body.push(b' ');
+    assert_eq!(
+        s.notify((body, headers)).await.0,
+        401,
+        "a body other than the signed one"
+    );
+    assert_eq!(s.events().await, before);
+    assert_eq!(status_of(&s.view("F1").await), "open");
+
+    // The real one: received, taken, in review.
+    let good = || s.notification("n1", &no, txn, now, (PLATFORM_KEY, &APIV3_KEY), |_| {});
+    let (st, a) = s.notify(good()).await;
+    assert_eq!(st, 200);
+    assert_eq!(a["code"], "SUCCESS");
+    assert_eq!(a["accepted"], true);
+    assert_eq!(status_of(&s.view("F1").await), "in_review");
+    let after = s.events().await;
+    // WeChat sends it again (it does until it hears SUCCESS): nothing new.
+    let (st, a) = s.notify(good()).await;
+    assert_eq!((st, a["code"].as_str()), (200, Some("SUCCESS")));
+    assert_eq!(s.events().await, after);
+    assert!(s.vendor.lock().unwrap().refund_requests.is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_whose_notification_never_arrives_is_found_by_the_sweep() {
+    let s = setup().await;
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let sweep = Reconciler::default();
+    // Not paid yet: asked, nothing happens.
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.queried, rep.payments_found, rep.errors), (1, 0, 0));
+    assert_eq!(status_of(&s.view("F1").await), "open");
+    // Paid at WeChat; the notification is lost.
+    s.vendor.lock().unwrap().orders.get_mut(&no).unwrap().paid =
+        Some("4200000001202612010000000002".into());
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.payments_found, rep.errors), (1, 0));
+    let v = s.view("F1").await;
+    assert_eq!(status_of(&v), "in_review");
+    assert_eq!(
+        v["deposit"]["provider_txn_id"],
+        "4200000001202612010000000002"
+    );
+    // A paid order is not asked again.
+    assert_eq!(sweep.sweep(&s.app).await.queried, 0);
+    assert!(s.vendor.lock().unwrap().refund_requests.is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_after_expiry_is_refunded_exactly_once_across_a_restart() {
+    let s = setup().await;
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let txn = "4200000001202612010000000003";
+    // The notification comes after the hub's expiry (held up somewhere).
+    s.clock
+        .set(Millis(o["expires_at"].as_i64().unwrap() + 1_000));
+    let late = s.notification(
+        "n9",
+        &no,
+        txn,
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    let (st, a) = s.notify(late).await;
+    assert_eq!(st, 200, "received: WeChat must not send it again");
+    assert_eq!(a["code"], "SUCCESS");
+    assert_eq!(a["accepted"], false);
+    assert_eq!(a["refused"], "order_expired");
+    s.wait_refunds(1).await;
+    {
+        let v = s.vendor.lock().unwrap();
+        let r = &v.refund_requests[0];
+        assert_eq!(r["transaction_id"], txn);
+        assert_eq!(r["amount"]["refund"], o["amount_fen"]);
+        assert_eq!(r["amount"]["total"], o["amount_fen"]);
+    }
+    let journal = s.app.signing().unwrap().refunds.entries();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].req.provider_txn_id, txn);
+    // Wait for the provider's answer to be journalled before "restarting".
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.app.signing().unwrap().refunds.entries()[0].status != RefundStatus::Accepted {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The sweep of this gateway, then of a restarted one (a new process: new memory,
+    // the same journal file), both find the paid order at WeChat and feed it again.
+    assert_eq!(Reconciler::default().sweep(&s.app).await.payments_found, 1);
+    let restarted = App::with_clock(
+        s.engine.clone() as Arc<dyn Allocator>,
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        s.clock.clone(),
+    );
+    assert!(restarted.enable_signing(s.signing()));
+    let rep = Reconciler::default().sweep(&restarted).await;
+    assert_eq!((rep.payments_found, rep.errors), (1, 0));
+    assert_eq!(restarted.signing().unwrap().refunds.entries().len(), 1);
+    // Give a (wrong) second refund call every chance to arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.vendor.lock().unwrap().refund_requests.len(),
+        1,
+        "refunded exactly once"
+    );
+    assert_eq!(
+        status_of(&s.view("F1").await),
+        "open",
+        "the deposit is still to pay"
+    );
+}
+
+#[tokio::test]
+async fn the_page_has_the_term_and_the_provider_expiry_and_a_stopped_code_can_be_replaced() {
+    let s = setup().await;
+    // Not signed: the term as if signed today (1 December in Shenzhen).
+    let v = s.view("F1").await;
+    assert_eq!(
+        v["term"],
+        json!({"start": "2027-01-01", "end": "2029-12-31", "projected": true})
+    );
+    s.up_to_deposit("F1").await;
+    // Signed: from the contract's day, a month later the same.
+    s.clock.set(DAY.plus_ms(40 * 24 * 3_600_000));
+    let v = s.view("F1").await;
+    assert_eq!(
+        v["term"],
+        json!({"start": "2027-01-01", "end": "2029-12-31", "projected": false})
+    );
+    assert!(v.get("provider_expires_at").is_none(), "no order yet");
+
+    let first = s.order("F1", "dep1").await;
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    let v = s.view("F1").await;
+    assert_eq!(v["provider_expires_at"], expires_at - 60_000);
+    // While WeChat can still take it: the same order again (one code per deposit).
+    s.clock.set(Millis(expires_at - 60_001));
+    let again = s.order("F1", "dep2").await;
+    assert_eq!(again["out_trade_no"], first["out_trade_no"]);
+    // WeChat has stopped it: a new code replaces it.
+    s.clock.set(Millis(expires_at - 60_000));
+    let second = s.order("F1", "dep3").await;
+    assert_ne!(second["out_trade_no"], first["out_trade_no"]);
+    assert_eq!(s.vendor.lock().unwrap().orders.len(), 2);
+    // A payment WeChat took just before stopping, notified now: taken.
+    let no = first["out_trade_no"].as_str().unwrap();
+    let n = s.notification(
+        "n5",
+        no,
+        "4200000001202612010000000005",
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    let (st, a) = s.notify(n).await;
+    assert_eq!((st, a["accepted"].as_bool()), (200, Some(true)));
+    assert_eq!(status_of(&s.view("F1").await), "in_review");
+}
+
+#[tokio::test]
+async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_sweep() {
+    let s = setup().await;
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let txn = "4200000001202612010000000007";
+    let n = s.notification(
+        "n7",
+        &no,
+        txn,
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    assert_eq!(s.notify(n).await.1["accepted"], true);
+    // The bureau did not receive it: the reviewer rejects the deposit.
+    let r = (s.http.post(s.url("/api/ops/signing/F1/reject")))
+        .bearer_auth(operator_token())
+        .header("Idempotency-Key", "rj-1")
+        .json(&json!({"step": "deposit", "reason": "未到账，请重新缴纳"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sweep = Reconciler::default();
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.voided_refunds, rep.errors), (1, 0));
+    s.wait_refunds(1).await;
+    assert_eq!(
+        s.vendor.lock().unwrap().refund_requests[0]["transaction_id"],
+        txn
+    );
+    // Later sweeps, and a restarted gateway's, do not refund it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.app.signing().unwrap().refunds.entries()[0].status != RefundStatus::Accepted {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sweep.sweep(&s.app).await.voided_refunds, 0);
+    let restarted = App::with_clock(
+        s.engine.clone() as Arc<dyn Allocator>,
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        s.clock.clone(),
+    );
+    assert!(restarted.enable_signing(s.signing()));
+    assert_eq!(
+        Reconciler::default().sweep(&restarted).await.voided_refunds,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 1);
+    // The family pays a new order.
+    assert_eq!(status_of(&s.view("F1").await), "open");
+}
