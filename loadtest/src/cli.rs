@@ -24,6 +24,9 @@ pub enum Cmd {
     Storm(RunArgs),
     /// Watchers and families together (and a storm with --storm-after).
     Mixed(RunArgs),
+    /// The raw-socket floor: one writer thread, N loopback TCP pairs, writes per writer
+    /// CPU-second (what any hub sending one frame per socket pays at best).
+    Floor(crate::floor::FloorArgs),
     /// Internal: one worker process (plan on stdin, result on stdout).
     #[command(hide = true)]
     Worker,

@@ -19,9 +19,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use xuanfang_hub::protocol::{BoardChange, ClientMsg, Encoding, FamilyView, ServerMsg};
 use xuanfang_hub::selection::Outcome;
-use xuanfang_hub::{Edit, ErrorCode, FamilyId, ListKind, Phase, Stage, UnitId};
+use xuanfang_hub::{Edit, ErrorCode, FamilyId, ListKind, Millis, Phase, Stage, UnitId};
 
 use crate::clock::{now_ms, ClockSync, Sample};
+use crate::frame::{self, ChangeLite, Frame};
 use crate::metrics::{name, Recorder};
 
 type Ws = WebSocketStream<TcpStream>;
@@ -126,8 +127,13 @@ pub enum DeltaFit {
 
 /// FNV-1a of a unit id: the digest's element hash.
 pub fn unit_hash(u: &UnitId) -> u64 {
+    unit_hash_str(u.as_str())
+}
+
+/// [`unit_hash`] of a unit id read as a string (deltas are read without building ids).
+pub fn unit_hash_str(u: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in u.as_str().bytes() {
+    for b in u.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -169,8 +175,13 @@ impl BoardTrack {
 
     /// Adds a taken unit to the digest.
     pub fn take(&mut self, u: &UnitId) {
+        self.take_str(u.as_str());
+    }
+
+    /// [`BoardTrack::take`] of a unit id read as a string.
+    pub fn take_str(&mut self, u: &str) {
         self.taken_count += 1;
-        self.taken_xor ^= unit_hash(u);
+        self.taken_xor ^= unit_hash_str(u);
     }
 }
 
@@ -199,6 +210,8 @@ pub struct FamilyReport {
 /// What `recv` brought.
 enum Incoming {
     Msg(Box<ServerMsg>),
+    /// A board delta, already applied.
+    Board,
     Timeout,
     /// The connection was replaced (storm or server close); pending requests must be resent.
     Reconnected,
@@ -365,9 +378,11 @@ impl Client {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(self.sh.enc.subprotocol()),
         );
-        // Small buffers: tungstenite's default read buffer is 128 KiB per connection.
+        // Small buffers: tungstenite's default read buffer is 128 KiB per connection, and
+        // it zeroes up to this many bytes before every read (two reads per frame: the
+        // frame, then would-block); 4 KiB of memset per frame was 15% of the tool's CPU.
         let cfg = WebSocketConfig::default()
-            .read_buffer_size(4096)
+            .read_buffer_size(512)
             .write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg)).await?;
         Ok(ws)
@@ -428,16 +443,19 @@ impl Client {
                 None => return Err(ClientError::Protocol("closed before welcome".into())),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(msg)) => {
-                    if let Some(ServerMsg::Welcome { seq, .. }) = self.decode(&msg) {
-                        self.welcome_seq = seq;
-                        return Ok(());
+                    if let Some(Frame::Full(m)) = self.read(&msg) {
+                        if let ServerMsg::Welcome { seq, .. } = *m {
+                            self.welcome_seq = seq;
+                            return Ok(());
+                        }
                     }
                 }
             }
         }
     }
 
-    fn decode(&self, msg: &Message) -> Option<ServerMsg> {
+    /// Counts a frame in and reads it (deltas only as far as the measurement needs).
+    fn read<'m>(&self, msg: &'m Message) -> Option<Frame<'m>> {
         use std::sync::atomic::Ordering::Relaxed;
         let (bytes, enc): (&[u8], Encoding) = match msg {
             Message::Binary(b) => (b, Encoding::MsgPack),
@@ -447,8 +465,8 @@ impl Client {
         let c = &self.sh.rec.counts;
         c.messages_in.fetch_add(1, Relaxed);
         c.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
-        match enc.decode::<ServerMsg>(bytes) {
-            Ok(m) => Some(m),
+        match frame::read(enc, bytes) {
+            Ok(f) => Some(f),
             Err(_) => {
                 self.sh.rec.error("undecodable_frame");
                 None
@@ -564,9 +582,19 @@ impl Client {
                 }
                 Some(Ok(msg)) => {
                     let t = now_ms();
-                    if let Some(sm) = self.decode(&msg) {
-                        self.on_msg(&sm, t).await?;
-                        return Ok(Incoming::Msg(Box::new(sm)));
+                    match self.read(&msg) {
+                        Some(Frame::Delta(d)) => {
+                            let taken = d.changes.iter().filter_map(ChangeLite::taken);
+                            if let Some(at) = self.apply_delta(d.epoch, d.prev, d.seq, taken, t) {
+                                self.resume_from(at).await?;
+                            }
+                            return Ok(Incoming::Board);
+                        }
+                        Some(Frame::Full(sm)) => {
+                            self.on_msg(&sm, t).await?;
+                            return Ok(Incoming::Msg(sm));
+                        }
+                        None => {}
                     }
                 }
             }
@@ -607,47 +635,19 @@ impl Client {
                 }
                 self.check_back();
             }
+            // Deltas are read lite (`frame`); one decoded whole is applied the same way.
             ServerMsg::Delta {
                 epoch,
                 prev,
                 seq,
                 changes,
             } => {
-                c.deltas.fetch_add(1, Relaxed);
-                match self.track.fit(*epoch, *prev, *seq) {
-                    DeltaFit::Stale => {}
-                    DeltaFit::Gap => {
-                        self.track.breaks += 1;
-                        self.sh.rec.error("chain_break");
-                        let (e, s) = (self.track.epoch.unwrap_or(*epoch), self.track.seq);
-                        self.send(&ClientMsg::Resume { epoch: e, seq: s }).await?;
-                    }
-                    DeltaFit::Follows => {
-                        let live = *prev >= self.welcome_seq;
-                        let offset = self.sh.clock.offset_ms();
-                        for ch in changes {
-                            if let BoardChange::Taken(tu) = ch {
-                                self.track.take(&tu.unit);
-                                if let Some(set) = &mut self.taken {
-                                    set.insert(tu.unit.clone());
-                                }
-                                if live {
-                                    let lat_ms = t + offset - tu.at.0 as f64;
-                                    let us = (lat_ms.max(0.0) * 1000.0) as u64;
-                                    self.sh.rec.record_us(name::BROADCAST, us);
-                                    self.sh.rec.broadcast_reached(
-                                        tu.unit.as_str(),
-                                        tu.at.0 as u64,
-                                        us,
-                                    );
-                                    c.deliveries.fetch_add(1, Relaxed);
-                                    self.sh.rec.delivery_at(t);
-                                }
-                            }
-                        }
-                        self.track.seq = *seq;
-                        self.check_back();
-                    }
+                let taken = changes.iter().filter_map(|ch| match ch {
+                    BoardChange::Taken(tu) => Some((tu.unit.as_str(), tu.at)),
+                    _ => None,
+                });
+                if let Some(at) = self.apply_delta(*epoch, *prev, *seq, taken, t) {
+                    self.resume_from(at).await?;
                 }
             }
             ServerMsg::Pong { t0, server_time } => {
@@ -665,6 +665,50 @@ impl Client {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Applies a delta to the chain and records its live deliveries; on a gap, returns
+    /// the (epoch, seq) to resume from.
+    fn apply_delta<'u>(
+        &mut self,
+        epoch: u64,
+        prev: u64,
+        seq: u64,
+        taken: impl Iterator<Item = (&'u str, Millis)>,
+        t: f64,
+    ) -> Option<(u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.sh.rec.counts.deltas.fetch_add(1, Relaxed);
+        match self.track.fit(epoch, prev, seq) {
+            DeltaFit::Stale => None,
+            DeltaFit::Gap => {
+                self.track.breaks += 1;
+                self.sh.rec.error("chain_break");
+                Some((self.track.epoch.unwrap_or(epoch), self.track.seq))
+            }
+            DeltaFit::Follows => {
+                let live = prev >= self.welcome_seq;
+                let offset = self.sh.clock.offset_ms();
+                for (unit, at) in taken {
+                    self.track.take_str(unit);
+                    if let Some(set) = &mut self.taken {
+                        set.insert(UnitId::from(unit));
+                    }
+                    if live {
+                        let lat_ms = t + offset - at.0 as f64;
+                        let us = (lat_ms.max(0.0) * 1000.0) as u64;
+                        self.sh.rec.delivery(unit, at.0 as u64, us, t);
+                    }
+                }
+                self.track.seq = seq;
+                self.check_back();
+                None
+            }
+        }
+    }
+
+    async fn resume_from(&mut self, (epoch, seq): (u64, u64)) -> Result<(), ClientError> {
+        self.send(&ClientMsg::Resume { epoch, seq }).await
     }
 
     fn on_view(&mut self, v: &FamilyView) {
@@ -712,7 +756,7 @@ impl Client {
                     return Err(ClientError::Timeout(what));
                 }
                 Incoming::Reconnected => self.send(&msg).await?,
-                Incoming::Finish => {}
+                Incoming::Finish | Incoming::Board => {}
                 Incoming::Msg(m) => match *m {
                     ServerMsg::Ok { req_id: ref r, .. } if *r == req_id => return Ok(*m),
                     ServerMsg::Error {

@@ -5,6 +5,9 @@
 //! - [`workers`]: worker processes (one process holds at most ~20,000 sockets).
 //! - [`client`]: one simulated hall screen, phone or family, and its board chain.
 //! - [`clock`]: server clock offset from ping/pong.
+//! - [`frame`]: server frames read only as far as the measurement needs (deltas lite).
+//! - [`usage`]: the tool's own CPU (per process, per thread) and its saturation.
+//! - [`floor`]: the raw-socket floor: one writer, N loopback TCP pairs.
 //! - [`metrics`]: HDR histograms and counters, their wire form and merging.
 //! - [`operator`]: the operator API, batch generation and tokens.
 //! - [`audit`]: the consistency audit; [`report`]: summary, JSON report, thresholds.
@@ -13,8 +16,11 @@ pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod floor;
+pub mod frame;
 pub mod metrics;
 pub mod operator;
 pub mod report;
 pub mod scenario;
+pub mod usage;
 pub mod workers;

@@ -25,6 +25,13 @@ fn main() {
             // Do not wait for the blocking stdin reader: the result is out, we are done.
             std::process::exit(0);
         }
+        Cmd::Floor(a) => {
+            if let Err(e) = rt.block_on(xuanfang_loadtest::floor::main(a)) {
+                eprintln!("xuanfang-loadtest floor: {e}");
+                std::process::exit(2);
+            }
+            return;
+        }
         Cmd::Watch(a) => (Scenario::Watch, a),
         Cmd::Select(a) => (Scenario::Select, a),
         Cmd::Storm(a) => (Scenario::Storm, a),

@@ -221,8 +221,33 @@ pub struct Slowest {
     pub reached: u64,
 }
 
+/// FNV-1a: the per-delivery maps are keyed by short unit ids and times from our own
+/// hub, so SipHash's flooding defence buys nothing and costs ~2× the lookup.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Event time → (slowest µs, clients reached), for one unit.
-type UnitSlowest = HashMap<u64, (u64, u64)>;
+type UnitSlowest = FnvMap<u64, (u64, u64)>;
 
 /// Broadcast key → (slowest µs, clients reached).
 type SlowestMap = HashMap<(String, u64), (u64, u64)>;
@@ -233,15 +258,42 @@ fn note_slowest(m: &mut SlowestMap, key: (String, u64), max_us: u64, reached: u6
     e.1 += reached;
 }
 
+/// What every live delivery updates, under one lock (one lock per delivery, not three).
+#[derive(Debug)]
+struct Deliveries {
+    /// The `broadcast` histogram: merged into the named ones when shipped.
+    latency: Histogram<u64>,
+    span: Option<(f64, f64)>,
+    /// Unit → event time → (slowest µs, clients reached): keyed by `&str` first so a
+    /// delivery allocates nothing.
+    slowest: FnvMap<String, UnitSlowest>,
+}
+
+impl Deliveries {
+    fn reached(&mut self, unit: &str, at: u64, us: u64) {
+        let per_unit = match self.slowest.get_mut(unit) {
+            Some(p) => p,
+            None => self.slowest.entry(unit.to_owned()).or_default(),
+        };
+        let e = per_unit.entry(at).or_default();
+        e.0 = e.0.max(us);
+        e.1 += 1;
+    }
+
+    fn at(&mut self, at_ms: f64) {
+        self.span = Some(match self.span {
+            None => (at_ms, at_ms),
+            Some((a, b)) => (a.min(at_ms), b.max(at_ms)),
+        });
+    }
+}
+
 /// The shared recorder of one worker.
 #[derive(Debug)]
 pub struct Recorder {
     histograms: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, u64>>,
-    deliveries_span: Mutex<Option<(f64, f64)>>,
-    /// Unit → event time → (slowest µs, clients reached): keyed by `&str` first so a
-    /// delivery allocates nothing.
-    slowest: Mutex<HashMap<String, UnitSlowest>>,
+    deliveries: Mutex<Deliveries>,
     /// The counters, updated lock-free.
     pub counts: LiveCounts,
 }
@@ -259,8 +311,11 @@ impl Recorder {
         Self {
             histograms: Mutex::new(histograms),
             errors: Mutex::new(BTreeMap::new()),
-            deliveries_span: Mutex::new(None),
-            slowest: Mutex::new(HashMap::new()),
+            deliveries: Mutex::new(Deliveries {
+                latency: histogram(),
+                span: None,
+                slowest: FnvMap::default(),
+            }),
             counts: LiveCounts::default(),
         }
     }
@@ -279,41 +334,49 @@ impl Recorder {
         *e.entry(key.into()).or_default() += 1;
     }
 
+    fn deliveries(&self) -> std::sync::MutexGuard<'_, Deliveries> {
+        self.deliveries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One live broadcast delivery: the unit taken at server time `at`, received `us`
+    /// after it at local time `now_ms`. Latency histogram, slowest-watcher map, delivery
+    /// span and counter in one lock.
+    pub fn delivery(&self, unit: &str, at: u64, us: u64, now_ms: f64) {
+        let mut d = self.deliveries();
+        d.latency.saturating_record(us.max(1));
+        d.reached(unit, at, us);
+        d.at(now_ms);
+        drop(d);
+        self.counts.deliveries.fetch_add(1, Relaxed);
+    }
+
     /// Notes a live delivery at local time `at_ms`.
     pub fn delivery_at(&self, at_ms: f64) {
-        let mut s = self
-            .deliveries_span
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *s = Some(match *s {
-            None => (at_ms, at_ms),
-            Some((a, b)) => (a.min(at_ms), b.max(at_ms)),
-        });
+        self.deliveries().at(at_ms);
     }
 
     /// Notes one live delivery of the unit taken at server time `at`, `us` after it.
     pub fn broadcast_reached(&self, unit: &str, at: u64, us: u64) {
-        let mut m = self.slowest.lock().unwrap_or_else(|p| p.into_inner());
-        let per_unit = match m.get_mut(unit) {
-            Some(p) => p,
-            None => m.entry(unit.to_owned()).or_default(),
-        };
-        let e = per_unit.entry(at).or_default();
-        e.0 = e.0.max(us);
-        e.1 += 1;
+        self.deliveries().reached(unit, at, us);
     }
 
     /// Everything recorded so far, for the parent.
     pub fn to_wire(&self) -> Result<WireMetrics, MetricsError> {
+        let d = self.deliveries();
         let hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         let mut histograms = BTreeMap::new();
         for (n, h) in hs.iter() {
-            histograms.insert((*n).to_owned(), encode(h)?);
+            let enc = if *n == name::BROADCAST {
+                let mut all = h.clone();
+                all.add(&d.latency)
+                    .map_err(|e| MetricsError::Merge(format!("{e:?}")))?;
+                encode(&all)?
+            } else {
+                encode(h)?
+            };
+            histograms.insert((*n).to_owned(), enc);
         }
-        let span = *self
-            .deliveries_span
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let span = d.span;
         Ok(WireMetrics {
             histograms,
             counts: self.counts.snapshot(),
@@ -324,10 +387,8 @@ impl Recorder {
                 .clone(),
             first_delivery_ms: span.map(|s| s.0),
             last_delivery_ms: span.map(|s| s.1),
-            slowest: self
+            slowest: d
                 .slowest
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .flat_map(|(unit, per_at)| {
                     per_at.iter().map(|(at, (max_us, reached))| Slowest {

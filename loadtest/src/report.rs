@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Audit;
 use crate::metrics::{name, Counts, Merged, Summary};
+use crate::usage::ToolCpu;
 
 /// Errors that are part of a healthy run: losing a race for a unit.
 pub const EXPECTED_ERRORS: [&str; 1] = ["unit_taken"];
@@ -33,6 +34,9 @@ pub struct Report {
     /// The server's CPU time while broadcasts were delivered (with `--server-pid`).
     #[serde(default)]
     pub server_cpu: Option<Cpu>,
+    /// The tool's own CPU (parent and workers, per thread) and whether it was saturated.
+    #[serde(default)]
+    pub tool_cpu: Option<ToolCpu>,
     /// Distinct broadcasts (taken units) received live, and the fewest clients any of
     /// them reached: with every watcher live, equal to the watchers for a complete run.
     #[serde(default)]
@@ -80,19 +84,9 @@ pub struct Cpu {
     pub deliveries_per_cpu_s: f64,
 }
 
-/// Linux reports utime and stime in USER_HZ ticks, 100 per second on every
-/// architecture the hub targets.
-const TICKS_PER_S: f64 = 100.0;
-
 /// Reads utime + stime of a process, in seconds (`/proc/PID/stat`, fields 14 and 15).
 pub fn cpu_s(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; fields after its ')' are plain.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    Some((ut + st) / TICKS_PER_S)
+    crate::usage::process_cpu(pid).map(|(u, s)| u + s)
 }
 
 /// The CPU between the last sample at or before `from` and the first at or after `to`
@@ -143,13 +137,15 @@ impl Report {
 
     /// A metric's value for thresholds: `<hist>_<p50|p90|p95|p99|p999|max|mean>` in ms
     /// (`broadcast_all_p95`: per broadcast the slowest watcher, then the p95 of those),
-    /// or `errors` (unexpected), `connect_errors`, `deliveries_per_s`, `rss_per_conn`.
+    /// or `errors` (unexpected), `connect_errors`, `deliveries_per_s`, `rss_per_conn`,
+    /// `tool_cpu` (the tool's CPU in the measured phase, % of one core).
     pub fn metric(&self, metric: &str) -> Option<f64> {
         match metric {
             "errors" => return Some(self.errors_unexpected as f64),
             "connect_errors" => return Some(self.counts.connects_failed as f64),
             "deliveries_per_s" => return Some(self.rates.deliveries_per_s),
             "rss_per_conn" => return self.server_rss.as_ref().map(|r| r.per_connection_bytes),
+            "tool_cpu" => return self.tool_cpu.as_ref().map(|c| c.phase_percent_of_core),
             _ => {}
         }
         let (hist, stat) = metric.rsplit_once('_')?;
@@ -276,6 +272,37 @@ impl Report {
                 ),
             );
         }
+        if let Some(c) = &self.tool_cpu {
+            let threads = c
+                .processes
+                .iter()
+                .map(|p| {
+                    let busiest = p
+                        .threads
+                        .iter()
+                        .take(4)
+                        .map(|t| format!("{:.0}%", t.percent_of_core))
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    format!("{} {:.0}% [{busiest}]", p.role, p.percent_of_core)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            line(
+                &mut s,
+                "tool CPU",
+                format!(
+                    "{:.2} s user + {:.2} s sys, {:.0}% of a core over the run; {:.0}% over the {} ({:.1} s) of {} core(s); {threads}",
+                    c.user_s,
+                    c.sys_s,
+                    c.percent_of_core,
+                    c.phase_percent_of_core,
+                    c.phase,
+                    c.phase_window_s,
+                    c.cores
+                ),
+            );
+        }
         if self.families > 0 {
             line(
                 &mut s,
@@ -308,6 +335,9 @@ impl Report {
                     r.before_kib, r.peak_kib, r.connections, r.per_connection_bytes
                 ),
             );
+        }
+        if let Some(w) = self.tool_cpu.as_ref().and_then(ToolCpu::warning) {
+            let _ = writeln!(s, "\n  ⚠ WARNING: {w}");
         }
         if let Some(a) = &self.audit {
             let _ = writeln!(
@@ -394,6 +424,7 @@ fn known_metric(m: &str) -> bool {
         "connect_errors",
         "deliveries_per_s",
         "rss_per_conn",
+        "tool_cpu",
     ]
     .contains(&m)
     {
@@ -485,6 +516,31 @@ mod tests {
         r.judge(&[t]);
         assert!(!r.passed);
         assert_eq!(r.thresholds[0].value, Some(620.0));
+    }
+
+    #[test]
+    fn a_saturated_tool_is_warned_about_in_the_summary() {
+        let mut r = Report {
+            tool_cpu: Some(ToolCpu::new(
+                1,
+                Vec::new(),
+                "delivery span",
+                (4.0, 3.8),
+                10.0,
+            )),
+            ..Report::default()
+        };
+        let s = r.render();
+        assert!(s.contains("WARNING") && s.contains("saturated"), "{s}");
+        assert!((r.metric("tool_cpu").unwrap() - 95.0).abs() < 1e-6);
+        r.tool_cpu = Some(ToolCpu::new(
+            2,
+            Vec::new(),
+            "delivery span",
+            (4.0, 3.8),
+            10.0,
+        ));
+        assert!(!r.render().contains("WARNING"));
     }
 
     #[test]

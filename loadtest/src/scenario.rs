@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::metrics::Merged;
 use crate::operator::{self, Gateway, OpsError, Tokens};
 use crate::report::{cpu_between, cpu_s, vm_rss_kib, Cpu, Report, Rss, Threshold, ThresholdError};
+use crate::usage::{self, ProcessCpu, ToolCpu};
 use crate::workers::{self, Plan, WorkerError, WorkerLine, WorkerResult};
 
 /// The four scenarios.
@@ -65,6 +66,7 @@ const FINISH_WAIT_MS: f64 = 20_000.0;
 
 /// Runs a scenario; `Ok(false)` when the audit or a threshold failed.
 pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
+    let started = std::time::Instant::now();
     let thresholds = args
         .thresholds
         .iter()
@@ -192,6 +194,9 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
 
     let rss_before = args.server_pid.and_then(vm_rss_kib);
     let (mut handles, mut rx) = workers::spawn(plans).await?;
+    let worker_pids: Vec<u32> = handles.iter().filter_map(|h| h.pid()).collect();
+    // (local ms, CPU s of the parent and every worker), to charge the tool's own CPU.
+    let mut tool_samples: Vec<(f64, f64)> = Vec::new();
 
     // Progress until every client is done acting and the hold time has passed.
     let bars = Bars::new(args.quiet, total_clients as u64, n_tasks as u64);
@@ -214,6 +219,9 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
         }
         if let Some(c) = args.server_pid.and_then(cpu_s) {
             cpu_samples.push((now_ms(), c));
+        }
+        if let Some(c) = tool_cpu_s(&worker_pids) {
+            tool_samples.push((now_ms(), c));
         }
         let all: Vec<_> = progress.iter().flatten().collect();
         let open: u64 = all.iter().map(|p| p.open).sum();
@@ -251,6 +259,9 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
         if let Some(c) = args.server_pid.and_then(cpu_s) {
             cpu_samples.push((now_ms(), c));
         }
+        if let Some(c) = tool_cpu_s(&worker_pids) {
+            tool_samples.push((now_ms(), c));
+        }
         let got = tokio::time::timeout(Duration::from_secs(120), rx.recv())
             .await
             .map_err(|_| RunError::Setup("workers did not report in time".into()))?;
@@ -270,7 +281,12 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
     let mut conns = Vec::new();
     let mut fams = Vec::new();
     let mut clock = None;
+    let mut processes = vec![ProcessCpu::of_self(
+        "parent",
+        started.elapsed().as_secs_f64(),
+    )];
     for r in results.into_iter().flatten() {
+        processes.extend(r.cpu.clone());
         merged.add(&r.metrics).map_err(WorkerError::from)?;
         conns.extend(r.conns);
         fams.extend(r.families);
@@ -291,6 +307,12 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
         ..Report::default()
     };
     report.fill(&merged);
+    report.tool_cpu = Some(tool_cpu(
+        processes,
+        &tool_samples,
+        (merged.first_delivery_ms, merged.last_delivery_ms),
+        elapsed_s,
+    ));
     if let (Some(pid), Some(before), Some(peak)) = (args.server_pid, rss_before, rss_peak) {
         report.server_rss = Some(Rss {
             pid,
@@ -334,6 +356,38 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
         std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(report.passed)
+}
+
+/// CPU seconds of the parent and every worker now; `None` if a worker cannot be read
+/// (exited), so a sample never drops by a whole process.
+fn tool_cpu_s(worker_pids: &[u32]) -> Option<f64> {
+    let mut total = cpu_s(std::process::id())?;
+    for pid in worker_pids {
+        total += cpu_s(*pid)?;
+    }
+    Some(total)
+}
+
+/// The tool's CPU for the report: the measured phase is the delivery span when there
+/// were live deliveries, else the whole sampled run.
+fn tool_cpu(
+    processes: Vec<ProcessCpu>,
+    samples: &[(f64, f64)],
+    span: (Option<f64>, Option<f64>),
+    run_s: f64,
+) -> ToolCpu {
+    let whole = match (samples.first(), samples.last()) {
+        (Some(a), Some(b)) => ((b.0 - a.0) / 1000.0, b.1 - a.1),
+        _ => (0.0, 0.0),
+    };
+    let (phase, window) = match span {
+        (Some(a), Some(b)) => match cpu_between(samples, a, b) {
+            Some(w) => ("delivery span", w),
+            None => ("run", whole),
+        },
+        _ => ("run", whole),
+    };
+    ToolCpu::new(usage::cores(), processes, phase, window, run_s)
 }
 
 /// Creates the run's own batch and waits until every gateway serves it.

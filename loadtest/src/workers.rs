@@ -60,6 +60,9 @@ pub struct WorkerResult {
     pub conns: Vec<ConnReport>,
     pub families: Vec<FamilyReport>,
     pub clock: Option<Sample>,
+    /// The worker's own CPU, per thread, read just before the result is sent.
+    #[serde(default)]
+    pub cpu: Option<crate::usage::ProcessCpu>,
 }
 
 /// Worker → parent.
@@ -93,6 +96,7 @@ fn emit(line: &WorkerLine) -> Result<(), WorkerError> {
 
 /// The worker side: reads the plan from stdin, plays it, writes the result on stdout.
 pub async fn run_worker() -> Result<(), WorkerError> {
+    let started = std::time::Instant::now();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let first = lines
         .next_line()
@@ -187,6 +191,10 @@ pub async fn run_worker() -> Result<(), WorkerError> {
     progress.abort();
     result.metrics = shared.rec.to_wire()?;
     result.clock = shared.clock.best();
+    result.cpu = Some(crate::usage::ProcessCpu::of_self(
+        format!("worker {}", plan.worker),
+        started.elapsed().as_secs_f64(),
+    ));
     emit(&WorkerLine::Result(Box::new(result)))?;
     Ok(())
 }
@@ -256,6 +264,11 @@ pub async fn spawn(
 }
 
 impl WorkerHandle {
+    /// The worker's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Tells the worker the run is over.
     pub async fn finish(&mut self, f: Finish) -> Result<(), WorkerError> {
         let mut line = serde_json::to_vec(&Command2Worker::Finish(f))?;

@@ -201,6 +201,25 @@ fn mixed_run_on_a_demo_passes_the_audit_with_every_client_accounted_for() {
     }
     assert!(r["latency_ms"]["broadcast"]["count"].as_u64().unwrap_or(0) > 0);
     assert!(r["latency_ms"]["confirm"]["count"].as_u64().unwrap_or(0) >= 1);
+    // The tool's own CPU: the parent and both workers, the workers per thread.
+    let tool = &r["tool_cpu"];
+    let procs = tool["processes"].as_array().cloned().unwrap_or_default();
+    let roles: Vec<&str> = procs.iter().filter_map(|p| p["role"].as_str()).collect();
+    assert_eq!(roles, ["parent", "worker 0", "worker 1"], "{tool}");
+    for p in &procs[1..] {
+        assert!(p["user_s"].as_f64().unwrap_or(0.0) + p["sys_s"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(
+            !p["threads"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .is_empty(),
+            "{p}"
+        );
+    }
+    assert_eq!(tool["phase"], "delivery span", "{tool}");
+    assert!(tool["saturated"].is_boolean());
+    assert!(out.contains("tool CPU"), "{out}");
 }
 
 #[test]

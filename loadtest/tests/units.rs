@@ -87,3 +87,40 @@ fn histogram_encoding_round_trips() {
     assert_eq!(back.max(), h.max());
     assert!(metrics::decode("not base64!").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_floor_delivers_every_byte_and_reports_writes_per_cpu_second() {
+    use xuanfang_loadtest::floor::{self, FloorArgs};
+    let args = FloorArgs {
+        sockets: 40,
+        rounds: 25,
+        size: "150-400".into(),
+        report: None,
+    };
+    let r = floor::run(&args).await.expect("floor runs");
+    assert_eq!(r.writes, 1_000);
+    assert!(r.bytes >= 150_000 && r.bytes <= 400_000, "{}", r.bytes);
+    assert!(r.writer_cpu_s > 0.0 && r.writes_per_cpu_s > 0.0);
+    assert!(r.pairs_fit >= 40);
+    assert!(r.render().contains("writes per writer CPU-second"));
+}
+
+#[tokio::test]
+async fn the_floor_refuses_more_pairs_than_descriptors_and_says_how_many_fit() {
+    use xuanfang_loadtest::floor::{self, FloorArgs, FloorError};
+    let args = FloorArgs {
+        sockets: 10_000_000,
+        rounds: 1,
+        size: "200".into(),
+        report: None,
+    };
+    match floor::run(&args).await {
+        Err(e @ FloorError::TooMany { .. }) => assert!(e.to_string().contains("pairs fit"), "{e}"),
+        other => panic!("expected TooMany, got {other:?}"),
+    }
+    let bad = FloorArgs {
+        size: "400-150".into(),
+        ..args
+    };
+    assert!(matches!(floor::run(&bad).await, Err(FloorError::Size(_))));
+}
