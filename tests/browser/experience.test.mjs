@@ -34,7 +34,7 @@ async function enterFormal(page, url, units) {
   await page.waitForSelector('#unit-list .unit');
   for (const [i, id] of units.entries()) {
     await page.click(`button[data-act="add"][data-unit="${id}"]`);
-    await page.waitForFunction((n) => document.querySelector('#list-count')?.textContent === `${n}/5`, i + 1, { timeout: 5000 });
+    await page.waitForFunction((n) => document.querySelector('#list-count')?.textContent === `${n}/5`, i + 1, { timeout: 30000 });
   }
   await page.click('#open-list');
   await page.waitForSelector('#my-list[data-list="intentions"] .unit');
@@ -135,7 +135,7 @@ test('offline: a banner, confirm and waive unavailable (dialog OK too); back onl
     assert.match(await page.textContent('#net-banner'), /网络已断开/);
     const box = await page.locator('#net-banner').boundingBox();
     assert.ok(box.height >= 40 && box.width >= 300, `a banner, not a dot: ${JSON.stringify(box)}`);
-    await page.waitForFunction(() => document.getElementById('dialog-ok').disabled, null, { timeout: 5000 });
+    await page.waitForFunction(() => document.getElementById('dialog-ok').disabled, null, { timeout: 30000 });
     assert.ok(await page.isVisible('#dialog-net'));
     await page.click('#dialog-cancel');
     // Nothing irreversible is offered while offline.
@@ -146,7 +146,7 @@ test('offline: a banner, confirm and waive unavailable (dialog OK too); back onl
     // Back online: the banner goes, confirm is offered again and works.
     await page.context().setOffline(false);
     await page.waitForSelector('#net-banner', { state: 'hidden', timeout: 30000 });
-    await page.waitForSelector(`#my-list button[data-act="confirm"][data-unit="${u1}"]:not([disabled])`, { timeout: 5000 });
+    await page.waitForSelector(`#my-list button[data-act="confirm"][data-unit="${u1}"]:not([disabled])`, { timeout: 30000 });
     assert.ok(await page.isEnabled('#waive'));
     await page.click(`#my-list button[data-act="confirm"][data-unit="${u1}"]`);
     await page.waitForSelector('#dialog[open]');
@@ -248,9 +248,9 @@ test('a network gone quiet: noticed, the confirm held on its row, attempts that 
     await page.click('#dialog-ok');
     // The row says the confirm is on its way, then, once the silence is noticed, that it
     // waits for the network and will go by itself.
-    await page.waitForSelector(`#my-list .unit[data-unit="${u1}"] #confirm-pending`, { timeout: 5000 });
+    await page.waitForSelector(`#my-list .unit[data-unit="${u1}"] #confirm-pending`, { timeout: 30000 });
     await page.waitForSelector('#net-banner:not([hidden])', { timeout: 20000 });
-    await page.waitForSelector('#confirm-pending[data-state="held"]', { timeout: 5000 });
+    await page.waitForSelector('#confirm-pending[data-state="held"]', { timeout: 30000 });
     assert.match(await page.textContent('#confirm-pending'), /等待网络，恢复后自动提交/);
     // Attempts land on a network that accepts and never answers: each is given up
     // after its handshake timeout and another is made.

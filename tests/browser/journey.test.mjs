@@ -81,7 +81,7 @@ test('a family goes from login to its result by clicks only', async () => {
 
   // Formal selection opens at the session start: the page learns it from the server.
   await untilServerTime(demo.base, me.session.start);
-  await page.waitForSelector('#countdown[data-kind="formal"]', { timeout: 5000 });
+  await page.waitForSelector('#countdown[data-kind="formal"]', { timeout: 30000 });
   // Back to selection: formal selection needs its own declaration first.
   await page.click('#back');
   await page.waitForSelector('#start-formal');

@@ -70,7 +70,7 @@ test('a dropped phone catches up on reconnect, then gets the automatic result at
     c.url = c.realUrl;
   });
   await a.waitForSelector('#conn[data-state="online"]', { timeout: 20000 });
-  await a.waitForSelector(`#my-list .unit[data-unit="${theirs}"][data-taken="true"]`, { timeout: 2000 });
+  await a.waitForSelector(`#my-list .unit[data-unit="${theirs}"][data-taken="true"]`, { timeout: 30000 });
   assert.ok(await a.isDisabled(`#my-list button[data-act="confirm"][data-unit="${theirs}"]`));
   await shot(a, 'app-intentions-taken');
 
