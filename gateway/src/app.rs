@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use xuanfang_allocator::{AllocError, Allocator};
@@ -27,6 +28,9 @@ pub struct WsConfig {
     pub max_message: usize,
     /// A send that blocks this long means the client is stuck: it is disconnected.
     pub send_timeout: Duration,
+    /// How long before a family socket's token expires it is sent `token_expiring`
+    /// (its cue to `refresh`); a token with less left is warned at once.
+    pub token_refresh_lead: Duration,
 }
 
 impl Default for WsConfig {
@@ -36,6 +40,7 @@ impl Default for WsConfig {
             write_buffer: 0,
             max_message: 64 * 1024,
             send_timeout: Duration::from_secs(10),
+            token_refresh_lead: Duration::from_secs(120),
         }
     }
 }
@@ -53,6 +58,11 @@ pub struct App {
     pub sockets: tokio_util::task::TaskTracker,
     /// Demo mode: exposes `/api/demo/logins`.
     pub demo: Option<crate::demo::DemoInfo>,
+    /// Where the pages get a new token and send a family to log in again
+    /// (`GET /api/auth/config`).
+    token_refresh: std::sync::OnceLock<(crate::token_refresh::RefreshConfig, HeaderValue)>,
+    /// Alarms at token times for every open socket (on the token clock, `auth`'s).
+    pub expiry: Arc<crate::auth::expiry::ExpiryTimers>,
     /// Every loaded batch, each with its board hub (see [`App::hub`]).
     batches: RwLock<Served>,
     /// This app, for the tasks it spawns.
@@ -108,6 +118,8 @@ impl App {
         // Every engine call is timed by operation (`xuanfang_engine_seconds`).
         let alloc: Arc<dyn Allocator> =
             Arc::new(crate::metrics::TimedEngine::new(alloc, metrics.clone()));
+        let shutdown = CancellationToken::new();
+        let expiry = crate::auth::expiry::ExpiryTimers::new(auth.clock(), shutdown.child_token());
         Arc::new_cyclic(|this| Self {
             clock,
             this: this.clone(),
@@ -116,9 +128,11 @@ impl App {
             limits,
             metrics,
             ws,
-            shutdown: CancellationToken::new(),
+            shutdown,
             sockets: tokio_util::task::TaskTracker::new(),
             demo,
+            token_refresh: std::sync::OnceLock::new(),
+            expiry,
             batches: RwLock::new(Served::default()),
             opening: tokio::sync::Mutex::new(()),
             clock_offset: std::sync::atomic::AtomicI64::new(0),
@@ -129,6 +143,31 @@ impl App {
     /// Turns signing on (once, before serving); `false` when it was already on.
     pub fn enable_signing(&self, signing: crate::signing_api::Signing) -> bool {
         self.signing.set(signing).is_ok()
+    }
+
+    /// Sets the refresh and login addresses (once, before serving); `false` when they
+    /// were already set.
+    pub fn set_token_refresh(&self, cfg: crate::token_refresh::RefreshConfig) -> bool {
+        let csp = cfg.csp();
+        self.token_refresh.set((cfg, csp)).is_ok()
+    }
+
+    /// The refresh and login addresses (none set: the defaults).
+    pub fn token_refresh(&self) -> &crate::token_refresh::RefreshConfig {
+        &self.token_refresh_set().0
+    }
+
+    /// The pages' Content-Security-Policy (with a cross-origin refresh endpoint in it).
+    pub fn csp(&self) -> &HeaderValue {
+        &self.token_refresh_set().1
+    }
+
+    fn token_refresh_set(&self) -> &(crate::token_refresh::RefreshConfig, HeaderValue) {
+        self.token_refresh.get_or_init(|| {
+            let cfg = crate::token_refresh::RefreshConfig::default();
+            let csp = cfg.csp();
+            (cfg, csp)
+        })
     }
 
     /// Signing, when enabled.

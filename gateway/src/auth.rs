@@ -3,8 +3,11 @@
 //! The hub never sees passwords. It verifies a signed token naming a family or an
 //! operator: HS256 with a shared secret, RS256 / EdDSA with the platform's public key, or
 //! the platform's rotating key set ([`jwks`]: RS256, ES256, EdDSA chosen by `kid`). The
-//! issuer and audience are checked when configured ([`TokenRules`]).
+//! issuer and audience are checked when configured ([`TokenRules`]). Expiry is judged on
+//! the [`Auth`]'s clock (the system's, or a test's), and a WebSocket that outlives its
+//! token is warned and closed on that clock by [`expiry`].
 
+pub mod expiry;
 pub mod jwks;
 
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use jsonwebtoken::{
     decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
 };
 use serde::{Deserialize, Serialize};
-use xuanfang_hub::{ErrorCode, FamilyId};
+use xuanfang_hub::{Clock, ErrorCode, FamilyId, Millis, SystemClock};
 
 pub use jwks::{JwksSource, JwksTiming, KeySet};
 
@@ -100,6 +103,8 @@ pub struct Auth {
     keys: Keys,
     encoding: Option<EncodingKey>,
     rules: TokenRules,
+    /// The clock `exp` is judged (and minted) on: the system's, or a test's.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -126,6 +131,7 @@ impl Auth {
             keys: Keys::Fixed(DecodingKey::from_secret(secret), Algorithm::HS256),
             encoding: Some(EncodingKey::from_secret(secret)),
             rules: TokenRules::default(),
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -142,6 +148,7 @@ impl Auth {
             keys: Keys::Fixed(decoding, alg),
             encoding: None,
             rules: TokenRules::default(),
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -151,6 +158,7 @@ impl Auth {
             keys: Keys::Set(set),
             encoding: None,
             rules: TokenRules::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -160,6 +168,35 @@ impl Auth {
         self
     }
 
+    /// The same keys on another clock (tests move token time by hand with a
+    /// `ManualClock`): verifying, [`Auth::expired`], minting and the socket's expiry
+    /// timers all read it.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now on this `Auth`'s clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// The clock tokens are judged on.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    fn now_secs(&self) -> u64 {
+        u64::try_from(self.clock.now().0 / 1000).unwrap_or(0)
+    }
+
+    /// The first moment (ms) at which a token with this `exp` counts as expired by
+    /// [`Auth::expired`]: `exp + leeway` whole seconds have fully passed.
+    pub fn expires_at(&self, exp: u64) -> Millis {
+        let secs = exp.saturating_add(self.rules.leeway_secs).saturating_add(1);
+        Millis(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+
     /// The caller a token names, once its signature, expiry and (when configured) issuer
     /// and audience check out. With a key set, an unknown `kid` may fetch the set again.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
@@ -167,7 +204,8 @@ impl Auth {
     }
 
     /// Like [`Auth::verify`], with the token's `exp`: a WebSocket outlives the check at
-    /// its upgrade, so it asks [`Auth::expired`] again before each action.
+    /// its upgrade, so it asks [`Auth::expired`] again before each action (and a
+    /// `refresh` on the socket is checked by this very function, as the upgrade was).
     pub async fn verify_until(&self, token: &str) -> Result<(Identity, u64), AuthError> {
         let invalid = |e: jsonwebtoken::errors::Error| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -187,6 +225,10 @@ impl Auth {
         // key's public bytes as the secret) fails here.
         let data = decode::<Claims>(token, &key, &self.validation(alg)).map_err(invalid)?;
         let c = data.claims;
+        // jsonwebtoken reads the system clock; expiry is judged on ours (same rule).
+        if self.expired(c.exp) {
+            return Err(AuthError::Expired);
+        }
         let who = match c.role {
             Role::Family => Identity::Family(FamilyId(c.sub)),
             Role::Operator => Identity::Operator(c.sub),
@@ -197,16 +239,14 @@ impl Auth {
     /// Whether a token with this `exp` has expired by now: the rule [`Auth::verify`]
     /// applies (jsonwebtoken's: `exp + leeway` before now, in whole seconds).
     pub fn expired(&self, exp: u64) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        exp.saturating_add(self.rules.leeway_secs) < now
+        exp.saturating_add(self.rules.leeway_secs) < self.now_secs()
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);
         v.leeway = self.rules.leeway_secs;
+        // `exp` must be present (below) and is judged by `expired`, on this clock.
+        v.validate_exp = false;
         let mut required = vec!["exp", "sub"];
         if let Some(iss) = &self.rules.issuer {
             v.set_issuer(&[iss]);
@@ -223,13 +263,15 @@ impl Auth {
         v
     }
 
+    /// Whether this `Auth` can mint tokens (it holds the shared secret).
+    pub fn can_mint(&self) -> bool {
+        self.encoding.is_some()
+    }
+
     /// Mints a token valid for `ttl_secs` (demo, tests, the load tool, ops).
     pub fn mint(&self, sub: &str, role: Role, ttl_secs: u64) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or(AuthError::CannotMint)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = self.now_secs();
         let claims = Claims {
             sub: sub.to_owned(),
             role,

@@ -4,6 +4,10 @@
 //! Slow consumers never hold anyone up: deltas come from a bounded broadcast ring, a
 //! connection that falls behind gets the latest snapshot instead of the backlog, and a
 //! send that blocks past the timeout disconnects it.
+//!
+//! A family socket outlives its token only by refreshing it: it is sent `token_expiring`
+//! a lead time before `exp`, swaps in a new token with `refresh`, and without one is
+//! closed with [`close_code::TOKEN_EXPIRED`] once the token has expired.
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg, MAX_CLIENT_FRAME};
 use xuanfang_hub::{ErrorCode, FamilyId, Rejection};
 
 use crate::app::App;
+use crate::auth::expiry::Alarm;
 use crate::auth::{self, Identity};
 use crate::caller;
 use crate::fanout::{BatchHub, Catchup, SnapshotFrames};
@@ -29,6 +34,9 @@ use crate::limits::{ConnRefusal, ConnSlot};
 pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     pub const TOO_BIG: u16 = 1009;
+    /// The family's token expired and no `refresh` came: log in again (reconnecting
+    /// with the same token is refused, `401 token_expired`).
+    pub const TOKEN_EXPIRED: u16 = 4001;
     pub const RATE_LIMITED: u16 = 4008;
     pub const SLOW_CONSUMER: u16 = 4009;
 }
@@ -132,9 +140,32 @@ enum Who {
     Anonymous,
     /// An operator's token: watches like a hall screen; family actions are `forbidden`.
     Operator,
-    /// A family's token, valid until `expires` (`exp`, seconds since the epoch): the
-    /// socket may outlive it, and then its actions get `token_expired`.
+    /// A family's token, valid until `expires` (`exp`, seconds since the epoch, moved
+    /// on by each accepted `refresh`): warned before, closed after.
     Family { id: FamilyId, expires: u64 },
+}
+
+/// What a family socket's token alarm rings for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TokenStage {
+    /// The lead time before `exp`: send `token_expiring`.
+    Warn,
+    /// The token has expired (with the leeway): close the socket.
+    Expire,
+}
+
+/// The next look at a family socket's token.
+struct TokenAlarm {
+    stage: TokenStage,
+    alarm: Alarm,
+}
+
+/// Waits for the token alarm; never, on sockets without a token to watch.
+async fn token_rung(a: Option<&mut TokenAlarm>) {
+    match a {
+        Some(a) => a.alarm.rung().await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Connection {
@@ -148,6 +179,8 @@ struct Connection {
     /// The view this connection's last `ok` carried and shared with the family's other
     /// connections; not sent to this one again.
     shared: Option<Arc<xuanfang_hub::protocol::FamilyView>>,
+    /// Family sockets: when the token is next warned about or found expired.
+    token_alarm: Option<TokenAlarm>,
     _slot: ConnSlot,
 }
 
@@ -173,6 +206,7 @@ impl Connection {
             who,
             seq: 0,
             shared: None,
+            token_alarm: None,
             _slot: slot,
         }
     }
@@ -223,6 +257,7 @@ impl Connection {
         if let Flow::Close(c, r) = Box::pin(self.greet(resume, snapshot, seq)).await {
             return Flow::Close(c, r);
         }
+        self.arm_token(TokenStage::Warn);
         let limiter = self.app.limits.connection_limiter();
         // Frames refused in a row; a client that keeps flooding is closed (4008).
         let mut over_limit = 0u32;
@@ -297,6 +332,7 @@ impl Connection {
                     }
                 },
                 _ = keepalive.tick() => self.send(Message::Ping(Default::default())).await,
+                _ = token_rung(self.token_alarm.as_mut()) => Box::pin(self.on_token_alarm()).await,
             };
             if let Flow::Close(c, r) = flow {
                 return Flow::Close(c, r);
@@ -379,7 +415,89 @@ impl Connection {
                 self.send_msg(&pong).await
             }
             ClientMsg::Resume { epoch, seq } => self.resume(epoch, seq).await,
+            ClientMsg::Refresh { req_id, token } => {
+                let reply = self.refresh(&req_id, &token).await;
+                self.send_msg(&reply).await
+            }
             other => self.act(other).await,
+        }
+    }
+
+    /// Sets the token alarm for `stage` of the current token (family sockets only).
+    fn arm_token(&mut self, stage: TokenStage) {
+        let Who::Family { expires, .. } = self.who else {
+            return;
+        };
+        let at = match stage {
+            TokenStage::Warn => {
+                let lead =
+                    i64::try_from(self.app.ws.token_refresh_lead.as_millis()).unwrap_or(i64::MAX);
+                exp_ms(expires).plus_ms(-lead)
+            }
+            TokenStage::Expire => self.app.auth.expires_at(expires),
+        };
+        self.token_alarm = Some(TokenAlarm {
+            stage,
+            alarm: self.app.expiry.alarm(at),
+        });
+    }
+
+    /// The token alarm rang: warn the client, or close the socket of an expired token.
+    async fn on_token_alarm(&mut self) -> Flow {
+        let (Some(stage), Who::Family { expires, .. }) =
+            (self.token_alarm.as_ref().map(|a| a.stage), &self.who)
+        else {
+            self.token_alarm = None;
+            return Flow::Continue;
+        };
+        let expires = *expires;
+        match stage {
+            TokenStage::Warn => {
+                self.arm_token(TokenStage::Expire);
+                self.send_msg(&ServerMsg::TokenExpiring {
+                    expires: exp_ms(expires),
+                })
+                .await
+            }
+            TokenStage::Expire if self.app.auth.expired(expires) => {
+                self.app.metrics.error(ErrorCode::TokenExpired);
+                Flow::Close(close_code::TOKEN_EXPIRED, "token expired")
+            }
+            // The token clock went back: look again when it gets there.
+            TokenStage::Expire => {
+                self.arm_token(TokenStage::Expire);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// `refresh`: the socket takes `token` if it is valid by the rules of the upgrade
+    /// (signature, `exp`, `iss`, `aud`, the key set) and names the same family, expiring
+    /// no earlier than the current one. Any refusal leaves the socket as it was.
+    async fn refresh(&mut self, req_id: &str, token: &str) -> ServerMsg {
+        let refuse = |app: &App, code: ErrorCode| {
+            app.metrics.error(code);
+            ServerMsg::error(Some(req_id.to_owned()), code.into())
+        };
+        if !xuanfang_hub::protocol::req_id_ok(req_id) {
+            return refuse(&self.app, ErrorCode::BadFrame);
+        }
+        let (id, current) = match &self.who {
+            Who::Family { id, expires } => (id.clone(), *expires),
+            // No family token to refresh: as for family requests.
+            Who::Anonymous => return refuse(&self.app, ErrorCode::Unauthorized),
+            Who::Operator => return refuse(&self.app, ErrorCode::Forbidden),
+        };
+        let exp = match self.app.auth.verify_until(token).await {
+            Ok((Identity::Family(f), exp)) if f == id && exp >= current => exp,
+            Ok(_) => return refuse(&self.app, ErrorCode::TokenMismatch),
+            Err(e) => return refuse(&self.app, e.code()),
+        };
+        self.who = Who::Family { id, expires: exp };
+        self.arm_token(TokenStage::Warn);
+        ServerMsg::Refreshed {
+            req_id: req_id.to_owned(),
+            expires: exp_ms(exp),
         }
     }
 
@@ -516,4 +634,9 @@ impl Connection {
             }
         }
     }
+}
+
+/// A token's `exp` (seconds) as protocol time (ms).
+fn exp_ms(exp: u64) -> xuanfang_hub::Millis {
+    xuanfang_hub::Millis(i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX))
 }

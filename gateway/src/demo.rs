@@ -33,7 +33,16 @@ pub struct DemoInfo {
     pub operator_url: String,
     pub hall_url: String,
     pub families: Vec<DemoLogin>,
+    /// Whether the demo mints with its own secret, and so answers `/api/demo/refresh`.
+    #[serde(skip)]
+    pub mints: bool,
+    /// Lifetime of the tokens it mints (logins and refreshes), in seconds.
+    #[serde(skip)]
+    pub token_ttl_secs: u64,
 }
+
+/// Lifetime of the demo's tokens unless `--token-ttl` says otherwise: a day.
+pub const DEMO_TOKEN_TTL: u64 = 24 * 3600;
 
 /// The demo's page links when its tokens are not its own to give (a secret was passed):
 /// no login tokens at all.
@@ -42,6 +51,8 @@ pub fn without_logins(base: &str) -> DemoInfo {
         operator_url: format!("{base}/console"),
         hall_url: format!("{base}/hall"),
         families: Vec::new(),
+        mints: false,
+        token_ttl_secs: DEMO_TOKEN_TTL,
     }
 }
 
@@ -69,9 +80,9 @@ pub fn make_batch(shape: &DemoShape, now: Millis) -> Batch {
     demo_batch(o)
 }
 
-/// Login links for every family (tokens valid for a day).
-pub fn logins(batch: &Batch, auth: &Auth, base: &str) -> DemoInfo {
-    let ttl = 24 * 3600;
+/// Login links for every family, tokens valid for `ttl` seconds (the demo also
+/// refreshes them: `/api/demo/refresh`).
+pub fn logins(batch: &Batch, auth: &Auth, base: &str, ttl: u64) -> DemoInfo {
     let families = batch
         .families
         .iter()
@@ -96,6 +107,8 @@ pub fn logins(batch: &Batch, auth: &Auth, base: &str) -> DemoInfo {
         operator_url: format!("{base}/console?token={op}"),
         hall_url: format!("{base}/hall"),
         families,
+        mints: true,
+        token_ttl_secs: ttl,
     }
 }
 

@@ -5,7 +5,9 @@
 //! - [`connection`]: one WebSocket's life (welcome, deltas, family channel, actions).
 //! - [`fanout`]: follows the batch's event stream and broadcasts deltas; resume.
 //! - [`deadline`]: auto-confirm at each session deadline, exactly once across gateways.
-//! - [`auth`]: JWT of the identity platform; [`limits`]: governor rate limits;
+//! - [`auth`]: JWT of the identity platform (and [`auth::expiry`]: a socket's token
+//!   warned and closed on time); [`token_refresh`]: where pages get a new token;
+//!   [`limits`]: governor rate limits;
 //!   [`client_ip`]: the client's address, also behind trusted proxies.
 //! - [`api`], [`ops`], [`import_api`], [`templates`]: HTTP API for families and
 //!   operators (the upload templates in `templates`).
@@ -42,5 +44,6 @@ pub mod refunds;
 pub mod server;
 pub mod signing_api;
 pub mod templates;
+pub mod token_refresh;
 pub mod vendors;
 pub mod web;

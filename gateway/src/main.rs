@@ -79,6 +79,19 @@ struct Common {
     /// Seconds of clock difference with the platform forgiven on `exp`/`nbf`.
     #[arg(long, env = "XUANFANG_JWT_LEEWAY", default_value_t = 30)]
     jwt_leeway: u64,
+    /// The identity platform's token refresh endpoint, which the phone page POSTs to
+    /// (Bearer: the current token, with the platform's cookies) for `{"token": ...}`
+    /// when its socket says `token_expiring`. Default: none (demo: `/api/demo/refresh`).
+    #[arg(long, env = "XUANFANG_TOKEN_REFRESH_URL")]
+    token_refresh_url: Option<String>,
+    /// Where 重新登录 (log in again) sends a family whose token expired: the platform's
+    /// login page. Default: `/app`, which says how to log in.
+    #[arg(long, env = "XUANFANG_LOGIN_URL")]
+    login_url: Option<String>,
+    /// Seconds before a family socket's token expires that it is sent `token_expiring`
+    /// (overrides `[ws] token_refresh_lead_secs`; default 120).
+    #[arg(long, env = "XUANFANG_TOKEN_REFRESH_LEAD")]
+    token_refresh_lead: Option<u64>,
     /// Optional TOML file with [limits] and [ws] settings.
     #[arg(long, env = "XUANFANG_CONFIG")]
     config: Option<PathBuf>,
@@ -163,6 +176,9 @@ struct DemoArgs {
     /// Allow a non-loopback --listen. The demo hands operator tokens to anyone who asks.
     #[arg(long)]
     allow_remote: bool,
+    /// Lifetime in seconds of the demo's login tokens and of those it refreshes.
+    #[arg(long, default_value_t = demo::DEMO_TOKEN_TTL)]
+    token_ttl: u64,
 }
 
 #[derive(Args)]
@@ -336,6 +352,8 @@ struct Settings {
     payment: xuanfang_gateway::config::PaymentConfig,
     /// `[face]`: the face check's vendor.
     face: xuanfang_gateway::config::FaceConfig,
+    /// `--token-refresh-url`, `--login-url`.
+    token_refresh: xuanfang_gateway::token_refresh::RefreshConfig,
 }
 
 fn settings_of(c: &Common) -> Result<Settings, MainError> {
@@ -353,9 +371,19 @@ fn settings_of(c: &Common) -> Result<Settings, MainError> {
             );
         }
     }
+    let mut ws = file.ws.to_ws();
+    if let Some(lead) = c.token_refresh_lead {
+        ws.token_refresh_lead = Duration::from_secs(lead);
+    }
+    let token_refresh = xuanfang_gateway::token_refresh::RefreshConfig::new(
+        c.token_refresh_url.clone(),
+        c.login_url.clone(),
+    )
+    .map_err(MainError::Msg)?;
     Ok(Settings {
+        token_refresh,
         limits: Limits::try_new(file.limits)?,
-        ws: file.ws.to_ws(),
+        ws,
         signing: file.signing,
         payment: file.payment,
         face: file.face,
@@ -383,7 +411,9 @@ fn app_of(
     settings: Settings,
     demo: Option<demo::DemoInfo>,
 ) -> Arc<App> {
-    App::new(alloc, auth, settings.limits, settings.ws, demo)
+    let app = App::new(alloc, auth, settings.limits, settings.ws, demo);
+    app.set_token_refresh(settings.token_refresh);
+    app
 }
 
 async fn run_until_signal(app: Arc<App>, listen: SocketAddr) -> Result<(), MainError> {
@@ -476,7 +506,7 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         && a.common.jwt_jwks_file.is_none();
     let base = format!("http://{}", a.common.listen);
     let info = match own_secret {
-        true => demo::logins(&batch, &auth, &base),
+        true => demo::logins(&batch, &auth, &base, a.token_ttl),
         false => demo::without_logins(&base),
     };
     println!(

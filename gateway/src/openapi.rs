@@ -256,6 +256,8 @@ fn components() -> Components {
         .schema_from::<crate::api::BatchSummary>()
         .schema_from::<crate::api::MyBatch>()
         .schema_from::<crate::api::ServerTime>()
+        .schema_from::<crate::token_refresh::AuthConfig>()
+        .schema_from::<crate::token_refresh::Refreshed>()
         .schema_from::<crate::ops::PublishRequest>()
         .schema_from::<crate::signing_api::review::RejectBody>()
         .build()
@@ -323,6 +325,8 @@ fn takes_batch(route: &Route) -> bool {
         "/api/ops/batches",
         "/api/time",
         "/api/demo/logins",
+        "/api/demo/refresh",
+        "/api/auth/config",
         "/api/openapi.json",
     ];
     if none.contains(&p) || p.starts_with("/api/ops/templates/") {
@@ -388,6 +392,16 @@ fn answer(route: &Route) -> (&'static str, Option<&'static str>, Option<RefOr<Sc
             Some("application/json"),
             Some(schema_ref::<crate::api::ServerTime>()),
         ),
+        (_, "/api/auth/config") => (
+            "200",
+            Some("application/json"),
+            Some(schema_ref::<crate::token_refresh::AuthConfig>()),
+        ),
+        (_, "/api/demo/refresh") => (
+            "200",
+            Some("application/json"),
+            Some(schema_ref::<crate::token_refresh::Refreshed>()),
+        ),
         (_, "/api/ops/supplementary") | (_, "/api/ops/batches") => {
             ("201", Some("application/json"), Some(any_object()))
         }
@@ -452,6 +466,8 @@ mod tests {
             "/api/me/batches",
             "/api/time",
             "/api/demo/logins",
+            "/api/demo/refresh",
+            "/api/auth/config",
             "/api/openapi.json",
             "/metrics",
             "/web/{*path}",

@@ -14,7 +14,9 @@ use xuanfang_hub::ErrorCode;
 
 use crate::app::App;
 use crate::http_error::ApiError;
-use crate::{api, connection, import_api, openapi, ops, signing_api as sg, templates, web};
+use crate::{
+    api, connection, import_api, openapi, ops, signing_api as sg, templates, token_refresh, web,
+};
 
 /// Uploads (unit and family sheets) may be a few MB.
 const MAX_UPLOAD: usize = 16 * 1024 * 1024;
@@ -85,6 +87,14 @@ pub fn routes() -> Vec<Route> {
             get(api::my_batches)
         }),
         r("GET", "/api/demo/logins", Demo, Api, || get(demo_logins)),
+        // The demo as its own identity platform: a fresh token for a still-valid one.
+        r("POST", "/api/demo/refresh", Demo, Api, || {
+            post(token_refresh::demo_refresh)
+        }),
+        // Where the page gets a new token and sends a family to log in again.
+        r("GET", "/api/auth/config", Public, Api, || {
+            get(token_refresh::config)
+        }),
         r("GET", "/api/ops/progress", Operator, Api, || {
             get(ops::progress)
         }),
@@ -275,7 +285,10 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::map_response(close_after_refused_upload))
         .layer(middleware::from_fn_with_state(app.clone(), api_rate_limit));
     let web = web
-        .layer(middleware::map_response(security_headers))
+        .layer(middleware::map_response_with_state(
+            app.clone(),
+            security_headers,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), web_rate_limit));
     Router::new()
         .merge(api)
@@ -302,12 +315,11 @@ async fn close_after_refused_upload(mut res: Response) -> Response {
     res
 }
 
-async fn security_headers(mut res: Response) -> Response {
+/// The CSP of `CSP`, with a cross-origin refresh endpoint added to `connect-src`
+/// ([`crate::token_refresh::RefreshConfig::csp`]).
+async fn security_headers(State(app): State<Arc<App>>, mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, app.csp().clone());
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -93,6 +93,9 @@ pub enum ErrorCode {
     OrderExpired,
     /// The review decision needs an application waiting for review.
     NotInReview,
+    /// A `refresh` token that is valid but cannot replace the connection's: it names
+    /// another person or role, or it expires before the connection's token does.
+    TokenMismatch,
 }
 
 impl ErrorCode {
@@ -143,6 +146,7 @@ impl ErrorCode {
             PaymentMismatch => "支付信息与当前订单不符",
             OrderExpired => "订单已过期，请重新发起支付",
             NotInReview => "该签约申请不在待审核状态",
+            TokenMismatch => "新的登录凭证与当前账户不符，请重新登录",
         }
     }
 
@@ -193,6 +197,7 @@ impl ErrorCode {
             PaymentMismatch => "The payment does not match the current deposit order",
             OrderExpired => "The order has expired; please pay again",
             NotInReview => "The application is not waiting for review",
+            TokenMismatch => "The new login is not for this account; please log in again",
         }
     }
 }

@@ -116,14 +116,23 @@ pub enum ClientMsg {
     ApplySupplementary {
         req_id: ReqId,
     },
+    /// Swaps the connection's token for a newer one of the same person and role (after
+    /// `token_expiring`), so a socket outlives its first token without reconnecting.
+    /// Answered with `refreshed`, or an `error` that changes nothing.
+    Refresh {
+        req_id: ReqId,
+        token: String,
+    },
 }
 
 impl ClientMsg {
     /// The request id and the allocator action of a family request; `None` for
-    /// connection-level messages (ping, resume).
+    /// connection-level messages (ping, resume, refresh).
     pub fn action(&self) -> Option<(&ReqId, Action)> {
         Some(match self {
-            ClientMsg::Ping { .. } | ClientMsg::Resume { .. } => return None,
+            ClientMsg::Ping { .. } | ClientMsg::Resume { .. } | ClientMsg::Refresh { .. } => {
+                return None
+            }
             ClientMsg::Declare { req_id, stage } => (req_id, Action::Declare { stage: *stage }),
             ClientMsg::Edit {
                 req_id,
@@ -283,6 +292,18 @@ pub enum ServerMsg {
         code: ErrorCode,
         unit: Option<UnitId>,
         message: Text,
+    },
+    /// The connection's token expires at `expires` (the token's `exp`, in ms): send
+    /// `refresh` with a new one before then, or the socket is closed (code 4001).
+    /// Family connections only, a configured lead time before `expires`.
+    TokenExpiring {
+        expires: Millis,
+    },
+    /// A `refresh` was accepted: the connection now acts on the new token, which
+    /// expires at `expires`.
+    Refreshed {
+        req_id: ReqId,
+        expires: Millis,
     },
 }
 

@@ -236,6 +236,8 @@ fn client_msg() -> impl Strategy<Value = ClientMsg> {
         (req_id(), unit_id()).prop_map(|(req_id, unit)| ClientMsg::Confirm { req_id, unit }),
         req_id().prop_map(|req_id| ClientMsg::Waive { req_id }),
         req_id().prop_map(|req_id| ClientMsg::ApplySupplementary { req_id }),
+        (req_id(), "[A-Za-z0-9._-]{0,200}")
+            .prop_map(|(req_id, token)| ClientMsg::Refresh { req_id, token }),
     ]
 }
 
@@ -302,6 +304,8 @@ fn server_msg() -> impl Strategy<Value = ServerMsg> {
                 unit,
                 message
             }),
+        millis().prop_map(|expires| ServerMsg::TokenExpiring { expires }),
+        (req_id(), millis()).prop_map(|(req_id, expires)| ServerMsg::Refreshed { req_id, expires }),
     ]
 }
 

@@ -113,6 +113,10 @@ fn client_examples() -> Vec<ClientMsg> {
         ClientMsg::ApplySupplementary {
             req_id: "r7".into(),
         },
+        ClientMsg::Refresh {
+            req_id: "r8".into(),
+            token: "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJGMDAwMyIsInJvbGUiOiJmYW1pbHkiLCJleHAiOjE3NDkyNjE2MDB9.sig".into(),
+        },
     ]
 }
 
@@ -166,6 +170,13 @@ fn server_examples() -> Vec<ServerMsg> {
             Some("r5".into()),
             Rejection::with_unit(ErrorCode::UnitTaken, UnitId::new("1-1203")),
         ),
+        ServerMsg::TokenExpiring {
+            expires: Millis(1_749_258_600_000),
+        },
+        ServerMsg::Refreshed {
+            req_id: "r8".into(),
+            expires: Millis(1_749_261_600_000),
+        },
     ]
 }
 

@@ -34,7 +34,8 @@ export function freePort() {
 
 /**
  * Starts `xuanfang demo` and waits until it answers. Options are the demo's flags:
- * firstSessionIn, sessionInterval, window (seconds), sessionSize, families, units.
+ * firstSessionIn, sessionInterval, window (seconds), sessionSize, families, units; and
+ * `args`, more flags as they are (e.g. `['--token-ttl', '12']`).
  */
 export async function startDemo(opts = {}) {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run cargo build -p xuanfang-gateway --bin xuanfang`);
@@ -51,6 +52,7 @@ export async function startDemo(opts = {}) {
     '--families', String(opts.families ?? 8),
     '--units', String(opts.units ?? 40),
     '--bots', '0',
+    ...(opts.args ?? []),
   ];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
   let output = '';

@@ -181,3 +181,73 @@ test('the phone going offline drops the socket at once; coming online reconnects
   last().accept();
   assert.equal(client.status, 'online');
 });
+
+/** An unsigned JWT-shaped token with this `exp` (the client only reads `exp`). */
+function jwt(exp, sub = 'F1') {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256' })}.${b64({ sub, role: 'family', exp })}.sig`;
+}
+
+test('a socket closed for an expired token stops reconnecting until a new token comes, which the next socket uses', async () => {
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  client = new HubClient({ token: jwt(exp) });
+  const expired = [];
+  client.on('token_expired', () => expired.push(client.status));
+  client.start();
+  last().accept();
+  const n = FakeSocket.all.length;
+  // The server closes with 4001 (no refresh came).
+  const s = last();
+  s.readyState = FakeSocket.CLOSED;
+  s.onclose?.({ code: 4001 });
+  assert.deepEqual(expired, ['expired']);
+  await advance(60000);
+  assert.equal(FakeSocket.all.length, n, 'no reconnecting with a dead token');
+  window.dispatchEvent(new Event('online'));
+  assert.equal(FakeSocket.all.length, n, 'not even when the network comes back');
+  // A new token: reconnects at once, with it.
+  const fresh = jwt(exp + 3600);
+  await client.refresh(fresh);
+  assert.equal(FakeSocket.all.length, n + 1);
+  assert.ok(last().url.includes(`token=${encodeURIComponent(fresh)}`), last().url);
+  last().accept();
+  assert.equal(client.status, 'online');
+});
+
+test('on a live socket a refresh goes as a request and the token is kept only once it is acknowledged', async () => {
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const first = jwt(exp);
+  client = new HubClient({ token: first });
+  const warned = [];
+  client.on('token_expiring', (m) => warned.push(m.expires));
+  client.start();
+  last().accept();
+  last().deliver({ type: 'token_expiring', expires: exp * 1000 });
+  assert.deepEqual(warned, [exp * 1000]);
+  // Refused (another family's token): the old token stays.
+  const other = jwt(exp + 60, 'F2');
+  const refused = client.refresh(other).catch((e) => e.code);
+  const sent = last().sent.find((m) => m.type === 'refresh');
+  assert.equal(sent.token, other);
+  last().deliver({ type: 'error', req_id: sent.req_id, code: 'token_mismatch', message: null });
+  assert.equal(await refused, 'token_mismatch');
+  assert.equal(client.token, first);
+  // Accepted: the next connection uses the new one.
+  const fresh = jwt(exp + 600);
+  const ok = client.refresh(fresh);
+  const again = last().sent.filter((m) => m.type === 'refresh').pop();
+  last().deliver({ type: 'refreshed', req_id: again.req_id, expires: (exp + 600) * 1000 });
+  assert.equal((await ok).expires, (exp + 600) * 1000);
+  assert.equal(client.token, fresh);
+  assert.ok(client.url.includes(encodeURIComponent(fresh)));
+});
+
+test('a reconnect with a token past its exp says the token expired instead of retrying', async () => {
+  client = new HubClient({ token: jwt(Math.floor(Date.now() / 1000) - 5) });
+  const expired = [];
+  client.on('token_expired', () => expired.push(true));
+  client.start();
+  assert.equal(FakeSocket.all.length, 0, 'no socket opened with a dead token');
+  assert.equal(expired.length, 1);
+  assert.equal(client.status, 'expired');
+});

@@ -315,3 +315,64 @@ async fn a_key_set_file_is_read_and_a_set_without_usable_keys_refused() {
     .await;
     assert!(unreachable.is_err());
 }
+
+/// A socket's `refresh` is checked like its upgrade, key set included: a token signed
+/// with a key the platform rotated in since (an unknown `kid`, fetched once) is taken; one
+/// with a made-up `kid` or the wrong key is refused and the socket keeps its token.
+#[tokio::test]
+async fn a_socket_refreshes_with_a_token_of_a_key_rotated_in_since_it_opened() {
+    use xuanfang_hub::protocol::Encoding;
+    let platform = Platform::default();
+    platform.publish(&["rsa-a"]);
+    let url = start_platform(&platform).await;
+    let set = KeySet::load(JwksSource::Url(url), timing(HOUR))
+        .await
+        .unwrap();
+    let (base, _app) = gateway(set, TokenRules::default()).await;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let old = token("rsa-a", Algorithm::RS256, Some("rsa-a"), json!({}));
+    let mut c = common::connect(addr, Some(&old), Encoding::Json).await;
+
+    platform.publish(&["rsa-a", "rsa-b"]);
+    let later = json!({ "exp": now_secs() + 1800 });
+    use xuanfang_hub::ErrorCode;
+    let rotated = token("rsa-b", Algorithm::RS256, Some("rsa-b"), later.clone());
+    assert_eq!(refresh(&mut c, "r1", rotated).await, None, "refreshed");
+    assert_eq!(platform.fetches(), 2, "one fetch for the rotated kid");
+    let forged = token("rsa-b", Algorithm::RS256, Some("forged"), later.clone());
+    assert_eq!(
+        refresh(&mut c, "r2", forged).await,
+        Some(ErrorCode::Unauthorized)
+    );
+    let wrong_key = token("rsa-a", Algorithm::RS256, Some("rsa-b"), later);
+    assert_eq!(
+        refresh(&mut c, "r3", wrong_key).await,
+        Some(ErrorCode::Unauthorized)
+    );
+    assert_eq!(platform.fetches(), 2, "made-up kids fetch nothing");
+}
+
+/// Sends `refresh`: `None` when refreshed, else the refusal's code.
+async fn refresh(
+    c: &mut common::Client,
+    req_id: &str,
+    token: String,
+) -> Option<xuanfang_hub::ErrorCode> {
+    use xuanfang_hub::protocol::{ClientMsg, ServerMsg};
+    c.send(&ClientMsg::Refresh {
+        req_id: req_id.into(),
+        token,
+    })
+    .await;
+    c.until(Duration::from_secs(30), |m| match m {
+        ServerMsg::Refreshed { req_id: r, .. } if r == req_id => Some(None),
+        ServerMsg::Error {
+            req_id: Some(r),
+            code,
+            ..
+        } if r == req_id => Some(Some(*code)),
+        _ => None,
+    })
+    .await
+    .expect("an answer")
+}

@@ -61,8 +61,11 @@ const STAGES: [At; 4] = [At::Preselection, At::Formal, At::AfterFirst, At::After
 
 /// What the matrix expects of one message.
 struct Plan {
-    /// Acts for a family (else a connection-level message any socket may send).
+    /// Acts for a family (else a connection-level message).
     acts: bool,
+    /// Only a family's socket may send it: watchers are refused (`unauthorized`, an
+    /// operator `forbidden`). Actions, and `refresh` of the family's token.
+    family_only: bool,
     /// Where the right family's request is accepted: the stage and the family.
     accepted: Option<(At, &'static str)>,
     /// Where the right family is refused because the message's window is not open.
@@ -76,12 +79,23 @@ fn plan(m: &ClientMsg) -> Plan {
     use ErrorCode::{NotEligibleForSupplementary, WindowClosed};
     let p = |accepted, outside| Plan {
         acts: true,
+        family_only: true,
         accepted: Some(accepted),
         outside,
     };
     match m {
         ClientMsg::Ping { .. } | ClientMsg::Resume { .. } => Plan {
             acts: false,
+            family_only: false,
+            accepted: None,
+            outside: vec![],
+        },
+        // Not an action (nothing reaches the engine): the right family's is answered
+        // `refreshed` at every stage ([`the_right_family_refreshes`]), another family's
+        // socket refuses the right family's token (`token_mismatch`).
+        ClientMsg::Refresh { .. } => Plan {
+            acts: false,
+            family_only: true,
             accepted: None,
             outside: vec![],
         },
@@ -158,6 +172,11 @@ fn samples() -> Vec<ClientMsg> {
         },
         ClientMsg::Waive { req_id: r() },
         ClientMsg::ApplySupplementary { req_id: r() },
+        // The right family's own new token.
+        ClientMsg::Refresh {
+            req_id: r(),
+            token: family_token(RIGHT),
+        },
     ]
 }
 
@@ -170,7 +189,8 @@ fn with_req_id(m: &ClientMsg, id: &str) -> ClientMsg {
         | ClientMsg::Sync { req_id }
         | ClientMsg::Confirm { req_id, .. }
         | ClientMsg::Waive { req_id }
-        | ClientMsg::ApplySupplementary { req_id } => *req_id = id.to_owned(),
+        | ClientMsg::ApplySupplementary { req_id }
+        | ClientMsg::Refresh { req_id, .. } => *req_id = id.to_owned(),
         ClientMsg::Ping { .. } | ClientMsg::Resume { .. } => {}
     }
     m
@@ -454,6 +474,7 @@ async fn answer(c: &mut Client, m: &ClientMsg, id: &str) -> ServerMsg {
                 (ClientMsg::Ping { t0 }, ServerMsg::Pong { t0: echoed, .. }) => t0 == echoed,
                 (ClientMsg::Resume { .. }, ServerMsg::Snapshot { part: 0, .. }) => true,
                 (_, ServerMsg::Ok { req_id, .. }) => req_id == id,
+                (_, ServerMsg::Refreshed { req_id, .. }) => req_id == id,
                 (_, ServerMsg::Error { req_id, .. }) => req_id.as_deref() == Some(id),
                 _ => false,
             };
@@ -484,7 +505,7 @@ async fn watchers_are_refused(day: &Day, at: At) {
         for (i, m) in samples().iter().enumerate() {
             let r = answer(&mut c, m, &id_of(i)).await;
             let what = format!("{at:?} {:?}: {m:?} as {who}: {r:?}", day.enc);
-            if plan(m).acts {
+            if plan(m).family_only {
                 assert_eq!(error_code(&r), Some(code), "{what}");
             } else if let ServerMsg::Snapshot { seq, .. } = r {
                 assert_eq!(seq, board_seq, "{what}");
@@ -560,7 +581,11 @@ async fn a_family_of_another_batch_changes_nothing_here(day: &Day, at: At) {
         .socket(Some(&token), &day.other.id, Some(STRANGER))
         .await;
     for (i, m) in samples().iter().enumerate() {
-        answer(&mut c, m, &id_of(i)).await;
+        let r = answer(&mut c, m, &id_of(i)).await;
+        if matches!(m, ClientMsg::Refresh { .. }) {
+            let what = format!("{at:?}: {STRANGER} refreshed with {RIGHT}'s token: {r:?}");
+            assert_eq!(error_code(&r), Some(ErrorCode::TokenMismatch), "{what}");
+        }
     }
     assert_eq!(
         day.world().await,
@@ -583,6 +608,10 @@ async fn another_family_acts_for_itself_only(day: &Day, at: At) {
         if let ServerMsg::Ok { family, .. } = &r {
             let f = family.as_ref().map(|v| v.family.as_str());
             assert_eq!(f, Some(OTHER), "{at:?}: {m:?}: {r:?}");
+        }
+        if matches!(m, ClientMsg::Refresh { .. }) {
+            let what = format!("{at:?}: {OTHER} refreshed with {RIGHT}'s token: {r:?}");
+            assert_eq!(error_code(&r), Some(ErrorCode::TokenMismatch), "{what}");
         }
     }
     let after = day.world().await;
@@ -663,6 +692,32 @@ async fn the_right_family_is_accepted(day: &Day, at: At) {
     }
 }
 
+/// The right family's `refresh` with its own new token: answered `refreshed` with the
+/// new token's expiry at every stage, and nothing of the batch changes.
+async fn the_right_family_refreshes(day: &Day, at: At) {
+    for (i, m) in samples().iter().enumerate() {
+        let ClientMsg::Refresh { token, .. } = m else {
+            continue;
+        };
+        let (_, exp) = auth().verify_until(token).await.unwrap();
+        let before = day.world().await;
+        let mut c = day
+            .socket(Some(&family_token(RIGHT)), &day.batch.id, Some(RIGHT))
+            .await;
+        let r = answer(&mut c, m, &format!("refresh-{at:?}-{i}")).await;
+        assert!(
+            matches!(&r, ServerMsg::Refreshed { expires, .. } if expires.0 == exp as i64 * 1000),
+            "{at:?} {:?}: {r:?}",
+            day.enc
+        );
+        assert_eq!(
+            day.world().await,
+            before,
+            "{at:?}: a refresh changed the batch"
+        );
+    }
+}
+
 /// Sockets open all day that never send: what they are pushed must be their own. A
 /// family's private state (its lists, declarations, result) goes to its own sockets only.
 async fn spies(day: &Day) -> Vec<(Option<&'static str>, Client)> {
@@ -714,6 +769,7 @@ async fn matrix(enc: Encoding) {
         a_family_of_another_batch_changes_nothing_here(&day, at).await;
         the_right_family_is_refused_outside_the_window(&day, at).await;
         the_right_family_is_accepted(&day, at).await;
+        the_right_family_refreshes(&day, at).await;
         another_family_acts_for_itself_only(&day, at).await;
     }
     // The day went as planned: the right family confirmed, the others as their rows say.
@@ -739,66 +795,4 @@ async fn every_message_times_every_caller_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_times_every_caller_msgpack() {
     matrix(Encoding::MsgPack).await;
-}
-
-/// A socket outlives the token it was opened with: once the token has expired, its
-/// actions get `token_expired` and change nothing (HTTP checks every request; so does
-/// the socket, before every action), while watching goes on. After a new login the
-/// same request id acts: the refusal was the gateway's and was not remembered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_whose_token_expires_can_no_longer_act() {
-    let alloc = redis_engine(&namespace()).await;
-    let batch = small_batch(
-        "expiring",
-        Duration::from_secs(600),
-        Duration::from_secs(60),
-    );
-    alloc.load_batch(batch.clone()).await.unwrap();
-    let gw = start_gateway(alloc.clone(), &batch.id).await;
-    let declare = ClientMsg::Declare {
-        req_id: "d1".into(),
-        stage: Stage::Preselection,
-    };
-
-    // A token with a few seconds left (exp is whole seconds); minted again with more
-    // time if the machine was too slow to open the socket before it ran out.
-    let mut ttl = 2;
-    let (mut c, exp) = loop {
-        let token = auth().mint(RIGHT, Role::Family, ttl).unwrap();
-        let exp = match auth().verify_until(&token).await {
-            Ok((_, exp)) => exp,
-            Err(_) => {
-                ttl *= 2;
-                continue;
-            }
-        };
-        match try_connect(gw.addr, Some(&token), Encoding::Json).await {
-            Ok(c) => break (c, exp),
-            Err(_) if ttl < 64 => ttl *= 2,
-            Err(e) => panic!("cannot connect with a {ttl} s token: {e}"),
-        }
-    };
-    // Wait (on the real clock the token is checked against) until it has expired.
-    sleep_until(Millis((exp as i64 + 1) * 1000 + 100)).await;
-    assert!(auth().expired(exp));
-
-    let seq = alloc.board(&batch.id).await.unwrap().seq;
-    let r = answer(&mut c, &declare, "d1").await;
-    assert_eq!(error_code(&r), Some(ErrorCode::TokenExpired), "{r:?}");
-    let ping = answer(&mut c, &ClientMsg::Ping { t0: 7.0 }, "").await;
-    assert!(
-        matches!(ping, ServerMsg::Pong { .. }),
-        "still watching: {ping:?}"
-    );
-    let f1 = alloc.family(&batch.id, &RIGHT.into()).await.unwrap();
-    assert!(f1.preselect_declared_at.is_none());
-    assert_eq!(
-        alloc.board(&batch.id).await.unwrap().seq,
-        seq,
-        "nothing logged"
-    );
-
-    let mut again = connect(gw.addr, Some(&family_token(RIGHT)), Encoding::Json).await;
-    let r = answer(&mut again, &declare, "d1").await;
-    assert!(is_ok(&r), "{r:?}");
 }

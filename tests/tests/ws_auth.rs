@@ -10,7 +10,8 @@ use common::*;
 use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::{Edit, ErrorCode, ListKind, Stage, UnitId};
 
-/// One message of every client kind, with whether it is an action (acts for a family).
+/// One message of every client kind, with whether only a family's socket may send it (an
+/// action, or a refresh of the family's token).
 fn every_client_message() -> Vec<(ClientMsg, bool)> {
     let u = || UnitId::from("U01");
     let r = || "r".to_owned();
@@ -39,6 +40,11 @@ fn every_client_message() -> Vec<(ClientMsg, bool)> {
         },
         ClientMsg::Waive { req_id: r() },
         ClientMsg::ApplySupplementary { req_id: r() },
+        // A family's token for its own socket: watchers have none to refresh.
+        ClientMsg::Refresh {
+            req_id: r(),
+            token: family_token("F1"),
+        },
     ];
     all.into_iter()
         .map(|m| {
@@ -51,7 +57,8 @@ fn every_client_message() -> Vec<(ClientMsg, bool)> {
                 | ClientMsg::Sync { .. }
                 | ClientMsg::Confirm { .. }
                 | ClientMsg::Waive { .. }
-                | ClientMsg::ApplySupplementary { .. } => true,
+                | ClientMsg::ApplySupplementary { .. }
+                | ClientMsg::Refresh { .. } => true,
             };
             (m, acts)
         })
@@ -67,7 +74,8 @@ fn with_req_id(m: &ClientMsg, id: &str) -> ClientMsg {
         | ClientMsg::Sync { req_id }
         | ClientMsg::Confirm { req_id, .. }
         | ClientMsg::Waive { req_id }
-        | ClientMsg::ApplySupplementary { req_id } => *req_id = id.to_owned(),
+        | ClientMsg::ApplySupplementary { req_id }
+        | ClientMsg::Refresh { req_id, .. } => *req_id = id.to_owned(),
         ClientMsg::Ping { .. } | ClientMsg::Resume { .. } => {}
     }
     m
@@ -81,7 +89,7 @@ async fn only_a_familys_own_socket_acts_and_refused_actions_change_nothing() {
     let gw = start_gateway(alloc.clone(), &batch.id).await;
     let seq_before = alloc.board(&batch.id).await.unwrap().seq;
     let messages = every_client_message();
-    assert_eq!(messages.len(), 9);
+    assert_eq!(messages.len(), 10);
 
     // Tokens that never get a socket: refused at the upgrade, before any frame.
     for bad in [

@@ -7,6 +7,7 @@ import { applyStatic, bindToggle, onLangChange, pick, t, ts } from '/web/shared/
 import { countdown, unitLabel } from '/web/shared/format.js';
 import { HubClient } from '/web/shared/proto.js';
 import { closeDialog, confirmDialog, dialogNet, toast } from './ui.js';
+import { authConfig, keepLogin } from './session.js';
 import * as home from './views/home.js';
 import * as declare from './views/declare.js';
 import * as select from './views/select.js';
@@ -26,8 +27,14 @@ const OUTCOME_CODES = new Set(['window_closed', 'already_has_unit', 'waived']);
 const BOOT_GRACE_MS = 3000;
 
 const viewEl = document.getElementById('view');
+/** The login's upkeep (new tokens, 重新登录); set at boot. */
+let login = null;
+
 const ctx = {
+  /** The family's current token (renewed while the page is open: read it at each use). */
   token: null,
+  /** Where new tokens come from and 重新登录 leads (`GET /api/auth/config`). */
+  authConfig: null,
   client: null,
   catalog: null,
   /** unit id → Unit */
@@ -72,6 +79,11 @@ const ctx = {
       return await this.client.request(type, fields);
     } catch (e) {
       if (e.code === 'stopped') return null;
+      // The token ran out before a new one came: the login message says what to do.
+      if (e.code === 'token_expired') {
+        login?.expired();
+        return null;
+      }
       // Refused because the window closed or a result exists: when the deadline has
       // just decided for the family, that decision is the news, not the refusal.
       if (OUTCOME_CODES.has(e.code) && (await decidedByDeadline())) return null;
@@ -312,7 +324,8 @@ function connStatus(s) {
   const online = s === 'online';
   if (online) everOnline = true;
   const banner = document.getElementById('net-banner');
-  banner.hidden = online || !(everOnline || bootGraceOver);
+  // An expired login is not a network problem: the login message shows instead.
+  banner.hidden = online || s === 'expired' || !(everOnline || bootGraceOver);
   banner.dataset.state = s;
   document.getElementById('net-banner-title').textContent = t('net.lost');
   document.getElementById('net-banner-note').textContent = t('net.lost_note');
@@ -353,7 +366,11 @@ async function boot() {
     ctx.batches = await api('/api/me/batches', { token: ctx.token });
     const named = ctx.batches.find((b) => b.batch === currentBatch());
     setBatch((named ?? ctx.batches[0])?.batch);
-    [ctx.catalog, me] = await Promise.all([api('/api/catalog'), api('/api/me', { token: ctx.token })]);
+    [ctx.catalog, me, ctx.authConfig] = await Promise.all([
+      api('/api/catalog'),
+      api('/api/me', { token: ctx.token }),
+      authConfig(),
+    ]);
   } catch (e) {
     const key = e instanceof HttpError && (e.status === 401 || e.status === 403) ? 'login.expired' : 'login.unreachable';
     showLogin(key);
@@ -372,6 +389,14 @@ async function boot() {
   ctx.client.on('board', () => ctx.refresh());
   ctx.client.on('changes', onChanges);
   ctx.client.on('error', (e) => toast(pick(e.message) || e.code, 'error'));
+  login = keepLogin(ctx, { tokenKey: TOKEN_KEY, config: ctx.authConfig });
+  // A new token must name the same family: a socket greeted for another is not ours.
+  ctx.client.on('welcome', (w) => {
+    if (w.family && w.family !== me.family) {
+      ctx.client.stop();
+      login.relogin();
+    }
+  });
   connStatus('connecting');
   setTimeout(() => {
     bootGraceOver = true;
@@ -387,9 +412,12 @@ async function boot() {
     },
     serverNow: () => ctx.client.serverNow(),
     client: ctx.client,
+    /** Token refreshes done and failed on this page (tests). */
+    login: login.stats,
   };
   onLangChange(() => {
     connStatus(ctx.client.status);
+    login.render();
     setTitle();
     mount();
   });

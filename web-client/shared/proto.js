@@ -8,6 +8,12 @@
 // portal, a half-dead NAT, a proxy) must not leave the page on 连接中 for minutes.
 // Requests are held while the connection is down and sent again (same req_id) once it
 // is back; a request unanswered on a live socket means the socket is dead.
+//
+// The token: the server says `token_expiring` before it runs out (event
+// `token_expiring`); the page gets a new one and hands it to `refresh`, which swaps it on
+// the open socket (and uses it for every later connection). A socket closed for an
+// expired token (4001), or a token already past its `exp` when reconnecting, stops the
+// reconnecting and emits `token_expired`: a new token (`refresh`) starts it again.
 
 import { withBatch } from './api.js';
 import { Board } from './board.js';
@@ -21,6 +27,20 @@ const HANDSHAKE_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 10000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
+/** The server's close code for a token that expired without a refresh. */
+export const CLOSE_TOKEN_EXPIRED = 4001;
+
+/** The `exp` of a JWT (seconds since the epoch), or null when it cannot be read. The page
+ * only reads it to know when to stop reconnecting; the server checks the signature. */
+export function tokenExp(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const exp = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4))).exp;
+    return Number.isFinite(exp) ? exp : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The wait before reconnect attempt `attempt` (0, 1, ...): full jitter between half the
  * cap and the cap, the cap doubling from BACKOFF_BASE_MS up to BACKOFF_MAX_MS. */
@@ -29,14 +49,19 @@ export function backoffDelay(attempt, random = Math.random) {
   return cap / 2 + random() * (cap / 2);
 }
 
-/** A live connection to the hub. Events: status, welcome, board, changes, family, clock, error. */
+/** A live connection to the hub. Events: status, welcome, board, changes, family, clock,
+ * error, token_expiring, token_expired, token. */
 export class HubClient {
   /** @param {{token?: string, url?: string, handshakeTimeoutMs?: number, requestTimeoutMs?: number}} opts */
   constructor(opts = {}) {
     this.token = opts.token || null;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-    this.url = opts.url || defaultUrl(this.token);
+    /** A fixed address (tests); else the default one, with the current token. */
+    this.fixedUrl = opts.url || null;
+    /** The token expired (socket closed 4001, or past its `exp`): no reconnecting until
+     * a new one comes through `refresh`. */
+    this.expired = false;
     this.board = new Board();
     this.clock = new ServerClock();
     /** The family's own view (family connections only). */
@@ -116,6 +141,52 @@ export class HubClient {
     this.pending.clear();
   }
 
+  /** The socket address, with the current token. */
+  get url() {
+    return this.fixedUrl || defaultUrl(this.token);
+  }
+
+  /** Pins the socket address (tests point it elsewhere and back). */
+  set url(u) {
+    this.fixedUrl = u || null;
+  }
+
+  /** Whether the token is past its `exp` on the server's clock as we estimate it. */
+  tokenPast() {
+    const exp = this.token ? tokenExp(this.token) : null;
+    return exp !== null && exp * 1000 < this.serverNow();
+  }
+
+  /** The token has expired: stop reconnecting and say so (once per token). */
+  tokenExpired() {
+    if (this.expired) return;
+    this.expired = true;
+    clearTimeout(this.retryTimer);
+    this.setStatus('expired');
+    this.emit('token_expired');
+  }
+
+  /**
+   * Swaps in a new token: on a live socket with `refresh` (resolves with the server's
+   * `refreshed`, rejects with its `error`, and the socket keeps the old token). With no
+   * live socket, or one whose token has expired (it is closing), the token is kept for
+   * the next connection, whose upgrade checks it, and reconnecting starts again.
+   */
+  async refresh(token) {
+    if (this.expired || !this.welcomed) {
+      const wasExpired = this.expired;
+      this.token = token;
+      this.expired = false;
+      this.emit('token', token);
+      if (wasExpired && !this.stopped) this.connectNow();
+      return { type: 'refreshed', expires: (tokenExp(token) ?? 0) * 1000 };
+    }
+    const reply = await this.request('refresh', { token });
+    this.token = token;
+    this.emit('token', token);
+    return reply;
+  }
+
   /** Whether requests can be sent now (connected and welcomed). */
   get online() {
     return this.status === 'online';
@@ -140,6 +211,12 @@ export class HubClient {
   open() {
     clearTimeout(this.retryTimer);
     clearTimeout(this.handshakeTimer);
+    // The upgrade would refuse it (401), which a browser reports as a bare 1006: say
+    // why instead of retrying forever.
+    if (this.tokenPast()) {
+      this.tokenExpired();
+      return;
+    }
     // Never two sockets: an attempt still under way is abandoned for the new one.
     const old = this.ws;
     this.ws = null;
@@ -173,14 +250,15 @@ export class HubClient {
       }
       this.handle(m);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (ws !== this.ws) return;
       this.ws = null;
       this.welcomed = false;
       clearTimeout(this.handshakeTimer);
       this.pings.clear();
       this.pauseRequests();
-      if (!this.stopped) this.scheduleRetry();
+      if (ev?.code === CLOSE_TOKEN_EXPIRED) this.tokenExpired();
+      else if (!this.stopped) this.scheduleRetry();
     };
     ws.onerror = () => ws.close();
   }
@@ -196,11 +274,13 @@ export class HubClient {
   }
 
   connectNow() {
+    if (this.expired) return;
     this.attempt = 0;
     this.open();
   }
 
   scheduleRetry() {
+    if (this.expired) return;
     this.setStatus('offline');
     // Jitter: thousands of phones dropped by one network blip must not all come back
     // in the same millisecond. Capped, so a long outage is retried every few seconds
@@ -284,6 +364,12 @@ export class HubClient {
         this.settle(m.req_id, 'resolve', m);
         break;
       }
+      case 'refreshed':
+        this.settle(m.req_id, 'resolve', m);
+        break;
+      case 'token_expiring':
+        this.emit('token_expiring', m);
+        break;
       case 'error': {
         if (m.req_id == null || !this.settle(m.req_id, 'reject', m)) this.emit('error', m);
         break;

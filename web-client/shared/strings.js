@@ -14,6 +14,7 @@ export const STRINGS = {
   'conn.connecting': S('连接中', 'Connecting'),
   'conn.online': S('在线', 'Online'),
   'conn.offline': S('已断开，重连中', 'Offline, reconnecting'),
+  'conn.expired': S('登录已过期', 'Login expired'),
   'net.lost': S('网络已断开，正在重新连接…', 'Connection lost, reconnecting…'),
   'net.lost_note': S(
     '网络恢复前不能确认正选或放弃选房；已发出的操作将在恢复后自动提交。',
@@ -31,6 +32,12 @@ export const STRINGS = {
   'login.title': S('请先登录', 'Please log in'),
   'login.missing': S('未检测到登录凭证。', 'No login token was found.'),
   'login.expired': S('登录已失效，请重新登录。', 'Your login is no longer valid; please log in again.'),
+  'relogin.title': S('登录已过期，请重新登录', 'Your login has expired; please log in again'),
+  'relogin.note': S(
+    '为保障您的账户安全，登录凭证已到期，暂时不能继续操作。您已提交的意向和结果已保存在系统中，不会丢失；重新登录后即可继续。',
+    'For your account’s safety your login has run out, so you cannot act for now. What you have already submitted is kept on the server and is not lost; log in again to carry on.',
+  ),
+  'relogin.button': S('重新登录', 'Log in again'),
   'login.unreachable': S('无法连接选房系统，请检查网络后刷新。', 'Cannot reach the selection system; check your network and reload.'),
   'login.how': S(
     '请通过“深圳市住房和建设局”公众号【业务办理】→【住房】→【住房保障】，经广东省统一身份认证平台登录网上选房系统。',

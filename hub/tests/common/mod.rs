@@ -6,7 +6,7 @@ use xuanfang_hub::ErrorCode;
 
 /// Every error code, in declaration order. [`code_index`] matches exhaustively, so a
 /// new variant does not compile until it is added here too.
-pub const ALL_CODES: [ErrorCode; 43] = {
+pub const ALL_CODES: [ErrorCode; 44] = {
     use ErrorCode::*;
     [
         BadFrame,
@@ -52,6 +52,7 @@ pub const ALL_CODES: [ErrorCode; 43] = {
         PaymentMismatch,
         OrderExpired,
         NotInReview,
+        TokenMismatch,
     ]
 };
 
@@ -102,6 +103,7 @@ pub fn code_index(c: ErrorCode) -> usize {
         PaymentMismatch => 40,
         OrderExpired => 41,
         NotInReview => 42,
+        TokenMismatch => 43,
     }
 }
 
@@ -120,11 +122,12 @@ pub fn client_variant(m: &ClientMsg) -> &'static str {
         ClientMsg::Confirm { .. } => "confirm",
         ClientMsg::Waive { .. } => "waive",
         ClientMsg::ApplySupplementary { .. } => "apply_supplementary",
+        ClientMsg::Refresh { .. } => "refresh",
     }
 }
 
 /// Number of [`ClientMsg`] variants.
-pub const CLIENT_VARIANTS: usize = 9;
+pub const CLIENT_VARIANTS: usize = 10;
 
 /// The wire name of a server message (see [`client_variant`]).
 pub fn server_variant(m: &ServerMsg) -> &'static str {
@@ -136,8 +139,10 @@ pub fn server_variant(m: &ServerMsg) -> &'static str {
         ServerMsg::Family { .. } => "family",
         ServerMsg::Ok { .. } => "ok",
         ServerMsg::Error { .. } => "error",
+        ServerMsg::TokenExpiring { .. } => "token_expiring",
+        ServerMsg::Refreshed { .. } => "refreshed",
     }
 }
 
 /// Number of [`ServerMsg`] variants.
-pub const SERVER_VARIANTS: usize = 7;
+pub const SERVER_VARIANTS: usize = 9;
