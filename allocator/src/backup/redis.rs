@@ -75,7 +75,7 @@ pub async fn export(conn: &mut Conn, namespace: &str, source: &str) -> Result<Ba
             .invoke_async(conn)
             .await?;
         match reply.first().map(Vec::as_slice) {
-            Some(b"ok") if reply.len() >= 4 && reply.len() % 2 == 0 => {}
+            Some(b"ok") if reply.len() >= 4 && reply.len().is_multiple_of(2) => {}
             Some(b"err") => {
                 // Listed but gone (deleted between the two reads): nothing to keep.
                 tracing::warn!(batch = %id, "listed in the batch set but has no keys; skipped");
@@ -103,6 +103,9 @@ pub async fn export(conn: &mut Conn, namespace: &str, source: &str) -> Result<Ba
     ))
 }
 
+/// A key's name and its `DUMP` payload, as the file holds them.
+type KeyDump<'a> = (&'a str, &'a [u8]);
+
 /// What a restore did.
 #[derive(Debug)]
 pub struct Restored {
@@ -127,7 +130,7 @@ pub async fn restore(
         });
     }
     // Each key to the batch whose prefix it carries.
-    let mut per_batch: Vec<(&BatchSummary, Vec<(&str, &[u8])>)> = backup
+    let mut per_batch: Vec<(&BatchSummary, Vec<KeyDump>)> = backup
         .manifest
         .batches
         .iter()
