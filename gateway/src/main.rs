@@ -705,7 +705,14 @@ async fn export_main(a: ExportArgs) -> Result<(), MainError> {
     let tmp = a.out.with_extension("tmp-export");
     {
         use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0600: the file holds signing's blobs (card photos) and sealed personal data.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
             .map_err(|e| MainError::Msg(format!("{}: {e}", tmp.display())))?;
         f.write_all(&bytes)
             .and_then(|()| f.sync_all())

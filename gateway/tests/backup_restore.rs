@@ -219,6 +219,9 @@ async fn a_data_dir_restored_from_an_export_serves_the_same_results_and_signing(
     assert!(said.contains(&format!("exported batch {BATCH}")), "{said}");
     let m = manifest(&b1);
     assert_eq!(m["engine"], "embedded");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&b1).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner reads a backup");
     assert_eq!(m["batches"][0]["seq"], before.events.last().unwrap().seq);
     assert_eq!(m["batches"][0]["signing_seq"], SIGNING.len() as u64);
 

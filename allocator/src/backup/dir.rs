@@ -271,7 +271,13 @@ pub fn restore(backup: &Backup, dir: &Path, force: bool) -> Result<Restored, Bac
         for ((_, bytes), rel) in backup.entries().zip(&paths) {
             let path = staging.join(rel);
             if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(journal::at(parent))?;
+                use std::os::unix::fs::DirBuilderExt;
+                // 0700 as the blob store makes its directories: they hold card photos.
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(journal::at(parent))?;
             }
             write_file(&path, bytes)?;
         }
