@@ -22,7 +22,15 @@ pub type Answer = Result<FamilyView, Rejection>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardState {
     pub epoch: u64,
+    /// The log position the board was read at (private events included).
     pub seq: u64,
+    /// The board's chain position: the seq of the last public event
+    /// ([`xuanfang_hub::EventKind::is_public`]) at or before `seq`. Gateways end their
+    /// deltas only at public events, so every gateway on one log names the same board
+    /// by the same position, and a screen can move between them on deltas. Not sent:
+    /// what clients see as `seq` is this.
+    #[serde(skip)]
+    pub board_seq: u64,
     pub taken: Vec<TakenUnit>,
     pub sessions: Vec<SessionInfo>,
 }

@@ -7,8 +7,11 @@
 //!   (hash tag `{b:<batch>}`), each change appended to a Redis Stream in the same script.
 //! - [`signing_contract`]: the [`SigningStore`] trait for 网上签约, its own aggregate and
 //!   log next to the selection's; personal data sealed at rest by [`sealing`].
+//! - [`backup`]: either engine's whole state as one checked file (`xuanfang export` /
+//!   `xuanfang restore`).
 //! - `testing` (feature `test-support`): a private `redis-server` for tests.
 
+pub mod backup;
 pub mod contract;
 
 pub use contract::{

@@ -1,4 +1,4 @@
-//! The `xuanfang` binary: `demo`, `serve`, `token`.
+//! The `xuanfang` binary: `demo`, `serve`, `token`, `export`, `restore`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +39,11 @@ enum Cmd {
     Serve(ServeArgs),
     /// Mint a family or operator token (tests, the load tool, ops).
     Token(TokenArgs),
+    /// Back up every batch (events, results, signing, blobs) into one checked file.
+    /// Safe while gateways run.
+    Export(ExportArgs),
+    /// Put a backup back into an empty data directory or Redis (gateways stopped).
+    Restore(RestoreArgs),
 }
 
 #[derive(Args)]
@@ -222,6 +227,40 @@ struct TokenArgs {
     jwt_secret: String,
 }
 
+/// Which engine's state `export` reads or `restore` writes.
+#[derive(Args)]
+#[group(id = "store", required = true, multiple = false, args = ["redis", "data_dir"])]
+struct StoreArgs {
+    /// The Redis the gateways use (a single Redis, or the primary of a Sentinel set).
+    #[arg(long, env = "XUANFANG_REDIS")]
+    redis: Option<String>,
+    /// The embedded engine's data directory (`serve --data-dir`).
+    #[arg(long, env = "XUANFANG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The backup file to write (written to a temporary name, then renamed).
+    #[arg(long, short)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The backup file `xuanfang export` wrote.
+    file: PathBuf,
+    /// Restore even if the target holds data: a data directory's is moved to
+    /// `replaced-<ms>/` inside it; in Redis, each batch of the backup replaces the one of
+    /// its id.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum MainError {
     #[error("{0}")]
@@ -236,6 +275,8 @@ enum MainError {
     Config(#[from] xuanfang_gateway::config::ConfigError),
     #[error(transparent)]
     Limits(#[from] xuanfang_gateway::limits::LimitError),
+    #[error(transparent)]
+    Backup(#[from] xuanfang_allocator::backup::BackupError),
 }
 
 async fn auth_of(c: &Common, demo: bool) -> Result<Auth, MainError> {
@@ -663,6 +704,98 @@ fn token_main(a: TokenArgs) -> Result<(), MainError> {
     Ok(())
 }
 
+/// The connection `export` and `restore` use: one, with room for large replies.
+async fn backup_conn(url: &str) -> Result<xuanfang_allocator::redis_engine::conn::Conn, MainError> {
+    use xuanfang_allocator::redis_engine::conn::Target;
+    let target = Target::parse(url).map_err(|e| MainError::Msg(format!("--redis: {e}")))?;
+    let conn = target
+        .shared(Duration::from_secs(120), Duration::from_secs(5))
+        .await
+        .map_err(xuanfang_allocator::backup::BackupError::from)?;
+    Ok(conn)
+}
+
+fn print_batches(verb: &str, b: &xuanfang_allocator::backup::Backup) {
+    for s in &b.manifest.batches {
+        println!(
+            "{verb} batch {}: epoch {}, seq {}, signing seq {}",
+            s.id, s.epoch, s.seq, s.signing_seq
+        );
+    }
+}
+
+async fn export_main(a: ExportArgs) -> Result<(), MainError> {
+    use xuanfang_allocator::backup;
+    let b = match (&a.store.redis, &a.store.data_dir) {
+        (Some(url), _) => backup::redis::export(&mut backup_conn(url).await?, "", url).await?,
+        (None, Some(dir)) => backup::dir::export(dir)?,
+        (None, None) => return Err(MainError::Msg("export needs --redis or --data-dir".into())),
+    };
+    let bytes = b.encode();
+    let tmp = a.out.with_extension("tmp-export");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // 0600: the file holds signing's blobs (card photos) and sealed personal data.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| MainError::Msg(format!("{}: {e}", tmp.display())))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| MainError::Msg(format!("{}: {e}", tmp.display())))?;
+    }
+    std::fs::rename(&tmp, &a.out)
+        .map_err(|e| MainError::Msg(format!("{}: {e}", a.out.display())))?;
+    print_batches("exported", &b);
+    println!(
+        "{}: {} entries, {} bytes",
+        a.out.display(),
+        b.manifest.entries.len(),
+        bytes.len()
+    );
+    Ok(())
+}
+
+async fn restore_main(a: RestoreArgs) -> Result<(), MainError> {
+    use xuanfang_allocator::backup::{self, Backup};
+    let bytes =
+        std::fs::read(&a.file).map_err(|e| MainError::Msg(format!("{}: {e}", a.file.display())))?;
+    let b = Backup::decode(&bytes)
+        .map_err(|e| MainError::Msg(format!("{}: {e}; nothing was restored", a.file.display())))?;
+    let target = match a.store.redis {
+        Some(_) => backup::EngineKind::Redis,
+        None => backup::EngineKind::Embedded,
+    };
+    if b.manifest.engine != target {
+        // Said before connecting anywhere.
+        return Err(backup::BackupError::WrongEngine {
+            file: b.manifest.engine,
+            target,
+        }
+        .into());
+    }
+    match (&a.store.redis, &a.store.data_dir) {
+        (Some(url), _) => {
+            let r = backup::redis::restore(&mut backup_conn(url).await?, "", &b, a.force).await?;
+            println!("restored {} batches, {} keys", r.batches, r.keys);
+        }
+        (None, Some(dir)) => {
+            let r = backup::dir::restore(&b, dir, a.force)?;
+            if let Some(aside) = &r.replaced {
+                println!("what {} held is now in {}", dir.display(), aside.display());
+            }
+            println!("restored {} files into {}", r.entries, dir.display());
+        }
+        (None, None) => return Err(MainError::Msg("restore needs --redis or --data-dir".into())),
+    }
+    print_batches("restored", &b);
+    Ok(())
+}
+
 /// A file that hits the process's size limit (`RLIMIT_FSIZE`, e.g. `ulimit -f` in a unit
 /// file) must fail the write with `EFBIG`, as a full disk fails it with `ENOSPC`: the
 /// journal then refuses the change and says so. By default the kernel's SIGXFSZ would
@@ -682,12 +815,14 @@ async fn main() {
     init_logging(match &cli.cmd {
         Cmd::Demo(a) => a.common.log_format,
         Cmd::Serve(a) => a.common.log_format,
-        Cmd::Token(_) => LogFormat::Text,
+        Cmd::Token(_) | Cmd::Export(_) | Cmd::Restore(_) => LogFormat::Text,
     });
     let r = match cli.cmd {
         Cmd::Demo(a) => demo_main(a).await,
         Cmd::Serve(a) => serve_main(a).await,
         Cmd::Token(a) => token_main(a),
+        Cmd::Export(a) => export_main(a).await,
+        Cmd::Restore(a) => restore_main(a).await,
     };
     if let Err(e) = r {
         eprintln!("xuanfang: {e}");

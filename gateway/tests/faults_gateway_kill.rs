@@ -47,10 +47,10 @@ impl Screen {
                 taken,
                 ..
             } => {
-                // A snapshot is whole, so it is never a gap; on resume it comes when
-                // the other gateway's chain position is behind the client's (each
-                // gateway ends its deltas where its reads end, and a delta's seq
-                // includes trailing private events). It must be of the same epoch.
+                // A snapshot is whole, so it is never a gap; on resume it comes only
+                // when the other gateway has not reached the client's position within
+                // its wait (positions are the same on every gateway: the last public
+                // event). It must be of the same epoch.
                 if self.resumed && epoch != self.epoch {
                     self.breaks.push(format!(
                         "snapshot of epoch {epoch} after resuming from {}/{}",

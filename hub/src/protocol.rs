@@ -328,6 +328,10 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("bad MessagePack: {0}")]
     MsgPack(#[from] rmp_serde::decode::Error),
+    /// A `ping` whose `t0` is NaN or infinite (MessagePack can carry them, JSON cannot):
+    /// no clock reads that, and a JSON `pong` could not echo it (it would say `null`).
+    #[error("ping t0 is not a finite number")]
+    NonFiniteT0,
 }
 
 impl DecodeError {
@@ -379,12 +383,17 @@ impl Encoding {
         })
     }
 
-    /// Decodes a client frame, refusing oversized ones before parsing.
+    /// Decodes a client frame, refusing oversized ones before parsing, and a `ping`
+    /// whose `t0` is not a finite number (see [`DecodeError::NonFiniteT0`]).
     pub fn decode_client(self, bytes: &[u8]) -> Result<ClientMsg, DecodeError> {
         if bytes.len() > MAX_CLIENT_FRAME {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
-        self.decode(bytes)
+        let msg = self.decode(bytes)?;
+        match msg {
+            ClientMsg::Ping { t0 } if !t0.is_finite() => Err(DecodeError::NonFiniteT0),
+            msg => Ok(msg),
+        }
     }
 
     pub fn decode<T: for<'de> Deserialize<'de>>(self, bytes: &[u8]) -> Result<T, DecodeError> {

@@ -593,3 +593,31 @@ fn sample_session(i: u32) -> xuanfang_hub::protocol::SessionInfo {
         closed: false,
     }
 }
+
+/// A clock never reads NaN or infinity, and a JSON `pong` could not echo one (serde_json
+/// writes `null`): such a `ping`, which only MessagePack can carry, is a bad frame,
+/// whatever the socket's encoding.
+#[test]
+fn a_ping_with_a_non_finite_t0_is_a_bad_frame() {
+    for t0 in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let bytes = rmp_serde::to_vec_named(&ClientMsg::Ping { t0 }).unwrap();
+        let err = Encoding::MsgPack.decode_client(&bytes).unwrap_err();
+        assert!(matches!(err, DecodeError::NonFiniteT0), "{t0}: {err}");
+        assert_eq!(err.code(), ErrorCode::BadFrame);
+    }
+    // JSON has no spelling for them at all.
+    for text in [
+        r#"{"type":"ping","t0":NaN}"#,
+        r#"{"type":"ping","t0":null}"#,
+    ] {
+        assert!(
+            Encoding::Json.decode_client(text.as_bytes()).is_err(),
+            "{text}"
+        );
+    }
+    let finite = rmp_serde::to_vec_named(&ClientMsg::Ping { t0: -0.5 }).unwrap();
+    assert_eq!(
+        Encoding::MsgPack.decode_client(&finite).unwrap(),
+        ClientMsg::Ping { t0: -0.5 }
+    );
+}

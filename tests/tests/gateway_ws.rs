@@ -851,3 +851,49 @@ async fn over_the_rate_limits_requests_are_refused_and_a_flood_is_closed() {
     assert!(limited > 0);
     assert_eq!(close, Some(4008));
 }
+
+/// MessagePack can carry a NaN or infinite `t0`, JSON cannot: a JSON `pong` would say
+/// `t0: null`. No clock reads that, so such a ping is refused as `bad_frame` on either
+/// socket, and the socket goes on answering a finite ping exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_with_a_non_finite_t0_is_refused_in_both_encodings() {
+    let alloc = redis_engine(&namespace()).await;
+    let batch = small_batch("nan", Duration::from_secs(60), Duration::from_secs(20));
+    alloc.load_batch(batch.clone()).await.unwrap();
+    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    for enc in [Encoding::Json, Encoding::MsgPack] {
+        let mut c = connect(gw.addr, None, enc).await;
+        handshake(&mut c).await;
+        for t0 in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let frame = rmp_serde::to_vec_named(&ClientMsg::Ping { t0 }).unwrap();
+            c.send_raw(Message::Binary(frame.into())).await;
+            let answer = c
+                .until(T, |m| {
+                    matches!(m, ServerMsg::Error { .. } | ServerMsg::Pong { .. }).then(|| m.clone())
+                })
+                .await;
+            assert!(
+                matches!(
+                    &answer,
+                    Some(ServerMsg::Error {
+                        code: ErrorCode::BadFrame,
+                        req_id: None,
+                        ..
+                    })
+                ),
+                "{enc:?} {t0}: {answer:?}"
+            );
+        }
+        c.send(&ClientMsg::Ping {
+            t0: 1749258011987.5,
+        })
+        .await;
+        let pong = c
+            .until(T, |m| match m {
+                ServerMsg::Pong { t0, .. } => Some(*t0),
+                _ => None,
+            })
+            .await;
+        assert_eq!(pong, Some(1749258011987.5), "{enc:?}");
+    }
+}

@@ -84,8 +84,9 @@ pub struct EmbeddedEngine {
 /// The file in a data directory that one engine at a time holds locked.
 pub const LOCK_FILE: &str = "xuanfang.lock";
 
-/// Takes the directory's exclusive lock, or says who cannot have it.
-fn lock_dir(dir: &Path) -> Result<std::fs::File, AllocError> {
+/// Takes the directory's exclusive lock, or says who cannot have it (also taken by a
+/// restore, so none runs under a live engine).
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File, AllocError> {
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -691,6 +692,12 @@ impl Allocator for EmbeddedEngine {
         self.read(batch, |slot, st| BoardState {
             epoch: slot.epoch,
             seq: st.sel.seq(),
+            board_seq: st
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.event.is_public())
+                .map_or(0, |e| e.seq),
             taken: views::taken(st.sel.batch(), st.sel.taken()),
             sessions: views::sessions(st.sel.batch(), st.sel.closed_sessions()),
         })

@@ -102,12 +102,7 @@ pub fn read_records<R: DeserializeOwned>(path: &Path) -> io::Result<Contents<R>>
         .map_err(at(path))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(at(path))?;
-    let mut records = Vec::new();
-    let mut at = 0usize;
-    while let Some((record, next)) = next_frame(&bytes, at) {
-        records.push(record);
-        at = next;
-    }
+    let (records, at) = intact(&bytes);
     let truncated = (bytes.len() - at) as u64;
     if truncated > 0 {
         tracing::warn!(
@@ -120,6 +115,20 @@ pub fn read_records<R: DeserializeOwned>(path: &Path) -> io::Result<Contents<R>>
         file.sync_all().map_err(self::at(path))?;
     }
     Ok(Contents { records, truncated })
+}
+
+/// The whole, intact records at the start of a journal's bytes and where they end,
+/// without touching the file: what a backup of a journal being written copies (a frame
+/// the writer is still appending is not yet acknowledged, so leaving it out loses
+/// nothing).
+pub fn intact<R: DeserializeOwned>(bytes: &[u8]) -> (Vec<R>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while let Some((record, next)) = next_frame(bytes, at) {
+        records.push(record);
+        at = next;
+    }
+    (records, at)
 }
 
 /// The frame starting at `at` and the offset after it, if it is whole and intact.

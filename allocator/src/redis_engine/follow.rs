@@ -115,6 +115,39 @@ pub(crate) async fn read_range<C: redis::aio::ConnectionLike>(
     entries(reply.ids)
 }
 
+/// Stream entries read per step of [`last_public`].
+const BACK_STEP: usize = 256;
+
+/// The seq of the last public event at or before `seq` (0 if none): the board's chain
+/// position. Read backwards from `seq`; entries up to `seq` never change, so this
+/// agrees with a board read at `seq` whatever was appended since.
+pub(crate) async fn last_public<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    stream: &str,
+    seq: u64,
+) -> Result<u64, AllocError> {
+    let mut end = seq;
+    while end > 0 {
+        let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg(format!("{end}-0"))
+            .arg("-")
+            .arg("COUNT")
+            .arg(BACK_STEP)
+            .query_async(conn)
+            .await?;
+        let events = entries(reply.ids)?;
+        if let Some(e) = events.iter().find(|e| e.event.is_public()) {
+            return Ok(e.seq);
+        }
+        match events.last() {
+            Some(oldest) if events.len() == BACK_STEP => end = oldest.seq.saturating_sub(1),
+            _ => return Ok(0),
+        }
+    }
+    Ok(0)
+}
+
 /// A COUNT Redis accepts (a signed 64-bit integer, at least 1).
 fn count(limit: usize) -> u64 {
     (limit as u64).clamp(1, i64::MAX as u64)

@@ -593,9 +593,11 @@ impl Allocator for RedisEngine {
         closed.sort();
         let closed: Vec<SessionId> = closed.into_iter().map(|(_, s)| SessionId(s)).collect();
         let c = self.cached_at_least(batch, gen).await?;
+        let board_seq = follow::last_public(&mut self.conn(), &k.events(), seq).await?;
         Ok(BoardState {
             epoch,
             seq,
+            board_seq,
             taken: views::taken(&c.batch, &holders),
             sessions: views::sessions(&c.batch, &closed),
         })

@@ -47,6 +47,7 @@ macro_rules! conformance_suite {
     ($make:path) => {
         conformance_suite!(@tests $make;
             load_batch_starts_the_log_with_batch_loaded_at_seq_1,
+            the_board_position_is_the_last_public_event,
             loading_a_batch_id_in_use_is_a_conflict,
             loading_an_invalid_batch_is_refused_as_invalid_batch,
             ids_that_are_empty_too_long_or_hold_control_characters_are_invalid_batch,
@@ -502,6 +503,32 @@ pub async fn load_batch_starts_the_log_with_batch_loaded_at_seq_1(c: Ctx) {
     let board = c.engine.board(&c.batch).await.unwrap();
     assert_eq!(board.seq, 1);
     assert!(board.taken.is_empty());
+}
+
+/// `board_seq` names the board by its last public event, whatever private events came
+/// after: every gateway then names one board by one position.
+pub async fn the_board_position_is_the_last_public_event(c: Ctx) {
+    let board = c.engine.board(&c.batch).await.unwrap();
+    assert_eq!((board.seq, board.board_seq), (1, 1));
+    c.at(PRE);
+    c.cart("f1", &["A101"]).await;
+    let board = c.engine.board(&c.batch).await.unwrap();
+    assert!(board.seq > 1);
+    assert_eq!(board.board_seq, 1, "private events do not move the board");
+    c.at(S1);
+    c.intentions("f1", &["A101"]).await;
+    c.ok("f1", confirm("A101")).await;
+    let taken = c.events().await.last().unwrap().seq;
+    c.intentions("f2", &["A102"]).await;
+    // More private events than one backwards read of the Redis stream takes.
+    for _ in 0..150 {
+        c.ok("f2", add(ListKind::Intentions, "A103")).await;
+        c.ok("f2", edit(ListKind::Intentions, Edit::Remove, "A103"))
+            .await;
+    }
+    let board = c.engine.board(&c.batch).await.unwrap();
+    assert!(board.seq > taken + 300);
+    assert_eq!(board.board_seq, taken);
 }
 
 pub async fn loading_a_batch_id_in_use_is_a_conflict(c: Ctx) {

@@ -30,9 +30,13 @@ pub struct DeltaFrames {
 }
 
 pub(super) struct Board {
-    /// The seq of the last broadcast delta (or of the initial board): the chain clients
-    /// follow. Private events (a cart edit) advance only `events_seq`; the next public
-    /// delta then covers them too, so no empty delta is ever sent to every socket.
+    /// The chain position clients follow: the seq of the last public event this hub
+    /// has applied (`EventKind::is_public`). Private events (a cart edit) advance only
+    /// `events_seq`; the next public delta then covers them too, so no empty delta is
+    /// ever sent to every socket. Because a delta always ends at a public event (never
+    /// where a read of the log happened to stop), every gateway on one log is at the
+    /// same position for the same board, and a screen that moves between gateways
+    /// resumes on deltas.
     pub(super) seq: u64,
     /// The last event this follower has read.
     pub(super) events_seq: u64,
@@ -77,6 +81,7 @@ impl BatchHub {
         xuanfang_allocator::BoardState {
             epoch: self.epoch,
             seq: b.seq,
+            board_seq: b.seq,
             taken: b.taken.clone(),
             sessions: b.sessions.clone(),
         }
@@ -88,8 +93,8 @@ impl BatchHub {
         (self.snapshot_locked(&mut b), b.seq)
     }
 
-    /// Applies a run of public changes that ends at `seq` to the board and broadcasts
-    /// them as one delta from the previous chain position.
+    /// Applies a run of public changes to the board and broadcasts them as one delta
+    /// from the previous chain position to `seq`, the last public event's seq.
     pub(super) fn publish_changes(&self, seq: u64, changes: Vec<BoardChange>) {
         let started = std::time::Instant::now();
         if changes.iter().any(|c| !matches!(c, BoardChange::Taken(_))) {
@@ -110,6 +115,7 @@ impl BatchHub {
         }
         b.seq = seq;
         b.snapshot = None;
+        self.position.send_replace(seq);
         let msg = ServerMsg::Delta {
             epoch: self.epoch,
             prev,
@@ -136,11 +142,17 @@ impl BatchHub {
     }
 }
 
-/// The initial board of a hub, at the allocator's seq.
-pub(super) fn initial(seq: u64, taken: Vec<TakenUnit>, sessions: Vec<SessionInfo>) -> Board {
+/// The initial board of a hub: its chain position (the last public event) and the log
+/// position it was read at, where the follower goes on from.
+pub(super) fn initial(
+    board_seq: u64,
+    events_seq: u64,
+    taken: Vec<TakenUnit>,
+    sessions: Vec<SessionInfo>,
+) -> Board {
     Board {
-        seq,
-        events_seq: seq,
+        seq: board_seq,
+        events_seq,
         taken,
         sessions,
         snapshot: None,

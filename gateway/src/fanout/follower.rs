@@ -52,6 +52,9 @@ impl BatchHub {
     /// Turns a run of events into one delta, updates the board and broadcasts.
     async fn publish(&self, events: Vec<Event>) {
         let mut affected = HashSet::new();
+        // The delta ends at the last event that changed the board, not at the last one
+        // read: where a read stops differs between gateways.
+        let mut board_end = None;
         let changes: Vec<BoardChange> = {
             let mut statics = self.statics.lock();
             for e in &events {
@@ -77,7 +80,11 @@ impl BatchHub {
             }
             events
                 .iter()
-                .filter_map(|e| change_of(&statics, &self.names, e))
+                .filter_map(|e| {
+                    let change = change_of(&statics, &self.names, e)?;
+                    board_end = Some(e.seq);
+                    Some(change)
+                })
                 .collect()
         };
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
@@ -95,8 +102,8 @@ impl BatchHub {
             }
             b.events_seq = last.seq;
         }
-        if !changes.is_empty() {
-            self.publish_changes(last.seq, changes);
+        if let Some(end) = board_end {
+            self.publish_changes(end, changes);
         }
         self.push_family_views(affected).await;
     }

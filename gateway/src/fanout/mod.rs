@@ -52,6 +52,9 @@ pub struct BatchHub {
     /// Masked name and rank by family, for board changes (families never change after load).
     names: HashMap<FamilyId, (String, u32)>,
     board: Mutex<Board>,
+    /// The board's chain position, for a resume from a position this hub has not
+    /// reached yet (a screen that came from a gateway whose follower read further).
+    position: watch::Sender<u64>,
     tx: broadcast::Sender<Arc<DeltaFrames>>,
     families: Mutex<HashMap<FamilyId, watch::Sender<Option<Arc<FamilyView>>>>>,
     watchers: AtomicUsize,
@@ -83,7 +86,13 @@ impl BatchHub {
             alloc,
             metrics,
             statics: Mutex::new(statics),
-            board: Mutex::new(board::initial(board.seq, board.taken, board.sessions)),
+            position: watch::Sender::new(board.board_seq),
+            board: Mutex::new(board::initial(
+                board.board_seq,
+                board.seq,
+                board.taken,
+                board.sessions,
+            )),
             tx,
             families: Mutex::new(HashMap::new()),
             watchers: AtomicUsize::new(0),

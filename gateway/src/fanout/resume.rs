@@ -2,6 +2,7 @@
 //! delta rebuilt from the allocator's log, or a snapshot. Never a silent gap.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use xuanfang_hub::protocol::ServerMsg;
 
@@ -10,6 +11,9 @@ use crate::frames::Frames;
 
 /// The most events a resume rebuilds from the allocator's log before it prefers a snapshot.
 const RESUME_FROM_LOG_MAX: u64 = 20_000;
+/// How long a resume from a position the log holds but this hub's follower has not
+/// reached yet waits for it (followers read every 50 ms or so), before a snapshot.
+const AHEAD_WAIT: Duration = Duration::from_secs(3);
 
 /// How to bring a resuming client up to date.
 pub enum Catchup {
@@ -26,6 +30,9 @@ impl BatchHub {
     /// retained, else are rebuilt from the allocator's log up to this hub's seq, so the
     /// next broadcast delta follows on exactly.
     pub async fn catch_up(&self, epoch: u64, seq: u64) -> Catchup {
+        if epoch == self.epoch && seq > self.seq() {
+            self.wait_for_position(seq).await;
+        }
         let hub_seq = {
             let mut b = self.board.lock();
             if epoch != self.epoch || seq > b.seq {
@@ -83,6 +90,20 @@ impl BatchHub {
                 let (s, n) = self.snapshot();
                 Catchup::Snapshot(s, n)
             }
+        }
+    }
+
+    /// Waits (at most [`AHEAD_WAIT`]) until this hub's board reaches `seq`, if the log
+    /// holds `seq`: another gateway's follower read it first. A position the log does
+    /// not hold is not waited for (the caller answers with a snapshot).
+    async fn wait_for_position(&self, seq: u64) {
+        let in_log = matches!(
+            self.alloc.events(&self.batch, seq - 1, 1).await.as_deref(),
+            Ok([e]) if e.seq == seq
+        );
+        if in_log {
+            let mut rx = self.position.subscribe();
+            let _ = tokio::time::timeout(AHEAD_WAIT, rx.wait_for(|&p| p >= seq)).await;
         }
     }
 }
