@@ -110,6 +110,31 @@ impl Sealer {
         String::from_utf8(clear).map_err(|_| bad(what))
     }
 
+    /// Seals a whole file of personal data (the gateway's identities of a batch) the
+    /// same way: nonce ‖ ciphertext ‖ tag, `aad` naming what it is and whose.
+    pub fn seal_bytes(&self, clear: &[u8], aad: &[u8]) -> Vec<u8> {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: clear, aad })
+            .expect("AES-GCM encryption fails only past 64 GiB");
+        let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        bytes
+    }
+
+    /// Opens what [`Sealer::seal_bytes`] sealed under the same `aad`.
+    pub fn open_bytes(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>, AllocError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(bad(what));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map_err(|_| bad(what))
+    }
+
     /// The entry as stored: phone and card number encrypted, the rest as is.
     pub fn seal_entry(&self, entry: &SigningEntry) -> SigningEntry {
         let mut out = entry.clone();

@@ -27,6 +27,27 @@ pub trait BlobStore: Send + Sync + 'static {
     fn put(&self, bytes: &[u8], content_type: &str) -> std::io::Result<BlobRef>;
     /// The bytes of `blob`, when held and matching its SHA-256.
     fn get(&self, blob: &BlobRef) -> std::io::Result<Option<Vec<u8>>>;
+    /// Stores `bytes` under a name the gateway chose ([`is_blob_name`]), replacing what
+    /// the name held: files found by what they are for (a batch's sealed identities), not
+    /// by a reference some record holds.
+    fn put_named(&self, name: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// The bytes stored under `name`, if any.
+    fn get_named(&self, name: &str) -> std::io::Result<Option<Vec<u8>>>;
+}
+
+/// A name [`BlobStore::put_named`] takes: 1–100 of `[a-z0-9-]` (no path tricks).
+pub fn is_blob_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
+}
+
+fn bad_name(name: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a blob name: {name:?}"),
+    )
 }
 
 fn new_ref(bytes: &[u8], content_type: &str) -> BlobRef {
@@ -51,6 +72,7 @@ fn is_our_id(id: &str) -> bool {
 #[derive(Default)]
 pub struct MemoryBlobs {
     held: Mutex<HashMap<String, Vec<u8>>>,
+    named: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MemoryBlobs {
@@ -75,6 +97,37 @@ impl BlobStore for MemoryBlobs {
         let held = self.held.lock().get(&blob.id).cloned();
         Ok(held.filter(|b| sha256(b) == blob.sha256.0))
     }
+    fn put_named(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !is_blob_name(name) {
+            return Err(bad_name(name));
+        }
+        self.named.lock().insert(name.to_owned(), bytes.to_vec());
+        Ok(())
+    }
+    fn get_named(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.named.lock().get(name).cloned())
+    }
+}
+
+/// Writes `bytes` to `dir/name` through a temporary file (0600, synced, renamed).
+fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(
+        "{name}.{}.tmp",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    // The rename itself is durable only once the directory is synced.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Blobs as files of a directory (created 0700; files 0600, written to a temporary name
@@ -99,18 +152,7 @@ impl DirBlobs {
 impl BlobStore for DirBlobs {
     fn put(&self, bytes: &[u8], content_type: &str) -> std::io::Result<BlobRef> {
         let r = new_ref(bytes, content_type);
-        let tmp = self.dir.join(format!("{}.tmp", r.id));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(&r.id))?;
+        write_file(&self.dir, &r.id, bytes)?;
         Ok(r)
     }
     fn get(&self, blob: &BlobRef) -> std::io::Result<Option<Vec<u8>>> {
@@ -124,4 +166,25 @@ impl BlobStore for DirBlobs {
             Err(e) => Err(e),
         }
     }
+    fn put_named(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !is_blob_name(name) {
+            return Err(bad_name(name));
+        }
+        let dir = self.dir.join(NAMED_DIR);
+        std::fs::create_dir_all(&dir)?;
+        write_file(&dir, name, bytes)
+    }
+    fn get_named(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        if !is_blob_name(name) {
+            return Ok(None);
+        }
+        match std::fs::read(self.dir.join(NAMED_DIR).join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
+
+/// The sub-directory of [`DirBlobs`] holding named blobs (apart from the random ids).
+const NAMED_DIR: &str = "named";

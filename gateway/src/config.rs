@@ -52,8 +52,9 @@ pub struct PaymentConfig {
     pub notify_url: String,
     /// The merchant's API private key (PKCS#8 PEM); for Alipay, the app's private key.
     pub private_key_file: String,
-    /// The vendor's public key (PEM `BEGIN PUBLIC KEY`): WeChat Pay's platform key or
-    /// Alipay's public key; for WeChat Pay its id / serial.
+    /// The vendor's public key (PEM `BEGIN PUBLIC KEY`): WeChat Pay's platform key (or its
+    /// platform certificate, `BEGIN CERTIFICATE`) or Alipay's public key; for WeChat Pay
+    /// its id / serial.
     pub platform_public_key_file: String,
     pub platform_serial: String,
     /// The APIv3 key (32 characters), from this file, else `XUANFANG_WECHAT_APIV3_KEY`.

@@ -157,7 +157,7 @@ pub async fn create_batch(
         .clone()
         .ok_or_else(|| bad("missing file: families"))?;
     let units = import::units(uf, &ub);
-    let families = import::families_with_rows(ff, &fb);
+    let families = import::families_with_identities(ff, &fb);
     let (units, families) = match (units, families) {
         (Ok(u), Ok(f)) => (u, f),
         (u, f) => {
@@ -171,9 +171,17 @@ pub async fn create_batch(
             return Ok(refused(errors));
         }
     };
+    let (families, identities): (Vec<_>, Vec<_>) = families
+        .into_iter()
+        .map(|(row, f, identity)| {
+            let id = f.id.clone();
+            ((row, f), identity.map(|i| (id, i)))
+        })
+        .unzip();
     if let Err(e) = import::check_layouts(&units, &families) {
         return Ok(refused(problems("families", e)));
     }
+    let identities: std::collections::HashMap<_, _> = identities.into_iter().flatten().collect();
     let families = families.into_iter().map(|(_, f)| f).collect();
     let now = app.now();
     let replace = form.fields.get("replace").is_some_and(|v| v == "true");
@@ -237,7 +245,51 @@ pub async fn create_batch(
     let batch =
         import::build_batch(meta, units, families, &plan).map_err(|e| invalid(e.to_string()))?;
     let id = batch.id.clone();
+    let kept = keep_identities(&app, &id, identities).await?;
     app.alloc.load_batch(batch).await?;
     app.serve_batch(id.clone()).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "batch": id }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "batch": id, "identities": kept })),
+    )
+        .into_response())
+}
+
+/// Stores the applicants' identities of a batch about to be loaded, sealed
+/// ([`crate::signing_api::identity`]); answers how many were kept. A gateway without
+/// signing's data key keeps none (signing, which alone prints them, is off there too).
+async fn keep_identities(
+    app: &App,
+    batch: &BatchId,
+    identities: std::collections::HashMap<xuanfang_hub::FamilyId, xuanfang_hub::signing::Identity>,
+) -> Result<usize, ApiError> {
+    if identities.is_empty() {
+        return Ok(0);
+    }
+    let Some(sg) = app.signing().filter(|s| s.identities.is_some()) else {
+        tracing::warn!(
+            batch = %batch.0,
+            "the family sheet gives identities, but signing has no data key: not kept"
+        );
+        return Ok(0);
+    };
+    // An id in use is refused by the load that follows; its identities stay as they are.
+    if app.alloc.batch(batch).await.is_ok() {
+        return Ok(0);
+    }
+    let n = identities.len();
+    let store = sg
+        .identities
+        .as_ref()
+        .map(|ids| ids.store(sg.blobs.as_ref(), batch, identities));
+    match store {
+        Some(Err(e)) => {
+            tracing::error!("identities of batch {}: {e}", batch.0);
+            Err(
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+                    .detail("the applicants' identities could not be stored; nothing was loaded"),
+            )
+        }
+        _ => Ok(n),
+    }
 }

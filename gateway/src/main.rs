@@ -513,7 +513,8 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         a.data_dir.join("blobs"),
     )?);
     let signing = Signing::sandbox(embedded, blobs, rand::random(), deposit_of(&a.common))
-        .with_terms(settings.signing.clone());
+        .with_terms(settings.signing.clone())
+        .with_data_key(key);
     let shape = DemoShape {
         units: a.units,
         families: a.families,
@@ -632,7 +633,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
         (Some(_), None) => tracing::warn!(
             "signing (网上签约) disabled: --redis needs --blob-dir for the card photos"
         ),
-        (Some(_), Some(dir)) => {
+        (Some(key), Some(dir)) => {
             let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(dir)?);
             let deposit = deposit_of(&a.common);
             let vendor = xuanfang_gateway::vendors::payment_of(&payment_cfg)
@@ -642,7 +643,8 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
                 Signing::sandbox(store, blobs, rand::random(), deposit).with_terms(terms)
             } else {
                 Signing::without_providers(store, blobs, deposit).with_terms(terms)
-            };
+            }
+            .with_data_key(key);
             let face_vendor = xuanfang_gateway::vendors::face_of(&face_cfg)
                 .map_err(|e| MainError::Msg(e.to_string()))?;
             if let Some(face) = face_vendor {

@@ -12,9 +12,12 @@
 //! |---------------|----------|----------|--------|-------|--------|------|-------------|------|
 //! | English       | id       | building | number | floor | layout | area | orientation | rent |
 //!
-//! | Families      | 家庭编号 | 姓名 | 排位 | 场次    | 可选户型          |
-//! |---------------|----------|------|------|---------|-------------------|
-//! | English       | id       | name | rank | session | eligible_layouts  |
+//! | Families      | 家庭编号 | 姓名 | 排位 | 场次    | 可选户型          | 申请人全名 | 身份证号  |
+//! |---------------|----------|------|------|---------|-------------------|------------|-----------|
+//! | English       | id       | name | rank | session | eligible_layouts  | full_name  | id_number |
+//!
+//! The last two are optional: the main applicant's identity for the lease
+//! ([`families_with_identities`]); the identity number is checked (GB 11643).
 //!
 //! A header may carry a unit in brackets (`面积(㎡)`, `租金（元/月）`). Eligible layouts
 //! are separated by `|`, `、`, `;`, `；`, `,` or `，`. The session column may be left
@@ -44,6 +47,7 @@ use crate::domain::{
     Batch, BatchError, BatchId, Family, FamilyId, Layout, Session, SessionId, SessionKind, Unit,
     UnitId,
 };
+use crate::signing::{IdNumber, IdNumberError, Identity};
 use crate::time::Millis;
 
 pub mod templates;
@@ -72,8 +76,11 @@ pub const MAX_PROBLEMS: usize = 100;
 pub const MAX_ECHO_CHARS: usize = 64;
 /// Characters in an id: 房源编号, 家庭编号, 场次.
 pub const MAX_ID_CHARS: usize = 64;
-/// Characters in any other text field: 姓名, 楼栋, 房号, 户型 (each of 可选户型), 朝向.
+/// Characters in any other text field: 姓名, 楼栋, 房号, 户型 (each of 可选户型), 朝向,
+/// 申请人全名.
 pub const MAX_TEXT_CHARS: usize = 64;
+/// Characters in a 身份证号 cell (GB 11643: 18).
+pub const ID_NUMBER_CHARS: usize = 18;
 /// 楼层 accepted.
 pub const FLOORS: RangeInclusive<i64> = -99..=999;
 /// 排位 accepted.
@@ -180,6 +187,16 @@ pub enum Problem {
     /// sheets (两房一厅 / 二房一厅).
     #[error("no unit has any of the layouts {layouts}")]
     NoUnitOfLayouts { layouts: String },
+    /// A 身份证号 that is not a valid identity number. The value is not quoted back
+    /// (personal data in an answer that may be logged).
+    #[error("id_number: {0}")]
+    BadIdNumber(IdNumberError),
+    /// The same 身份证号 on two rows (quoted masked).
+    #[error("id_number {masked} appears twice (first on row {first_row})")]
+    DuplicateIdNumber { masked: String, first_row: usize },
+    /// A 身份证号 without a 申请人全名: the lease would pair a number with a masked name.
+    #[error("id_number given without full_name")]
+    IdNumberWithoutName,
     /// The last entry of a list cut at [`MAX_PROBLEMS`]: how many were left out.
     #[error("and {0} more problem(s) not listed")]
     MoreProblems(usize),
@@ -206,6 +223,9 @@ impl Problem {
             Problem::TooBig { .. } => "too_big",
             Problem::TooMuchText { .. } => "too_much_text",
             Problem::NoUnitOfLayouts { .. } => "no_unit_of_layouts",
+            Problem::BadIdNumber(_) => "bad_id_number",
+            Problem::DuplicateIdNumber { .. } => "duplicate_id_number",
+            Problem::IdNumberWithoutName => "id_number_without_name",
             Problem::MoreProblems(_) => "more_problems",
         }
     }
@@ -259,6 +279,11 @@ impl Problem {
                     "可选户型 {layouts} 在房源表中没有任何房源，该家庭无房可选（请核对户型写法）"
                 )
             }
+            Problem::BadIdNumber(e) => e.zh(),
+            Problem::DuplicateIdNumber { masked, first_row } => {
+                format!("身份证号 {masked} 重复（首次出现在第 {first_row} 行）")
+            }
+            Problem::IdNumberWithoutName => "填写了身份证号，但未填写申请人全名".to_owned(),
             Problem::MoreProblems(n) => format!("另有 {n} 处问题未列出"),
         }
     }
@@ -399,6 +424,17 @@ pub fn families_with_rows(
     format: Format,
     bytes: &[u8],
 ) -> Result<Vec<(usize, Family)>, ImportErrors> {
+    families_with_identities(format, bytes)
+        .map(|v| v.into_iter().map(|(row, f, _)| (row, f)).collect())
+}
+
+/// The same with the main applicant's identity of each row that gives one (申请人全名,
+/// 身份证号). The family itself keeps only the masked name: the identity is personal
+/// data the caller stores encrypted, apart from the batch.
+pub fn families_with_identities(
+    format: Format,
+    bytes: &[u8],
+) -> Result<Vec<(usize, Family, Option<Identity>)>, ImportErrors> {
     parse_families(read_table(format, bytes, FAMILY_COLUMNS)?)
 }
 
@@ -962,8 +998,8 @@ pub const FAMILY_COLUMNS: &[Column] = &[
         kind: TEXT,
         examples: ["张三丰", "李四"],
         note: (
-            "导入时即脱敏（张三丰 → 张*丰），只保存脱敏后的姓名；已含 * 的姓名原样保留。",
-            "Masked on import (张三丰 → 张*丰); only the masked name is kept. A name already holding * is kept as it is.",
+            "导入时即脱敏（张三丰 → 张*丰），只保存脱敏后的姓名；已含 * 的姓名原样保留。租赁合同上的完整姓名另填“申请人全名”。",
+            "Masked on import (张三丰 → 张*丰); only the masked name is kept. A name already holding * is kept as it is. The full name for the lease goes in 申请人全名.",
         ),
     },
     Column {
@@ -1002,6 +1038,30 @@ pub const FAMILY_COLUMNS: &[Column] = &[
         note: (
             "一格内可填多个户型，用 、 | ; ； , ， 任一分隔（CSV 中含英文逗号的格须加引号，模板使用 、）。",
             "Several layouts go in one cell, separated by any of 、 | ; ； , ， (in a CSV a cell holding a comma must be quoted; the templates use 、).",
+        ),
+    },
+    Column {
+        name: "full_name",
+        aliases: &["申请人全名", "全名", "完整姓名", "full_name", "applicant_full_name"],
+        required: false,
+        kind: TEXT,
+        examples: ["张三丰", ""],
+        note: (
+            "可留空，整列也可删去。主申请人的完整姓名，印在本户的租赁合同上、供审核人员核对；加密保存（需签约数据密钥），其他页面、大屏和导出只显示脱敏的“姓名”。",
+            "May be left empty, or the column left out. The main applicant's full name, printed on the family's lease and shown to reviewers; stored encrypted (needs signing's data key). Other pages, the hall and exports show only the masked 姓名.",
+        ),
+    },
+    Column {
+        name: "id_number",
+        aliases: &["身份证号", "身份证号码", "公民身份号码", "证件号码", "id_number", "id_card_number"],
+        required: false,
+        kind: Kind::Text {
+            max: ID_NUMBER_CHARS,
+        },
+        examples: ["11010519491231002X", ""],
+        note: (
+            "可留空。18 位居民身份证号码，按 GB 11643 校验（出生日期、校验位；末位 x 视为 X）；须同时填写申请人全名；每户不得重复。加密保存，仅本户租赁合同与审核记录显示全号，其他地方显示 110105********002X。XLSX 模板中该列为文本格式（按数字输入会丢失末几位）。",
+            "May be left empty. The 18-character resident identity number, checked per GB 11643 (birth date, check character; a final x is read as X); needs 申请人全名; unique in the sheet. Stored encrypted; only the family's lease and the review record show it whole, elsewhere 110105********002X. The XLSX template formats the column as text (typed as a number it loses its last digits).",
         ),
     },
 ];
@@ -1232,9 +1292,32 @@ fn parse_units(table: Table) -> Result<Vec<Unit>, ImportErrors> {
     })
 }
 
-fn parse_families(table: Table) -> Result<Vec<(usize, Family)>, ImportErrors> {
+/// The optional identity of a row (see [`families_with_identities`]).
+fn identity_of(r: &Row<'_>) -> Result<Option<Identity>, Problem> {
+    let full_name = r.get("full_name");
+    check_text("full_name", full_name, r.max_chars("full_name"))?;
+    let id = r.get("id_number");
+    let id_number = if id.is_empty() {
+        None
+    } else {
+        Some(IdNumber::parse(id).map_err(Problem::BadIdNumber)?)
+    };
+    if id_number.is_some() && full_name.is_empty() {
+        return Err(Problem::IdNumberWithoutName);
+    }
+    if full_name.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Identity {
+        full_name: Some(full_name.to_owned()),
+        id_number,
+    }))
+}
+
+fn parse_families(table: Table) -> Result<Vec<(usize, Family, Option<Identity>)>, ImportErrors> {
     let mut ids = FirstSeen::new();
     let mut ranks = FirstSeen::new();
+    let mut id_numbers = FirstSeen::new();
     parse_rows(table, FAMILY_COLUMNS, |row, r| {
         // Ranks count from 1; 0 would sort before every real family.
         let rank = r.integer("rank")? as u32;
@@ -1266,7 +1349,16 @@ fn parse_families(table: Table) -> Result<Vec<(usize, Family)>, ImportErrors> {
         ranks
             .check(rank, row)
             .map_err(|first_row| Problem::DuplicateRank { rank, first_row })?;
-        Ok((row, family))
+        let identity = identity_of(r)?;
+        if let Some(n) = identity.as_ref().and_then(|i| i.id_number.as_ref()) {
+            id_numbers
+                .check(n.clone(), row)
+                .map_err(|first_row| Problem::DuplicateIdNumber {
+                    masked: n.masked(),
+                    first_row,
+                })?;
+        }
+        Ok((row, family, identity))
     })
 }
 

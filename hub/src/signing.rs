@@ -41,7 +41,9 @@ use crate::error_code::{ErrorCode, Rejection};
 use crate::selection::{Outcome, Selection};
 use crate::time::Millis;
 
+mod identity;
 mod tenant;
+pub use identity::{IdNumber, IdNumberError, Identity};
 pub use tenant::{
     bank, luhn_valid, mask_card, mask_phone, Bank, CardNumber, Phone, BANKS, CARD_DIGITS,
 };

@@ -1035,7 +1035,8 @@ fn unit_template_imports_unchanged_as_its_two_example_units() {
 fn family_template_imports_unchanged_with_several_layouts_in_one_cell_and_no_session() {
     let csv = Sheet::Families.csv();
     let text = std::str::from_utf8(&csv[3..]).unwrap();
-    assert_eq!(text.lines().next(), Some(FAMILY_HEADER_ZH));
+    let header = format!("{FAMILY_HEADER_ZH},申请人全名,身份证号");
+    assert_eq!(text.lines().next(), Some(header.as_str()));
     let fams = import::families(Format::Csv, &csv).unwrap();
     assert_eq!(fams.len(), 2);
     assert_eq!(
@@ -1108,14 +1109,14 @@ fn templates_use_the_chinese_header_and_the_english_name_is_accepted_too() {
 }
 
 #[test]
-fn only_the_session_column_is_optional() {
+fn only_the_session_and_identity_columns_are_optional() {
     let optional: Vec<&str> = UNIT_COLUMNS
         .iter()
         .chain(FAMILY_COLUMNS)
         .filter(|c| !c.required)
         .map(|c| c.zh())
         .collect();
-    assert_eq!(optional, ["场次"]);
+    assert_eq!(optional, ["场次", "申请人全名", "身份证号"]);
 }
 
 // The tables of docs/operations.md, between these markers, are generated here. After

@@ -100,7 +100,7 @@ test('the console offers the four upload templates, downloaded with the operator
     if (file.endsWith('.csv')) {
       const text = bytes.toString('utf8');
       assert.ok(text.startsWith('\ufeff'), `${file}: a BOM for Excel`);
-      const header = file.startsWith('units') ? '房源编号,楼栋,房号,楼层,户型,面积,朝向,租金' : '家庭编号,姓名,排位,场次,可选户型';
+      const header = file.startsWith('units') ? '房源编号,楼栋,房号,楼层,户型,面积,朝向,租金' : '家庭编号,姓名,排位,场次,可选户型,申请人全名,身份证号';
       assert.equal(text.slice(1).split(/\r?\n/)[0], header);
     } else {
       assert.equal(bytes.subarray(0, 2).toString('latin1'), 'PK', `${file}: a workbook`);

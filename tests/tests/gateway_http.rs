@@ -702,7 +702,7 @@ async fn upload_templates_download_and_upload_unchanged_as_the_example_batch() {
     assert_eq!(status, 200);
     let text = String::from_utf8(families_csv.clone()).unwrap();
     assert!(
-        text.starts_with("\u{feff}家庭编号,姓名,排位,场次,可选户型\n"),
+        text.starts_with("\u{feff}家庭编号,姓名,排位,场次,可选户型,申请人全名,身份证号\n"),
         "{text}"
     );
     // XLSX templates: workbooks.

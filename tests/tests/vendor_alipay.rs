@@ -1,7 +1,9 @@
 //! 支付宝 当面付 through the gateway's adapter, against a local server in the test that
 //! plays Alipay's gateway (`/gateway.do`): it checks each call's RSA2 signature with the
 //! app's public key, answers `alipay.trade.precreate`, `alipay.trade.query` and
-//! `alipay.trade.refund`, and sends form notifications signed with Alipay's key.
+//! `alipay.trade.refund` (each answer signed with Alipay's key over the raw text of its
+//! `<method>_response`, as Alipay does), and sends form notifications signed with
+//! Alipay's key.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::post;
-use axum::{Form, Json};
+use axum::Form;
 use base64::Engine;
 use common::*;
 use reqwest::multipart::{Form as Multipart, Part};
@@ -82,6 +84,40 @@ struct Vendor {
     orders: HashMap<String, (Value, Option<String>)>,
     refunds: Vec<Value>,
     unsigned: usize,
+    /// How the answers are signed (a test plays a party between gateway and Alipay).
+    answers: Answers,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Answers {
+    #[default]
+    Signed,
+    /// Signed by a key that is not Alipay's.
+    WrongKey,
+    /// Signed, then the QR code changed.
+    Altered,
+    /// No `sign`.
+    Unsigned,
+}
+
+/// Alipay's answer: `{"<key>":<content>,"sign":"…"}`, `sign` over `content` exactly as
+/// written here.
+fn answer(key: &str, r: &Value, how: Answers) -> String {
+    let content = r.to_string();
+    let signer = if how == Answers::WrongKey {
+        APP_KEY
+    } else {
+        ALIPAY_KEY
+    };
+    let sign = rsa_sign(signer, content.as_bytes());
+    let content = match how {
+        Answers::Altered => content.replace("https://qr.alipay.com/", "https://evil.example/"),
+        _ => content,
+    };
+    match how {
+        Answers::Unsigned => format!(r#"{{"{key}":{content}}}"#),
+        _ => format!(r#"{{"{key}":{content},"sign":"{sign}"}}"#),
+    }
 }
 
 type Shared = Arc<Mutex<Vendor>>;
@@ -89,7 +125,7 @@ type Shared = Arc<Mutex<Vendor>>;
 async fn gateway_do(
     State(v): State<Shared>,
     Form(p): Form<BTreeMap<String, String>>,
-) -> Json<Value> {
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let mut v = v.lock().unwrap();
     let signed = p.get("sign_type").map(String::as_str) == Some("RSA2")
         && p.get("app_id").map(String::as_str) == Some(APP_ID)
@@ -98,9 +134,8 @@ async fn gateway_do(
     let key = format!("{}_response", method.replace('.', "_"));
     if !signed {
         v.unsigned += 1;
-        return Json(
-            json!({key: {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature"}}),
-        );
+        let r = json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature"});
+        return (json_type(), answer(&key, &r, Answers::Unsigned));
     }
     let biz: Value = serde_json::from_str(&p["biz_content"]).unwrap();
     let r = match method.as_str() {
@@ -128,7 +163,14 @@ async fn gateway_do(
         }
         _ => json!({"code": "40004", "sub_code": "isv.invalid-method"}),
     };
-    Json(json!({key: r, "sign": "not checked by the gateway"}))
+    (json_type(), answer(&key, &r, v.answers))
+}
+
+fn json_type() -> [(axum::http::HeaderName, &'static str); 1] {
+    [(
+        axum::http::header::CONTENT_TYPE,
+        "application/json;charset=utf-8",
+    )]
 }
 
 struct Setup {
@@ -400,4 +442,61 @@ async fn the_sweep_finds_an_unnotified_payment_and_a_late_one_is_refunded() {
             .unwrap()
     );
     assert_eq!(s.status().await, "open");
+}
+
+#[tokio::test]
+async fn an_answer_not_signed_by_alipay_is_refused() {
+    let s = setup().await;
+    s.up_to_deposit().await;
+    let page = || async {
+        let v: Value = (s.http.get(s.url("/api/me/signing")))
+            .bearer_auth(family_token("F1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v
+    };
+    for (i, how) in [Answers::WrongKey, Answers::Altered, Answers::Unsigned]
+        .into_iter()
+        .enumerate()
+    {
+        s.vendor.lock().unwrap().answers = how;
+        let r = s
+            .post("/api/me/signing/deposit", &format!("dep-x{i}"))
+            .await;
+        assert_eq!(
+            r.status(),
+            502,
+            "a refused precreate answer is a failed call"
+        );
+        // The page asks the provider again for the QR code: refused again, none shown.
+        let v = page().await;
+        assert!(v.get("qr_svg").is_none(), "{v}");
+        assert!(!v.to_string().contains("evil.example"));
+    }
+    // Signed by Alipay: the same order's QR code.
+    s.vendor.lock().unwrap().answers = Answers::Signed;
+    let o: Value = (s.post("/api/me/signing/deposit", "dep1").await)
+        .json()
+        .await
+        .unwrap();
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    assert_eq!(o["qr_payload"], format!("https://qr.alipay.com/bax{no}"));
+    // A query answer not signed by Alipay does not make the sweep take a payment.
+    {
+        let mut v = s.vendor.lock().unwrap();
+        v.orders.get_mut(&no).unwrap().1 = Some("2026120122001400000000000009".into());
+        v.answers = Answers::WrongKey;
+    }
+    let rep = Reconciler::default().sweep(&s.app).await;
+    assert_eq!((rep.payments_found, rep.errors), (0, 1));
+    assert_eq!(s.status().await, "open");
+    // Signed again: the next sweep finds it.
+    s.vendor.lock().unwrap().answers = Answers::Signed;
+    let rep = Reconciler::default().sweep(&s.app).await;
+    assert_eq!((rep.payments_found, rep.errors), (1, 0));
+    assert_eq!(s.status().await, "in_review");
 }

@@ -149,6 +149,8 @@ function renderDetail() {
       <dt>${t('review.unit')}</dt><dd>${esc(v.lease.building)} ${esc(v.lease.number)} · ${esc(v.lease.layout)} · ${v.lease.area} m²</dd>
       <dt>${t('review.rent')}</dt><dd>${money(v.lease.rent_fen)}</dd>
       <dt>${t('review.deposit')}</dt><dd>${money(v.deposit_fen)}</dd>
+      ${v.identity ? `<dt>${t('review.full_name')}</dt><dd id="sg-full-name">${esc(v.identity.full_name ?? '—')}</dd>
+      <dt>${t('review.id_number')}</dt><dd id="sg-id-number">${esc(v.identity.id_number ?? '—')}</dd>` : ''}
       <dt>${t('review.phone')}</dt><dd id="sg-phone">${esc(v.phone_masked ?? '—')}</dd>
       <dt>${t('review.bank')}</dt><dd>${esc(bankName(v))}</dd>
       <dt>${t('review.card')}</dt><dd id="sg-card">${esc(v.card_masked ?? '—')}</dd>

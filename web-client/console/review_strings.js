@@ -28,6 +28,8 @@ Object.assign(STRINGS, {
   'review.status.completed': S('已发放入住通知书', 'Notice issued'),
   'review.flag.card_fails_luhn': S('银行卡号未通过校验（申请人已确认）', 'Card number fails the check (confirmed by the applicant)'),
   'review.flag.name_outside_font': S('姓名含字库缺字：{chars}（合同中可能显示为空白，请核对）', 'Name has characters the font lacks: {chars} (may print blank; check)'),
+  'review.full_name': S('申请人全名', 'Full name'),
+  'review.id_number': S('身份证号', 'Identity number'),
   'review.phone': S('联系电话', 'Phone'),
   'review.bank': S('托收银行', 'Bank'),
   'review.card': S('银行卡号', 'Card number'),

@@ -8,9 +8,12 @@
 //!   `TRADE_FINISHED`) of our `app_id`; it is answered with the bare word `success`.
 //! - The batch travels in the order's `body`, which the notification carries back.
 //!
-//! The answers of calls are not checked against Alipay's signature here (only the
-//! notifications are): a wrong answer can only fail a call or mislead the sweep, which
-//! feeds the engine nothing a verified notification would not.
+//! - Every answer of a call is checked as Alipay specifies before it is read: `sign` is
+//!   RSA2 by Alipay's key over the exact text of the `<method>_response` value as it
+//!   came on the wire (not re-serialised: key order and spacing are Alipay's). An
+//!   unsigned or forged answer is a failed call ([`AnswerError`]), so a party between
+//!   the gateway and Alipay can neither hand out its own QR code nor tell the sweep an
+//!   order was paid.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +68,120 @@ pub fn signing_string(params: &BTreeMap<String, String>, skip: &[&str]) -> Strin
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Why an answer of Alipay's gateway is not taken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    #[error("not a JSON object")]
+    NotJson,
+    #[error("no {0} in the answer")]
+    Missing(String),
+    #[error("the answer is not signed")]
+    Unsigned,
+    #[error("the answer's signature does not verify with Alipay's public key")]
+    Forged,
+}
+
+/// The top-level members of a JSON object as `(key, raw value text)`, the text exactly
+/// as in `body` (what Alipay's answer signature covers). `None` unless `body` is one
+/// JSON object.
+pub fn raw_members(body: &str) -> Option<Vec<(&str, &str)>> {
+    let b = body.as_bytes();
+    let ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    // The end of the string starting at `i` (on its opening quote): past the closing one.
+    let string_end = |mut i: usize| -> Option<usize> {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    // The end of the value starting at `i`: the `,` or `}` after it at depth 0.
+    let value_end = |mut i: usize| -> Option<usize> {
+        let mut depth = 0usize;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'"' => i = string_end(i)?,
+                b'{' | b'[' => {
+                    depth += 1;
+                    i += 1;
+                }
+                b'}' | b']' if depth == 0 => return Some(i),
+                b'}' | b']' => {
+                    depth -= 1;
+                    i += 1;
+                }
+                b',' if depth == 0 => return Some(i),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    let mut i = 0;
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut out = Vec::new();
+    loop {
+        ws(&mut i);
+        match b.get(i)? {
+            b'}' if out.is_empty() => break,
+            b'"' => {}
+            _ => return None,
+        }
+        let k_end = string_end(i)?;
+        let key = body.get(i + 1..k_end - 1)?;
+        i = k_end;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let v_start = i;
+        let v_end = value_end(i)?;
+        out.push((key, body.get(v_start..v_end)?.trim_end()));
+        i = v_end;
+        ws(&mut i);
+        match b.get(i)? {
+            b',' => i += 1,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    ws(&mut i);
+    (i + 1 == b.len()).then_some(out)
+}
+
+/// The `<method>_response` object of an answer, once its `sign` verifies.
+pub fn verified_answer(
+    body: &str,
+    response_key: &str,
+    alipay: &RsaVerifier,
+) -> Result<Value, AnswerError> {
+    let members = raw_members(body).ok_or(AnswerError::NotJson)?;
+    let raw = |k: &str| members.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let content = raw(response_key).ok_or_else(|| AnswerError::Missing(response_key.into()))?;
+    let sign: String = raw("sign")
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|_| AnswerError::Unsigned)?
+        .ok_or(AnswerError::Unsigned)?;
+    if !alipay.verify_b64(content.as_bytes(), &sign) {
+        return Err(AnswerError::Forged);
+    }
+    serde_json::from_str(content).map_err(|_| AnswerError::NotJson)
 }
 
 /// Fen as Alipay's yuan string (`1234.56`).
@@ -148,12 +265,13 @@ impl Alipay {
             .send()
             .await
             .map_err(|e| ProviderError(format!("alipay {method}: {e}")))?;
-        let v: Value = res
-            .json()
+        let body = res
+            .text()
             .await
             .map_err(|e| ProviderError(format!("alipay {method}: {e}")))?;
         let key = format!("{}_response", method.replace('.', "_"));
-        Ok(v.get(&key).cloned().unwrap_or(Value::Null))
+        verified_answer(&body, &key, &self.alipay)
+            .map_err(|e| ProviderError(format!("alipay {method}: answer refused: {e}")))
     }
 }
 
@@ -303,6 +421,72 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         assert_eq!(signing_string(&p, &["sign"]), "a=1&b=2");
+    }
+
+    #[test]
+    fn raw_members_keep_the_text_as_sent() {
+        let body = r#" {"a_response" : {"code":"10000", "x":[1,{"y":"}\","}]} , "sign":"c2ln" ,"n":-1.5e3,"t":true}"#;
+        assert_eq!(
+            raw_members(body).unwrap(),
+            [
+                ("a_response", r#"{"code":"10000", "x":[1,{"y":"}\","}]}"#),
+                ("sign", r#""c2ln""#),
+                ("n", "-1.5e3"),
+                ("t", "true"),
+            ]
+        );
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":1}x"#,
+            r#"{"a" 1}"#,
+            r#"{"a":"1}"#,
+        ] {
+            assert_eq!(raw_members(bad), None, "{bad}");
+        }
+        assert_eq!(raw_members("{}"), Some(vec![]));
+    }
+
+    #[test]
+    fn an_answer_is_taken_only_with_alipays_signature_over_its_raw_text() {
+        const KEY: &str = include_str!("../../../tests/tests/fixtures/vendor/platform_key.pem");
+        const PUB: &str = include_str!("../../../tests/tests/fixtures/vendor/platform_pub.pem");
+        const OTHER: &str = include_str!("../../../tests/tests/fixtures/vendor/merchant_key.pem");
+        let alipay = RsaVerifier::from_pem(PUB).unwrap();
+        // Alipay's spacing and order, not serde's.
+        let content = r#"{"msg":"Success","code":"10000","qr_code":"https://qr.alipay.com/x"}"#;
+        let answer = |key: &str, content: &str| {
+            let sign = RsaSigner::from_pem(key)
+                .unwrap()
+                .sign_b64(content.as_bytes())
+                .unwrap();
+            format!(r#"{{"k_response":{content},"sign":"{sign}"}}"#)
+        };
+        let v = verified_answer(&answer(KEY, content), "k_response", &alipay).unwrap();
+        assert_eq!(v["qr_code"], "https://qr.alipay.com/x");
+        assert_eq!(
+            verified_answer(&answer(OTHER, content), "k_response", &alipay),
+            Err(AnswerError::Forged)
+        );
+        let altered = answer(KEY, content).replace("qr.alipay.com/x", "evil.example/x");
+        assert_eq!(
+            verified_answer(&altered, "k_response", &alipay),
+            Err(AnswerError::Forged)
+        );
+        assert_eq!(
+            verified_answer(
+                &format!(r#"{{"k_response":{content}}}"#),
+                "k_response",
+                &alipay
+            ),
+            Err(AnswerError::Unsigned)
+        );
+        assert_eq!(
+            verified_answer(&answer(KEY, content), "other_response", &alipay),
+            Err(AnswerError::Missing("other_response".into()))
+        );
     }
 
     #[test]

@@ -103,6 +103,12 @@ impl RsaVerifier {
         spki_rsa_public_key(&pem_der(pem)?).map(RsaVerifier)
     }
 
+    /// The key from its PKCS#1 `RSAPublicKey` DER (a certificate's key); a bad key
+    /// verifies nothing.
+    pub fn from_pkcs1_der(der: &[u8]) -> Self {
+        RsaVerifier(der.to_vec())
+    }
+
     /// Whether `sig_b64` is an RSA-SHA256 signature of `msg` by this key.
     pub fn verify_b64(&self, msg: &[u8], sig_b64: &str) -> bool {
         let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(sig_b64.trim()) else {

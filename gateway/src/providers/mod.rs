@@ -4,6 +4,7 @@
 //! (支付宝 当面付 precreate) and [`tencent_face`] (腾讯云人脸核身). [`keys`] reads the vendors' RSA keys.
 
 pub mod alipay;
+pub mod certificate;
 pub mod face;
 pub mod keys;
 pub mod payment;

@@ -55,6 +55,9 @@ pub enum NotifyError {
     Unsigned,
     #[error("signature does not match the body")]
     Forged,
+    /// Signed under a platform certificate that has expired or is not valid yet.
+    #[error("the platform certificate is not valid now")]
+    CertificateInvalid,
     #[error("body is not a notification: {0}")]
     Malformed(String),
     /// Signed, but too old or from the future (a replay).

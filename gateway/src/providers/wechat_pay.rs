@@ -10,7 +10,9 @@
 //! - The batch travels in the order's `attach`, so a notification names it.
 //!
 //! The platform key is the 微信支付公钥 (public key mode, its id in `Wechatpay-Serial`), or
-//! the platform certificate's key taken out with `openssl x509 -pubkey -noout`.
+//! the platform certificate (平台证书, `BEGIN CERTIFICATE`, [`super::certificate`]): its
+//! serial is then the `Wechatpay-Serial` required, and a signature is believed only while
+//! the certificate is valid.
 
 use async_trait::async_trait;
 use axum::http::HeaderMap;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use xuanfang_hub::{BatchId, Millis};
 
+use super::certificate::{is_certificate, PlatformCertificate};
 use super::keys::{RsaSigner, RsaVerifier};
 use super::payment::{
     NotifyError, OrderQuery, OrderRequest, PayOrder, PaymentNotification, PaymentProvider,
@@ -42,10 +45,11 @@ pub struct WechatPayConfig {
     pub notify_url: String,
     /// The merchant's API private key, PKCS#8 PEM (`apiclient_key.pem`).
     pub private_key_pem: String,
-    /// The platform's public key, PEM (`BEGIN PUBLIC KEY`).
+    /// The platform's public key (`BEGIN PUBLIC KEY`) or its certificate
+    /// (`BEGIN CERTIFICATE`), PEM.
     pub platform_public_key_pem: String,
-    /// Its id (`PUB_KEY_ID_…`) or the certificate's serial: `Wechatpay-Serial` must be it.
-    /// Empty: not checked.
+    /// The public key's id (`PUB_KEY_ID_…`): `Wechatpay-Serial` must be it. Empty: not
+    /// checked. With a certificate, its serial is required; this, when given, must be it.
     pub platform_serial: String,
     /// The APIv3 key (32 bytes) that encrypts notification resources.
     pub api_v3_key: [u8; 32],
@@ -68,7 +72,18 @@ pub struct WechatPay {
     cfg: WechatPayConfig,
     signer: RsaSigner,
     platform: RsaVerifier,
+    /// The platform certificate, when given as one (its validity is checked).
+    certificate: Option<PlatformCertificate>,
     http: reqwest::Client,
+}
+
+fn now_millis() -> Millis {
+    Millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    )
 }
 
 /// The transaction of a notification's resource or a query's answer.
@@ -138,8 +153,33 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl WechatPay {
     pub fn new(cfg: WechatPayConfig) -> Result<Self, ProviderError> {
+        Self::new_at(cfg, now_millis())
+    }
+
+    /// The same, a certificate's validity judged at `now` (tests inject it).
+    pub fn new_at(mut cfg: WechatPayConfig, now: Millis) -> Result<Self, ProviderError> {
         let signer = RsaSigner::from_pem(&cfg.private_key_pem)?;
-        let platform = RsaVerifier::from_pem(&cfg.platform_public_key_pem)?;
+        let (platform, certificate) = if is_certificate(&cfg.platform_public_key_pem) {
+            let cert = PlatformCertificate::from_pem(&cfg.platform_public_key_pem)?;
+            if !cfg.platform_serial.is_empty()
+                && !cfg.platform_serial.eq_ignore_ascii_case(&cert.serial)
+            {
+                return Err(ProviderError(format!(
+                    "platform_serial {} is not the certificate's serial {}",
+                    cfg.platform_serial, cert.serial
+                )));
+            }
+            if now > cert.not_after {
+                return Err(ProviderError(format!(
+                    "the platform certificate {} has expired",
+                    cert.serial
+                )));
+            }
+            cfg.platform_serial = cert.serial.clone();
+            (cert.key.clone(), Some(cert))
+        } else {
+            (RsaVerifier::from_pem(&cfg.platform_public_key_pem)?, None)
+        };
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
@@ -148,6 +188,7 @@ impl WechatPay {
             cfg,
             signer,
             platform,
+            certificate,
             http,
         })
     }
@@ -169,8 +210,22 @@ impl WechatPay {
         ))
     }
 
-    /// Whether `headers` carry the platform's signature of `body`.
-    fn signed_by_platform(&self, headers: &HeaderMap, body: &[u8]) -> Result<i64, NotifyError> {
+    /// The platform certificate, when the key was given as one.
+    pub fn certificate(&self) -> Option<&PlatformCertificate> {
+        self.certificate.as_ref()
+    }
+
+    /// Whether `headers` carry the platform's signature of `body`, made while its
+    /// certificate (if any) is valid at `now`.
+    fn signed_by_platform(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Millis,
+    ) -> Result<i64, NotifyError> {
+        if self.certificate.as_ref().is_some_and(|c| !c.valid_at(now)) {
+            return Err(NotifyError::CertificateInvalid);
+        }
         let (Some(ts), Some(nonce), Some(sig)) = (
             header(headers, "wechatpay-timestamp"),
             header(headers, "wechatpay-nonce"),
@@ -226,7 +281,7 @@ impl WechatPay {
             .await
             .map_err(|e| ProviderError(format!("wechat pay: {e}")))?;
         // Only an answer the platform signed is believed (an error page of a proxy is not).
-        if let Err(e) = self.signed_by_platform(&headers, &bytes) {
+        if let Err(e) = self.signed_by_platform(&headers, &bytes, now_millis()) {
             return Err(ProviderError(format!(
                 "wechat pay answer {status} not signed by the platform: {e}"
             )));
@@ -307,7 +362,7 @@ impl PaymentProvider for WechatPay {
         body: &[u8],
         now: Millis,
     ) -> Result<PaymentNotification, NotifyError> {
-        let ts = self.signed_by_platform(headers, body)?;
+        let ts = self.signed_by_platform(headers, body, now)?;
         if (now.0 - ts.saturating_mul(1000)).abs() > NOTIFY_WINDOW_MS {
             return Err(NotifyError::Stale);
         }

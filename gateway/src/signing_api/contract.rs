@@ -48,7 +48,8 @@ pub async fn lease_pdf(State(app): State<Arc<App>>, t: FamilyTarget) -> Result<R
     }
     let batch = t.hub.statics();
     let signed = local_date(app.now(), batch.utc_offset_minutes);
-    let data = lease_data(&view, &batch, &sg.terms, signed);
+    let identity = sg.identity_of(&t.hub.batch, &t.family)?;
+    let data = lease_data(&view, &batch, &sg.terms, signed, identity.as_ref());
     let pdf = (sg.renderer)
         .run(move || xuanfang_documents::render_lease(&data, None))
         .await?;
@@ -124,7 +125,8 @@ async fn signed_lease(
 ) -> Result<SigningAction, ApiError> {
     let batch = hub.statics();
     let signed = local_date(app.now(), batch.utc_offset_minutes);
-    let data = lease_data(view, &batch, &sg.terms, signed);
+    let identity = sg.identity_of(&hub.batch, &view.family)?;
+    let data = lease_data(view, &batch, &sg.terms, signed, identity.as_ref());
     let sig = png.bytes.clone();
     let pdf = (sg.renderer)
         .run(move || xuanfang_documents::render_lease(&data, Some(&sig)))

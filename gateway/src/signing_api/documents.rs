@@ -6,9 +6,10 @@
 //! - unit (building, number, floor, layout, area, orientation) and rent: the record's
 //!   lease, with floor and orientation from the batch's unit sheet; project: the
 //!   `[signing] project` setting, else the batch's name;
-//! - tenant: the applicant on the record (the name of the family sheet); phone: the
-//!   record's, masked; identity number: the family sheet holds none, so it prints
-//!   [`NO_ID_NUMBER`];
+//! - tenant: the main applicant's full name and identity number when the family sheet
+//!   gave them ([`super::identity`]), else the applicant on the record (the sheet's
+//!   masked name) and [`NO_ID_NUMBER`]; the move-in notice prints the number masked;
+//!   phone: the record's, masked;
 //! - deposit: the record's; bureau, term, key pick-up and enquiry phone: the config;
 //! - dates: the gateway's clock in the batch's local time (UTC+8 for China): the term
 //!   starts on the first day of the month after the contract is signed and lasts
@@ -20,13 +21,14 @@ use axum::http::StatusCode;
 use tokio::sync::Semaphore;
 use xuanfang_allocator::SigningView;
 use xuanfang_documents::{Date, LeaseData, NoticeData, Pdf, UnitInfo};
+use xuanfang_hub::signing::Identity;
 use xuanfang_hub::{Batch, ErrorCode, FamilyId, Millis};
 
 use super::err;
 use crate::config::SigningConfig;
 use crate::http_error::ApiError;
 
-/// What the identity number reads on the documents: the family sheet holds none.
+/// What the identity number reads on the documents when the family sheet gave none.
 pub const NO_ID_NUMBER: &str = "——";
 
 /// Bounds the renders: each takes a core for a few hundred milliseconds, so past
@@ -157,19 +159,30 @@ fn unit_info(view: &SigningView, batch: &Batch, terms: &SigningConfig) -> UnitIn
     }
 }
 
-/// The lease of `view` as signed on `signed`.
+/// The tenant's name on the documents: the full name, else the record's (masked).
+pub fn tenant_name(view: &SigningView, identity: Option<&Identity>) -> String {
+    identity
+        .and_then(|i| i.full_name.clone())
+        .unwrap_or_else(|| view.applicant.clone())
+}
+
+/// The lease of `view` as signed on `signed`, for the tenant of `identity` (the
+/// family's own document: the full name and number).
 pub fn lease_data(
     view: &SigningView,
     batch: &Batch,
     terms: &SigningConfig,
     signed: Date,
+    identity: Option<&Identity>,
 ) -> LeaseData {
     let (term_start, term_end) = term(signed, terms.term_years);
     LeaseData {
         contract_no: contract_no(batch, &view.family),
         bureau: terms.bureau.clone(),
-        tenant: view.applicant.clone(),
-        tenant_id: NO_ID_NUMBER.to_owned(),
+        tenant: tenant_name(view, identity),
+        tenant_id: identity
+            .and_then(|i| i.id_number.as_ref())
+            .map_or_else(|| NO_ID_NUMBER.to_owned(), |n| n.as_str().to_owned()),
         phone: view.phone_masked.clone().unwrap_or_default(),
         unit: unit_info(view, batch, terms),
         rent_fen: view.lease.rent_fen,
@@ -188,13 +201,16 @@ pub fn notice_data(
     terms: &SigningConfig,
     signed: Date,
     issued: Date,
+    identity: Option<&Identity>,
 ) -> NoticeData {
     let (term_start, term_end) = term(signed, terms.term_years);
     NoticeData {
         notice_no: notice_no(batch, &view.family),
         bureau: terms.bureau.clone(),
-        tenant: view.applicant.clone(),
-        tenant_id: NO_ID_NUMBER.to_owned(),
+        tenant: tenant_name(view, identity),
+        tenant_id: identity
+            .and_then(|i| i.id_number.as_ref())
+            .map_or_else(|| NO_ID_NUMBER.to_owned(), |n| n.masked()),
         unit: unit_info(view, batch, terms),
         term_start,
         term_end,

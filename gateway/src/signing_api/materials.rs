@@ -72,12 +72,14 @@ pub async fn issue_notice(
     let signed_at = contract_signed_at(sg, &hub.batch, &family)
         .await?
         .unwrap_or(view.opened_at);
+    let identity = sg.identity_of(&hub.batch, &family)?;
     let data = notice_data(
         &view,
         &batch,
         &sg.terms,
         local_date(signed_at, offset),
         local_date(app.now(), offset),
+        identity.as_ref(),
     );
     let pdf = (sg.renderer)
         .run(move || xuanfang_documents::render_notice(&data))

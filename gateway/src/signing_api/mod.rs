@@ -46,6 +46,7 @@ pub mod deposit;
 pub mod details;
 pub mod documents;
 pub mod face;
+pub mod identity;
 pub mod materials;
 pub mod notify;
 pub mod review;
@@ -119,6 +120,9 @@ pub struct Signing {
     pub renderer: documents::Renderer,
     /// Refunds of payments the hub did not take, with their journal.
     pub refunds: Arc<crate::refunds::Refunds>,
+    /// The applicants' full names and identity numbers, sealed with the data key
+    /// ([`Signing::with_data_key`]); unset: the sheets' identity columns are not kept.
+    pub identities: Option<identity::Identities>,
     /// When signed contracts were signed (the lease term on the page).
     signed_at: term::SignedAt,
     /// QR payloads of live orders, so a page view does not call the provider again.
@@ -147,6 +151,7 @@ impl Signing {
             terms: SigningConfig::default(),
             renderer: documents::Renderer::new(SigningConfig::default().render_concurrency),
             refunds: Arc::new(crate::refunds::Refunds::in_memory()),
+            identities: None,
             signed_at: term::SignedAt::default(),
             qr_payloads: Mutex::new(HashMap::new()),
         }
@@ -169,6 +174,7 @@ impl Signing {
             terms: SigningConfig::default(),
             renderer: documents::Renderer::new(SigningConfig::default().render_concurrency),
             refunds: Arc::new(crate::refunds::Refunds::in_memory()),
+            identities: None,
             signed_at: term::SignedAt::default(),
             qr_payloads: Mutex::new(HashMap::new()),
         }
@@ -193,6 +199,28 @@ impl Signing {
     pub fn with_refunds(mut self, refunds: Arc<crate::refunds::Refunds>) -> Self {
         self.refunds = refunds;
         self
+    }
+
+    /// The same keeping the applicants' identities of imported sheets, sealed with
+    /// `data_key` (the engine's signing key: one secret to keep).
+    pub fn with_data_key(mut self, data_key: [u8; 32]) -> Self {
+        self.identities = Some(identity::Identities::new(data_key));
+        self
+    }
+
+    /// The identity of a family of `batch`, if its sheet row gave one.
+    pub fn identity_of(
+        &self,
+        batch: &BatchId,
+        family: &FamilyId,
+    ) -> Result<Option<xuanfang_hub::signing::Identity>, ApiError> {
+        let Some(ids) = &self.identities else {
+            return Ok(None);
+        };
+        ids.of(self.blobs.as_ref(), batch, family).map_err(|e| {
+            tracing::error!("identities: {e}");
+            err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+        })
     }
 
     /// The same with the bureau's terms of the config file.
@@ -348,6 +376,11 @@ pub struct SigningPage {
     /// projected from today before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub term: Option<term::LeaseTerm>,
+    /// The main applicant's full name and identity number from the family sheet
+    /// (`GET /api/me/signing`: masked; the operator's record: whole); absent when the
+    /// sheet gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<identity::IdentityShown>,
 }
 
 /// The flags of the documents for `tenant`.
@@ -418,6 +451,7 @@ pub fn page_of(sg: &Signing, view: SigningView, viewer: Viewer) -> SigningPage {
     SigningPage {
         provider_expires_at,
         term: None,
+        identity: None,
         doc_flags: doc_flags(&view.applicant),
         view,
         steps,
@@ -525,8 +559,13 @@ pub async fn my_signing(
     deposit::recall_qr(sg, &t.hub.batch, &view, app.now()).await;
     let offset = t.hub.statics().utc_offset_minutes;
     let lease_term = term::lease_term(sg, &t.hub.batch, &view, offset).await;
+    let identity = sg.identity_of(&t.hub.batch, &t.family)?;
     let mut page = page_of(sg, view, Viewer::Family);
     page.term = lease_term;
+    if let Some(name) = identity.as_ref().and_then(|i| i.full_name.as_deref()) {
+        page.doc_flags = doc_flags(name);
+    }
+    page.identity = identity.as_ref().map(identity::IdentityShown::masked);
     Ok(Json(page))
 }
 

@@ -70,7 +70,14 @@ pub async fn record(
         .await
         .map_err(alloc_err)?
         .ok_or_else(|| err(StatusCode::NOT_FOUND, ErrorCode::NotSelected))?;
-    Ok(Json(page_of(sg, view, Viewer::Operator)))
+    let identity = sg.identity_of(&hub.batch, &view.family)?;
+    let mut page = page_of(sg, view, Viewer::Operator);
+    if let Some(name) = identity.as_ref().and_then(|i| i.full_name.as_deref()) {
+        page.doc_flags = doc_flags(name);
+    }
+    // The review record is where an operator checks the lease's tenant: whole.
+    page.identity = identity.as_ref().map(super::identity::IdentityShown::whole);
+    Ok(Json(page))
 }
 
 async fn operate(
