@@ -286,5 +286,8 @@ fn serve_refuses_bad_sentinel_settings_clearly() {
     assert!(stderr.contains("needs --redis redis+sentinel"), "{stderr}");
     // No Sentinel answers on port 1: refused at start-up, not at the first request.
     let stderr = serve(&["--redis", "redis+sentinel://127.0.0.1:1/xf"]);
-    assert!(stderr.contains("redis"), "{stderr}");
+    assert!(
+        stderr.contains("no primary found through the Sentinels") && stderr.contains(":1"),
+        "{stderr}"
+    );
 }

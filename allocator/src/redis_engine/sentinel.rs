@@ -187,15 +187,17 @@ impl Sentinels {
                 .await
         };
         // Discovery is several round trips (Sentinel, ROLE on the primary, connect).
-        tokio::time::timeout(connect * 3, discovery)
+        let found = tokio::time::timeout(connect * 3, discovery)
             .await
-            .map_err(|_| {
-                RedisError::from((
-                    ErrorKind::IoError,
-                    "no primary found through the Sentinels in time",
-                    self.described.clone(),
-                ))
-            })?
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        found.map_err(|why| {
+            RedisError::from((
+                ErrorKind::IoError,
+                "no primary found through the Sentinels",
+                format!("{}: {why}", self.described),
+            ))
+        })
     }
 }
 
