@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use xuanfang_allocator::redis_engine::conn::Target;
 use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
-use xuanfang_allocator::Allocator;
+use xuanfang_allocator::{AllocError, Allocator};
 use xuanfang_hub::{
     Action, Batch, BatchId, Edit, Family, FamilyId, Layout, ListKind, ManualClock, Millis, Session,
     SessionId, SessionKind, Stage, Unit, UnitId,
@@ -83,7 +83,7 @@ async fn phase(
     per_phase: usize,
     tag: &str,
     hist: &mut Histogram<u64>,
-) -> Duration {
+) -> (Duration, u64) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..in_flight {
@@ -92,32 +92,43 @@ async fn phase(
         let n = per_phase / in_flight;
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).unwrap();
+            let mut timeouts = 0u64;
             let batch = BatchId::new("replica-wait");
             for k in 0..n {
                 // Family 0 holds U1: every other family's confirm is refused.
                 let f = FamilyId::new(format!("F{:03}", 1 + (t + k * in_flight) % (FAMILIES - 1)));
                 let at = Instant::now();
-                let answer = engine
-                    .act(
-                        &batch,
-                        &f,
-                        &format!("{tag}-{t}-{k}"),
-                        Action::Confirm {
-                            unit: UnitId::new("U1"),
-                        },
-                    )
-                    .await
-                    .expect("confirm attempt");
+                // A wait that timed out is retried with the same request id, as a
+                // client would; the latency is until the answer.
+                let answer = loop {
+                    match engine
+                        .act(
+                            &batch,
+                            &f,
+                            &format!("{tag}-{t}-{k}"),
+                            Action::Confirm {
+                                unit: UnitId::new("U1"),
+                            },
+                        )
+                        .await
+                    {
+                        Err(AllocError::NotReplicated { .. }) => timeouts += 1,
+                        other => break other.expect("confirm attempt"),
+                    }
+                };
                 assert!(answer.is_err(), "U1 is taken");
                 h.record(at.elapsed().as_micros() as u64).unwrap();
             }
-            h
+            (h, timeouts)
         }));
     }
+    let mut timeouts = 0;
     for t in tasks {
-        hist.add(t.await.unwrap()).unwrap();
+        let (h, n) = t.await.unwrap();
+        hist.add(h).unwrap();
+        timeouts += n;
     }
-    started.elapsed()
+    (started.elapsed(), timeouts)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -190,29 +201,35 @@ async fn main() {
         .unwrap()
         .unwrap();
 
-    println!("| in flight | replica wait | attempts | attempts/s | p50 ms | p99 ms | max ms |");
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| in flight | replica wait | attempts | attempts/s | p50 ms | p99 ms | max ms | waits timed out |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for in_flight in [1, 16, 64] {
         let mut hist = [
             Histogram::<u64>::new(3).unwrap(),
             Histogram::new(3).unwrap(),
         ];
         let mut took = [Duration::ZERO; 2];
+        let mut timeouts = [0u64; 2];
         for round in 0..rounds {
             for (i, engine) in [&waiting, &plain].into_iter().enumerate() {
                 let tag = format!("{in_flight}-{round}-{i}");
-                took[i] += phase(engine.clone(), in_flight, per_phase, &tag, &mut hist[i]).await;
+                let (t, n) = phase(engine.clone(), in_flight, per_phase, &tag, &mut hist[i]).await;
+                took[i] += t;
+                timeouts[i] += n;
             }
         }
         for (i, name) in ["WAIT 1 (default)", "none"].into_iter().enumerate() {
             let h = &hist[i];
             println!(
-                "| {in_flight} | {name} | {} | {:.0} | {:.3} | {:.3} | {:.1} |",
+                "| {in_flight} | {name} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} |",
                 h.len(),
                 h.len() as f64 / took[i].as_secs_f64(),
                 h.value_at_quantile(0.5) as f64 / 1000.0,
                 h.value_at_quantile(0.99) as f64 / 1000.0,
                 h.max() as f64 / 1000.0,
+                timeouts[i],
             );
         }
     }
