@@ -81,6 +81,13 @@ pub enum AllocError {
     /// signing): nothing was written; the caller may retry with the same request id.
     #[error("contended: {0}")]
     Contended(String),
+    /// Sentinel mode: the write is done on the primary, but no replica acknowledged it
+    /// within the wait, so a failover now could lose it and it is not answered. Retry
+    /// with the same request id: the stored answer comes back once a replica has it.
+    #[error(
+        "no replica acknowledged the write within {waited_ms} ms; retry with the same request id"
+    )]
+    NotReplicated { waited_ms: u64 },
     #[error("data directory {dir} is in use by another process (lock file {lock} is held); stop it first")]
     Locked { dir: String, lock: String },
 }

@@ -191,9 +191,17 @@ struct DemoArgs {
 struct ServeArgs {
     #[command(flatten)]
     common: Common,
-    /// Redis URL (redis://host:port/db), or comma-separated seed URLs of a Redis Cluster.
+    /// Redis URL (redis://host:port/db), comma-separated seed URLs of a Redis Cluster, or
+    /// redis+sentinel://host:port[,host:port...]/<master-name> for a primary found
+    /// through Sentinel (followed across a failover).
     #[arg(long, env = "XUANFANG_REDIS")]
     redis: Option<String>,
+    /// With redis+sentinel:// only: how long each acknowledged write (confirm, cart
+    /// edit, auto-confirm, operator write) waits for a replica (`WAIT 1 <ms>`) before the
+    /// request fails retryably. 0: no wait (a failover may lose the last answers).
+    /// Default 1000.
+    #[arg(long, env = "XUANFANG_REDIS_REPLICA_WAIT_MS", requires = "redis")]
+    redis_replica_wait_ms: Option<u64>,
     /// The embedded engine's journal directory (one machine, no Redis). One process at a
     /// time: a second one on the same directory is refused.
     #[arg(long, env = "XUANFANG_DATA_DIR")]
@@ -594,17 +602,22 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     {
         (Some(url), _) => {
             use xuanfang_allocator::redis_engine::{conn::Target, RedisEngine, RedisOptions};
-            let options = RedisOptions {
+            let target = Target::parse(url).map_err(|e| MainError::Msg(format!("--redis: {e}")))?;
+            let mut options = RedisOptions {
                 signing: options.clone(),
                 ..RedisOptions::default()
             };
-            let e = Arc::new(
-                RedisEngine::connect_to(
-                    Target::parse(url).map_err(|e| MainError::Msg(format!("--redis: {e}")))?,
-                    options,
-                )
-                .await?,
-            );
+            if let Some(ms) = a.redis_replica_wait_ms {
+                if !target.is_sentinel() {
+                    return Err(MainError::Msg(
+                        "--redis-replica-wait-ms needs --redis redis+sentinel://…/<master-name> \
+                         (it waits for the replica of a Sentinel-managed primary)"
+                            .into(),
+                    ));
+                }
+                options.replica_wait = Duration::from_millis(ms);
+            }
+            let e = Arc::new(RedisEngine::connect_to(target, options).await?);
             (e.clone(), e)
         }
         (None, Some(dir)) => {

@@ -258,3 +258,36 @@ fn serve_refuses_to_start_without_a_usable_key_set() {
     assert!(!out.status.success(), "exited 0; stderr: {stderr}");
     assert!(stderr.contains("no usable signing key"), "stderr: {stderr}");
 }
+
+#[test]
+fn serve_refuses_bad_sentinel_settings_clearly() {
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--jwt-secret", STRONG];
+        args.extend_from_slice(extra);
+        let out = run(xuanfang(&args));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "{extra:?} exited 0; stderr: {stderr}"
+        );
+        stderr
+    };
+    let stderr = serve(&["--redis", "redis+sentinel://127.0.0.1:26379"]);
+    assert!(stderr.contains("lacks the master name"), "{stderr}");
+    let stderr = serve(&["--redis", "redis+sentinel://127.0.0.1:notaport/xf"]);
+    assert!(stderr.contains("bad Sentinel address"), "{stderr}");
+    // The wait is for a Sentinel-managed primary's replica only.
+    let stderr = serve(&[
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--redis-replica-wait-ms",
+        "100",
+    ]);
+    assert!(stderr.contains("needs --redis redis+sentinel"), "{stderr}");
+    // No Sentinel answers on port 1: refused at start-up, not at the first request.
+    let stderr = serve(&["--redis", "redis+sentinel://127.0.0.1:1/xf"]);
+    assert!(
+        stderr.contains("no primary found through the Sentinels") && stderr.contains(":1"),
+        "{stderr}"
+    );
+}

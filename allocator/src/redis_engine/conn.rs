@@ -1,9 +1,11 @@
-//! One connection type for both deployments: a single Redis (standalone, or the
-//! primary a Sentinel-managed address points at) through a `ConnectionManager`, or a
-//! Redis Cluster through the cluster client, which routes each script by its first key.
+//! One connection type for every deployment: a single Redis through a
+//! `ConnectionManager`, a primary found through Sentinel (`sentinel.rs`, which follows
+//! a failover), or a Redis Cluster through the cluster client, which routes each script
+//! by its first key.
 //! Every key of a batch carries the hash tag `{b:<batch>}`, so a script's keys always
 //! live on one cluster node.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
@@ -11,17 +13,26 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Value};
 
+use super::sentinel::{SentinelConn, Sentinels};
+
 /// Where the engine's Redis lives.
 #[derive(Clone)]
 pub enum Target {
     Single(Client),
     Cluster(Vec<String>),
+    /// `redis+sentinel://…/<master>`: the primary the Sentinels name, whichever it is.
+    Sentinel(Arc<Sentinels>),
 }
 
 impl Target {
     /// `redis://host:port` for a single Redis; several URLs separated by commas (or one
-    /// URL with `?cluster=true`) for a Redis Cluster's seed nodes.
+    /// URL with `?cluster=true`) for a Redis Cluster's seed nodes;
+    /// `redis+sentinel://host:port[,host:port...]/<master-name>` for a primary found
+    /// through Sentinel.
     pub fn parse(spec: &str) -> redis::RedisResult<Self> {
+        if spec.trim().starts_with(Sentinels::SCHEME) {
+            return Ok(Target::Sentinel(Arc::new(Sentinels::parse(spec.trim())?)));
+        }
         let urls: Vec<String> = spec
             .split(',')
             .map(|s| s.trim().to_owned())
@@ -73,7 +84,18 @@ impl Target {
                     .get_async_connection()
                     .await?,
             ),
+            Target::Sentinel(s) => {
+                let conn = SentinelConn::new(s.clone(), response, connect);
+                // Fail at start-up, as the other kinds do, if no primary is found.
+                conn.pinned().await?;
+                Conn::Sentinel(conn)
+            }
         })
+    }
+
+    /// Whether this is a Sentinel-managed primary (where writes may wait for a replica).
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self, Target::Sentinel(_))
     }
 
     /// A dedicated connection for one blocking read (`XREAD BLOCK` holds it).
@@ -98,6 +120,10 @@ impl Target {
                     .get_async_connection()
                     .await?,
             ),
+            // Asked afresh each time: a pooled connection whose node failed over errors
+            // (the node died, or Sentinel's `CLIENT KILL` after demoting it) and is
+            // dropped, so the next one goes to the new primary.
+            Target::Sentinel(s) => Conn::Dedicated(s.connect_primary(response, connect).await?),
         })
     }
 }
@@ -108,6 +134,7 @@ pub enum Conn {
     Single(ConnectionManager),
     Dedicated(MultiplexedConnection),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl Conn {
@@ -124,7 +151,7 @@ impl Conn {
 /// sent (`BrokenPipe`): the server dropped the connection while it sat idle (`CLIENT
 /// KILL`, Redis `timeout`, a proxy's idle cut, a failover). The manager reconnects on
 /// this error, and the command never reached Redis, so it is safe to send again.
-fn never_sent(e: &redis::RedisError) -> bool {
+pub(crate) fn never_sent(e: &redis::RedisError) -> bool {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
@@ -143,6 +170,7 @@ impl ConnectionLike for Conn {
             }),
             Conn::Dedicated(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -161,6 +189,7 @@ impl ConnectionLike for Conn {
             }),
             Conn::Dedicated(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -169,6 +198,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Dedicated(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
         }
     }
 }

@@ -13,6 +13,7 @@ use redis::Value;
 use xuanfang_hub::{Event, EventKind, Millis};
 
 use super::conn::{Conn, Target};
+use super::durable;
 use super::reply;
 use crate::contract::AllocError;
 
@@ -26,6 +27,11 @@ pub(crate) struct Follower {
     target: Target,
     connect_timeout: Duration,
     idle: Mutex<Vec<Conn>>,
+    /// Sentinel mode: events are handed out only once a replica has them (see
+    /// `durable.rs`); zero: at once.
+    replica_wait: Duration,
+    /// The channel `PUBLISH`ed to before that `WAIT`.
+    marker: String,
 }
 
 /// Reply timeout of cluster connections for blocking reads, whose timeout is fixed when
@@ -33,11 +39,18 @@ pub(crate) struct Follower {
 const CLUSTER_BLOCK_TIMEOUT: Duration = Duration::from_secs(65);
 
 impl Follower {
-    pub(crate) fn new(target: Target, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        target: Target,
+        connect_timeout: Duration,
+        replica_wait: Duration,
+        marker: String,
+    ) -> Self {
         Self {
             target,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            replica_wait,
+            marker,
         }
     }
 
@@ -47,7 +60,7 @@ impl Follower {
             Some(c) => c,
             None => {
                 let timeout = match self.target {
-                    Target::Single(_) => wait + BLOCK_MARGIN,
+                    Target::Single(_) | Target::Sentinel(_) => wait + BLOCK_MARGIN,
                     Target::Cluster(_) => CLUSTER_BLOCK_TIMEOUT.max(wait + BLOCK_MARGIN),
                 };
                 self.target.dedicated(timeout, self.connect_timeout).await?
@@ -86,6 +99,13 @@ impl Follower {
             .query_async(&mut conn)
             .await;
         let reply = reply?;
+        let got_some = reply
+            .as_ref()
+            .is_some_and(|r| r.keys.iter().any(|k| !k.ids.is_empty()));
+        if got_some && !self.replica_wait.is_zero() {
+            // A failed wait drops the connection (it is not given back).
+            durable::replicated(&mut conn, &self.marker, self.replica_wait).await?;
+        }
         self.give_back(conn);
         let ids = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())

@@ -101,3 +101,9 @@ impl BatchKeys {
 pub fn batches(namespace: &str) -> String {
     format!("{namespace}xuanfang:batches")
 }
+
+/// The Pub/Sub channel published to before `WAIT` in Sentinel mode (see `durable.rs`):
+/// nobody subscribes; the message only moves the connection's replication offset.
+pub fn replicated(namespace: &str) -> String {
+    format!("{namespace}xuanfang:replicated")
+}

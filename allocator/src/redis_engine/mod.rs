@@ -16,11 +16,13 @@
 //! published supplementary session bumps.
 
 pub mod conn;
+mod durable;
 pub mod family_hash;
 mod follow;
 pub mod keys;
 mod reply;
 mod scripts;
+pub mod sentinel;
 mod signing;
 
 use std::collections::HashMap;
@@ -41,6 +43,7 @@ use xuanfang_hub::{
 use crate::contract::{AllocError, Allocator, Answer, BoardState, CloseStep, FamilyRecord};
 use crate::sealing::{Sealer, SigningOptions};
 use conn::{Conn, Target};
+use durable::Writer;
 use follow::Follower;
 use keys::BatchKeys;
 use reply::{FamilyRead, Reply};
@@ -64,7 +67,16 @@ pub struct RedisOptions {
     /// Signing's data key; `None`: the engine stores no signing (every
     /// [`SigningStore`](crate::SigningStore) call is [`AllocError::SigningDisabled`]).
     pub signing: Option<SigningOptions>,
+    /// Sentinel mode only: how long an acknowledged write waits for a replica (`WAIT 1
+    /// <ms>`) before it fails with [`AllocError::NotReplicated`]; zero: no wait (a
+    /// failover may then lose the last answers). Must stay below `response_timeout`.
+    /// Ignored for a single Redis and a Cluster.
+    pub replica_wait: Duration,
 }
+
+/// Default of [`RedisOptions::replica_wait`]: a replica on the same LAN acknowledges
+/// in about a millisecond; a second means it is gone or far behind.
+pub const DEFAULT_REPLICA_WAIT: Duration = Duration::from_secs(1);
 
 impl Default for RedisOptions {
     fn default() -> Self {
@@ -74,6 +86,7 @@ impl Default for RedisOptions {
             connection_timeout: Duration::from_secs(2),
             clock: None,
             signing: None,
+            replica_wait: DEFAULT_REPLICA_WAIT,
         }
     }
 }
@@ -117,6 +130,8 @@ pub struct RedisEngine {
     sealer: Option<Sealer>,
     namespace: String,
     cache: RwLock<HashMap<BatchId, Arc<Cached>>>,
+    /// See [`RedisOptions::replica_wait`]; zero outside Sentinel mode.
+    replica_wait: Duration,
 }
 
 /// Shared multiplexed connections per engine.
@@ -167,6 +182,22 @@ impl RedisEngine {
 
     /// Connects to a single Redis or a Redis Cluster.
     pub async fn connect_to(target: Target, options: RedisOptions) -> Result<Self, AllocError> {
+        let replica_wait = if target.is_sentinel() {
+            options.replica_wait
+        } else {
+            Duration::ZERO
+        };
+        if !replica_wait.is_zero() && replica_wait >= options.response_timeout {
+            return Err(AllocError::Redis(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "the replica wait must be shorter than the response timeout",
+                format!(
+                    "{} ms >= {} ms",
+                    replica_wait.as_millis(),
+                    options.response_timeout.as_millis()
+                ),
+            ))));
+        }
         let mut conns = Vec::with_capacity(SHARED_CONNECTIONS);
         for _ in 0..SHARED_CONNECTIONS {
             conns.push(
@@ -178,12 +209,47 @@ impl RedisEngine {
         Ok(Self {
             conns,
             next_conn: std::sync::atomic::AtomicUsize::new(0),
-            follower: Follower::new(target, options.connection_timeout),
+            follower: Follower::new(
+                target,
+                options.connection_timeout,
+                replica_wait,
+                keys::replicated(&options.namespace),
+            ),
             clock: options.clock,
             sealer: options.signing.as_ref().map(Sealer::new),
             namespace: options.namespace,
             cache: RwLock::new(HashMap::new()),
+            replica_wait,
         })
+    }
+
+    /// Stream entries after `after`; in Sentinel mode only once a replica has them.
+    async fn replicated_range(
+        &self,
+        stream: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, AllocError> {
+        let mut w = self.writer().await?;
+        let events = follow::read_range(&mut w, stream, after, limit).await?;
+        if !events.is_empty() {
+            w.acknowledged(&keys::replicated(&self.namespace)).await?;
+        }
+        Ok(events)
+    }
+
+    /// A connection for a write that is acknowledged (see [`durable`]).
+    async fn writer(&self) -> Result<Writer, AllocError> {
+        Writer::new(self.conn(), self.replica_wait).await
+    }
+
+    /// Runs a write script and returns its reply once it is safe to answer: in Sentinel
+    /// mode, once a replica has it.
+    async fn write(&self, inv: &redis::ScriptInvocation<'_>) -> Result<redis::Value, AllocError> {
+        let mut w = self.writer().await?;
+        let value = w.invoke(inv).await?;
+        w.acknowledged(&keys::replicated(&self.namespace)).await?;
+        Ok(value)
     }
 
     /// The next shared connection (round robin).
@@ -346,7 +412,8 @@ impl Allocator for RedisEngine {
             inv.key(k.family(&f.id));
         }
         inv.arg(self.now_arg()).arg(json(&batch)?).arg(plan);
-        match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
+        let mut w = self.writer().await?;
+        match reply::reply(w.invoke(&inv).await?)? {
             Reply::Ok(payload) => {
                 let epoch = payload
                     .first()
@@ -355,10 +422,10 @@ impl Allocator for RedisEngine {
                     .ok_or_else(|| corrupt("load reply lacks the epoch"))?;
                 // Scored by load time (the epoch is the load's server time in ms), so
                 // `batches()` lists oldest first.
-                let _: () = self
-                    .conn()
+                let _: () = w
                     .zadd(keys::batches(&self.namespace), batch.id.as_str(), epoch)
                     .await?;
+                w.acknowledged(&keys::replicated(&self.namespace)).await?;
                 let id = batch.id.clone();
                 self.cache
                     .write()
@@ -407,7 +474,7 @@ impl Allocator for RedisEngine {
             for f in &session.families {
                 inv.arg(f.as_str());
             }
-            match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
+            match reply::reply(self.write(&inv).await?)? {
                 Reply::Ok(payload) => {
                     let gen = payload
                         .first()
@@ -466,7 +533,7 @@ impl Allocator for RedisEngine {
         for a in &own_args {
             inv.arg(a);
         }
-        match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
+        match reply::reply(self.write(&inv).await?)? {
             Reply::Ok(payload) => {
                 let read = FamilyRead::parse(payload)?;
                 Ok(Ok(self.view(batch, family, read).await?))
@@ -519,7 +586,7 @@ impl Allocator for RedisEngine {
             for f in rest {
                 inv.arg(f.as_str());
             }
-            match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
+            match reply::reply(self.write(&inv).await?)? {
                 Reply::Ok(payload) => {
                     let n = payload.first().map(reply::int).transpose()?.unwrap_or(0);
                     let closed = payload.get(1).map(reply::int).transpose()?.unwrap_or(0) != 0;
@@ -643,8 +710,9 @@ impl Allocator for RedisEngine {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, AllocError> {
-        let events =
-            follow::read_range(&mut self.conn(), &self.keys(batch).events(), after, limit).await?;
+        let events = self
+            .replicated_range(&self.keys(batch).events(), after, limit)
+            .await?;
         self.known_if_empty(batch, events).await
     }
 
@@ -657,7 +725,7 @@ impl Allocator for RedisEngine {
     ) -> Result<Vec<Event>, AllocError> {
         let stream = self.keys(batch).events();
         let events = if wait.is_zero() || limit == 0 {
-            follow::read_range(&mut self.conn(), &stream, after, limit).await?
+            self.replicated_range(&stream, after, limit).await?
         } else {
             self.follower
                 .read_blocking(&stream, after, limit, wait)

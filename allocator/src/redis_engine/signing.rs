@@ -227,7 +227,7 @@ impl RedisEngine {
                 let (face, order) = references(e);
                 inv.arg(json(&sealed.event)?).arg(face).arg(order);
             }
-            let items = reply::array(inv.invoke_async(&mut self.conn()).await?)?;
+            let items = reply::array(self.write(&inv).await?)?;
             let tag = items
                 .first()
                 .map(reply::text)
