@@ -137,7 +137,14 @@ pub async fn run_worker() -> Result<(), WorkerError> {
             })?;
         addrs.insert(c.ws_url.clone(), addr);
     }
+    // One reader thread per core the worker may use (its affinity), at most 4.
+    let n_readers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let readers = crate::readers::Readers::start(n_readers, plan.storm_at_ms, finish_rx.clone())?;
     let shared = Arc::new(Shared {
+        readers: Some(readers),
         rec: Recorder::new(),
         clock: ClockSync::default(),
         enc: if plan.json {
