@@ -491,7 +491,7 @@ impl Client {
                 .await
                 .map_err(|_| ClientError::Timeout("welcome"));
             let out = match r {
-                Ok(Ok(())) => match ws.buf.next() {
+                Ok(Ok(())) => match ws.buf.next_event() {
                     Ok(Some(ev)) => self.on_event(ev, now_ms()),
                     Ok(None) => Out::Nothing,
                     Err(e) => {
@@ -684,7 +684,7 @@ impl Client {
             let out = match got {
                 None => Out::Nothing,
                 Some(Err(_)) => Out::Broken,
-                Some(Ok(())) => match ws.buf.next() {
+                Some(Ok(())) => match ws.buf.next_event() {
                     Ok(Some(ev)) => self.on_event(ev, now_ms()),
                     Ok(None) => Out::Nothing,
                     Err(_) => Out::Broken,

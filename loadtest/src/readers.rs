@@ -337,7 +337,7 @@ fn drain(slot: &mut Slot, read_closed: bool) -> Result<(), Handback> {
 fn apply(slot: &mut Slot) -> Result<(), Handback> {
     loop {
         let t = now_ms();
-        let out = match slot.buf.next() {
+        let out = match slot.buf.next_event() {
             Ok(None) => return Ok(()),
             Ok(Some(ev)) => slot.client.on_event(ev, t),
             Err(_) => Out::Broken,

@@ -164,14 +164,14 @@ impl WsBuf {
         self.end = (self.end + n).min(self.buf.len());
     }
 
-    /// Whether a whole frame is buffered (so [`WsBuf::next`] makes progress).
+    /// Whether a whole frame is buffered (so [`WsBuf::next_event`] makes progress).
     pub fn has_frame(&self) -> Result<bool, WsError> {
         let b = &self.buf[self.start..self.end];
         Ok(header(b)?.is_some_and(|h| b.len() >= h.hdr + h.len))
     }
 
     /// The next event, or `None` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Event<'_>>, WsError> {
+    pub fn next_event(&mut self) -> Result<Option<Event<'_>>, WsError> {
         if self.frag_done {
             self.frag.clear();
             self.frag_done = false;
@@ -362,7 +362,7 @@ mod tests {
                 spare[..n].copy_from_slice(&chunk[..n]);
                 w.filled(n);
                 chunk = &chunk[n..];
-                while let Some(e) = w.next()? {
+                while let Some(e) = w.next_event()? {
                     out.push(match e {
                         Event::Text(p) => (1, p.to_vec()),
                         Event::Binary(p) => (2, p.to_vec()),
