@@ -30,7 +30,7 @@ h2 small,th small{color:#6b7280;font-weight:normal}
 .tile{background:#f7f8fa;border-radius:6px;padding:10px}
 .tile b{display:block;font-size:20px}
 .tile span{color:#6b7280;font-size:12px}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:16px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:16px}
 table{border-collapse:collapse;font-size:13px;width:100%}
 th,td{text-align:right;padding:4px 8px;border-bottom:1px solid #eceef2}
 th:first-child,td:first-child{text-align:left}
@@ -114,7 +114,7 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
     const H: f64 = 230.0;
     const L: f64 = 52.0;
     const R: f64 = 12.0;
-    const T: f64 = 26.0;
+    const T: f64 = 42.0;
     const B: f64 = 34.0;
     let mut s = String::new();
     let _ = write!(
@@ -212,9 +212,9 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
         let _ = write!(
             s,
             r##"<rect x="{lx:.1}" y="{:.1}" width="10" height="3" fill="{colour}"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#1d2330">{}</text>"##,
-            T - 2.0,
+            T - 15.0,
             lx + 13.0,
-            T + 2.0,
+            T - 11.0,
             esc(se.label)
         );
         lx += 14.0 + 7.0 * se.label.chars().count() as f64 + 10.0;

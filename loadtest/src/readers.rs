@@ -306,8 +306,10 @@ impl Reader {
 
 /// Reads until the socket is drained, applying each whole frame as it completes.
 fn drain(slot: &mut Slot, read_closed: bool) -> Result<(), Handback> {
+    // Frames that arrived in one read arrived together: one receipt time for them.
+    let mut t = now_ms();
     loop {
-        apply(slot)?;
+        apply(slot, t)?;
         let spare = slot.buf.spare();
         let room = spare.len();
         match slot.sock.read(spare) {
@@ -319,8 +321,9 @@ fn drain(slot: &mut Slot, read_closed: bool) -> Result<(), Handback> {
                 slot.buf.filled(n);
                 // A short read emptied the socket's queue (epoll(7)); a read that
                 // filled the buffer, or a peer that closed, needs another.
+                t = now_ms();
                 if n < room && !read_closed {
-                    return apply(slot);
+                    return apply(slot, t);
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
@@ -334,9 +337,8 @@ fn drain(slot: &mut Slot, read_closed: bool) -> Result<(), Handback> {
 }
 
 /// Applies the buffered whole frames.
-fn apply(slot: &mut Slot) -> Result<(), Handback> {
+fn apply(slot: &mut Slot, t: f64) -> Result<(), Handback> {
     loop {
-        let t = now_ms();
         let out = match slot.buf.next_event() {
             Ok(None) => return Ok(()),
             Ok(Some(ev)) => slot.client.on_event(ev, t),

@@ -161,7 +161,9 @@ pub async fn run_worker() -> Result<(), WorkerError> {
     for spec in plan.clients {
         let client = Client::new(shared.clone(), spec, finish_rx.clone());
         let acting = acting.clone();
-        tasks.spawn(async move { client.run_marking(acting).await });
+        // Boxed: the client's future is several KiB, and tokio moves a task's future
+        // (spawn, cell) by value; a box moves as a pointer.
+        tasks.spawn(Box::pin(client.run_marking(acting)));
     }
     let progress = {
         let shared = shared.clone();
