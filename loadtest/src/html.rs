@@ -108,8 +108,9 @@ struct Series<'a> {
     points: Vec<(f64, f64)>,
 }
 
-/// A line chart in SVG: x in seconds of the run, y from 0 to a round maximum.
-fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
+/// A line chart in SVG: x in seconds of the run over `(x0, x1)` (the same for every chart
+/// of a page, so they line up in time), y from 0 to a round maximum.
+fn chart(title: &str, unit: &str, series: &[Series<'_>], (x0, x1): (f64, f64)) -> String {
     const W: f64 = 540.0;
     const H: f64 = 230.0;
     const L: f64 = 52.0;
@@ -127,6 +128,19 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
         r##"<text x="{L}" y="16" font-size="13" font-weight="bold" fill="#1d2330">{}</text>"##,
         esc(title)
     );
+    let x1 = x1.max(x0 + 1.0);
+    let series: Vec<Series<'_>> = series
+        .iter()
+        .map(|se| Series {
+            label: se.label,
+            points: se
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, _)| (x0..=x1).contains(x))
+                .collect(),
+        })
+        .collect();
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|x| x.points.iter().copied())
@@ -140,16 +154,6 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
         );
         return s;
     }
-    let x0 = all
-        .iter()
-        .map(|p| p.0)
-        .fold(f64::INFINITY, f64::min)
-        .min(0.0);
-    let x1 = all
-        .iter()
-        .map(|p| p.0)
-        .fold(f64::NEG_INFINITY, f64::max)
-        .max(x0 + 1.0);
     let ymax = nice_max(all.iter().map(|p| p.1).fold(0.0, f64::max));
     let px = |x: f64| L + (x - x0) / (x1 - x0) * (W - L - R);
     let py = |y: f64| H - B - y / ymax * (H - T - B);
@@ -223,7 +227,7 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
     s
 }
 
-fn quantile_chart(tl: &Timeline, hist: &str, title: &str) -> String {
+fn quantile_chart(tl: &Timeline, hist: &str, title: &str, xr: (f64, f64)) -> String {
     let q = |f: fn(&Quantiles) -> f64| tl.quantile(hist, f);
     chart(
         title,
@@ -242,6 +246,7 @@ fn quantile_chart(tl: &Timeline, hist: &str, title: &str) -> String {
                 points: q(|x| x.p99),
             },
         ],
+        xr,
     )
 }
 
@@ -262,6 +267,15 @@ fn tile(s: &mut String, value: &str, label: &str) {
 pub fn render(r: &Report) -> String {
     let empty = Timeline::default();
     let tl = r.timeline.as_ref().unwrap_or(&empty);
+    // One time axis for every chart: from the first planned connect to the last second
+    // with anything recorded (or the last CPU sample).
+    let last_cpu = tl
+        .tool_cpu
+        .iter()
+        .chain(&tl.server_cpu)
+        .map(|p| p.t)
+        .fold(0.0, f64::max);
+    let xr = (0.0, (tl.seconds.len() as f64).max(last_cpu.ceil()));
     let mut s = String::new();
     s.push_str("<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"/>");
     s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>");
@@ -386,11 +400,13 @@ pub fn render(r: &Report) -> String {
         tl,
         name::BROADCAST,
         "广播延迟 · broadcast latency (event → receipt)",
+        xr,
     ));
     s.push_str(&quantile_chart(
         tl,
         name::CONFIRM,
         "确认延迟 · confirm latency (sent → answer)",
+        xr,
     ));
     s.push_str(&chart(
         "每秒送达 · deliveries per second",
@@ -399,6 +415,7 @@ pub fn render(r: &Report) -> String {
             label: "送达 deliveries",
             points: tl.counts(name::BROADCAST),
         }],
+        xr,
     ));
     let mut cpu_series = vec![Series {
         label: "工具 tool",
@@ -414,6 +431,7 @@ pub fn render(r: &Report) -> String {
         "CPU 占用 · CPU use",
         "% 单核 · % of one core",
         &cpu_series,
+        xr,
     ));
     if tl
         .seconds
@@ -424,6 +442,7 @@ pub fn render(r: &Report) -> String {
             tl,
             name::CONNECT,
             "连接耗时 · connect (TCP + upgrade + welcome)",
+            xr,
         ));
     }
     if tl
@@ -435,6 +454,7 @@ pub fn render(r: &Report) -> String {
             tl,
             name::STORM,
             "重连风暴恢复 · storm: back at the hub's seq",
+            xr,
         ));
     }
     s.push_str("</div></section>");
@@ -569,7 +589,7 @@ mod tests {
 
     #[test]
     fn an_empty_chart_says_so() {
-        let c = chart("t", "ms", &[]);
+        let c = chart("t", "ms", &[], (0.0, 10.0));
         assert!(c.contains("no data") && c.ends_with("</svg>"));
     }
 }
