@@ -98,6 +98,9 @@ pub struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page here (charts over time, audit).
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
     /// Fail the run unless this holds, e.g. `confirm_p99<20ms`, `errors<1` (repeatable).
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,

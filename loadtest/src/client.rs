@@ -7,16 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use xuanfang_hub::protocol::{BoardChange, ClientMsg, Encoding, FamilyView, ServerMsg};
 use xuanfang_hub::selection::Outcome;
 use xuanfang_hub::{Edit, ErrorCode, FamilyId, ListKind, Millis, Phase, Stage, UnitId};
@@ -24,8 +19,72 @@ use xuanfang_hub::{Edit, ErrorCode, FamilyId, ListKind, Millis, Phase, Stage, Un
 use crate::clock::{now_ms, ClockSync, Sample};
 use crate::frame::{self, ChangeLite, Frame};
 use crate::metrics::{name, Recorder};
+use crate::readers::{Handback, Readers};
+use crate::ws::{self, Event, WsBuf, WsError};
 
-type Ws = WebSocketStream<TcpStream>;
+/// A connection on the async path: the socket and what was read from it.
+struct Ws {
+    stream: TcpStream,
+    buf: WsBuf,
+}
+
+impl Ws {
+    /// The upgrade on a connected socket.
+    async fn handshake(mut stream: TcpStream, url: &str, proto: &str) -> Result<Self, WsError> {
+        let (req, key) = ws::upgrade_request(url, proto)?;
+        stream.write_all(&req).await?;
+        let mut head = Vec::with_capacity(512);
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(WsError::Handshake("closed during the upgrade".into()));
+            }
+            head.extend_from_slice(&chunk[..n]);
+            if let Some(len) = ws::upgrade_response(&head, &key)? {
+                // Frames sent right after the upgrade are already here.
+                return Ok(Self {
+                    stream,
+                    buf: WsBuf::with_bytes(&head[len..]),
+                });
+            }
+        }
+    }
+
+    /// Waits until a whole frame is buffered. Cancel-safe: a read either completes
+    /// into the buffer or did not happen.
+    async fn ready(&mut self) -> Result<(), WsError> {
+        while !self.buf.has_frame()? {
+            let n = self.stream.read(self.buf.spare()).await?;
+            if n == 0 {
+                return Err(WsError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.buf.filled(n);
+        }
+        Ok(())
+    }
+}
+
+/// What one event meant, for whoever reads the socket (the async path or a reader).
+pub enum Out {
+    /// Nothing to do (a pong, an undecodable frame: counted).
+    Nothing,
+    /// A data frame, and the (epoch, seq) to resume from when the chain broke.
+    Got(Got, Option<(u64, u64)>),
+    /// A frame to write back (a pong to a ping).
+    Reply(Vec<u8>),
+    /// The server closed with this code.
+    Close(u16),
+    /// The stream broke the protocol.
+    Broken,
+}
+
+/// A data frame as applied.
+pub enum Got {
+    Board,
+    Msg(Box<ServerMsg>),
+    Unreadable,
+}
 
 /// Pings each client sends after connecting, for the clock offset.
 const PINGS: usize = 3;
@@ -42,7 +101,7 @@ pub enum ClientError {
     #[error("connect failed: {0}")]
     Connect(String),
     #[error("websocket: {0}")]
-    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    Ws(#[from] WsError),
     #[error("no answer to {0} in time")]
     Timeout(&'static str),
     #[error("protocol: {0}")]
@@ -90,6 +149,9 @@ pub struct Shared {
     pub enc: Encoding,
     /// Resolved gateway addresses by ws url.
     pub addrs: std::collections::HashMap<String, SocketAddr>,
+    /// Reader threads that follow the board for parked clients (none: every client
+    /// reads its own socket on tokio).
+    pub readers: Option<Readers>,
     pub source_ips: Vec<IpAddr>,
     /// Local wall-clock ms at which every client drops and reconnects.
     pub storm_at_ms: Option<f64>,
@@ -221,7 +283,7 @@ enum Incoming {
 
 /// One connection and what it has seen.
 pub struct Client {
-    sh: Arc<Shared>,
+    pub(crate) sh: Arc<Shared>,
     spec: ClientSpec,
     ws: Option<Ws>,
     src: Option<IpAddr>,
@@ -305,12 +367,15 @@ impl Client {
         }
         acting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if error.is_none() || self.ws.is_some() {
-            if let Err(e) = self.watch_until_finished().await {
+            let r;
+            (self, r) = self.watch_until_finished().await;
+            if let Err(e) = r {
                 error.get_or_insert(e.to_string());
             }
         }
         if let Some(mut ws) = self.ws.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            let close = ws::close_frame();
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.stream.write_all(&close)).await;
             self.sh
                 .rec
                 .counts
@@ -373,19 +438,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         stream.set_nodelay(true).ok();
-        let mut req = self.url(resume).into_client_request()?;
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(self.sh.enc.subprotocol()),
-        );
-        // Small buffers: tungstenite's default read buffer is 128 KiB per connection, and
-        // it zeroes up to this many bytes before every read (two reads per frame: the
-        // frame, then would-block); 4 KiB of memset per frame was 15% of the tool's CPU.
-        let cfg = WebSocketConfig::default()
-            .read_buffer_size(512)
-            .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(cfg)).await?;
-        Ok(ws)
+        Ok(Ws::handshake(stream, &self.url(resume), self.sh.enc.subprotocol()).await?)
     }
 
     /// Connects (retrying), reads the welcome, sends the clock pings.
@@ -413,9 +466,7 @@ impl Client {
                 Err(e) => {
                     c.connects_failed.fetch_add(1, Relaxed);
                     let key = match &e {
-                        ClientError::Ws(tokio_tungstenite::tungstenite::Error::Http(r)) => {
-                            format!("connect:{}", r.status().as_u16())
-                        }
+                        ClientError::Ws(WsError::Status(code)) => format!("connect:{code}"),
                         _ => "connect:io".to_owned(),
                     };
                     self.sh.rec.error(key);
@@ -432,68 +483,113 @@ impl Client {
     async fn read_welcome(&mut self) -> Result<(), ClientError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
-            let ws = self
+            let mut ws = self
                 .ws
-                .as_mut()
+                .take()
                 .ok_or_else(|| ClientError::Protocol("no socket".into()))?;
-            let m = tokio::time::timeout_at(deadline, ws.next())
+            let r = tokio::time::timeout_at(deadline, ws.ready())
                 .await
-                .map_err(|_| ClientError::Timeout("welcome"))?;
-            match m {
-                None => return Err(ClientError::Protocol("closed before welcome".into())),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(msg)) => {
-                    if let Some(Frame::Full(m)) = self.read(&msg) {
-                        if let ServerMsg::Welcome { seq, .. } = *m {
-                            self.welcome_seq = seq;
-                            return Ok(());
-                        }
+                .map_err(|_| ClientError::Timeout("welcome"));
+            let out = match r {
+                Ok(Ok(())) => match ws.buf.next_event() {
+                    Ok(Some(ev)) => self.on_event(ev, now_ms()),
+                    Ok(None) => Out::Nothing,
+                    Err(e) => {
+                        self.ws = Some(ws);
+                        return Err(e.into());
                     }
+                },
+                Ok(Err(e)) => {
+                    self.ws = Some(ws);
+                    return Err(e.into());
                 }
+                Err(e) => {
+                    self.ws = Some(ws);
+                    return Err(e);
+                }
+            };
+            let welcome = match out {
+                Out::Got(Got::Msg(m), _) => match *m {
+                    ServerMsg::Welcome { seq, .. } => Some(seq),
+                    _ => None,
+                },
+                Out::Reply(f) => {
+                    ws.stream.write_all(&f).await.map_err(WsError::from)?;
+                    None
+                }
+                Out::Close(code) => {
+                    self.ws = Some(ws);
+                    return Err(ClientError::Protocol(format!(
+                        "closed before welcome ({code})"
+                    )));
+                }
+                _ => None,
+            };
+            self.ws = Some(ws);
+            if let Some(seq) = welcome {
+                self.welcome_seq = seq;
+                return Ok(());
             }
         }
     }
 
-    /// Counts a frame in and reads it (deltas only as far as the measurement needs).
-    fn read<'m>(&self, msg: &'m Message) -> Option<Frame<'m>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (bytes, enc): (&[u8], Encoding) = match msg {
-            Message::Binary(b) => (b, Encoding::MsgPack),
-            Message::Text(t) => (t.as_bytes(), Encoding::Json),
-            _ => return None,
+    /// Applies one event read from the socket; shared by the async path and the
+    /// reader threads, so both record exactly the same.
+    pub fn on_event(&mut self, ev: Event<'_>, t: f64) -> Out {
+        let (bytes, enc) = match ev {
+            Event::Binary(b) => (b, Encoding::MsgPack),
+            Event::Text(b) => (b, Encoding::Json),
+            Event::Ping(p) => return Out::Reply(ws::pong_frame(p)),
+            Event::Pong => return Out::Nothing,
+            Event::Close(code) => return Out::Close(code),
         };
+        use std::sync::atomic::Ordering::Relaxed;
         let c = &self.sh.rec.counts;
         c.messages_in.fetch_add(1, Relaxed);
         c.bytes_in.fetch_add(bytes.len() as u64, Relaxed);
         match frame::read(enc, bytes) {
-            Ok(f) => Some(f),
+            Ok(Frame::Delta(d)) => {
+                let taken = d.changes.iter().filter_map(ChangeLite::taken);
+                let resume = self.apply_delta(d.epoch, d.prev, d.seq, taken, t);
+                Out::Got(Got::Board, resume)
+            }
+            Ok(Frame::Full(sm)) => {
+                let resume = self.on_msg(&sm, t);
+                Out::Got(Got::Msg(sm), resume)
+            }
             Err(_) => {
                 self.sh.rec.error("undecodable_frame");
-                None
+                Out::Got(Got::Unreadable, None)
             }
         }
     }
 
-    async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+    /// A client message as a WebSocket frame, counted as sent.
+    fn frame_of(&self, msg: &ClientMsg) -> Result<Vec<u8>, ClientError> {
         use std::sync::atomic::Ordering::Relaxed;
         let bytes = self
             .sh
             .enc
             .encode(msg)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let len = bytes.len() as u64;
-        let frame = match self.sh.enc {
-            Encoding::MsgPack => Message::Binary(bytes.into()),
-            Encoding::Json => Message::Text(String::from_utf8_lossy(&bytes).into_owned().into()),
-        };
+        let c = &self.sh.rec.counts;
+        c.messages_out.fetch_add(1, Relaxed);
+        c.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+        Ok(ws::data_frame(self.sh.enc == Encoding::Json, &bytes))
+    }
+
+    /// The `resume` frame a reader writes after a chain break.
+    pub fn resume_frame(&self, (epoch, seq): (u64, u64)) -> Option<Vec<u8>> {
+        self.frame_of(&ClientMsg::Resume { epoch, seq }).ok()
+    }
+
+    async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        let frame = self.frame_of(msg)?;
         let ws = self
             .ws
             .as_mut()
             .ok_or_else(|| ClientError::Protocol("no socket".into()))?;
-        ws.send(frame).await?;
-        let c = &self.sh.rec.counts;
-        c.messages_out.fetch_add(1, Relaxed);
-        c.bytes_out.fetch_add(len, Relaxed);
+        ws.stream.write_all(&frame).await.map_err(WsError::from)?;
         Ok(())
     }
 
@@ -537,71 +633,98 @@ impl Client {
         }
     }
 
+    /// Whether the storm is due for this client (it has not had it yet).
+    fn storm_due(&self) -> Option<f64> {
+        match (self.sh.storm_at_ms, self.stormed) {
+            (Some(at), false) if now_ms() >= at => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Drops the connection for the storm and comes back.
+    async fn storm(&mut self, at: f64) -> Result<(), ClientError> {
+        self.stormed = true;
+        self.storm_started = Some(at);
+        self.reconnect("storm").await
+    }
+
     /// Reads the next message (handling board, pong and views on the way).
     async fn recv(&mut self, until: Option<Instant>) -> Result<Incoming, ClientError> {
         loop {
-            if let (Some(at), false) = (self.sh.storm_at_ms, self.stormed) {
-                if now_ms() >= at {
-                    self.stormed = true;
-                    self.storm_started = Some(at);
-                    self.reconnect("storm").await?;
-                    return Ok(Incoming::Reconnected);
-                }
+            if let Some(at) = self.storm_due() {
+                self.storm(at).await?;
+                return Ok(Incoming::Reconnected);
             }
             let storm = match (self.sh.storm_at_ms, self.stormed) {
                 (Some(at), false) => Some(at),
                 _ => None,
             };
-            let Some(ws) = self.ws.as_mut() else {
+            // The socket is taken out while its frames are applied (they borrow its
+            // buffer) and put back before anything else may need it.
+            let Some(mut ws) = self.ws.take() else {
                 self.reconnect("lost").await?;
                 return Ok(Incoming::Reconnected);
             };
             let finish_closed = self.finish_closed;
             let fin = &mut self.finish;
             let got = tokio::select! {
-                m = ws.next() => Some(m),
-                _ = async { match until { Some(u) => tokio::time::sleep_until(u).await, None => std::future::pending().await } } => return Ok(Incoming::Timeout),
+                biased;
+                r = ws.ready() => Some(r),
+                _ = async { match until { Some(u) => tokio::time::sleep_until(u).await, None => std::future::pending().await } } => {
+                    self.ws = Some(ws);
+                    return Ok(Incoming::Timeout);
+                }
                 _ = async { match storm { Some(at) => sleep_until_ms(at).await, None => std::future::pending().await } } => None,
                 r = async { if finish_closed { std::future::pending().await } else { fin.changed().await } } => {
                     if r.is_err() { self.finish_closed = true; }
+                    self.ws = Some(ws);
                     return Ok(Incoming::Finish);
                 }
             };
-            let Some(m) = got else { continue };
-            match m {
-                None | Some(Err(_)) => {
+            let out = match got {
+                None => Out::Nothing,
+                Some(Err(_)) => Out::Broken,
+                Some(Ok(())) => match ws.buf.next_event() {
+                    Ok(Some(ev)) => self.on_event(ev, now_ms()),
+                    Ok(None) => Out::Nothing,
+                    Err(_) => Out::Broken,
+                },
+            };
+            match out {
+                Out::Nothing | Out::Got(Got::Unreadable, _) => self.ws = Some(ws),
+                Out::Reply(f) => {
+                    let r = ws.stream.write_all(&f).await;
+                    self.ws = Some(ws);
+                    r.map_err(WsError::from)?;
+                }
+                Out::Got(got, resume) => {
+                    self.ws = Some(ws);
+                    if let Some((epoch, seq)) = resume {
+                        self.send(&ClientMsg::Resume { epoch, seq }).await?;
+                    }
+                    return Ok(match got {
+                        Got::Msg(m) => Incoming::Msg(m),
+                        _ => Incoming::Board,
+                    });
+                }
+                Out::Broken => {
+                    self.ws = Some(ws);
                     self.sh.rec.error("disconnected");
                     self.reconnect("lost").await?;
                     return Ok(Incoming::Reconnected);
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                Out::Close(code) => {
+                    self.ws = Some(ws);
                     self.sh.rec.error(format!("close:{code}"));
                     self.reconnect("closed").await?;
                     return Ok(Incoming::Reconnected);
-                }
-                Some(Ok(msg)) => {
-                    let t = now_ms();
-                    match self.read(&msg) {
-                        Some(Frame::Delta(d)) => {
-                            let taken = d.changes.iter().filter_map(ChangeLite::taken);
-                            if let Some(at) = self.apply_delta(d.epoch, d.prev, d.seq, taken, t) {
-                                self.resume_from(at).await?;
-                            }
-                            return Ok(Incoming::Board);
-                        }
-                        Some(Frame::Full(sm)) => {
-                            self.on_msg(&sm, t).await?;
-                            return Ok(Incoming::Msg(sm));
-                        }
-                        None => {}
-                    }
                 }
             }
         }
     }
 
-    async fn on_msg(&mut self, m: &ServerMsg, t: f64) -> Result<(), ClientError> {
+    /// Applies a message decoded whole; returns where to resume from on a chain break.
+    fn on_msg(&mut self, m: &ServerMsg, t: f64) -> Option<(u64, u64)> {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.sh.rec.counts;
         match m {
@@ -646,9 +769,7 @@ impl Client {
                     BoardChange::Taken(tu) => Some((tu.unit.as_str(), tu.at)),
                     _ => None,
                 });
-                if let Some(at) = self.apply_delta(*epoch, *prev, *seq, taken, t) {
-                    self.resume_from(at).await?;
-                }
+                return self.apply_delta(*epoch, *prev, *seq, taken, t);
             }
             ServerMsg::Pong { t0, server_time } => {
                 self.sh
@@ -664,7 +785,7 @@ impl Client {
             } => self.sh.rec.error(code_name(*code)),
             _ => {}
         }
-        Ok(())
+        None
     }
 
     /// Applies a delta to the chain and records its live deliveries; on a gap, returns
@@ -705,10 +826,6 @@ impl Client {
                 None
             }
         }
-    }
-
-    async fn resume_from(&mut self, (epoch, seq): (u64, u64)) -> Result<(), ClientError> {
-        self.send(&ClientMsg::Resume { epoch, seq }).await
     }
 
     fn on_view(&mut self, v: &FamilyView) {
@@ -959,21 +1076,99 @@ impl Client {
         Ok(())
     }
 
-    /// Keeps following the board until the parent's final seq is reached.
-    async fn watch_until_finished(&mut self) -> Result<(), ClientError> {
+    /// Whether the client has the whole board at the parent's final seq.
+    pub fn is_finished(&self, f: &Finish) -> bool {
+        self.track.seq >= f.final_seq && self.track.parts_left == 0
+    }
+
+    /// Whether this client has had the storm.
+    pub fn stormed(&self) -> bool {
+        self.stormed
+    }
+
+    /// Keeps following the board until the parent's final seq is reached: on a reader
+    /// thread when the worker has them, else on this task.
+    async fn watch_until_finished(mut self) -> (Self, Result<(), ClientError>) {
         loop {
             let fin = *self.finish.borrow_and_update();
             if let Some(f) = fin {
-                let whole = self.track.seq >= f.final_seq && self.track.parts_left == 0;
-                if whole || now_ms() >= f.give_up_ms as f64 {
-                    return Ok(());
+                if self.is_finished(&f) || now_ms() >= f.give_up_ms as f64 {
+                    return (self, Ok(()));
                 }
-                let until = Instant::now()
-                    + Duration::from_millis((f.give_up_ms as f64 - now_ms()).max(0.0) as u64);
-                self.recv(Some(until)).await?;
-            } else {
-                self.recv(None).await?;
             }
+            if let Some(at) = self.storm_due() {
+                if let Err(e) = self.storm(at).await {
+                    return (self, Err(e));
+                }
+                continue;
+            }
+            let readers = self.sh.readers.is_some();
+            if readers && self.ws.is_some() {
+                match self.park().await {
+                    Ok(me) => self = me,
+                    Err(e) => return e,
+                }
+                continue;
+            }
+            let r = match fin {
+                Some(f) => {
+                    let until = Instant::now()
+                        + Duration::from_millis((f.give_up_ms as f64 - now_ms()).max(0.0) as u64);
+                    self.recv(Some(until)).await
+                }
+                None => self.recv(None).await,
+            };
+            if let Err(e) = r {
+                return (self, Err(e));
+            }
+        }
+    }
+
+    /// Hands the socket to a reader thread until it gives the client back, and acts
+    /// on why: reconnects after a loss or the storm.
+    async fn park(mut self) -> Result<Self, (Self, Result<(), ClientError>)> {
+        let Some(ws) = self.ws.take() else {
+            return Ok(self);
+        };
+        let sh = self.sh.clone();
+        let Some(readers) = sh.readers.as_ref() else {
+            self.ws = Some(ws);
+            return Ok(self);
+        };
+        let sock = match ws.stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                self.sh.rec.error("park");
+                return Err((self, Err(ClientError::Protocol(format!("park: {e}")))));
+            }
+        };
+        let id = self.spec.id;
+        let spec = self.spec.clone();
+        let (me, why) = match readers.park(self, sock, ws.buf, id).await {
+            Ok(x) => x,
+            Err(crate::readers::ParkError(Some(c))) => {
+                return Err((*c, Err(ClientError::Protocol("no reader thread".into()))));
+            }
+            Err(crate::readers::ParkError(None)) => {
+                // The reader thread died holding the client: report the loss (its board
+                // is gone, so the audit fails it) rather than hang.
+                let (_tx, finish) = watch::channel(None);
+                let me = Client::new(sh.clone(), spec, finish);
+                return Err((me, Err(ClientError::Protocol("reader thread died".into()))));
+            }
+        };
+        let mut me = me;
+        let r = match why {
+            Handback::Finished => return Ok(me),
+            Handback::Storm => match me.sh.storm_at_ms {
+                Some(at) => me.storm(at).await,
+                None => me.reconnect("lost").await,
+            },
+            Handback::Lost => me.reconnect("lost").await,
+        };
+        match r {
+            Ok(()) => Ok(me),
+            Err(e) => Err((me, Err(e))),
         }
     }
 }

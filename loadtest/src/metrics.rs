@@ -45,6 +45,70 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// A per-second histogram of the timeline: 2 significant digits (1% resolution) is
+/// plenty for a chart and a quarter of the memory of [`histogram`].
+pub fn second_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 2).expect("valid histogram bounds")
+}
+
+/// One histogram per second of local wall-clock time (Unix seconds), for the report's
+/// timeline. Values arrive nearly in time order, so recording is a check of the last
+/// second, not a map lookup.
+#[derive(Clone, Debug, Default)]
+pub struct PerSecond(Vec<(u64, Histogram<u64>)>);
+
+impl PerSecond {
+    /// Records `us` in the second of local time `at_ms`.
+    pub fn record(&mut self, at_ms: f64, us: u64) {
+        let sec = (at_ms / 1000.0) as u64;
+        let h = match self.0.last_mut() {
+            Some((s, h)) if *s == sec => h,
+            _ => {
+                let i = match self.0.binary_search_by_key(&sec, |(s, _)| *s) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        self.0.insert(i, (sec, second_histogram()));
+                        i
+                    }
+                };
+                &mut self.0[i].1
+            }
+        };
+        h.saturating_record(us.max(1));
+    }
+
+    /// Adds another series second by second.
+    pub fn merge(&mut self, o: &PerSecond) -> Result<(), MetricsError> {
+        for (sec, h) in &o.0 {
+            self.add(*sec, h)?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, sec: u64, h: &Histogram<u64>) -> Result<(), MetricsError> {
+        let i = match self.0.binary_search_by_key(&sec, |(s, _)| *s) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (sec, second_histogram()));
+                i
+            }
+        };
+        self.0[i]
+            .1
+            .add(h)
+            .map_err(|e| MetricsError::Merge(format!("{e:?}")))
+    }
+
+    /// (Unix second, histogram), in time order.
+    pub fn seconds(&self) -> &[(u64, Histogram<u64>)] {
+        &self.0
+    }
+
+    fn to_wire(&self) -> Result<Vec<(u64, String)>, MetricsError> {
+        self.0.iter().map(|(s, h)| Ok((*s, encode(h)?))).collect()
+    }
+}
+
 /// A histogram in V2 encoding, base64.
 pub fn encode(h: &Histogram<u64>) -> Result<String, MetricsError> {
     let mut buf = Vec::new();
@@ -206,6 +270,9 @@ pub struct WireMetrics {
     /// Per broadcast, this worker's slowest delivery and how many clients received it.
     #[serde(default)]
     pub slowest: Vec<Slowest>,
+    /// Histogram name → (Unix second, that second's histogram, V2 + base64).
+    #[serde(default)]
+    pub series: BTreeMap<String, Vec<(u64, String)>>,
 }
 
 /// One broadcast (a unit taken at a server time) as seen by the clients of a worker
@@ -264,6 +331,8 @@ struct Deliveries {
     /// The `broadcast` histogram: merged into the named ones when shipped.
     latency: Histogram<u64>,
     span: Option<(f64, f64)>,
+    /// The same latencies per second of receipt.
+    per_second: PerSecond,
     /// Unit → event time → (slowest µs, clients reached): keyed by `&str` first so a
     /// delivery allocates nothing.
     slowest: FnvMap<String, UnitSlowest>,
@@ -291,7 +360,7 @@ impl Deliveries {
 /// The shared recorder of one worker.
 #[derive(Debug)]
 pub struct Recorder {
-    histograms: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
+    histograms: Mutex<BTreeMap<&'static str, (Histogram<u64>, PerSecond)>>,
     errors: Mutex<BTreeMap<String, u64>>,
     deliveries: Mutex<Deliveries>,
     /// The counters, updated lock-free.
@@ -307,24 +376,35 @@ impl Default for Recorder {
 impl Recorder {
     /// An empty recorder with every named histogram.
     pub fn new() -> Self {
-        let histograms = name::ALL.iter().map(|n| (*n, histogram())).collect();
+        let histograms = name::ALL
+            .iter()
+            .map(|n| (*n, (histogram(), PerSecond::default())))
+            .collect();
         Self {
             histograms: Mutex::new(histograms),
             errors: Mutex::new(BTreeMap::new()),
             deliveries: Mutex::new(Deliveries {
                 latency: histogram(),
                 span: None,
+                per_second: PerSecond::default(),
                 slowest: FnvMap::default(),
             }),
             counts: LiveCounts::default(),
         }
     }
 
-    /// Records a duration in microseconds (clamped into the histogram's range).
+    /// Records a duration in microseconds (clamped into the histogram's range), also
+    /// in the timeline at the second it ended.
     pub fn record_us(&self, hist: &'static str, us: u64) {
+        self.record_us_at(hist, us, crate::clock::now_ms());
+    }
+
+    /// [`Recorder::record_us`] of a duration that ended at local time `at_ms`.
+    pub fn record_us_at(&self, hist: &'static str, us: u64, at_ms: f64) {
         let mut hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = hs.get_mut(hist) {
+        if let Some((h, per_s)) = hs.get_mut(hist) {
             h.saturating_record(us.max(1));
+            per_s.record(at_ms, us);
         }
     }
 
@@ -344,6 +424,7 @@ impl Recorder {
     pub fn delivery(&self, unit: &str, at: u64, us: u64, now_ms: f64) {
         let mut d = self.deliveries();
         d.latency.saturating_record(us.max(1));
+        d.per_second.record(now_ms, us);
         d.reached(unit, at, us);
         d.at(now_ms);
         drop(d);
@@ -365,7 +446,8 @@ impl Recorder {
         let d = self.deliveries();
         let hs = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         let mut histograms = BTreeMap::new();
-        for (n, h) in hs.iter() {
+        let mut series = BTreeMap::new();
+        for (n, (h, per_s)) in hs.iter() {
             let enc = if *n == name::BROADCAST {
                 let mut all = h.clone();
                 all.add(&d.latency)
@@ -375,10 +457,16 @@ impl Recorder {
                 encode(h)?
             };
             histograms.insert((*n).to_owned(), enc);
+            let mut per_s = per_s.clone();
+            if *n == name::BROADCAST {
+                per_s.merge(&d.per_second)?;
+            }
+            series.insert((*n).to_owned(), per_s.to_wire()?);
         }
         let span = d.span;
         Ok(WireMetrics {
             histograms,
+            series,
             counts: self.counts.snapshot(),
             errors: self
                 .errors
@@ -412,6 +500,8 @@ pub struct Merged {
     pub first_delivery_ms: Option<f64>,
     pub last_delivery_ms: Option<f64>,
     slowest: SlowestMap,
+    /// Histogram name → per-second histograms of every worker, added.
+    pub series: BTreeMap<String, PerSecond>,
 }
 
 impl Merged {
@@ -427,6 +517,12 @@ impl Merged {
                 None => {
                     self.histograms.insert(n.clone(), h);
                 }
+            }
+        }
+        for (n, secs) in &w.series {
+            let acc = self.series.entry(n.clone()).or_default();
+            for (sec, enc) in secs {
+                acc.add(*sec, &decode(enc)?)?;
             }
         }
         self.counts.add(&w.counts);

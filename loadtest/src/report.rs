@@ -47,6 +47,9 @@ pub struct Report {
     pub clock_offset_ms: Option<f64>,
     pub clock_rtt_ms: Option<f64>,
     pub audit: Option<Audit>,
+    /// The run second by second (latency quantiles, deliveries, CPU), for `--report-html`.
+    #[serde(default)]
+    pub timeline: Option<crate::timeline::Timeline>,
     pub thresholds: Vec<ThresholdResult>,
     pub passed: bool,
 }

@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::metrics::Merged;
 use crate::operator::{self, Gateway, OpsError, Tokens};
 use crate::report::{cpu_between, cpu_s, vm_rss_kib, Cpu, Report, Rss, Threshold, ThresholdError};
+use crate::timeline::Timeline;
 use crate::usage::{self, ProcessCpu, ToolCpu};
 use crate::workers::{self, Plan, WorkerError, WorkerLine, WorkerResult};
 
@@ -350,10 +351,19 @@ pub async fn run(kind: Scenario, args: RunArgs) -> Result<bool, RunError> {
             families: &fams,
         }));
     }
+    let server_samples = if args.server_pid.is_some() {
+        &cpu_samples[..]
+    } else {
+        &[]
+    };
+    report.timeline = Some(Timeline::build(&merged, t0, &tool_samples, server_samples));
     report.judge(&thresholds);
     print!("{}", report.render());
     if let Some(p) = &args.report {
         std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;
+    }
+    if let Some(p) = &args.report_html {
+        std::fs::write(p, crate::html::render(&report))?;
     }
     Ok(report.passed)
 }

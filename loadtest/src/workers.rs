@@ -137,7 +137,14 @@ pub async fn run_worker() -> Result<(), WorkerError> {
             })?;
         addrs.insert(c.ws_url.clone(), addr);
     }
+    // One reader thread per core the worker may use (its affinity), at most 4.
+    let n_readers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let readers = crate::readers::Readers::start(n_readers, plan.storm_at_ms, finish_rx.clone())?;
     let shared = Arc::new(Shared {
+        readers: Some(readers),
         rec: Recorder::new(),
         clock: ClockSync::default(),
         enc: if plan.json {
@@ -154,7 +161,9 @@ pub async fn run_worker() -> Result<(), WorkerError> {
     for spec in plan.clients {
         let client = Client::new(shared.clone(), spec, finish_rx.clone());
         let acting = acting.clone();
-        tasks.spawn(async move { client.run_marking(acting).await });
+        // Boxed: the client's future is several KiB, and tokio moves a task's future
+        // (spawn, cell) by value; a box moves as a pointer.
+        tasks.spawn(Box::pin(client.run_marking(acting)));
     }
     let progress = {
         let shared = shared.clone();

@@ -143,9 +143,12 @@ fn mixed_run_on_a_demo_passes_the_audit_with_every_client_accounted_for() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
+    let html = dir.path().join("report.html");
     let (code, r, out) = run_tool(
         &[
             "mixed",
+            "--report-html",
+            html.to_str().unwrap(),
             "--url",
             &demo.url,
             "--clients",
@@ -220,6 +223,95 @@ fn mixed_run_on_a_demo_passes_the_audit_with_every_client_accounted_for() {
     assert_eq!(tool["phase"], "delivery span", "{tool}");
     assert!(tool["saturated"].is_boolean());
     assert!(out.contains("tool CPU"), "{out}");
+    check_html(
+        &std::fs::read_to_string(&html).expect("--report-html written"),
+        &r,
+    );
+}
+
+/// The HTML report is one well-formed page, fetches nothing, and carries this run's
+/// numbers; its timeline adds up to the whole-run histograms.
+fn check_html(page: &str, r: &serde_json::Value) {
+    assert!(
+        page.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert_well_formed(page);
+    for external in ["<script", "<link", " src=", "@import", "url("] {
+        assert!(!page.contains(external), "not self-contained: {external}");
+    }
+    assert!(
+        page.contains("一致性审计 · audit: 通过 passed"),
+        "audit verdict"
+    );
+    assert!(page.contains("运行结果 · run: 通过 PASS"));
+    let deliveries = r["counts"]["deliveries"].as_u64().unwrap();
+    assert!(deliveries > 0);
+    assert!(
+        page.contains(&format!("<b>{deliveries}</b>")),
+        "deliveries tile"
+    );
+    let p99 = r["latency_ms"]["broadcast"]["p99"].as_f64().unwrap();
+    assert!(
+        page.contains(&format!("<b>{p99:.2} ms</b>")),
+        "broadcast p99 tile"
+    );
+    let confirms = r["latency_ms"]["confirm"]["count"].as_u64().unwrap();
+    assert!(page.contains(&format!("<tr><td>confirm</td><td>{confirms}</td>")));
+    for chart in [
+        "广播延迟 · broadcast latency",
+        "确认延迟 · confirm latency",
+        "每秒送达 · deliveries per second",
+        "CPU 占用 · CPU use",
+    ] {
+        assert!(page.contains(&format!("<title>{chart}")), "chart {chart}");
+    }
+    assert!(page.matches("<polyline").count() >= 3, "charts have lines");
+    // Per-second counts add up to the run's, for broadcast and confirm.
+    let seconds = r["timeline"]["seconds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let sum = |h: &str| -> u64 {
+        seconds
+            .iter()
+            .map(|s| s["latency_ms"][h]["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(sum("broadcast"), deliveries);
+    assert_eq!(sum("confirm"), confirms);
+    assert!(!r["timeline"]["tool_cpu"].as_array().unwrap().is_empty());
+}
+
+/// Every tag closed in order (void elements self-closed), every `&` an entity.
+fn assert_well_formed(page: &str) {
+    let body = page.trim_start_matches("<!DOCTYPE html>");
+    let mut stack: Vec<&str> = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find('<') {
+        let text = &rest[..i];
+        for (j, _) in text.match_indices('&') {
+            let ent = &text[j..];
+            assert!(
+                ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+                    .iter()
+                    .any(|e| ent.starts_with(e)),
+                "bare & in {:?}",
+                &ent[..ent.len().min(30)]
+            );
+        }
+        let end = rest[i..].find('>').expect("unclosed tag") + i;
+        let tag = &rest[i + 1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop(), Some(name.trim()), "closing </{name}>");
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().unwrap_or_default();
+            stack.push(name);
+        }
+        rest = &rest[end + 1..];
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
 }
 
 #[test]
