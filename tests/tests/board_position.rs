@@ -53,14 +53,15 @@ async fn the_http_board_and_the_socket_snapshot_share_one_seq_after_private_even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_is_served_with_an_etag_that_changes_when_a_session_does() {
-    let alloc = redis_engine(&namespace()).await;
+    let clock = manual_clock();
+    let alloc = clocked_redis_engine(&namespace(), &clock).await;
     let batch = small_batch(
         "etag",
         Duration::from_millis(300),
         Duration::from_millis(700),
     );
     alloc.load_batch(batch.clone()).await.unwrap();
-    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let gw = clocked_gateway(alloc.clone(), &clock, &batch.id).await;
     let url = format!("http://{}/api/catalog", gw.addr);
     let http = reqwest::Client::new();
     let first = http.get(&url).send().await.unwrap();
@@ -78,6 +79,7 @@ async fn the_catalog_is_served_with_an_etag_that_changes_when_a_session_does() {
     assert_eq!(again.status(), 304);
     assert!(again.bytes().await.unwrap().is_empty());
     // Once S1 closes the catalog changes, and so does its tag (waited for generously).
+    clock.set(batch.sessions[0].deadline());
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let r = http

@@ -101,7 +101,7 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
 
     let mut old_screen = connect(gw.addr, None, Encoding::Json).await;
     old_screen
-        .until(Duration::from_secs(5), |m| {
+        .until(Duration::from_secs(30), |m| {
             matches!(m, ServerMsg::Snapshot { .. }).then_some(())
         })
         .await
@@ -122,7 +122,7 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     // A screen naming no batch gets the live one: the newest loaded.
     let mut new_screen = connect(gw.addr, None, Encoding::Json).await;
     let batch = new_screen
-        .until(Duration::from_secs(5), |m| match m {
+        .until(Duration::from_secs(30), |m| match m {
             ServerMsg::Welcome { batch, .. } => Some(batch.clone()),
             _ => None,
         })
@@ -292,7 +292,7 @@ async fn health_readiness_metrics_and_graceful_shutdown() {
         200
     );
     let mut c = connect(gw.addr, None, Encoding::Json).await;
-    c.until(Duration::from_secs(5), |m| {
+    c.until(Duration::from_secs(30), |m| {
         matches!(m, ServerMsg::Snapshot { .. }).then_some(())
     })
     .await
@@ -307,7 +307,7 @@ async fn health_readiness_metrics_and_graceful_shutdown() {
 
     // Shutdown: the open socket gets a 1001 close frame.
     gw.app.shutdown.cancel();
-    let code = tokio::time::timeout(Duration::from_secs(5), async {
+    let code = tokio::time::timeout(Duration::from_secs(30), async {
         use futures_util::StreamExt;
         while let Some(Ok(m)) = c.ws.next().await {
             if let tokio_tungstenite::tungstenite::Message::Close(f) = m {
@@ -325,14 +325,14 @@ async fn health_readiness_metrics_and_graceful_shutdown() {
 async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log() {
     use xuanfang_hub::protocol::BoardChange;
     use xuanfang_hub::UnitId;
-    let ns = namespace();
-    let alloc = redis_engine(&ns).await;
+    let (ns, clock) = (namespace(), manual_clock());
+    let alloc = clocked_redis_engine(&ns, &clock).await;
     let batch = small_batch("cross", Duration::from_millis(800), Duration::from_secs(30));
     alloc.load_batch(batch.clone()).await.unwrap();
-    let gw_a = start_gateway(alloc.clone(), &batch.id).await;
+    let gw_a = clocked_gateway(alloc.clone(), &clock, &batch.id).await;
     let mut c = connect(gw_a.addr, None, Encoding::Json).await;
     let seq = c
-        .until(Duration::from_secs(5), |m| match m {
+        .until(Duration::from_secs(30), |m| match m {
             ServerMsg::Snapshot { seq, .. } => Some(*seq),
             _ => None,
         })
@@ -342,8 +342,8 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
     // Private events first, then gateway B starts: its chain begins after them, so the
     // client's seq is not one of B's delta boundaries.
     preselect_direct(alloc.as_ref(), &batch.id, "F1", &["U01", "U02"]).await;
-    let gw_b = start_gateway(redis_engine(&ns).await, &batch.id).await;
-    sleep_until(batch.sessions[0].start).await;
+    let gw_b = clocked_gateway(clocked_redis_engine(&ns, &clock).await, &clock, &batch.id).await;
+    clock.set(batch.sessions[0].start);
     confirm_direct(alloc.as_ref(), &batch.id, "F1", "U01").await;
     let hub_b = gw_b.app.hub(&batch.id).await.unwrap();
     let end = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -357,7 +357,7 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
     let mut last = seq;
     let mut saw_u01 = false;
     while last < target {
-        match c.next(Duration::from_secs(5)).await {
+        match c.next(Duration::from_secs(30)).await {
             Some(ServerMsg::Welcome { .. }) => {}
             Some(ServerMsg::Delta {
                 prev, seq, changes, ..
@@ -377,28 +377,30 @@ async fn a_client_resuming_on_another_gateway_gets_a_gapless_delta_from_the_log(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
-    let alloc = redis_engine(&namespace()).await;
+    let clock = manual_clock();
+    let alloc = clocked_redis_engine(&namespace(), &clock).await;
     let batch = small_batch(
         "private",
         Duration::from_millis(700),
         Duration::from_secs(30),
     );
     alloc.load_batch(batch.clone()).await.unwrap();
-    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let gw = clocked_gateway(alloc.clone(), &clock, &batch.id).await;
     let mut screen = connect(gw.addr, None, Encoding::Json).await;
     let s0 = screen
-        .until(Duration::from_secs(5), |m| match m {
+        .until(Duration::from_secs(30), |m| match m {
             ServerMsg::Snapshot { seq, .. } => Some(*seq),
             _ => None,
         })
         .await
         .unwrap();
     preselect_direct(alloc.as_ref(), &batch.id, "F2", &["U03"]).await;
-    // Nothing public happened: the screen gets nothing.
-    assert!(screen.next(Duration::from_millis(400)).await.is_none());
-    sleep_until(batch.sessions[0].start).await;
+    // Nothing public happened: the screen gets nothing. The later confirm is the marker:
+    // the first frame the screen gets must be its delta, covering the private events
+    // too; a frame for the private events would come before it and fail the match.
+    clock.set(batch.sessions[0].start);
     confirm_direct(alloc.as_ref(), &batch.id, "F2", "U03").await;
-    match screen.next(Duration::from_secs(5)).await {
+    match screen.next(Duration::from_secs(30)).await {
         Some(ServerMsg::Delta {
             prev, seq, changes, ..
         }) => {
@@ -417,25 +419,27 @@ async fn private_changes_are_not_broadcast_and_the_chain_stays_unbroken() {
 async fn supplementary_selection_from_application_to_a_confirmed_unit() {
     use xuanfang_hub::protocol::{BoardChange, ClientMsg};
     use xuanfang_hub::selection::{NoUnitReason, Outcome};
-    use xuanfang_hub::{Edit, ListKind, Millis, SessionKind, Stage, UnitId};
-    let alloc = redis_engine(&namespace()).await;
+    use xuanfang_hub::{Clock, Edit, ListKind, SessionKind, Stage, UnitId};
+    let clock = manual_clock();
+    let alloc = clocked_redis_engine(&namespace(), &clock).await;
     let mut batch = small_batch(
         "supp",
         Duration::from_millis(400),
         Duration::from_millis(1200),
     );
     // S2, the day's last formal session, 10 s after S1: F1 applies in between (the window
-    // closes when S2 ends), generously long for a slow machine.
+    // closes when S2 ends; the clock stands still meanwhile).
     batch.sessions[1].start = batch.sessions[0].deadline().plus_ms(10_000);
     alloc.load_batch(batch.clone()).await.unwrap();
-    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let gw = clocked_gateway(alloc.clone(), &clock, &batch.id).await;
     let base = format!("http://{}", gw.addr);
-    let t = Duration::from_secs(5);
+    let t = Duration::from_secs(30);
 
     // F1 never enters its formal session: at the deadline it gets no unit.
     let mut f1 = connect(gw.addr, Some(&family_token("F1")), Encoding::Json).await;
+    clock.set(batch.sessions[0].deadline());
     let outcome = f1
-        .until(Duration::from_secs(6), |m| match m {
+        .until(t, |m| match m {
             ServerMsg::Family { family } => family.outcome.clone(),
             _ => None,
         })
@@ -467,8 +471,8 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
     assert_eq!(apps.as_array().unwrap().len(), 1);
     assert_eq!(apps[0]["family"], "F1");
     // 补选 comes after the day's applications close, when the last formal session ends.
-    sleep_until(batch.sessions[1].deadline()).await;
-    let start = Millis::now().plus_ms(800);
+    clock.set(batch.sessions[1].deadline());
+    let start = clock.now().plus_ms(800);
     let resp = http
         .post(format!("{base}/api/ops/supplementary"))
         .bearer_auth(operator_token())
@@ -492,7 +496,7 @@ async fn supplementary_selection_from_application_to_a_confirmed_unit() {
         .await
         .expect("pushed into the supplementary session");
     assert_eq!(session.start, start);
-    sleep_until(start).await;
+    clock.set(start);
     let r = f1
         .request(|req_id| ClientMsg::Declare {
             req_id,
