@@ -1,7 +1,7 @@
 //! One board, one position: `GET /api/board` answers the chain position the WebSocket
 //! snapshot carries, also after private events (cart edits) moved the engine's log on.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
