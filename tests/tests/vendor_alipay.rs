@@ -3,7 +3,7 @@
 //! app's public key, answers `alipay.trade.precreate`, `alipay.trade.query` and
 //! `alipay.trade.refund`, and sends form notifications signed with Alipay's key.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,14 +14,9 @@ use axum::routing::post;
 use axum::{Form, Json};
 use base64::Engine;
 use common::*;
-use reqwest::multipart::{Form as Multipart, Part};
 use serde_json::{json, Value};
-use xuanfang_allocator::embedded::EmbeddedEngine;
-use xuanfang_allocator::testing::test_signing_options;
-use xuanfang_allocator::Allocator;
-use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_gateway::app::App;
 use xuanfang_gateway::blobs::MemoryBlobs;
-use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_gateway::providers::alipay::{Alipay, AlipayConfig};
 use xuanfang_gateway::reconcile::Reconciler;
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
@@ -132,26 +127,20 @@ async fn gateway_do(
 }
 
 struct Setup {
-    addr: std::net::SocketAddr,
+    journey: signing::Journey,
     app: Arc<App>,
     clock: Arc<ManualClock>,
     vendor: Shared,
-    http: reqwest::Client,
 }
 
-fn png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(32, 20, |x, y| image::Rgb([x as u8, y as u8, 40]));
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
+impl std::ops::Deref for Setup {
+    type Target = signing::Journey;
+    fn deref(&self) -> &signing::Journey {
+        &self.journey
+    }
 }
 
 impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
     async fn post(&self, path: &str, key: &str) -> reqwest::Response {
         (self.http.post(self.url(path)))
             .bearer_auth(family_token("F1"))
@@ -162,66 +151,11 @@ impl Setup {
             .unwrap()
     }
     async fn status(&self) -> String {
-        let v: Value = (self.http.get(self.url("/api/me/signing")))
-            .bearer_auth(family_token("F1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = self.view("F1").await;
         v["status"]["status"].as_str().unwrap().to_owned()
     }
     async fn up_to_deposit(&self) {
-        let photo = || {
-            Part::bytes(png())
-                .file_name("c.png")
-                .mime_str("image/png")
-                .unwrap()
-        };
-        let details =
-            json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
-        let form = Multipart::new()
-            .text("details", details.to_string())
-            .part("card_front", photo())
-            .part("card_back", photo());
-        let r = (self.http.post(self.url("/api/me/signing/details")))
-            .bearer_auth(family_token("F1"))
-            .header("Idempotency-Key", "d1")
-            .header("Connection", "close")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let a: Value = self
-            .post("/api/me/signing/face/start", "fs1")
-            .await
-            .json()
-            .await
-            .unwrap();
-        let session = a["provider_session"].as_str().unwrap();
-        let r = (self
-            .http
-            .post(self.url(&format!("/sandbox/face/{session}/result"))))
-        .form(&[("passed", "true")])
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(r.status(), 200);
-        let part = Part::bytes(png())
-            .file_name("s.png")
-            .mime_str("image/png")
-            .unwrap();
-        let r = (self.http.post(self.url("/api/me/signing/contract")))
-            .bearer_auth(family_token("F1"))
-            .header("Idempotency-Key", "c1")
-            .header("Connection", "close")
-            .multipart(Multipart::new().part("signature", part))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        self.journey.up_to_deposit("F1").await;
     }
     /// Alipay's notification of `no` paid by trade `trade`, signed with `key`.
     fn notification(&self, no: &str, trade: &str, key: &str) -> BTreeMap<String, String> {
@@ -265,37 +199,13 @@ async fn setup() -> Setup {
     let router = axum::Router::new()
         .route("/gateway.do", post(gateway_do))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let vendor_addr = serve_router(router).await;
 
-    let day = Millis(1_796_056_200_000);
-    let clock = Arc::new(ManualClock::new(day.plus_ms(-3_600_000)));
-    let engine =
-        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
-    let alloc: Arc<dyn Allocator> = engine.clone();
-    let mut batch = small_batch("alipay", Duration::from_secs(600), Duration::from_secs(180));
-    let shift = day.0 - 3_600_000 - 60_000 - batch.preselect_start.0;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
-    alloc.load_batch(batch.clone()).await.unwrap();
-    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
-    clock.set(batch.sessions[0].start);
-    confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
-    clock.set(day);
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(LimitConfig {
-            http_per_sec_per_ip: 100_000,
-            static_per_sec_per_ip: 100_000,
-            ..Default::default()
-        }),
-        WsConfig::default(),
-        None,
-        clock.clone(),
+    let day = signing::signing_day("alipay", &[("F1", "U01")]).await;
+    let app = app_on_clock(
+        day.engine.clone(),
+        day.clock.clone(),
+        signing::unthrottled(),
     );
     let alipay = Alipay::new(AlipayConfig {
         base_url: format!("http://{vendor_addr}"),
@@ -306,7 +216,7 @@ async fn setup() -> Setup {
     })
     .unwrap();
     let mut sg = Signing::sandbox(
-        engine.clone(),
+        day.engine.clone(),
         Arc::new(MemoryBlobs::default()),
         [7; 32],
         DepositRule::default(),
@@ -314,16 +224,12 @@ async fn setup() -> Setup {
     sg.payment = Some(Arc::new(alipay));
     sg.sandbox_payment = None;
     assert!(app.enable_signing(sg));
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    let addr = serve_on_free_port(&app, &day.batch.id).await;
     Setup {
-        addr,
+        journey: signing::Journey::new(addr),
         app,
-        clock,
+        clock: day.clock,
         vendor: shared,
-        http: reqwest::Client::new(),
     }
 }
 
