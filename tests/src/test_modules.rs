@@ -26,6 +26,19 @@ pub fn undeclared(root: &Path, other_roots: &[&str]) -> Vec<PathBuf> {
     missing
 }
 
+/// Panics, naming them, when files below `root` are not declared: the body of each
+/// consolidated binary's `every_test_file_is_declared`. `main` names the root file for
+/// the message.
+pub fn assert_all_declared(root: &Path, other_roots: &[&str], main: &str) {
+    let missing = undeclared(root, other_roots);
+    assert!(
+        missing.is_empty(),
+        "test files not declared as modules (add `mod NAME;` to {main}, or to the mod.rs of \
+         their folder, or give them a [[test]] of their own), so they would never run: \
+         {missing:?}"
+    );
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Form, Json};
-use base64::Engine;
+use common::vendor::{rsa_sign, rsa_verify};
 use common::*;
 use serde_json::{json, Value};
 use xuanfang_gateway::app::App;
@@ -27,41 +27,6 @@ const APP_PUB: &str = include_str!("fixtures/vendor/merchant_pub.pem");
 const ALIPAY_KEY: &str = include_str!("fixtures/vendor/platform_key.pem");
 const ALIPAY_PUB: &str = include_str!("fixtures/vendor/platform_pub.pem");
 const APP_ID: &str = "2021000000000001";
-
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::STANDARD
-}
-
-fn der_of(pem: &str) -> Vec<u8> {
-    let s: String = (pem.lines()).filter(|l| !l.starts_with("-----")).collect();
-    b64().decode(s).unwrap()
-}
-
-fn rsa_sign(pem: &str, msg: &[u8]) -> String {
-    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-    let key = RsaKeyPair::from_pkcs8(&der_of(pem)).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        msg,
-        &mut sig,
-    )
-    .unwrap();
-    b64().encode(sig)
-}
-
-/// RSA-SHA256 with a 2048-bit `BEGIN PUBLIC KEY` (its last 270 bytes are the PKCS#1 key).
-fn rsa_verify(pub_pem: &str, msg: &[u8], sig_b64: &str) -> bool {
-    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-    let spki = der_of(pub_pem);
-    let Ok(sig) = b64().decode(sig_b64) else {
-        return false;
-    };
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &spki[spki.len() - 270..])
-        .verify(msg, &sig)
-        .is_ok()
-}
 
 fn content(p: &BTreeMap<String, String>, skip: &[&str]) -> String {
     (p.iter())

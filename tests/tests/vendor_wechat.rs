@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use common::signing::DAY;
+use common::vendor::{b64, rsa_sign, rsa_verify};
 use common::*;
 use serde_json::{json, Value};
 use xuanfang_allocator::embedded::EmbeddedEngine;
@@ -39,43 +40,6 @@ const APIV3_KEY: [u8; 32] = *b"apiv3-key-of-the-test-merchant!!";
 const APPID: &str = "wxd678efh567hg6787";
 const MCHID: &str = "1230000109";
 const PLATFORM_SERIAL: &str = "PUB_KEY_ID_0112300001092026";
-
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::STANDARD
-}
-
-fn der_of(pem: &str) -> Vec<u8> {
-    let s: String = (pem.lines()).filter(|l| !l.starts_with("-----")).collect();
-    b64().decode(s).unwrap()
-}
-
-fn rsa_sign(pem: &str, msg: &[u8]) -> String {
-    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-    let key = RsaKeyPair::from_pkcs8(&der_of(pem)).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        msg,
-        &mut sig,
-    )
-    .unwrap();
-    b64().encode(sig)
-}
-
-/// RSA-SHA256 check with a `BEGIN PUBLIC KEY` PEM (the SPKI's key is its last 270 bytes
-/// for a 2048-bit key with exponent 65537: the PKCS#1 `RSAPublicKey` ring wants).
-fn rsa_verify(pub_pem: &str, msg: &[u8], sig_b64: &str) -> bool {
-    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-    let spki = der_of(pub_pem);
-    let pkcs1 = &spki[spki.len() - 270..];
-    let Ok(sig) = b64().decode(sig_b64) else {
-        return false;
-    };
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pkcs1)
-        .verify(msg, &sig)
-        .is_ok()
-}
 
 fn encrypt(key: &[u8; 32], nonce: &str, aad: &str, plain: &[u8]) -> String {
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod signing;
+pub mod vendor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
