@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use xuanfang_allocator::embedded::EmbeddedEngine;
 use xuanfang_hub::protocol::{BoardChange, ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::selection::{NoUnitReason, Outcome};
-use xuanfang_hub::{Edit, ErrorCode, FamilyId, How, ListKind, Stage, SystemClock, UnitId};
+use xuanfang_hub::{Edit, ErrorCode, FamilyId, How, ListKind, ManualClock, Millis, Stage, UnitId};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -593,17 +593,22 @@ async fn malformed_and_oversized_frames_get_errors_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_engine_serves_the_same_flow() {
     let dir = tempfile_dir();
+    // On a manual clock: pre-selection is done before the session starts however slow
+    // the machine (it once missed a 600 ms margin under load).
+    let t0 = Millis(1_900_000_000_000);
+    let clock = std::sync::Arc::new(ManualClock::new(t0));
     let alloc: std::sync::Arc<dyn xuanfang_allocator::Allocator> =
-        std::sync::Arc::new(EmbeddedEngine::open(&dir, std::sync::Arc::new(SystemClock)).unwrap());
-    let batch = small_batch("emb", Duration::from_millis(600), Duration::from_secs(20));
+        std::sync::Arc::new(EmbeddedEngine::open(&dir, clock.clone()).unwrap());
+    let batch = batch_at(t0, "emb", Duration::from_secs(600));
     alloc.load_batch(batch.clone()).await.unwrap();
-    let gw = start_gateway(alloc.clone(), &batch.id).await;
+    let (app, addr) = gateway_on_clock(alloc.clone(), clock.clone(), &batch).await;
+    let gw = Gateway { addr, app };
     let mut screen = connect(gw.addr, None, Encoding::Json).await;
     handshake(&mut screen).await;
     let mut f = connect(gw.addr, Some(&family_token("F2")), Encoding::MsgPack).await;
     handshake(&mut f).await;
     preselect(&mut f, &["U08"]).await;
-    sleep_until(batch.sessions[0].start).await;
+    clock.set(batch.sessions[0].start);
     enter_formal(&mut f).await;
     assert!(is_ok(
         &f.request(|req_id| ClientMsg::Confirm {
