@@ -6,10 +6,6 @@ use std::sync::Arc;
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "conformance/suite.rs"]
-mod suite;
-
 async fn make_cluster(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
     xuanfang_allocator::testing::cluster_engine(clock).await
 }

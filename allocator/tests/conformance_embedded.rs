@@ -8,10 +8,6 @@ use xuanfang_allocator::embedded::EmbeddedEngine;
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "conformance/suite.rs"]
-mod suite;
-
 async fn in_memory_engine(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
     Arc::new(EmbeddedEngine::in_memory(clock))
 }
@@ -27,9 +23,9 @@ async fn journaled_engine(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
 }
 
 mod in_memory {
-    conformance_suite!(crate::in_memory_engine);
+    conformance_suite!(super::in_memory_engine);
 }
 
 mod journaled {
-    conformance_suite!(crate::journaled_engine);
+    conformance_suite!(super::journaled_engine);
 }

@@ -5,10 +5,6 @@ use std::sync::Arc;
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "conformance/suite.rs"]
-mod suite;
-
 async fn make_redis(clock: Arc<ManualClock>) -> Arc<dyn Allocator> {
     xuanfang_allocator::testing::redis_engine(clock).await
 }

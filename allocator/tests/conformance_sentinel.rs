@@ -11,10 +11,7 @@ use xuanfang_allocator::testing::unique_namespace;
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "conformance/suite.rs"]
-mod suite;
-mod sentinel;
+use crate::sentinel;
 
 fn deployment() -> &'static sentinel::SentinelSet {
     static SET: OnceLock<sentinel::SentinelSet> = OnceLock::new();

@@ -17,7 +17,7 @@
 //!   took back: what it followed equals the new primary's log;
 //! - auto-confirm at the deadline runs on the new primary.
 
-mod sentinel;
+use crate::sentinel;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

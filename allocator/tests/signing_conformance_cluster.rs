@@ -7,10 +7,6 @@ use std::sync::Arc;
 use xuanfang_allocator::{Allocator, SigningStore};
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "signing_conformance/suite.rs"]
-mod suite;
-
 async fn make_cluster(clock: Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<dyn SigningStore>) {
     let e = Arc::new(xuanfang_allocator::testing::cluster_signing_engine(clock).await);
     (e.clone(), e)

@@ -11,10 +11,6 @@ use xuanfang_allocator::testing::test_signing_options;
 use xuanfang_allocator::{AllocError, Allocator, SigningStore};
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "signing_conformance/suite.rs"]
-mod suite;
-
 async fn in_memory_engine(clock: Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<dyn SigningStore>) {
     let e = Arc::new(EmbeddedEngine::in_memory(clock).with_signing(&test_signing_options()));
     (e.clone(), e)
@@ -47,16 +43,16 @@ async fn journaled_engine(clock: Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<d
 }
 
 mod in_memory {
-    signing_conformance_suite!(crate::in_memory_engine);
+    signing_conformance_suite!(super::in_memory_engine);
 }
 
 mod journaled {
-    signing_conformance_suite!(crate::journaled_engine);
+    signing_conformance_suite!(super::journaled_engine);
 }
 
 mod journal_only {
-    use super::suite::*;
     use super::*;
+    use crate::signing_suite::*;
     use xuanfang_hub::signing::Status;
     use xuanfang_hub::{SigningAction, SigningBook};
 

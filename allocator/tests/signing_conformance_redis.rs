@@ -7,10 +7,6 @@ use xuanfang_allocator::testing::{redis_signing_engine, redis_signing_engine_in,
 use xuanfang_allocator::{Allocator, SigningStore};
 use xuanfang_hub::ManualClock;
 
-#[macro_use]
-#[path = "signing_conformance/suite.rs"]
-mod suite;
-
 async fn make_redis(clock: Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<dyn SigningStore>) {
     let (e, _) = redis_signing_engine(clock).await;
     let e = Arc::new(e);
@@ -20,8 +16,8 @@ async fn make_redis(clock: Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<dyn Sig
 signing_conformance_suite!(make_redis);
 
 mod redis_only {
-    use super::suite::*;
     use super::*;
+    use crate::signing_suite::*;
     use redis::AsyncCommands;
     use xuanfang_hub::signing::Status;
     use xuanfang_hub::{SigningAction, SigningEvent};

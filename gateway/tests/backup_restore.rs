@@ -5,7 +5,7 @@
 //! entries. A target that holds data is refused unless forced; a truncated or changed
 //! file, or another engine's, is refused with a clear error and changes nothing.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! it did not write, keeps serving what is durable, and a restart with a healthy disk
 //! has every acknowledged answer.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::path::Path;

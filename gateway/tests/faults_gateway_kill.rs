@@ -4,7 +4,7 @@
 //! chain; every acknowledged answer is in the final log; the deadline, kept by the
 //! survivor, is processed exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -5,7 +5,7 @@
 //! the retry of that request with the same req_id, and of every answered confirm,
 //! returns the original answer.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::sync::Arc;

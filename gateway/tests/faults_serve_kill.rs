@@ -3,7 +3,7 @@
 //! answer a family got is in the final log, no unit twice, no family twice, and the
 //! session's deadline (after the restart) is kept exactly once.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::sync::Arc;

@@ -3,3 +3,4 @@
 //! answers against (the gateway's process-level fault tests use it too).
 
 pub mod history;
+pub mod test_modules;

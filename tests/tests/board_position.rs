@@ -3,7 +3,7 @@
 //! and every gateway on one log is at the same position for the same board, so a
 //! screen that moves between gateways resumes on deltas.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

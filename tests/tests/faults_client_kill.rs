@@ -4,7 +4,7 @@
 //! the engine decided (once); every request sent again at the end gets the same answer
 //! as the first time, and the history checker finds the log consistent.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! still keeps it (it measures the engine's clock), and phones are given engine time.
 //! (`gateway_clock.rs` holds the same rules over the embedded engine.)
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

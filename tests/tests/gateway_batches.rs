@@ -1,7 +1,7 @@
 //! Many batches at once: loading a batch closes nothing, a family of an older batch keeps
 //! its result, and a person who is a family in two batches sees both.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The gateway on an injected clock: windows open and deadlines are kept when the test
 //! moves time, not when the machine gets there — so nothing here sleeps on a margin.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,46 +9,12 @@ use std::time::Duration;
 use common::*;
 use xuanfang_allocator::embedded::EmbeddedEngine;
 use xuanfang_allocator::Allocator;
-use xuanfang_gateway::app::{App, WsConfig};
-use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::selection::How;
 use xuanfang_hub::{Clock, Edit, ListKind, ManualClock, Millis, Phase, Stage, UnitId};
 
 /// Generous: the deadline keeper looks at the clock at least once a second.
 const T: Duration = Duration::from_secs(30);
-
-/// `small_batch` pinned to a manual clock at `t0` (it is relative to the wall clock).
-fn batch_at(t0: Millis, id: &str, start_in: Duration) -> xuanfang_hub::Batch {
-    let mut batch = small_batch(id, start_in, Duration::from_secs(180));
-    let shift = t0.0 - batch.preselect_start.0 - 60_000;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
-    batch
-}
-
-/// A gateway on `clock` over `alloc`, serving `batch`; its address.
-async fn gateway_on(
-    alloc: Arc<dyn Allocator>,
-    clock: Arc<ManualClock>,
-    batch: &xuanfang_hub::Batch,
-) -> (Arc<App>, std::net::SocketAddr) {
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        clock,
-    );
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
-    (app, addr)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
@@ -58,7 +24,7 @@ async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
     let batch = batch_at(t0, "clocked", Duration::from_secs(3600));
     let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
     alloc.load_batch(batch.clone()).await.unwrap();
-    let (app, addr) = gateway_on(alloc.clone(), clock.clone(), &batch).await;
+    let (app, addr) = gateway_on_clock(alloc.clone(), clock.clone(), &batch).await;
 
     let mut f = connect(addr, Some(&family_token("F1")), Encoding::Json).await;
     let r = f
@@ -137,7 +103,7 @@ async fn a_gateway_whose_clock_is_ten_minutes_ahead_changes_no_window() {
     let batch = batch_at(t0, "skewed", Duration::from_secs(60));
     let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
     alloc.load_batch(batch.clone()).await.unwrap();
-    let (app, addr) = gateway_on(alloc.clone(), gateway_clock.clone(), &batch).await;
+    let (app, addr) = gateway_on_clock(alloc.clone(), gateway_clock.clone(), &batch).await;
 
     // Engine time: inside S1's window. Gateway time: past its deadline.
     engine_clock.set(start.plus_ms(1_000));

@@ -1,6 +1,6 @@
 //! The HTTP side of the gateway: operator import and export, health, metrics, shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! addresses behind trusted proxies, rate limits on every public route, the pages'
 //! security headers and the `/ws` origin policy.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The gateway over real sockets and a real Redis: the selection flow, races,
 //! deadlines, several gateways, resume, auth and bad input.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Crafted spreadsheets uploaded to a running gateway: each gets a clear 422 and the
 //! process stays up (one of them used to abort it with a 512 GiB allocation).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

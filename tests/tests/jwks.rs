@@ -2,7 +2,7 @@
 //! key set (JWKS) served over HTTP by the test, which rotates and revokes keys while the
 //! gateway runs. Keys are the test-only fixtures in `fixtures/jwks/` (make_keys.py).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

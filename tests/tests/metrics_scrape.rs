@@ -4,7 +4,7 @@
 //! what happened. The Grafana dashboard's queries may name only metrics that a real
 //! scrape has, so a renamed metric breaks this test rather than a panel on the day.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,8 +13,6 @@ use std::time::Duration;
 use common::*;
 use xuanfang_allocator::embedded::EmbeddedEngine;
 use xuanfang_allocator::Allocator;
-use xuanfang_gateway::app::{App, WsConfig};
-use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_hub::protocol::{BoardChange, ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::{Edit, ErrorCode, ListKind, ManualClock, Millis, Phase, Stage, UnitId};
 
@@ -225,30 +223,10 @@ async fn selection_day() -> Day {
     let t0 = Millis(1_900_000_000_000);
     let clock = Arc::new(ManualClock::new(t0));
     let alloc: Arc<dyn Allocator> = Arc::new(EmbeddedEngine::in_memory(clock.clone()));
-    let mut batch = small_batch(
-        "metrics",
-        Duration::from_secs(3600),
-        Duration::from_secs(180),
-    );
-    let shift = t0.0 - batch.preselect_start.0 - 60_000;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
+    let batch = batch_at(t0, "metrics", Duration::from_secs(3600));
     let (start, deadline) = (batch.sessions[0].start, batch.sessions[0].deadline());
     alloc.load_batch(batch.clone()).await.unwrap();
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        clock.clone(),
-    );
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    let (app, addr) = gateway_on_clock(alloc, clock.clone(), &batch).await;
 
     let mut watcher = connect(addr, None, Encoding::Json).await;
     let r = watcher.request(|req_id| ClientMsg::Waive { req_id }).await;

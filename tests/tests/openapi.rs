@@ -2,7 +2,7 @@
 //! is an operation, no operation is anything else, each says the security of its
 //! route's access rule, and the document holds together as OpenAPI 3.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

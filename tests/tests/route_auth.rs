@@ -2,7 +2,7 @@
 //! rule excludes, and a refused request changes nothing. The routes come from the router's
 //! own list (`server::routes()`), so a new route cannot be missed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,133 +3,43 @@
 //! after approval; the deposit's QR code. On the embedded engine and a gateway sharing
 //! one manual clock, so the printed dates are the test's.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::signing::{done, encoded, png};
 use common::*;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use xuanfang_allocator::embedded::EmbeddedEngine;
-use xuanfang_allocator::testing::test_signing_options;
-use xuanfang_allocator::{Allocator, SigningStore};
-use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_allocator::SigningStore;
 use xuanfang_gateway::blobs::MemoryBlobs;
-use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
-use xuanfang_hub::{BatchId, ManualClock, Millis, SigningEvent};
+use xuanfang_hub::{BatchId, ManualClock, SigningEvent};
 
 const PAY_KEY: [u8; 32] = *b"sandbox-payment-key-for-tests!!!";
-/// 2026-12-01 00:30 in Shenzhen (2026-11-30 16:30 UTC): the lease is signed on
-/// 2026年12月1日 and its term starts on 2027年1月1日, though the UTC date is still November.
-const SIGNING_DAY: Millis = Millis(1_796_056_200_000);
 
 struct Setup {
-    addr: std::net::SocketAddr,
+    journey: signing::Journey,
     engine: Arc<EmbeddedEngine>,
     blobs: Arc<MemoryBlobs>,
     clock: Arc<ManualClock>,
     batch: BatchId,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = signing::Journey;
+    fn deref(&self) -> &signing::Journey {
+        &self.journey
+    }
 }
 
 impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        (self.http.get(self.url(path)).bearer_auth(token))
-            .send()
-            .await
-            .unwrap()
-    }
-    async fn post(&self, token: &str, path: &str, key: &str) -> reqwest::Response {
-        (self.http.post(self.url(path)).bearer_auth(token))
-            .header("Idempotency-Key", key)
-            .send()
-            .await
-            .unwrap()
-    }
-    async fn view(&self, f: &str) -> Value {
-        let r = self.get(&family_token(f), "/api/me/signing").await;
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
-    }
     async fn events(&self) -> Vec<xuanfang_hub::SigningEntry> {
         (self.engine.signing_events(&self.batch, 0, 10_000))
             .await
             .unwrap()
     }
-    async fn details(&self, f: &str) {
-        let photo = || {
-            Part::bytes(png(32, 20))
-                .file_name("card.png")
-                .mime_str("image/png")
-                .unwrap()
-        };
-        let details =
-            json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
-        let form = Form::new()
-            .text("details", details.to_string())
-            .part("card_front", photo())
-            .part("card_back", photo());
-        let r = (self.http.post(self.url("/api/me/signing/details")))
-            .bearer_auth(family_token(f))
-            .header("Idempotency-Key", "d1")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    async fn face(&self, f: &str) {
-        let a: Value = (self
-            .post(&family_token(f), "/api/me/signing/face/start", "fs1")
-            .await)
-            .json()
-            .await
-            .unwrap();
-        let session = a["provider_session"].as_str().unwrap();
-        let r = (self
-            .http
-            .post(self.url(&format!("/sandbox/face/{session}/result"))))
-        .form(&[("passed", "true")])
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    /// Posts `bytes` as the signature part.
-    async fn sign(&self, f: &str, key: &str, bytes: Vec<u8>, mime: &str) -> reqwest::Response {
-        let part = Part::bytes(bytes)
-            .file_name("signature.png")
-            .mime_str(mime)
-            .unwrap();
-        // An upload refused before its body is read (413) ends its connection: a pooled
-        // one reused by the next request would fail mid-flight, so uploads use their own.
-        (self.http.post(self.url("/api/me/signing/contract")))
-            .bearer_auth(family_token(f))
-            .header("Idempotency-Key", key)
-            .header("Connection", "close")
-            .multipart(Form::new().part("signature", part))
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    encoded(w, h, image::ImageFormat::Png)
-}
-
-fn encoded(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 40]));
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), format)
-        .unwrap();
-    out
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -155,12 +65,6 @@ fn pdf_text(pdf: &[u8]) -> String {
         .replace([' ', '\n'], "")
 }
 
-fn done(v: &Value) -> Vec<&str> {
-    (v["done"].as_array().unwrap().iter())
-        .map(|s| s.as_str().unwrap())
-        .collect()
-}
-
 /// The recorded contract's PDF hash in the signing log (its latest `ContractSigned`).
 fn logged_contract(events: &[xuanfang_hub::SigningEntry], family: &str) -> Option<String> {
     (events.iter().rev())
@@ -173,71 +77,32 @@ fn logged_contract(events: &[xuanfang_hub::SigningEntry], family: &str) -> Optio
 
 /// F1 selected U01 and F2 U02; F3's name has a character outside the PDF font.
 async fn setup() -> Setup {
-    let clock = Arc::new(ManualClock::new(SIGNING_DAY.plus_ms(-3_600_000)));
-    let engine =
-        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
-    let alloc: Arc<dyn Allocator> = engine.clone();
-    let mut batch = small_batch(
-        "contract",
-        Duration::from_secs(600),
-        Duration::from_secs(180),
-    );
-    // Pin the batch to the manual clock: pre-selection open, the session at t0 + 10 min.
-    let t0 = clock_now(&clock);
-    let shift = t0.0 - 60_000 - batch.preselect_start.0;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
-    batch.families[2].name = "王喆".into();
-    alloc.load_batch(batch.clone()).await.unwrap();
-    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
-    preselect_direct(&*alloc, &batch.id, "F2", &["U02"]).await;
-    preselect_direct(&*alloc, &batch.id, "F3", &["U03"]).await;
-    clock.set(batch.sessions[0].start);
-    for (f, u) in [("F1", "U01"), ("F2", "U02"), ("F3", "U03")] {
-        confirm_direct(&*alloc, &batch.id, f, u).await;
-    }
-    clock.set(SIGNING_DAY);
-
-    let limits = LimitConfig {
-        http_per_sec_per_ip: 100_000,
-        static_per_sec_per_ip: 100_000,
-        ..Default::default()
-    };
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(limits),
-        WsConfig::default(),
-        None,
-        clock.clone(),
+    let selected = [("F1", "U01"), ("F2", "U02"), ("F3", "U03")];
+    let day = signing::signing_day_with("contract", &selected, |batch| {
+        batch.families[2].name = "王喆".into();
+    })
+    .await;
+    let app = app_on_clock(
+        day.engine.clone(),
+        day.clock.clone(),
+        signing::unthrottled(),
     );
     let blobs = Arc::new(MemoryBlobs::default());
     let signing = Signing::sandbox(
-        engine.clone(),
+        day.engine.clone(),
         blobs.clone(),
         PAY_KEY,
         DepositRule::default(),
     );
     assert!(app.enable_signing(signing));
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app, listener));
+    let addr = serve_on_free_port(&app, &day.batch.id).await;
     Setup {
-        addr,
-        engine,
+        journey: signing::Journey::new(addr),
+        engine: day.engine,
         blobs,
-        clock,
-        batch: batch.id,
-        http: reqwest::Client::new(),
+        clock: day.clock,
+        batch: day.batch.id,
     }
-}
-
-fn clock_now(clock: &ManualClock) -> Millis {
-    use xuanfang_hub::Clock;
-    clock.now()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

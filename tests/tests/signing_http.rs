@@ -1,11 +1,12 @@
 //! 网上签约 over HTTP on Redis: the family's steps, the sandbox providers, the payment
 //! notification's checks, the operator's review, and who may see what.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::signing::{done, png};
 use common::*;
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
@@ -15,7 +16,7 @@ use xuanfang_allocator::testing::{test_signing_options, RedisServer};
 use xuanfang_allocator::{Allocator, SigningStore};
 use xuanfang_gateway::app::{App, WsConfig};
 use xuanfang_gateway::blobs::MemoryBlobs;
-use xuanfang_gateway::limits::{LimitConfig, Limits};
+use xuanfang_gateway::limits::Limits;
 use xuanfang_gateway::providers::payment::{SandboxPayment, SANDBOX_SIGNATURE_HEADER};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
 use xuanfang_hub::BatchId;
@@ -23,36 +24,20 @@ use xuanfang_hub::BatchId;
 const PAY_KEY: [u8; 32] = *b"sandbox-payment-key-for-tests!!!";
 
 struct Setup {
+    journey: signing::Journey,
     gw: Gateway,
     store: Arc<RedisEngine>,
     batch: BatchId,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = signing::Journey;
+    fn deref(&self) -> &signing::Journey {
+        &self.journey
+    }
 }
 
 impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.gw.addr)
-    }
-    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-    async fn post(&self, token: &str, path: &str, key: &str) -> reqwest::Response {
-        (self.http.post(self.url(path)).bearer_auth(token))
-            .header("Idempotency-Key", key)
-            .send()
-            .await
-            .unwrap()
-    }
-    async fn view(&self, f: &str) -> Value {
-        let r = self.get(&family_token(f), "/api/me/signing").await;
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
-    }
     async fn events(&self) -> usize {
         self.store
             .signing_events(&self.batch, 0, 10_000)
@@ -68,21 +53,7 @@ impl Setup {
         front: Part,
         back: Part,
     ) -> reqwest::Response {
-        let details = json!({"phone": "13812345678", "bank": "ICBC", "card_number": card});
-        let form = Form::new()
-            .text("details", details.to_string())
-            .part("card_front", front)
-            .part("card_back", back);
-        // An upload refused before its body is read (413) ends its connection: a pooled
-        // one reused by the next request would fail mid-flight, so uploads use their own.
-        (self.http.post(self.url("/api/me/signing/details")))
-            .bearer_auth(family_token(f))
-            .header("Idempotency-Key", key)
-            .header("Connection", "close")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
+        self.journey.upload_details(f, key, card, front, back).await
     }
     async fn notify(
         &self,
@@ -104,15 +75,6 @@ impl Setup {
     }
 }
 
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 128]));
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
 fn part(bytes: Vec<u8>, name: &str, mime: &str) -> Part {
     Part::bytes(bytes)
         .file_name(name.to_owned())
@@ -122,15 +84,6 @@ fn part(bytes: Vec<u8>, name: &str, mime: &str) -> Part {
 
 fn status_of(v: &Value) -> &str {
     v["status"]["status"].as_str().unwrap()
-}
-
-fn done(v: &Value) -> Vec<&str> {
-    v["done"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect()
 }
 
 async fn setup() -> Setup {
@@ -159,15 +112,10 @@ async fn setup() -> Setup {
     confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
     confirm_direct(&*alloc, &batch.id, "F2", "U02").await;
 
-    let limits = LimitConfig {
-        http_per_sec_per_ip: 100_000,
-        static_per_sec_per_ip: 100_000,
-        ..Default::default()
-    };
     let app = App::new(
         alloc,
         auth(),
-        Limits::new(limits),
+        Limits::new(signing::unthrottled()),
         WsConfig::default(),
         None,
     );
@@ -178,15 +126,12 @@ async fn setup() -> Setup {
         DepositRule::default(),
     );
     assert!(app.enable_signing(signing));
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    let addr = serve_on_free_port(&app, &batch.id).await;
     Setup {
+        journey: signing::Journey::new(addr),
         gw: Gateway { addr, app },
         store,
         batch: batch.id,
-        http: reqwest::Client::new(),
     }
 }
 
@@ -450,42 +395,10 @@ async fn a_family_signs_over_http_and_an_operator_approves() {
 /// Drives `f` to in review over HTTP: details, face, contract, the deposit paid at the
 /// sandbox.
 async fn to_review(s: &Setup, f: &str) {
-    let t = family_token(f);
-    let photo = || part(png(32, 20), "card.png", "image/png");
-    let r = s
-        .details(f, "d1", "4111111111111111", photo(), photo())
-        .await;
-    assert_eq!(r.status(), 200);
-    let a: Value = s
-        .post(&t, "/api/me/signing/face/start", "fs1")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let session = a["provider_session"].as_str().unwrap();
-    let r = (s
-        .http
-        .post(s.url(&format!("/sandbox/face/{session}/result"))))
-    .form(&[("passed", "true")])
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 200);
+    s.journey.details(f).await;
+    s.journey.face(f).await;
     sign_contract(s, f, "c1").await;
-    let o: Value = s
-        .post(&t, "/api/me/signing/deposit", "dp1")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let no = o["out_trade_no"].as_str().unwrap();
-    let r = s
-        .http
-        .post(s.url(&format!("/sandbox/pay/{no}/pay")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    s.journey.deposit_paid_at_sandbox(f).await;
     assert_eq!(status_of(&s.view(f).await), "in_review");
 }
 

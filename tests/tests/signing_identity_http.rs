@@ -4,7 +4,7 @@
 //! record shows them whole, the family's page masked; the public board, catalog,
 //! exports and the stored files never hold them in clear.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! `<method>_response`, as Alipay does), and sends form notifications signed with
 //! Alipay's key.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,15 +15,11 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::Form;
 use base64::Engine;
+use common::vendor::{rsa_sign, rsa_verify};
 use common::*;
-use reqwest::multipart::{Form as Multipart, Part};
 use serde_json::{json, Value};
-use xuanfang_allocator::embedded::EmbeddedEngine;
-use xuanfang_allocator::testing::test_signing_options;
-use xuanfang_allocator::Allocator;
-use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_gateway::app::App;
 use xuanfang_gateway::blobs::MemoryBlobs;
-use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_gateway::providers::alipay::{Alipay, AlipayConfig};
 use xuanfang_gateway::reconcile::Reconciler;
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
@@ -34,41 +30,6 @@ const APP_PUB: &str = include_str!("fixtures/vendor/merchant_pub.pem");
 const ALIPAY_KEY: &str = include_str!("fixtures/vendor/platform_key.pem");
 const ALIPAY_PUB: &str = include_str!("fixtures/vendor/platform_pub.pem");
 const APP_ID: &str = "2021000000000001";
-
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::STANDARD
-}
-
-fn der_of(pem: &str) -> Vec<u8> {
-    let s: String = (pem.lines()).filter(|l| !l.starts_with("-----")).collect();
-    b64().decode(s).unwrap()
-}
-
-fn rsa_sign(pem: &str, msg: &[u8]) -> String {
-    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-    let key = RsaKeyPair::from_pkcs8(&der_of(pem)).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        msg,
-        &mut sig,
-    )
-    .unwrap();
-    b64().encode(sig)
-}
-
-/// RSA-SHA256 with a 2048-bit `BEGIN PUBLIC KEY` (its last 270 bytes are the PKCS#1 key).
-fn rsa_verify(pub_pem: &str, msg: &[u8], sig_b64: &str) -> bool {
-    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-    let spki = der_of(pub_pem);
-    let Ok(sig) = b64().decode(sig_b64) else {
-        return false;
-    };
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &spki[spki.len() - 270..])
-        .verify(msg, &sig)
-        .is_ok()
-}
 
 fn content(p: &BTreeMap<String, String>, skip: &[&str]) -> String {
     (p.iter())
@@ -174,26 +135,20 @@ fn json_type() -> [(axum::http::HeaderName, &'static str); 1] {
 }
 
 struct Setup {
-    addr: std::net::SocketAddr,
+    journey: signing::Journey,
     app: Arc<App>,
     clock: Arc<ManualClock>,
     vendor: Shared,
-    http: reqwest::Client,
 }
 
-fn png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(32, 20, |x, y| image::Rgb([x as u8, y as u8, 40]));
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
+impl std::ops::Deref for Setup {
+    type Target = signing::Journey;
+    fn deref(&self) -> &signing::Journey {
+        &self.journey
+    }
 }
 
 impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
     async fn post(&self, path: &str, key: &str) -> reqwest::Response {
         (self.http.post(self.url(path)))
             .bearer_auth(family_token("F1"))
@@ -204,66 +159,11 @@ impl Setup {
             .unwrap()
     }
     async fn status(&self) -> String {
-        let v: Value = (self.http.get(self.url("/api/me/signing")))
-            .bearer_auth(family_token("F1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = self.view("F1").await;
         v["status"]["status"].as_str().unwrap().to_owned()
     }
     async fn up_to_deposit(&self) {
-        let photo = || {
-            Part::bytes(png())
-                .file_name("c.png")
-                .mime_str("image/png")
-                .unwrap()
-        };
-        let details =
-            json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
-        let form = Multipart::new()
-            .text("details", details.to_string())
-            .part("card_front", photo())
-            .part("card_back", photo());
-        let r = (self.http.post(self.url("/api/me/signing/details")))
-            .bearer_auth(family_token("F1"))
-            .header("Idempotency-Key", "d1")
-            .header("Connection", "close")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let a: Value = self
-            .post("/api/me/signing/face/start", "fs1")
-            .await
-            .json()
-            .await
-            .unwrap();
-        let session = a["provider_session"].as_str().unwrap();
-        let r = (self
-            .http
-            .post(self.url(&format!("/sandbox/face/{session}/result"))))
-        .form(&[("passed", "true")])
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(r.status(), 200);
-        let part = Part::bytes(png())
-            .file_name("s.png")
-            .mime_str("image/png")
-            .unwrap();
-        let r = (self.http.post(self.url("/api/me/signing/contract")))
-            .bearer_auth(family_token("F1"))
-            .header("Idempotency-Key", "c1")
-            .header("Connection", "close")
-            .multipart(Multipart::new().part("signature", part))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        self.journey.up_to_deposit("F1").await;
     }
     /// Alipay's notification of `no` paid by trade `trade`, signed with `key`.
     fn notification(&self, no: &str, trade: &str, key: &str) -> BTreeMap<String, String> {
@@ -307,37 +207,13 @@ async fn setup() -> Setup {
     let router = axum::Router::new()
         .route("/gateway.do", post(gateway_do))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let vendor_addr = serve_router(router).await;
 
-    let day = Millis(1_796_056_200_000);
-    let clock = Arc::new(ManualClock::new(day.plus_ms(-3_600_000)));
-    let engine =
-        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
-    let alloc: Arc<dyn Allocator> = engine.clone();
-    let mut batch = small_batch("alipay", Duration::from_secs(600), Duration::from_secs(180));
-    let shift = day.0 - 3_600_000 - 60_000 - batch.preselect_start.0;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
-    alloc.load_batch(batch.clone()).await.unwrap();
-    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
-    clock.set(batch.sessions[0].start);
-    confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
-    clock.set(day);
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(LimitConfig {
-            http_per_sec_per_ip: 100_000,
-            static_per_sec_per_ip: 100_000,
-            ..Default::default()
-        }),
-        WsConfig::default(),
-        None,
-        clock.clone(),
+    let day = signing::signing_day("alipay", &[("F1", "U01")]).await;
+    let app = app_on_clock(
+        day.engine.clone(),
+        day.clock.clone(),
+        signing::unthrottled(),
     );
     let alipay = Alipay::new(AlipayConfig {
         base_url: format!("http://{vendor_addr}"),
@@ -348,7 +224,7 @@ async fn setup() -> Setup {
     })
     .unwrap();
     let mut sg = Signing::sandbox(
-        engine.clone(),
+        day.engine.clone(),
         Arc::new(MemoryBlobs::default()),
         [7; 32],
         DepositRule::default(),
@@ -356,16 +232,12 @@ async fn setup() -> Setup {
     sg.payment = Some(Arc::new(alipay));
     sg.sandbox_payment = None;
     assert!(app.enable_signing(sg));
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    let addr = serve_on_free_port(&app, &day.batch.id).await;
     Setup {
-        addr,
+        journey: signing::Journey::new(addr),
         app,
-        clock,
+        clock: day.clock,
         vendor: shared,
-        http: reqwest::Client::new(),
     }
 }
 

@@ -3,30 +3,23 @@
 //! here with ring's HMAC, another implementation than the gateway's), opens checks with
 //! `DetectAuth` and answers `GetDetectInfoEnhanced` with the verdict the test sets.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Json;
+use common::signing::done;
 use common::*;
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use xuanfang_allocator::embedded::EmbeddedEngine;
-use xuanfang_allocator::testing::test_signing_options;
-use xuanfang_allocator::Allocator;
-use xuanfang_gateway::app::{App, WsConfig};
 use xuanfang_gateway::blobs::MemoryBlobs;
-use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_gateway::providers::tencent_face::{TencentFace, TencentFaceConfig};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
-use xuanfang_hub::{ManualClock, Millis};
 
 const SECRET_ID: &str = "AKIDtestsecretid0001";
 const SECRET_KEY: &str = "test-secret-key-of-the-bureau";
@@ -124,34 +117,23 @@ async fn api(State(v): State<Shared>, headers: HeaderMap, body: Bytes) -> Json<V
 }
 
 struct Setup {
-    addr: std::net::SocketAddr,
+    journey: signing::Journey,
     vendor: Shared,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = signing::Journey;
+    fn deref(&self) -> &signing::Journey {
+        &self.journey
+    }
 }
 
 impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
     async fn post(&self, path: &str, key: &str) -> Value {
-        let r = (self.http.post(self.url(path)))
-            .bearer_auth(family_token("F1"))
-            .header("Idempotency-Key", key)
-            .send()
-            .await
-            .unwrap();
+        let r = self.journey.post(&family_token("F1"), path, key).await;
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
-}
-
-fn png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(32, 20, |x, y| image::Rgb([x as u8, y as u8, 40]));
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
 }
 
 async fn setup() -> Setup {
@@ -159,38 +141,13 @@ async fn setup() -> Setup {
     let router = axum::Router::new()
         .route("/", post(api))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let vendor_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let vendor_addr = serve_router(router).await;
 
-    let day = Millis(1_796_056_200_000);
-    let clock = Arc::new(ManualClock::new(day.plus_ms(-3_600_000)));
-    let engine =
-        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
-    let alloc: Arc<dyn Allocator> = engine.clone();
-    let mut batch = small_batch("face", Duration::from_secs(600), Duration::from_secs(180));
-    let shift = day.0 - 3_600_000 - 60_000 - batch.preselect_start.0;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
-    alloc.load_batch(batch.clone()).await.unwrap();
-    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
-    clock.set(batch.sessions[0].start);
-    confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
-    clock.set(day);
-
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(LimitConfig {
-            http_per_sec_per_ip: 100_000,
-            static_per_sec_per_ip: 100_000,
-            ..Default::default()
-        }),
-        WsConfig::default(),
-        None,
-        clock.clone(),
+    let day = signing::signing_day("face", &[("F1", "U01")]).await;
+    let app = app_on_clock(
+        day.engine.clone(),
+        day.clock.clone(),
+        signing::unthrottled(),
     );
     let face = TencentFace::new(TencentFaceConfig {
         base_url: format!("http://{vendor_addr}"),
@@ -202,7 +159,7 @@ async fn setup() -> Setup {
     })
     .unwrap();
     let mut sg = Signing::sandbox(
-        engine.clone(),
+        day.engine.clone(),
         Arc::new(MemoryBlobs::default()),
         [7; 32],
         DepositRule::default(),
@@ -210,43 +167,13 @@ async fn setup() -> Setup {
     sg.face = Some(Arc::new(face));
     sg.sandbox_face = None;
     assert!(app.enable_signing(sg));
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app, listener));
+    let addr = serve_on_free_port(&app, &day.batch.id).await;
     let s = Setup {
-        addr,
+        journey: signing::Journey::new(addr),
         vendor: shared,
-        http: reqwest::Client::new(),
     };
-    let photo = || {
-        Part::bytes(png())
-            .file_name("card.png")
-            .mime_str("image/png")
-            .unwrap()
-    };
-    let details =
-        json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
-    let form = Form::new()
-        .text("details", details.to_string())
-        .part("card_front", photo())
-        .part("card_back", photo());
-    let r = (s.http.post(s.url("/api/me/signing/details")))
-        .bearer_auth(family_token("F1"))
-        .header("Idempotency-Key", "d1")
-        .header("Connection", "close")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    s.details("F1").await;
     s
-}
-
-fn done(v: &Value) -> Vec<&str> {
-    (v["done"].as_array().unwrap().iter())
-        .map(|s| s.as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]

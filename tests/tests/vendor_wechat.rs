@@ -5,7 +5,7 @@
 //! resource with the APIv3 key (AEAD_AES_256_GCM), answers order queries and takes
 //! refunds. The embedded engine and the gateway share one manual clock.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,15 +17,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use common::signing::DAY;
+use common::vendor::{b64, rsa_sign, rsa_verify};
 use common::*;
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use xuanfang_allocator::embedded::EmbeddedEngine;
-use xuanfang_allocator::testing::test_signing_options;
-use xuanfang_allocator::{Allocator, SigningStore};
-use xuanfang_gateway::app::{App, WsConfig};
+use xuanfang_allocator::SigningStore;
+use xuanfang_gateway::app::App;
 use xuanfang_gateway::blobs::MemoryBlobs;
-use xuanfang_gateway::limits::{LimitConfig, Limits};
+use xuanfang_gateway::limits::LimitConfig;
 use xuanfang_gateway::providers::wechat_pay::{WechatPay, WechatPayConfig};
 use xuanfang_gateway::reconcile::Reconciler;
 use xuanfang_gateway::refunds::{RefundStatus, Refunds};
@@ -40,45 +40,6 @@ const APIV3_KEY: [u8; 32] = *b"apiv3-key-of-the-test-merchant!!";
 const APPID: &str = "wxd678efh567hg6787";
 const MCHID: &str = "1230000109";
 const PLATFORM_SERIAL: &str = "PUB_KEY_ID_0112300001092026";
-/// 2026-12-01 00:30 in Shenzhen.
-const DAY: Millis = Millis(1_796_056_200_000);
-
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::STANDARD
-}
-
-fn der_of(pem: &str) -> Vec<u8> {
-    let s: String = (pem.lines()).filter(|l| !l.starts_with("-----")).collect();
-    b64().decode(s).unwrap()
-}
-
-fn rsa_sign(pem: &str, msg: &[u8]) -> String {
-    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-    let key = RsaKeyPair::from_pkcs8(&der_of(pem)).unwrap();
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        msg,
-        &mut sig,
-    )
-    .unwrap();
-    b64().encode(sig)
-}
-
-/// RSA-SHA256 check with a `BEGIN PUBLIC KEY` PEM (the SPKI's key is its last 270 bytes
-/// for a 2048-bit key with exponent 65537: the PKCS#1 `RSAPublicKey` ring wants).
-fn rsa_verify(pub_pem: &str, msg: &[u8], sig_b64: &str) -> bool {
-    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-    let spki = der_of(pub_pem);
-    let pkcs1 = &spki[spki.len() - 270..];
-    let Ok(sig) = b64().decode(sig_b64) else {
-        return false;
-    };
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pkcs1)
-        .verify(msg, &sig)
-        .is_ok()
-}
 
 fn encrypt(key: &[u8; 32], nonce: &str, aad: &str, plain: &[u8]) -> String {
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
@@ -249,10 +210,7 @@ async fn start_vendor() -> (String, Shared) {
         .route("/v3/pay/transactions/out-trade-no/{no}", get(query))
         .route("/v3/refund/domestic/refunds", post(refund))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (format!("http://{addr}"), shared)
+    (format!("http://{}", serve_router(router).await), shared)
 }
 
 fn wechat(base_url: &str) -> WechatPay {
@@ -271,7 +229,7 @@ fn wechat(base_url: &str) -> WechatPay {
 }
 
 struct Setup {
-    addr: std::net::SocketAddr,
+    journey: signing::Journey,
     app: Arc<App>,
     engine: Arc<EmbeddedEngine>,
     clock: Arc<ManualClock>,
@@ -279,80 +237,18 @@ struct Setup {
     vendor: Shared,
     vendor_url: String,
     journal: tempfile::TempDir,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = signing::Journey;
+    fn deref(&self) -> &signing::Journey {
+        &self.journey
+    }
 }
 
 impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
     async fn post(&self, f: &str, path: &str, key: &str) -> reqwest::Response {
-        (self.http.post(self.url(path)).bearer_auth(family_token(f)))
-            .header("Idempotency-Key", key)
-            .send()
-            .await
-            .unwrap()
-    }
-    async fn view(&self, f: &str) -> Value {
-        let r = (self.http.get(self.url("/api/me/signing")))
-            .bearer_auth(family_token(f))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
-    }
-    /// Details, face (sandbox) and contract: the deposit is the step left.
-    async fn up_to_deposit(&self, f: &str) {
-        let photo = || {
-            Part::bytes(png())
-                .file_name("card.png")
-                .mime_str("image/png")
-                .unwrap()
-        };
-        let details =
-            json!({"phone": "13812345678", "bank": "ICBC", "card_number": "4111111111111111"});
-        let form = Form::new()
-            .text("details", details.to_string())
-            .part("card_front", photo())
-            .part("card_back", photo());
-        let r = (self.http.post(self.url("/api/me/signing/details")))
-            .bearer_auth(family_token(f))
-            .header("Idempotency-Key", "d1")
-            .header("Connection", "close")
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let a: Value = self
-            .post(f, "/api/me/signing/face/start", "fs1")
-            .await
-            .json()
-            .await
-            .unwrap();
-        let session = a["provider_session"].as_str().unwrap();
-        let r = (self
-            .http
-            .post(self.url(&format!("/sandbox/face/{session}/result"))))
-        .form(&[("passed", "true")])
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(r.status(), 200);
-        let part = Part::bytes(png())
-            .file_name("signature.png")
-            .mime_str("image/png")
-            .unwrap();
-        let r = (self.http.post(self.url("/api/me/signing/contract")))
-            .bearer_auth(family_token(f))
-            .header("Idempotency-Key", "c1")
-            .header("Connection", "close")
-            .multipart(Form::new().part("signature", part))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        self.journey.post(&family_token(f), path, key).await
     }
     async fn order(&self, f: &str, key: &str) -> Value {
         let r = self.post(f, "/api/me/signing/deposit", key).await;
@@ -440,15 +336,6 @@ impl Setup {
     }
 }
 
-fn png() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(32, 20, |x, y| image::Rgb([x as u8, y as u8, 40]));
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
 fn signing_of(
     engine: &Arc<EmbeddedEngine>,
     vendor_url: &str,
@@ -467,57 +354,25 @@ fn signing_of(
 }
 
 async fn setup() -> Setup {
-    let clock = Arc::new(ManualClock::new(DAY.plus_ms(-3_600_000)));
-    let engine =
-        Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
-    let alloc: Arc<dyn Allocator> = engine.clone();
-    let mut batch = small_batch("wechat", Duration::from_secs(600), Duration::from_secs(180));
-    let t0 = {
-        use xuanfang_hub::Clock;
-        clock.now()
-    };
-    let shift = t0.0 - 60_000 - batch.preselect_start.0;
-    batch.preselect_start = batch.preselect_start.plus_ms(shift);
-    for s in &mut batch.sessions {
-        s.start = s.start.plus_ms(shift);
-    }
-    alloc.load_batch(batch.clone()).await.unwrap();
-    preselect_direct(&*alloc, &batch.id, "F1", &["U01"]).await;
-    preselect_direct(&*alloc, &batch.id, "F2", &["U02"]).await;
-    clock.set(batch.sessions[0].start);
-    confirm_direct(&*alloc, &batch.id, "F1", "U01").await;
-    confirm_direct(&*alloc, &batch.id, "F2", "U02").await;
-    clock.set(DAY);
-
+    let day = signing::signing_day("wechat", &[("F1", "U01"), ("F2", "U02")]).await;
     let (vendor_url, vendor) = start_vendor().await;
     let journal = tempfile::tempdir().unwrap();
-    let app = App::with_clock(
-        alloc,
-        auth(),
-        Limits::new(LimitConfig {
-            http_per_sec_per_ip: 100_000,
-            static_per_sec_per_ip: 100_000,
-            ..Default::default()
-        }),
-        WsConfig::default(),
-        None,
-        clock.clone(),
+    let app = app_on_clock(
+        day.engine.clone(),
+        day.clock.clone(),
+        signing::unthrottled(),
     );
-    assert!(app.enable_signing(signing_of(&engine, &vendor_url, &journal)));
-    app.serve_batch(batch.id.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    assert!(app.enable_signing(signing_of(&day.engine, &vendor_url, &journal)));
+    let addr = serve_on_free_port(&app, &day.batch.id).await;
     Setup {
-        addr,
+        journey: signing::Journey::new(addr),
         app,
-        engine,
-        clock,
-        batch: batch.id,
+        engine: day.engine,
+        clock: day.clock,
+        batch: day.batch.id,
         vendor,
         vendor_url,
         journal,
-        http: reqwest::Client::new(),
     }
 }
 
@@ -686,14 +541,7 @@ async fn a_payment_after_expiry_is_refunded_exactly_once_across_a_restart() {
     // The sweep of this gateway, then of a restarted one (a new process: new memory,
     // the same journal file), both find the paid order at WeChat and feed it again.
     assert_eq!(Reconciler::default().sweep(&s.app).await.payments_found, 1);
-    let restarted = App::with_clock(
-        s.engine.clone() as Arc<dyn Allocator>,
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        s.clock.clone(),
-    );
+    let restarted = app_on_clock(s.engine.clone(), s.clock.clone(), LimitConfig::default());
     assert!(restarted.enable_signing(s.signing()));
     let rep = Reconciler::default().sweep(&restarted).await;
     assert_eq!((rep.payments_found, rep.errors), (1, 0));
@@ -799,14 +647,7 @@ async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(sweep.sweep(&s.app).await.voided_refunds, 0);
-    let restarted = App::with_clock(
-        s.engine.clone() as Arc<dyn Allocator>,
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        s.clock.clone(),
-    );
+    let restarted = app_on_clock(s.engine.clone(), s.clock.clone(), LimitConfig::default());
     assert!(restarted.enable_signing(s.signing()));
     assert_eq!(
         Reconciler::default().sweep(&restarted).await.voided_refunds,

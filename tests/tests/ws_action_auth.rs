@@ -9,7 +9,7 @@
 //! [`samples_cover_every_message`] holds [`samples`] to the list of messages the
 //! protocol's decoder knows.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! refused action changes nothing. The actions come from one exhaustive match over the
 //! protocol's client messages, so a new message cannot be missed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

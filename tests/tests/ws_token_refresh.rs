@@ -5,7 +5,7 @@
 //! mints, so nothing here sleeps on a margin: the test moves time and waits (up to
 //! tens of seconds) for what that time asks.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,9 +6,10 @@
 //! unique id. `signing_conformance_suite!` turns them into `#[tokio::test]`s:
 //!
 //! ```ignore
+//! // in tests/main.rs, before the modules that use it:
 //! #[macro_use]
 //! #[path = "signing_conformance/suite.rs"]
-//! mod suite;
+//! mod signing_suite;
 //!
 //! async fn make(clock: Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<dyn SigningStore>) { ... }
 //! signing_conformance_suite!(make);
@@ -33,7 +34,7 @@ use xuanfang_hub::{
 #[allow(unused_macros)]
 /// One `#[tokio::test]` per rule, each against `$make(clock).await`
 /// (`async fn(Arc<ManualClock>) -> (Arc<dyn Allocator>, Arc<dyn SigningStore>)`, both
-/// the same engine). Expects this file to be the module `suite` at the crate root.
+/// the same engine). Expects this file to be the module `signing_suite` at the crate root.
 macro_rules! signing_conformance_suite {
     ($make:path) => {
         signing_conformance_suite!(@tests $make;
@@ -62,11 +63,11 @@ macro_rules! signing_conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let clock = ::std::sync::Arc::new(::xuanfang_hub::ManualClock::new(
-                    crate::suite::START,
+                    crate::signing_suite::START,
                 ));
                 let (sel, sign) = $make(clock.clone()).await;
-                let ctx = crate::suite::Ctx::load(sel, sign, clock, stringify!($name)).await;
-                crate::suite::$name(ctx).await;
+                let ctx = crate::signing_suite::Ctx::load(sel, sign, clock, stringify!($name)).await;
+                crate::signing_suite::$name(ctx).await;
             }
         )*
     };

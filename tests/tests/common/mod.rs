@@ -1,6 +1,9 @@
 //! Test harness: real gateways on free ports over a real engine, and WebSocket clients.
 #![allow(dead_code)]
 
+pub mod signing;
+pub mod vendor;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +22,8 @@ use xuanfang_gateway::auth::{Auth, Role};
 use xuanfang_gateway::limits::{LimitConfig, Limits};
 use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg};
 use xuanfang_hub::{
-    Batch, BatchId, Family, FamilyId, Layout, ManualClock, Millis, Session, SessionId, SessionKind,
-    Unit, UnitId,
+    Batch, BatchId, Clock, Family, FamilyId, Layout, ManualClock, Millis, Session, SessionId,
+    SessionKind, Unit, UnitId,
 };
 
 pub const SECRET: &[u8] = b"test-secret-of-at-least-32-bytes";
@@ -90,6 +93,64 @@ pub async fn start_gateway_with(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
     Gateway { addr, app }
+}
+
+/// A gateway on an injected `clock` (a `ManualClock` the test moves), not serving yet:
+/// signing can still be enabled before [`serve_on_free_port`].
+pub fn app_on_clock(
+    alloc: Arc<dyn Allocator>,
+    clock: Arc<dyn Clock>,
+    limits: LimitConfig,
+) -> Arc<App> {
+    App::with_clock(
+        alloc,
+        auth(),
+        Limits::new(limits),
+        WsConfig::default(),
+        None,
+        clock,
+    )
+}
+
+/// Serves `batch` on `app` and starts its server on a free port; the address.
+pub async fn serve_on_free_port(app: &Arc<App>, batch: &BatchId) -> SocketAddr {
+    app.serve_batch(batch.clone()).await.expect("serve batch");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(xuanfang_gateway::server::serve(app.clone(), listener));
+    addr
+}
+
+/// A gateway on `clock` over `alloc`, with the default limits, serving `batch`.
+pub async fn gateway_on_clock(
+    alloc: Arc<dyn Allocator>,
+    clock: Arc<dyn Clock>,
+    batch: &Batch,
+) -> (Arc<App>, SocketAddr) {
+    let app = app_on_clock(alloc, clock, LimitConfig::default());
+    let addr = serve_on_free_port(&app, &batch.id).await;
+    (app, addr)
+}
+
+/// An axum router on a free port: a vendor's or an identity platform's stand-in.
+pub async fn serve_router(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// [`small_batch`] pinned to a manual clock at `t0` (it is relative to the wall clock):
+/// pre-selection opened a minute before `t0`, session S1 `start_in` after `t0`, windows
+/// of three minutes.
+pub fn batch_at(t0: Millis, id: &str, start_in: Duration) -> Batch {
+    let mut batch = small_batch(id, start_in, Duration::from_secs(180));
+    let shift = t0.0 - batch.preselect_start.0 - 60_000;
+    batch.preselect_start = batch.preselect_start.plus_ms(shift);
+    for s in &mut batch.sessions {
+        s.start = s.start.plus_ms(shift);
+    }
+    batch
 }
 
 /// A small batch around `now`: pre-selection open, session S1 starting in `start_in`
