@@ -12,6 +12,7 @@ use xuanfang_allocator::Allocator;
 use xuanfang_hub::ManualClock;
 
 use crate::sentinel;
+use crate::suite;
 
 fn deployment() -> &'static sentinel::SentinelSet {
     static SET: OnceLock<sentinel::SentinelSet> = OnceLock::new();

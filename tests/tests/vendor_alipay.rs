@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Form;
-use base64::Engine;
 use common::vendor::{rsa_sign, rsa_verify};
 use common::*;
 use serde_json::{json, Value};
