@@ -460,12 +460,21 @@ where
 // Redis-only figures.
 // ---------------------------------------------------------------------------------------
 
-/// The sha of each engine script, by loading the same text the engine sends (lib.lua,
+/// The sha of each engine script, by loading the same text the engine sends (the prelude, lib.lua,
 /// then act.lua for family actions, then the script): SCRIPT LOAD returns the sha.
 fn script_names(r: &DurableRedis) -> Res<HashMap<String, &'static str>> {
     const LIB: &str = include_str!("../lua/lib.lua");
     const ACT: &str = include_str!("../lua/act.lua");
-    let scripts: [(&str, String); 12] = [
+    let scripts: [(&str, String); 15] = [
+        (
+            "load_begin",
+            include_str!("../lua/load_begin.lua").to_owned(),
+        ),
+        ("load_part", include_str!("../lua/load_part.lua").to_owned()),
+        (
+            "load_abort",
+            include_str!("../lua/load_abort.lua").to_owned(),
+        ),
         (
             "load_batch",
             format!("{LIB}{}", include_str!("../lua/load_batch.lua")),
@@ -516,8 +525,9 @@ fn script_names(r: &DurableRedis) -> Res<HashMap<String, &'static str>> {
         ("board", include_str!("../lua/board.lua").to_owned()),
     ];
     let mut names = HashMap::new();
+    let prelude = xuanfang_allocator::redis_engine::script_prelude();
     for (name, text) in scripts {
-        let sha: String = r.cmd(&["SCRIPT", "LOAD", &text])?;
+        let sha: String = r.cmd(&["SCRIPT", "LOAD", &format!("{prelude}{text}")])?;
         names.insert(sha, name);
     }
     Ok(names)

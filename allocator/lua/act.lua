@@ -20,17 +20,21 @@ local NOW, NOW_S = server_now(ARGV[1])
 local FAMILY, REQ = ARGV[2], ARGV[3]
 local REPLY_FIELD = 'r' .. REQ
 
-if redis.call('EXISTS', K_META) == 0 then
+-- Meta, read once: gen (absent: no such batch; only publish_supplementary changes it),
+-- the pre-selection times and the load's token.
+local META = redis.call('HMGET', K_META, 'gen', 'preselect_start', 'preselect_end', 'load')
+if not META[1] then
   return { 'err', 'unknown_batch', '' }
 end
 
-local function view_reply()
-  local cur = redis.call('HGET', K_FAM, 'cur')
+-- The family's view as of now; `cur` when the caller has it (no action changes it).
+local function view_reply(cur)
+  cur = cur or redis.call('HGET', K_FAM, 'cur')
   local closed = 0
   if cur and redis.call('HEXISTS', K_CLOSED, cur) == 1 then
     closed = 1
   end
-  return { 'ok', NOW_S, closed, redis.call('HGET', K_META, 'gen'), redis.call('HGETALL', K_FAM) }
+  return { 'ok', NOW_S, closed, META[1], redis.call('HGETALL', K_FAM) }
 end
 
 -- Stores this request's answer in the family's ring of recent answers.
@@ -50,10 +54,13 @@ local function refuse(code, unit)
   return { 'err', code, unit }
 end
 
+-- The family hash as a table, read below (declared here for `done`).
+local F
+
 -- Ends an accepted action: remembers the ok, answers with the new view.
 local function done()
   remember('ok')
-  return view_reply()
+  return view_reply(F.cur)
 end
 
 local PRIOR = redis.call('HGET', K_REPLIES, REPLY_FIELD)
@@ -65,14 +72,16 @@ if PRIOR then
   return { 'err', code, unit }
 end
 
-local F = {}
+F = {}
 do
   local raw = redis.call('HGETALL', K_FAM)
   for i = 1, #raw, 2 do
     F[raw[i]] = raw[i + 1]
   end
 end
-if not F.rank then
+-- A family hash of another load's token is what a failed load of this id left
+-- (load_part.lua): not this batch's family.
+if not F.rank or F.load ~= META[4] then
   -- Not remembered: an unknown family has no requests to repeat, and remembering them
   -- would let anyone create keys.
   return { 'err', 'unknown_family', '' }
@@ -81,16 +90,15 @@ end
 -- hub rules::phase_at over the family's current session (start, deadline, kind).
 local PHASE
 do
-  local m = redis.call('HMGET', K_META, 'preselect_start', 'preselect_end')
   if F.oresult or NOW >= tonumber(F.deadline) then
     PHASE = 'done'
   elseif NOW >= tonumber(F.start) then
     PHASE = 'formal'
   elseif F.skind == 'supplementary' then
     PHASE = 'waiting'
-  elseif NOW < tonumber(m[1]) then
+  elseif NOW < tonumber(META[2]) then
     PHASE = 'before_preselection'
-  elseif m[2] and m[2] ~= '' and NOW >= tonumber(m[2]) then
+  elseif META[3] and META[3] ~= '' and NOW >= tonumber(META[3]) then
     PHASE = 'waiting'
   else
     PHASE = 'preselection'

@@ -9,8 +9,10 @@ local NOW, NOW_S = server_now(ARGV[1])
 if redis.call('EXISTS', K_META) == 0 then
   return { 'err', 'unknown_batch' }
 end
-local cur = redis.call('HGET', K_FAM, 'cur')
-if not cur then
+local f = redis.call('HMGET', K_FAM, 'cur', 'load')
+local cur = f[1]
+-- Another load's token: left by a failed load of this id (load_part.lua).
+if not cur or f[2] ~= redis.call('HGET', K_META, 'load') then
   return { 'err', 'unknown_family' }
 end
 local closed = redis.call('HEXISTS', K_CLOSED, cur)

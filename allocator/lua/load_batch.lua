@@ -1,37 +1,37 @@
--- load_batch.lua: a new batch (hub EventKind::BatchLoaded, seq 1).
+-- load_batch.lua: publishes a new batch (hub EventKind::BatchLoaded, seq 1), the last
+-- call of a chunked load: load_begin.lua takes the id's lock, load_part.lua writes the
+-- units (staged) and family hashes in slices, each call a few ms at most, and this call
+-- makes the whole batch visible at once: until meta exists every script answers
+-- unknown_batch, so readers see either no batch or all of it.
 --
--- KEYS: 1 meta, 2 seq, 3 events, 4 units, 5 sessions, 6.. fam:<family> in the order of
---   the plan's families
+-- KEYS: 1 meta, 2 seq, 3 events, 4 units, 5 sessions, 6 loading, 7 staged units
 -- ARGV: 1 now (-1 = TIME), 2 the batch as JSON (already validated by the engine),
---   3 the load plan as JSON: {preselect_start, preselect_end ('' if none),
---   units: [[id, layout]], sessions: [[id, deadline, size]],
---   families: [[id, rank, formal session, start, deadline, kind, layouts JSON,
---   supp_from, supp_until]]} ('' when the family has no supplementary window)
--- Checks: the batch id is not in use (conflict).
--- Writes: meta (batch JSON, gen 1, epoch = now, pre-selection times), seq = 1, the
---   `batch_loaded` entry 1-0, units (id -> layout), sessions (id -> {deadline, size}),
---   one hash per family (static fields + current session + empty lists).
+--   3 token, 4 preselect_start, 5 preselect_end ('' if none), 6 the batch_loaded event
+--   JSON, 7.. sessions: id, deadline, size, id, deadline, size, ...
+-- Checks: the lock still holds this token and the batch is not live (conflict).
+-- Writes: meta (batch JSON, gen 1, epoch = now, pre-selection times, load = token),
+--   seq = 1, the `batch_loaded` entry 1-0, units (the staged hash, renamed: O(1)),
+--   sessions (id -> {deadline, size}); the lock is released.
 -- Replies: {'ok', epoch} or {'err', 'conflict'}
 local K_META, K_SEQ, K_EVENTS, K_UNITS, K_SESSIONS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_LOADING, K_STAGED = KEYS[6], KEYS[7]
 local NOW, NOW_S = server_now(ARGV[1])
-if redis.call('EXISTS', K_META) == 1 or redis.call('EXISTS', K_SEQ) == 1 then
+local TOKEN = ARGV[3]
+if redis.call('EXISTS', K_META) == 1 or redis.call('EXISTS', K_SEQ) == 1
+    or redis.call('GET', K_LOADING) ~= TOKEN then
   return { 'err', 'conflict' }
 end
-local plan = cjson.decode(ARGV[3])
 
 redis.call('HSET', K_META, 'batch', ARGV[2], 'gen', 1, 'epoch', NOW_S,
-  'preselect_start', tostring(plan.preselect_start), 'preselect_end', plan.preselect_end)
+  'preselect_start', ARGV[4], 'preselect_end', ARGV[5], 'load', TOKEN)
 redis.call('SET', K_SEQ, 1)
-redis.call('XADD', K_EVENTS, '1-0', 'at', NOW_S, 'e', '{"kind":"batch_loaded","batch":' .. ARGV[2] .. '}')
-for _, u in ipairs(plan.units) do
-  redis.call('HSET', K_UNITS, u[1], u[2])
+redis.call('XADD', K_EVENTS, '1-0', 'at', NOW_S, 'e', ARGV[6])
+if redis.call('EXISTS', K_STAGED) == 1 then
+  redis.call('RENAME', K_STAGED, K_UNITS)
+  redis.call('PERSIST', K_UNITS)
 end
-for _, s in ipairs(plan.sessions) do
-  redis.call('HSET', K_SESSIONS, s[1], '{"deadline":' .. s[2] .. ',"size":' .. s[3] .. '}')
+for i = 7, #ARGV, 3 do
+  redis.call('HSET', K_SESSIONS, ARGV[i], '{"deadline":' .. ARGV[i + 1] .. ',"size":' .. ARGV[i + 2] .. '}')
 end
-for i, f in ipairs(plan.families) do
-  redis.call('HSET', KEYS[5 + i], 'id', f[1], 'rank', f[2], 'session', f[3], 'cur', f[3],
-    'start', f[4], 'deadline', f[5], 'skind', f[6], 'layouts', f[7],
-    'supp_from', f[8], 'supp_until', f[9], 'cart', '[]', 'intent', '[]')
-end
+redis.call('DEL', K_LOADING)
 return { 'ok', NOW_S }

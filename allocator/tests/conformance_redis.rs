@@ -448,6 +448,98 @@ mod redis_specific {
             .expect("connect")
     }
 
+    /// A load is written in slices and published by its last call: while another load
+    /// of the id holds the lock the id is a conflict and nothing of the batch is
+    /// visible; a family hash a failed load left (another load's token) is not taken
+    /// for the batch's, and the next load writes its families afresh.
+    #[tokio::test]
+    async fn a_chunked_load_is_invisible_until_published_and_ignores_leftovers() {
+        use xuanfang_allocator::redis_engine::keys::BatchKeys;
+        use xuanfang_allocator::AllocError;
+        use xuanfang_hub::ErrorCode;
+
+        let ns = unique_namespace();
+        let e = engine(&ns).await;
+        let now = e.now().await.expect("now");
+        let b = batch("chunked", now.plus_ms(-60_000), now.plus_ms(3_600_000));
+        let k = BatchKeys::new(&ns, &b.id);
+        let mut conn = RedisServer::shared()
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        // What a failed earlier load left: a family of this batch with a stale outcome,
+        // and one that is not in the batch at all.
+        let ghost = FamilyId::new("ghost");
+        for f in [FamilyId::new("f1"), ghost.clone()] {
+            let _: () = conn
+                .hset_multiple(
+                    k.family(&f),
+                    &[
+                        ("id", f.as_str()),
+                        ("rank", "1"),
+                        ("cur", "S1"),
+                        ("session", "S1"),
+                        ("oresult", "waived"),
+                        ("load", "an-earlier-load"),
+                    ],
+                )
+                .await
+                .expect("hset");
+        }
+        // Another load of the id under way.
+        let _: () = conn.set(k.loading(), "another-load").await.expect("set");
+        let refused = e.load_batch(b.clone()).await;
+        assert!(
+            matches!(&refused, Err(AllocError::Rejected(r)) if r.code == ErrorCode::Conflict),
+            "{refused:?}"
+        );
+        let unseen = e.family(&b.id, &FamilyId::new("f1")).await;
+        assert!(
+            matches!(&unseen, Err(AllocError::Rejected(r)) if r.code == ErrorCode::UnknownBatch),
+            "{unseen:?}"
+        );
+        assert!(!e.batches().await.expect("batches").contains(&b.id));
+        let holder: String = conn.get(k.loading()).await.expect("get");
+        assert_eq!(
+            holder, "another-load",
+            "a refused load leaves the other's lock"
+        );
+
+        let _: () = conn.del(k.loading()).await.expect("del");
+        e.load_batch(b.clone()).await.expect("load");
+        let view = e.family(&b.id, &FamilyId::new("f1")).await.expect("view");
+        assert_eq!(view.outcome, None, "f1 was written afresh");
+        let ghost_view = e.family(&b.id, &ghost).await;
+        assert!(
+            matches!(&ghost_view, Err(AllocError::Rejected(r)) if r.code == ErrorCode::UnknownFamily),
+            "{ghost_view:?}"
+        );
+        let ghost_act = e
+            .act(
+                &b.id,
+                &ghost,
+                "r1",
+                Action::Declare {
+                    stage: Stage::Preselection,
+                },
+            )
+            .await
+            .expect("engine");
+        assert!(
+            matches!(&ghost_act, Err(r) if r.code == ErrorCode::UnknownFamily),
+            "{ghost_act:?}"
+        );
+        let lock: Option<String> = conn.get(k.loading()).await.expect("get");
+        assert_eq!(lock, None, "a published load releases its lock");
+        // The id is now in use.
+        let again = e.load_batch(b).await;
+        assert!(
+            matches!(&again, Err(AllocError::Rejected(r)) if r.code == ErrorCode::Conflict),
+            "{again:?}"
+        );
+    }
+
     #[tokio::test]
     async fn without_an_injected_clock_scripts_use_redis_time() {
         let e = engine(&unique_namespace()).await;

@@ -36,9 +36,12 @@ pub const OUTCOME: &str = "outcome";
 pub const APPLIED: &str = "applied";
 /// Its supplementary session, once published.
 pub const SUPP: &str = "supp";
+/// The token of the load that wrote the hash; readers compare it with meta's, so a hash
+/// left by a failed load of the same id is not taken for this batch's.
+pub const LOAD: &str = "load";
 
 /// Every field, for the check that the scripts and this list agree.
 pub const ALL: &[&str] = &[
     ID, RANK, SESSION, CUR, START, DEADLINE, SKIND, LAYOUTS, SUPP_FROM, SUPP_UNTIL, CART, INTENT,
-    PDECL, FDECL, ORESULT, OUNIT, OUTCOME, APPLIED, SUPP,
+    PDECL, FDECL, ORESULT, OUNIT, OUTCOME, APPLIED, SUPP, LOAD,
 ];

@@ -22,7 +22,8 @@ impl BatchKeys {
     }
 
     /// Hash: `batch` (JSON, with published supplementary sessions), `gen` (bumped when
-    /// the batch changes), `epoch`, `preselect_start`, `preselect_end`.
+    /// the batch changes), `epoch`, `preselect_start`, `preselect_end`, `load` (the
+    /// token of the load that published it; family hashes carry the same).
     pub fn meta(&self) -> String {
         self.key("meta")
     }
@@ -41,6 +42,16 @@ impl BatchKeys {
     /// Hash unit -> layout: which units exist and what they are.
     pub fn units(&self) -> String {
         self.key("units")
+    }
+    /// String: the token of the chunked load of this id under way (`load_begin.lua`),
+    /// expiring unless renewed.
+    pub fn loading(&self) -> String {
+        self.key("loading")
+    }
+    /// Hash unit -> layout of the load with `token`, renamed to [`Self::units`] when the
+    /// load is published.
+    pub fn staged_units(&self, token: &str) -> String {
+        self.key(&format!("units~{token}"))
     }
     /// Hash session -> `{deadline, size}`.
     pub fn sessions(&self) -> String {

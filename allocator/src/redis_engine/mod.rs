@@ -48,6 +48,9 @@ use follow::Follower;
 use keys::BatchKeys;
 use reply::{FamilyRead, Reply};
 
+/// The generated first lines of every script (for tools that name scripts by sha).
+pub use scripts::prelude as script_prelude;
+
 /// How the engine talks to Redis. The defaults are for selection day; see
 /// `docs/operations.md` (Redis) for why.
 #[derive(Clone)]
@@ -119,9 +122,11 @@ impl Cached {
 /// The Redis engine. Cheap to share behind an `Arc`; every gateway instance holds one
 /// over the same Redis.
 pub struct RedisEngine {
-    /// A few multiplexed connections, used in turn: Redis reads one buffer per client per
-    /// event-loop turn and fsyncs once per turn, so a burst spread over several
-    /// connections gets more commands per fsync than one long pipeline.
+    /// Several multiplexed connections, used in turn: Redis reads at most 16 KiB from
+    /// each client per event-loop turn and, with `appendfsync always`, fsyncs once per
+    /// turn before any reply goes out. A burst queued on few connections is therefore
+    /// cut into many turns, each paying an fsync (docs/benchmarks.md, "Where the burst's
+    /// time went"); spread over more connections, one turn takes in more of it.
     conns: Vec<Conn>,
     next_conn: std::sync::atomic::AtomicUsize,
     follower: Follower,
@@ -134,11 +139,19 @@ pub struct RedisEngine {
     replica_wait: Duration,
 }
 
-/// Shared multiplexed connections per engine.
-const SHARED_CONNECTIONS: usize = 4;
+/// Shared multiplexed connections per engine: 16 × 16 KiB per turn is ~600 family
+/// actions (~420 B each), a whole session's start in one or two fsyncs.
+const SHARED_CONNECTIONS: usize = 16;
 
 /// How many times a script that found the engine's batch out of date is retried.
 const STALE_RETRIES: usize = 3;
+/// Families and units written per call of a chunked load: a call of 10,000 families
+/// took ~97 ms; slices keep each under ~2 ms (docs/benchmarks.md).
+const LOAD_FAMILIES_PER_CALL: usize = 250;
+const LOAD_UNITS_PER_CALL: usize = 1000;
+/// Lifetime of a load's lock, renewed by each of its calls: a loader that dies mid-way
+/// frees the batch id after this long.
+const LOAD_LOCK_MS: u64 = 30_000;
 /// Families read per pipeline by [`Allocator::results`].
 const RESULTS_CHUNK: usize = 500;
 
@@ -353,44 +366,98 @@ impl RedisEngine {
             .ok_or_else(|| corrupt(format!("family {family} names an unknown session")))
     }
 
-    /// The load plan: per-key static data the scripts check against (see load_batch.lua).
-    fn load_plan(batch: &Batch) -> Result<String, AllocError> {
-        let units: Vec<(&str, &str)> = batch
-            .units
-            .iter()
-            .map(|u| (u.id.as_str(), u.layout.as_str()))
-            .collect();
-        let sessions: Vec<(&str, i64, usize)> = batch
-            .sessions
-            .iter()
-            .map(|s| (s.id.as_str(), s.deadline().0, s.families.len()))
-            .collect();
-        let mut families = Vec::with_capacity(batch.families.len());
-        for f in &batch.families {
-            let s = batch
-                .session(&f.session)
-                .ok_or_else(|| corrupt(format!("family {} has no session", f.id)))?;
-            let window = rules::supplementary_window(batch, s);
-            let edge = |m: Option<Millis>| m.map(|m| m.0.to_string()).unwrap_or_default();
-            families.push((
-                f.id.as_str(),
-                f.rank,
-                s.id.as_str(),
-                s.start.0,
-                s.deadline().0,
-                wire(&s.kind),
-                json(&f.eligible_layouts)?,
-                edge(window.map(|w| w.0)),
-                edge(window.map(|w| w.1)),
-            ));
+    /// One family's static fields, in load_part.lua's order.
+    fn family_plan(batch: &Batch, f: &xuanfang_hub::Family) -> Result<[String; 9], AllocError> {
+        let s = batch
+            .session(&f.session)
+            .ok_or_else(|| corrupt(format!("family {} has no session", f.id)))?;
+        let window = rules::supplementary_window(batch, s);
+        let edge = |m: Option<Millis>| m.map(|m| m.0.to_string()).unwrap_or_default();
+        Ok([
+            f.id.as_str().to_owned(),
+            f.rank.to_string(),
+            s.id.as_str().to_owned(),
+            s.start.0.to_string(),
+            s.deadline().0.to_string(),
+            wire(&s.kind),
+            json(&f.eligible_layouts)?,
+            edge(window.map(|w| w.0)),
+            edge(window.map(|w| w.1)),
+        ])
+    }
+
+    /// Runs one script of a chunked load: `Ok(())`, or the refusal.
+    async fn load_call(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<redis::Value>, AllocError> {
+        // Through `write`: in Sentinel mode each slice waits for the replica too.
+        match reply::reply(self.write(inv).await?)? {
+            Reply::Ok(payload) => Ok(payload),
+            Reply::Refused(r) => Err(r.into()),
+            Reply::Stale => Err(corrupt("load answered stale")),
         }
-        json(&serde_json::json!({
-            "preselect_start": batch.preselect_start.0,
-            "preselect_end": batch.preselect_end.map(|m| m.0.to_string()).unwrap_or_default(),
-            "units": units,
-            "sessions": sessions,
-            "families": families,
-        }))
+    }
+
+    /// The chunked load after `load_begin`: units and families in slices, then the
+    /// publishing call. Returns the epoch.
+    async fn load_chunks(&self, batch: &Batch, token: &str) -> Result<i64, AllocError> {
+        let k = self.keys(&batch.id);
+        let staged = k.staged_units(token);
+        let ttl = LOAD_LOCK_MS.to_string();
+        for chunk in batch.units.chunks(LOAD_UNITS_PER_CALL) {
+            let mut inv = scripts::LOAD_PART.prepare_invoke();
+            inv.key(k.meta()).key(k.loading()).key(&staged);
+            inv.arg(token).arg(&ttl).arg("units");
+            for u in chunk {
+                inv.arg(u.id.as_str()).arg(u.layout.as_str());
+            }
+            self.load_call(&inv).await?;
+        }
+        for chunk in batch.families.chunks(LOAD_FAMILIES_PER_CALL) {
+            let mut inv = scripts::LOAD_PART.prepare_invoke();
+            inv.key(k.meta()).key(k.loading()).key(&staged);
+            inv.arg(token).arg(&ttl).arg("families");
+            for f in chunk {
+                inv.key(k.family(&f.id));
+                for v in Self::family_plan(batch, f)? {
+                    inv.arg(v);
+                }
+            }
+            self.load_call(&inv).await?;
+        }
+        let batch_json = json(batch)?;
+        let event = format!("{{\"kind\":\"batch_loaded\",\"batch\":{batch_json}}}");
+        let mut inv = scripts::LOAD_BATCH.prepare_invoke();
+        inv.key(k.meta())
+            .key(k.seq())
+            .key(k.events())
+            .key(k.units())
+            .key(k.sessions())
+            .key(k.loading())
+            .key(&staged);
+        inv.arg(self.now_arg())
+            .arg(batch_json)
+            .arg(token)
+            .arg(batch.preselect_start.0)
+            .arg(
+                batch
+                    .preselect_end
+                    .map(|m| m.0.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(event);
+        for s in &batch.sessions {
+            inv.arg(s.id.as_str())
+                .arg(s.deadline().0)
+                .arg(s.families.len());
+        }
+        let payload = self.load_call(&inv).await?;
+        payload
+            .first()
+            .map(reply::int)
+            .transpose()?
+            .ok_or_else(|| corrupt("load reply lacks the epoch"))
     }
 }
 
@@ -400,41 +467,46 @@ impl Allocator for RedisEngine {
         if batch.validate().is_err() {
             return Err(ErrorCode::InvalidBatch.into());
         }
+        // In slices, so no call holds Redis for long (one call of 10,000 families took
+        // ~0.1 s and stalled every selection on the server); see load_batch.lua for why
+        // readers still see the load as one step.
         let k = self.keys(&batch.id);
-        let plan = Self::load_plan(&batch)?;
-        let mut inv = scripts::LOAD_BATCH.prepare_invoke();
-        inv.key(k.meta())
+        let token = format!("{:016x}", rand::random::<u64>());
+        let mut begin = scripts::LOAD_BEGIN.prepare_invoke();
+        begin
+            .key(k.meta())
             .key(k.seq())
-            .key(k.events())
-            .key(k.units())
-            .key(k.sessions());
-        for f in &batch.families {
-            inv.key(k.family(&f.id));
-        }
-        inv.arg(self.now_arg()).arg(json(&batch)?).arg(plan);
-        let mut w = self.writer().await?;
-        match reply::reply(w.invoke(&inv).await?)? {
-            Reply::Ok(payload) => {
-                let epoch = payload
-                    .first()
-                    .map(reply::int)
-                    .transpose()?
-                    .ok_or_else(|| corrupt("load reply lacks the epoch"))?;
-                // Scored by load time (the epoch is the load's server time in ms), so
-                // `batches()` lists oldest first.
-                let _: () = w
-                    .zadd(keys::batches(&self.namespace), batch.id.as_str(), epoch)
-                    .await?;
-                w.acknowledged(&keys::replicated(&self.namespace)).await?;
-                let id = batch.id.clone();
-                self.cache
-                    .write()
-                    .insert(id, Arc::new(Cached::new(1, epoch as u64, batch)));
-                Ok(())
+            .key(k.loading())
+            .arg(&token)
+            .arg(LOAD_LOCK_MS);
+        self.load_call(&begin).await?;
+        let epoch = match self.load_chunks(&batch, &token).await {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                // Free the id for a retry at once; what was written stays invisible.
+                let mut abort = scripts::LOAD_ABORT.prepare_invoke();
+                abort
+                    .key(k.loading())
+                    .key(k.staged_units(&token))
+                    .arg(&token);
+                if let Err(a) = abort.invoke_async::<redis::Value>(&mut self.conn()).await {
+                    tracing::warn!(batch = %batch.id, "releasing a failed load: {a}");
+                }
+                return Err(e);
             }
-            Reply::Refused(r) => Err(r.into()),
-            Reply::Stale => Err(corrupt("load_batch answered stale")),
-        }
+        };
+        // Scored by load time (the epoch is the load's server time in ms), so
+        // `batches()` lists oldest first.
+        let mut w = self.writer().await?;
+        let _: () = w
+            .zadd(keys::batches(&self.namespace), batch.id.as_str(), epoch)
+            .await?;
+        w.acknowledged(&keys::replicated(&self.namespace)).await?;
+        let id = batch.id.clone();
+        self.cache
+            .write()
+            .insert(id, Arc::new(Cached::new(1, epoch as u64, batch)));
+        Ok(())
     }
 
     async fn publish_supplementary(
@@ -758,5 +830,5 @@ impl Allocator for RedisEngine {
 /// Families passed to one close step: a few chunks' worth, so families that already
 /// confirmed (skipped) rarely leave a step with nobody to decide.
 fn close_window(max: usize) -> usize {
-    max.saturating_mul(4).clamp(64, 2000)
+    max.saturating_mul(2).clamp(64, 2000)
 }

@@ -31,7 +31,10 @@ macro_rules! script {
     };
 }
 
+script!(LOAD_BEGIN, "load_begin.lua");
+script!(LOAD_PART, "load_part.lua");
 script!(LOAD_BATCH, "lib.lua", "load_batch.lua");
+script!(LOAD_ABORT, "load_abort.lua");
 script!(DECLARE, "lib.lua", "act.lua", "declare.lua");
 script!(EDIT, "lib.lua", "act.lua", "edit.lua");
 script!(SET_LIST, "lib.lua", "act.lua", "set_list.lua");
