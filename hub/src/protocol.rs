@@ -307,6 +307,9 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("bad MessagePack: {0}")]
     MsgPack(#[from] rmp_serde::decode::Error),
+    /// Decodes, but says what no client can mean (a `ping` whose `t0` is not a number).
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
 }
 
 impl DecodeError {
@@ -363,7 +366,16 @@ impl Encoding {
         if bytes.len() > MAX_CLIENT_FRAME {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
-        self.decode(bytes)
+        let msg = self.decode(bytes)?;
+        match msg {
+            // MessagePack carries NaN and infinities; the pong would echo it, and JSON
+            // writes them as `null`, which no client reads as its send time (found by
+            // fuzzing: fuzz/hub/regressions/wire_msgpack/).
+            ClientMsg::Ping { t0 } if !t0.is_finite() => {
+                Err(DecodeError::Invalid("ping t0 must be a finite number"))
+            }
+            msg => Ok(msg),
+        }
     }
 
     pub fn decode<T: for<'de> Deserialize<'de>>(self, bytes: &[u8]) -> Result<T, DecodeError> {

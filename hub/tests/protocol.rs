@@ -447,6 +447,24 @@ fn req_ids_are_1_to_64_bytes_without_control_characters() {
 }
 
 #[test]
+fn a_ping_whose_t0_is_not_a_finite_number_is_a_bad_frame() {
+    // MessagePack can carry NaN and infinities; a JSON pong would echo them as `null`.
+    for t0 in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let frame = Encoding::MsgPack.encode(&ClientMsg::Ping { t0 }).unwrap();
+        let e = Encoding::MsgPack.decode_client(&frame).unwrap_err();
+        assert!(matches!(e, DecodeError::Invalid(_)), "{t0}: {e:?}");
+        assert_eq!(e.code(), ErrorCode::BadFrame);
+    }
+    let frame = Encoding::MsgPack
+        .encode(&ClientMsg::Ping { t0: -0.5 })
+        .unwrap();
+    assert_eq!(
+        Encoding::MsgPack.decode_client(&frame).unwrap(),
+        ClientMsg::Ping { t0: -0.5 }
+    );
+}
+
+#[test]
 fn oversized_frames_are_refused_before_parsing() {
     let mut big = br#"{"type":"sync","req_id":""#.to_vec();
     big.resize(MAX_CLIENT_FRAME + 1 - 2, b'a');

@@ -1,0 +1,11 @@
+//! A JSON Web Key Set document.
+#![no_main]
+
+#[path = "../../checks/auth.rs"]
+mod auth;
+#[path = "../../checks/runtime.rs"]
+mod runtime;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = auth::key_set(data);
+});
