@@ -3,23 +3,9 @@
 
 #[path = "../../checks/import.rs"]
 mod import;
+#[path = "../../checks/panics.rs"]
+mod panics;
 
-libfuzzer_sys::fuzz_target!(
-    init: {
-        // The import catches calamine's own panics (it indexes some tables unchecked) and
-        // refuses the file; libFuzzer's hook would abort on them before they are caught.
-        // Any other panic still aborts.
-        let abort = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let in_calamine = info
-                .location()
-                .is_some_and(|l| l.file().contains("/calamine-"));
-            if !in_calamine {
-                abort(info);
-            }
-        }));
-    },
-    |data: &[u8]| {
-        let _ = import::sheet(xuanfang_hub::import::Format::Xlsx, data);
-    }
-);
+libfuzzer_sys::fuzz_target!(init: panics::abort_unless_in_calamine(), |data: &[u8]| {
+    let _ = import::sheet(xuanfang_hub::import::Format::Xlsx, data);
+});
