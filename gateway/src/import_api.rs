@@ -16,14 +16,15 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::json;
 use xuanfang_hub::import::{self, BatchMeta, Format, ImportErrors, SessionPlan};
-use xuanfang_hub::{BatchId, ErrorCode, Millis};
+use xuanfang_hub::{BatchId, ErrorCode, Family, Millis, Unit};
 
 use crate::app::App;
 use crate::caller::Operator;
 use crate::http_error::ApiError;
 
+/// A bad row of an upload, as the `422` lists it.
 #[derive(Debug, Serialize)]
-struct RowProblem {
+pub struct RowProblem {
     file: &'static str,
     /// The row as the spreadsheet shows it (header = 1; 0: the whole file).
     row: usize,
@@ -81,8 +82,9 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBatch).detail(detail)
 }
 
+/// The upload's parts: the two sheets (format, bytes) and the other form fields.
 #[derive(Default)]
-struct Form {
+pub struct Form {
     units: Option<(Format, Vec<u8>)>,
     families: Option<(Format, Vec<u8>)>,
     fields: std::collections::HashMap<String, String>,
@@ -136,6 +138,120 @@ impl Form {
                 .map_err(|_| bad(format!("{key} must be a number"))),
         }
     }
+
+    /// The units and families of both sheets, the families' layouts checked against the
+    /// units; or every bad row.
+    pub fn sheets(&self) -> Result<(Vec<Unit>, Vec<Family>, Identities), Refusal> {
+        let (uf, ub) = self
+            .units
+            .as_ref()
+            .ok_or_else(|| bad("missing file: units"))?;
+        let (ff, fb) = self
+            .families
+            .as_ref()
+            .ok_or_else(|| bad("missing file: families"))?;
+        let units = import::units(*uf, ub);
+        let families = import::families_with_identities(*ff, fb);
+        let (units, families) = match (units, families) {
+            (Ok(u), Ok(f)) => (u, f),
+            (u, f) => {
+                let mut errors = Vec::new();
+                if let Err(e) = u {
+                    errors.extend(problems("units", e));
+                }
+                if let Err(e) = f {
+                    errors.extend(problems("families", e));
+                }
+                return Err(Refusal::Rows(errors));
+            }
+        };
+        let (families, identities): (Vec<_>, Vec<_>) = families
+            .into_iter()
+            .map(|(row, f, identity)| {
+                let id = f.id.clone();
+                ((row, f), identity.map(|i| (id, i)))
+            })
+            .unzip();
+        if let Err(e) = import::check_layouts(&units, &families) {
+            return Err(Refusal::Rows(problems("families", e)));
+        }
+        let identities = identities.into_iter().flatten().collect();
+        Ok((units, families.into_iter().map(|(_, f)| f).collect(), identities))
+    }
+
+    /// The batch's name, times and session plan from the form fields (defaults where
+    /// blank), `now` the server's time.
+    pub fn plan(&self, now: Millis) -> Result<(BatchMeta, SessionPlan), ApiError> {
+        let id = self
+            .fields
+            .get("batch_id")
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .unwrap_or_else(|| format!("batch-{}", now.0));
+        // Durations in minutes, or in seconds (`*_seconds` wins) for rehearsals and load tests.
+        // Typed by an operator: a product that overflows is refused, not wrapped.
+        let duration_ms = |key: &str, default_minutes: i64| -> Result<i64, ApiError> {
+            let (field, value, unit_ms) = match self.num(&format!("{key}_seconds"))? {
+                Some(secs) => ("seconds", secs, 1000),
+                None => (
+                    "minutes",
+                    self.num(&format!("{key}_minutes"))?
+                        .unwrap_or(default_minutes),
+                    60_000,
+                ),
+            };
+            value
+                .checked_mul(unit_ms)
+                .ok_or_else(|| invalid(format!("{key}_{field} is out of range")))
+        };
+        let meta = BatchMeta {
+            id: BatchId(id),
+            name: self
+                .fields
+                .get("name")
+                .cloned()
+                .unwrap_or_else(|| "选房批次".to_owned()),
+            preselect_start: Millis(self.num("preselect_start")?.unwrap_or(now.0)),
+            preselect_end: self.num("preselect_end")?.map(Millis),
+            utc_offset_minutes: 480,
+        };
+        let plan = SessionPlan::Auto {
+            per_session: self.num("session_size")?.unwrap_or(50).max(1) as usize,
+            first_start: Millis(
+                self.num("first_session_start")?
+                    .unwrap_or(now.0 + 30 * 60_000),
+            ),
+            interval_ms: duration_ms("session_interval", 5)?,
+            window_ms: duration_ms("window", 3)?,
+        };
+        Ok((meta, plan))
+    }
+}
+
+/// The upload's form from the request body (multipart), as the handler reads it; the fuzz
+/// target `upload_batch` calls this and [`Form::sheets`], [`Form::plan`].
+pub async fn read_upload(req: axum::extract::Request) -> Result<Form, ApiError> {
+    let mp = <Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
+        .await
+        .map_err(|e| bad(format!("expected a multipart upload: {e}")))?;
+    read_form(mp).await
+}
+
+/// The applicants' full names and identity numbers a family sheet gave, by family.
+pub type Identities =
+    std::collections::HashMap<xuanfang_hub::FamilyId, xuanfang_hub::signing::Identity>;
+
+/// Why an upload is refused: a malformed request, or rows that do not import (the
+/// `422` listing them).
+pub enum Refusal {
+    Api(ApiError),
+    Rows(Vec<RowProblem>),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
 }
 
 pub async fn create_batch(
@@ -144,45 +260,12 @@ pub async fn create_batch(
     _op: Operator,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let mp = <Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
-        .await
-        .map_err(|e| bad(format!("expected a multipart upload: {e}")))?;
-    let form = read_form(mp).await?;
-    let (uf, ub) = form
-        .units
-        .clone()
-        .ok_or_else(|| bad("missing file: units"))?;
-    let (ff, fb) = form
-        .families
-        .clone()
-        .ok_or_else(|| bad("missing file: families"))?;
-    let units = import::units(uf, &ub);
-    let families = import::families_with_identities(ff, &fb);
-    let (units, families) = match (units, families) {
-        (Ok(u), Ok(f)) => (u, f),
-        (u, f) => {
-            let mut errors = Vec::new();
-            if let Err(e) = u {
-                errors.extend(problems("units", e));
-            }
-            if let Err(e) = f {
-                errors.extend(problems("families", e));
-            }
-            return Ok(refused(errors));
-        }
+    let form = read_upload(req).await?;
+    let (units, families, identities) = match form.sheets() {
+        Ok(sheets) => sheets,
+        Err(Refusal::Api(e)) => return Err(e),
+        Err(Refusal::Rows(errors)) => return Ok(refused(errors)),
     };
-    let (families, identities): (Vec<_>, Vec<_>) = families
-        .into_iter()
-        .map(|(row, f, identity)| {
-            let id = f.id.clone();
-            ((row, f), identity.map(|i| (id, i)))
-        })
-        .unzip();
-    if let Err(e) = import::check_layouts(&units, &families) {
-        return Ok(refused(problems("families", e)));
-    }
-    let identities: std::collections::HashMap<_, _> = identities.into_iter().flatten().collect();
-    let families = families.into_iter().map(|(_, f)| f).collect();
     let now = app.now();
     let replace = form.fields.get("replace").is_some_and(|v| v == "true");
     if !replace {
@@ -200,48 +283,7 @@ pub async fn create_batch(
                 .into_response());
         }
     }
-    let id = form
-        .fields
-        .get("batch_id")
-        .filter(|s| !s.is_empty())
-        .cloned()
-        .unwrap_or_else(|| format!("batch-{}", now.0));
-    // Durations in minutes, or in seconds (`*_seconds` wins) for rehearsals and load tests.
-    // Typed by an operator: a product that overflows is refused, not wrapped.
-    let duration_ms = |key: &str, default_minutes: i64| -> Result<i64, ApiError> {
-        let (field, value, unit_ms) = match form.num(&format!("{key}_seconds"))? {
-            Some(secs) => ("seconds", secs, 1000),
-            None => (
-                "minutes",
-                form.num(&format!("{key}_minutes"))?
-                    .unwrap_or(default_minutes),
-                60_000,
-            ),
-        };
-        value
-            .checked_mul(unit_ms)
-            .ok_or_else(|| invalid(format!("{key}_{field} is out of range")))
-    };
-    let meta = BatchMeta {
-        id: BatchId(id),
-        name: form
-            .fields
-            .get("name")
-            .cloned()
-            .unwrap_or_else(|| "选房批次".to_owned()),
-        preselect_start: Millis(form.num("preselect_start")?.unwrap_or(now.0)),
-        preselect_end: form.num("preselect_end")?.map(Millis),
-        utc_offset_minutes: 480,
-    };
-    let plan = SessionPlan::Auto {
-        per_session: form.num("session_size")?.unwrap_or(50).max(1) as usize,
-        first_start: Millis(
-            form.num("first_session_start")?
-                .unwrap_or(now.0 + 30 * 60_000),
-        ),
-        interval_ms: duration_ms("session_interval", 5)?,
-        window_ms: duration_ms("window", 3)?,
-    };
+    let (meta, plan) = form.plan(now)?;
     let batch =
         import::build_batch(meta, units, families, &plan).map_err(|e| invalid(e.to_string()))?;
     let id = batch.id.clone();
@@ -261,7 +303,7 @@ pub async fn create_batch(
 async fn keep_identities(
     app: &App,
     batch: &BatchId,
-    identities: std::collections::HashMap<xuanfang_hub::FamilyId, xuanfang_hub::signing::Identity>,
+    identities: Identities,
 ) -> Result<usize, ApiError> {
     if identities.is_empty() {
         return Ok(0);

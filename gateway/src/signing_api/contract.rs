@@ -67,30 +67,11 @@ pub async fn sign_contract(
     State(app): State<Arc<App>>,
     t: FamilyTarget,
     IdempotencyKey(req_id): IdempotencyKey,
-    mut form: Multipart,
+    form: Multipart,
 ) -> Result<Json<SigningPage>, ApiError> {
     let sg = signing_of(&app)?;
     let view = ensure_open(&app, sg, &t.hub.batch, &t.family).await?;
-    let mut signature = None;
-    loop {
-        let mut field = match form.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                let status = e.status();
-                return Err(err(status, ErrorCode::BadRequest).detail(e.body_text()));
-            }
-        };
-        let name = field.name().unwrap_or_default().to_owned();
-        if name != "signature" || signature.is_some() {
-            return Err(err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
-                .detail(format!("one part `signature` expected, got {name:?}")));
-        }
-        signature = Some(read_part(&mut field, MAX_SIGNATURE_BYTES).await?);
-    }
-    let raw = signature.ok_or_else(|| {
-        err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest).detail("part signature required")
-    })?;
+    let raw = read_signature(form).await?;
     needs(&view, Step::Contract)?;
     let png = tokio::task::spawn_blocking(move || {
         check_image_within(&raw, true, MAX_SIGNATURE_BYTES, MAX_SIGNATURE_SIDE)
@@ -113,6 +94,31 @@ pub async fn sign_contract(
             .await,
     )?;
     Ok(Json(page_of(sg, view, Viewer::Family)))
+}
+
+/// The one part of the contract upload, `signature`, as sent (checked as an image by
+/// the caller). The fuzz target `upload_signature` calls this.
+pub async fn read_signature(mut form: Multipart) -> Result<Vec<u8>, ApiError> {
+    let mut signature = None;
+    loop {
+        let mut field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                let status = e.status();
+                return Err(err(status, ErrorCode::BadRequest).detail(e.body_text()));
+            }
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if name != "signature" || signature.is_some() {
+            return Err(err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest)
+                .detail(format!("one part `signature` expected, got {name:?}")));
+        }
+        signature = Some(read_part(&mut field, MAX_SIGNATURE_BYTES).await?);
+    }
+    signature.ok_or_else(|| {
+        err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest).detail("part signature required")
+    })
 }
 
 /// Renders the lease with the signature and stores both: the `SignContract` to ask for.

@@ -106,14 +106,11 @@ pub async fn check_image_off_runtime(
         .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal))?
 }
 
-pub async fn fill_details(
-    State(app): State<Arc<App>>,
-    t: FamilyTarget,
-    IdempotencyKey(req_id): IdempotencyKey,
+/// The parts of the details upload: the form and both photos, each checked
+/// ([`check_image`]). The fuzz target `upload_details` calls this.
+pub async fn read_details(
     mut form: Multipart,
-) -> Result<Json<SigningPage>, ApiError> {
-    let sg = signing_of(&app)?;
-    ensure_open(&app, sg, &t.hub.batch, &t.family).await?;
+) -> Result<(DetailsForm, CheckedImage, CheckedImage), ApiError> {
     let (mut details, mut front, mut back) = (None, None, None);
     loop {
         let mut field = match form.next_field().await {
@@ -157,6 +154,18 @@ pub async fn fill_details(
     let d = details.ok_or_else(|| missing("details"))?;
     let front = front.ok_or_else(|| missing("card_front"))?;
     let back = back.ok_or_else(|| missing("card_back"))?;
+    Ok((d, front, back))
+}
+
+pub async fn fill_details(
+    State(app): State<Arc<App>>,
+    t: FamilyTarget,
+    IdempotencyKey(req_id): IdempotencyKey,
+    form: Multipart,
+) -> Result<Json<SigningPage>, ApiError> {
+    let sg = signing_of(&app)?;
+    ensure_open(&app, sg, &t.hub.batch, &t.family).await?;
+    let (d, front, back) = read_details(form).await?;
     // The hub decides; these checks only keep a refused form from leaving photos behind.
     let (phone, card) = (Phone::new(d.phone), CardNumber::new(d.card_number));
     if !phone.is_valid() {

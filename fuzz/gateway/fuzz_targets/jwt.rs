@@ -1,0 +1,13 @@
+//! A bearer token, verified by an HS256, an RS256 and a key-set verifier.
+#![no_main]
+// Each target uses a few of the shared checks; the replay tests use them all.
+#![allow(dead_code)]
+
+#[path = "../../checks/auth.rs"]
+mod auth;
+#[path = "../../checks/runtime.rs"]
+mod runtime;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = auth::token(data);
+});
