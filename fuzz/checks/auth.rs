@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use jsonwebtoken::{decode_header, Algorithm};
 use xuanfang_gateway::auth::{jwks, Auth, JwksSource, JwksTiming, KeySet, TokenRules};
 
-use crate::runtime::block_on;
+use super::runtime::block_on;
 
 /// The HS256 secret of the seed tokens (test-only).
 pub const SECRET: &[u8] = b"fuzz-secret-fuzz-secret-fuzz-sec";

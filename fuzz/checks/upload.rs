@@ -19,7 +19,7 @@ use xuanfang_gateway::signing_api::CheckedImage;
 use xuanfang_hub::import::build_batch;
 use xuanfang_hub::Millis;
 
-use crate::runtime::block_on;
+use super::runtime::block_on;
 
 /// The boundary every fuzzed body is framed with (the seeds use it).
 pub const BOUNDARY: &str = "xuanfang-fuzz";
