@@ -1171,7 +1171,7 @@ async fn the_sweep_queries_a_pending_refund_and_records_its_outcome_once() {
     assert_eq!((rep.refunds_settled, rep.errors), (0, 0));
     assert_eq!(
         s.vendor.lock().unwrap().refund_queries,
-        [e.req.out_refund_no.clone()]
+        vec![e.req.out_refund_no.clone()]
     );
     assert_eq!(journal_of(&s)[0].status, RefundStatus::Accepted);
     // Closed at WeChat (its notification lost): the next sweep records it failed.
