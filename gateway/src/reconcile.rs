@@ -89,7 +89,7 @@ impl Reconciler {
                         provider_txn_id: v.provider_txn_id.clone(),
                         amount_fen: v.amount_fen,
                     };
-                    start_refund(sg, &n, "voided by a rejection of the deposit", app.now()).await;
+                    start_refund(sg, &n, "deposit_voided", app.now()).await;
                     rep.voided_refunds += 1;
                 }
                 let current = match r.deposit() {
