@@ -2,8 +2,9 @@
 //! the payment provider about the orders of every signing record and feeds a payment it
 //! finds through the same path as a notification ([`receive_payment`]), so a payment
 //! whose notification never arrived still completes the deposit (or, refused, is
-//! refunded). It also refunds payments voided by a rejection of the deposit and asks
-//! again the refunds the provider has not answered.
+//! refunded). It also refunds payments voided by a rejection of the deposit, asks
+//! again the refunds the provider has not answered, and queries the outcome of those it
+//! accepted (a lost refund notification still settles the journal).
 //!
 //! Several gateways may sweep at once: a payment fed twice is one request to the engine
 //! (the request id is the transaction's) and the hub's rules take a payment once; a
@@ -33,6 +34,8 @@ pub struct SweepReport {
     pub voided_refunds: usize,
     /// Refunds asked again and answered.
     pub refunds_retried: usize,
+    /// Refunds accepted earlier whose outcome (succeeded / failed) the query recorded.
+    pub refunds_settled: usize,
     /// Calls that failed (asked again next time).
     pub errors: usize,
 }
@@ -86,7 +89,7 @@ impl Reconciler {
                         provider_txn_id: v.provider_txn_id.clone(),
                         amount_fen: v.amount_fen,
                     };
-                    start_refund(sg, &n, "voided by a rejection of the deposit", app.now()).await;
+                    start_refund(sg, &n, "deposit_voided", app.now()).await;
                     rep.voided_refunds += 1;
                 }
                 let current = match r.deposit() {
@@ -134,6 +137,9 @@ impl Reconciler {
             }
         }
         rep.refunds_retried = sg.refunds.retry_asked(&*pay, app.now()).await;
+        let (settled, errors) = sg.refunds.query_pending(&*pay, app.now()).await;
+        rep.refunds_settled = settled;
+        rep.errors += errors;
         rep
     }
 

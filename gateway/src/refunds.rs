@@ -46,9 +46,32 @@ pub fn request_for(n: &PaymentNotification, reason: &str) -> RefundRequest {
 pub enum RefundStatus {
     /// Recorded; the provider has not answered yet (asked again by the sweep).
     Asked,
+    /// Accepted by the provider, the outcome pending (its notification, or the sweep's
+    /// query, settles it).
     Accepted,
-    /// The provider refused: an operator must look.
+    /// The money is back with the payer: final.
+    Succeeded,
+    /// The provider refused, closed or could not pay it back (`failure` says why): final,
+    /// an operator must look (and refund by hand at the merchant platform).
     Failed,
+}
+
+impl RefundStatus {
+    /// Whether nothing changes it any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// What [`Refunds::settle`] did with an outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Recorded: the refund's status changed.
+    Changed(RefundStatus),
+    /// Already settled (or the same notification again): nothing changed.
+    Unchanged(RefundStatus),
+    /// Not a refund of ours, or not its amount: nothing changed.
+    NotOurs,
 }
 
 /// One line of the journal: a refund and its status at `at`.
@@ -59,6 +82,20 @@ pub struct RefundEntry {
     pub req: RefundRequest,
     pub status: RefundStatus,
     pub at: Millis,
+    /// Why it failed (the provider's words), for [`RefundStatus::Failed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// The provider notification that settled it (repeats of it change nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+fn status_of(s: &RefundState) -> (RefundStatus, Option<String>) {
+    match s {
+        RefundState::Accepted => (RefundStatus::Accepted, None),
+        RefundState::Succeeded => (RefundStatus::Succeeded, None),
+        RefundState::Failed(why) => (RefundStatus::Failed, Some(why.clone())),
+    }
 }
 
 pub struct Refunds {
@@ -149,7 +186,73 @@ impl Refunds {
             req: req.clone(),
             status: RefundStatus::Asked,
             at: now,
+            failure: None,
+            event_id: None,
         })
+    }
+
+    /// Records the provider's outcome of refund `no` (from its notification, `event_id`,
+    /// or a query): once final, nothing changes it, so a replay, a late notification or
+    /// a restart's second query is harmless. `amount_fen` (when the provider says it)
+    /// must be the refund's.
+    pub fn settle(
+        &self,
+        no: &str,
+        state: &RefundState,
+        amount_fen: Option<u64>,
+        event_id: Option<&str>,
+        now: Millis,
+    ) -> std::io::Result<Settled> {
+        let Some(e) = self.entries.lock().get(no).cloned() else {
+            return Ok(Settled::NotOurs);
+        };
+        if amount_fen.is_some_and(|a| a != e.req.amount_fen) {
+            return Ok(Settled::NotOurs);
+        }
+        let (status, failure) = status_of(state);
+        let repeat = event_id.is_some() && e.event_id.as_deref() == event_id;
+        // Accepted after Accepted, or anything after a final status: nothing new.
+        if repeat || e.status.is_final() || status == e.status {
+            return Ok(Settled::Unchanged(e.status));
+        }
+        if status == RefundStatus::Failed {
+            tracing::error!(refund = %no, order = %e.req.out_trade_no, reason = ?failure, "refund failed at the provider: an operator must look");
+        }
+        self.record(RefundEntry {
+            status,
+            failure,
+            event_id: event_id.map(str::to_owned),
+            at: now,
+            ..e
+        })?;
+        Ok(Settled::Changed(status))
+    }
+
+    /// Asks the provider about every refund it accepted without an outcome yet, and
+    /// records the outcomes; answers how many were settled.
+    pub async fn query_pending(&self, pay: &dyn PaymentProvider, now: Millis) -> (usize, usize) {
+        let pending: Vec<_> = (self.entries.lock().values())
+            .filter(|e| e.status == RefundStatus::Accepted)
+            .cloned()
+            .collect();
+        let (mut settled, mut errors) = (0, 0);
+        for e in pending {
+            match pay.query_refund(&e.req).await {
+                Ok(state) => match self.settle(&e.req.out_refund_no, &state, None, None, now) {
+                    Ok(Settled::Changed(_)) => settled += 1,
+                    Ok(_) => {}
+                    Err(err) => {
+                        errors += 1;
+                        tracing::error!("refund journal: {err}");
+                    }
+                },
+                Err(err) => {
+                    errors += 1;
+                    tracing::warn!(refund = %e.req.out_refund_no, "refund query failed: {err}");
+                }
+            }
+        }
+        (settled, errors)
     }
 
     /// Refunds `req` unless it was refunded already: recorded first (durably), then asked
@@ -165,13 +268,15 @@ impl Refunds {
         let no = req.out_refund_no.clone();
         let known = self.entries.lock().get(&no).map(|e| e.status);
         match known {
-            Some(s @ (RefundStatus::Accepted | RefundStatus::Failed)) => return Ok(Some(s)),
             Some(RefundStatus::Asked) => {}
+            Some(s) => return Ok(Some(s)),
             None => self.record(RefundEntry {
                 batch: batch.clone(),
                 req: req.clone(),
                 status: RefundStatus::Asked,
                 at: now,
+                failure: None,
+                event_id: None,
             })?,
         }
         if !self.in_flight.lock().insert(no.clone()) {
@@ -179,30 +284,24 @@ impl Refunds {
         }
         // Answered while we were not yet the one asking: done.
         let now_known = self.entries.lock().get(&no).map(|e| e.status);
-        if let Some(s @ (RefundStatus::Accepted | RefundStatus::Failed)) = now_known {
+        if let Some(s) = now_known.filter(|s| *s != RefundStatus::Asked) {
             self.in_flight.lock().remove(&no);
             return Ok(Some(s));
         }
         let answer = pay.refund(&req).await;
         self.in_flight.lock().remove(&no);
-        let status = match answer {
-            Ok(RefundState::Accepted) => RefundStatus::Accepted,
-            Ok(RefundState::Failed) => {
-                tracing::error!(refund = %no, order = %req.out_trade_no, "refund refused by the provider: an operator must look");
-                RefundStatus::Failed
-            }
+        let state = match answer {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(refund = %no, "refund not asked yet ({e}); the sweep asks again");
                 return Ok(Some(RefundStatus::Asked));
             }
         };
-        self.record(RefundEntry {
-            batch: batch.clone(),
-            req,
-            status,
-            at: now,
-        })?;
-        Ok(Some(status))
+        // A notification may have settled it while we asked: that outcome stands.
+        Ok(Some(match self.settle(&no, &state, None, None, now)? {
+            Settled::Changed(s) | Settled::Unchanged(s) => s,
+            Settled::NotOurs => RefundStatus::Asked,
+        }))
     }
 
     /// Asks again every refund the provider has not answered (a crash or a failed call).
@@ -250,6 +349,8 @@ mod tests {
             },
             status,
             at: Millis(1),
+            failure: None,
+            event_id: None,
         };
         let mut text = String::new();
         for s in [RefundStatus::Asked, RefundStatus::Accepted] {
@@ -260,5 +361,73 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let r = Refunds::open(&path).unwrap();
         assert_eq!(r.entries(), vec![e(RefundStatus::Accepted)]);
+    }
+
+    #[test]
+    fn an_outcome_is_recorded_once_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("refunds.jsonl");
+        let req = RefundRequest {
+            out_refund_no: "RF2".into(),
+            out_trade_no: "D2".into(),
+            provider_txn_id: "t2".into(),
+            amount_fen: 500,
+            reason: "order_expired".into(),
+        };
+        let r = Refunds::open(&path).unwrap();
+        let b = BatchId("b".into());
+        r.note(&b, &req, Millis(1)).unwrap();
+        let failed = RefundState::Failed("wechat pay refund ABNORMAL".into());
+        // Not ours: an unknown number, another amount.
+        assert_eq!(
+            r.settle("RF9", &failed, None, None, Millis(2)).unwrap(),
+            Settled::NotOurs
+        );
+        assert_eq!(
+            r.settle("RF2", &failed, Some(499), Some("e1"), Millis(2))
+                .unwrap(),
+            Settled::NotOurs
+        );
+        assert_eq!(r.entries()[0].status, RefundStatus::Asked);
+        assert_eq!(
+            r.settle("RF2", &failed, Some(500), Some("e1"), Millis(3))
+                .unwrap(),
+            Settled::Changed(RefundStatus::Failed)
+        );
+        // Final: a replay, another event, a query's answer change nothing.
+        for (state, event) in [
+            (&failed, Some("e1")),
+            (&RefundState::Succeeded, Some("e2")),
+            (&RefundState::Accepted, None),
+        ] {
+            assert_eq!(
+                r.settle("RF2", state, None, event, Millis(4)).unwrap(),
+                Settled::Unchanged(RefundStatus::Failed)
+            );
+        }
+        drop(r);
+        let back = Refunds::open(&path).unwrap().entries();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].status, RefundStatus::Failed);
+        assert_eq!(
+            back[0].failure.as_deref(),
+            Some("wechat pay refund ABNORMAL")
+        );
+        assert_eq!(
+            (back[0].at, back[0].event_id.as_deref()),
+            (Millis(3), Some("e1"))
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_journal_line_of_before_outcomes_still_reads() {
+        // Lines written before `failure` / `event_id` existed.
+        let line = r#"{"batch":"b","out_refund_no":"RF1","out_trade_no":"D1","provider_txn_id":"t1","amount_fen":5,"reason":"x","status":"accepted","at":1}"#;
+        let e: RefundEntry = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (e.status, e.failure, e.event_id),
+            (RefundStatus::Accepted, None, None)
+        );
     }
 }

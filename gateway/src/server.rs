@@ -176,6 +176,9 @@ pub fn routes() -> Vec<Route> {
             get(sg::my_notice_pdf)
         }),
         r("GET", "/api/ops/signing", Operator, Api, || get(sg::queue)),
+        r("GET", "/api/ops/refunds", Operator, Api, || {
+            get(sg::refunds)
+        }),
         r("GET", "/api/ops/signing/{family}", Operator, Api, || {
             get(sg::record)
         }),

@@ -46,6 +46,22 @@ struct Vendor {
     unsigned: usize,
     /// How the answers are signed (a test plays a party between gateway and Alipay).
     answers: Answers,
+    /// How `alipay.trade.refund` answers (default: refunded at once, `fund_change` Y).
+    refund_answer: RefundAnswer,
+    /// Refunds (`out_request_no`) the refund query says are back with the payer.
+    refunds_done: Vec<String>,
+    /// `alipay.trade.fastpay.refund.query` calls answered.
+    refund_queries: usize,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum RefundAnswer {
+    #[default]
+    FundChanged,
+    /// Accepted, the money not moved yet (`fund_change` N): the query tells later.
+    Pending,
+    /// A business refusal (40004).
+    Refused,
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -117,9 +133,36 @@ async fn gateway_do(
                     "total_amount": o["total_amount"]}),
             }
         }
-        "alipay.trade.refund" => {
-            v.refunds.push(biz.clone());
-            json!({"code": "10000", "msg": "Success", "trade_no": biz["trade_no"], "fund_change": "Y"})
+        "alipay.trade.refund" => match v.refund_answer {
+            RefundAnswer::Refused => json!({"code": "40004", "msg": "Business Failed",
+                "sub_code": "ACQ.TRADE_HAS_CLOSE", "sub_msg": "交易已经关闭"}),
+            how => {
+                v.refunds.push(biz.clone());
+                let changed = if how == RefundAnswer::Pending {
+                    "N"
+                } else {
+                    "Y"
+                };
+                json!({"code": "10000", "msg": "Success", "trade_no": biz["trade_no"], "fund_change": changed})
+            }
+        },
+        "alipay.trade.fastpay.refund.query" => {
+            v.refund_queries += 1;
+            let no = biz["out_request_no"].as_str().unwrap_or_default();
+            match (v.refunds.iter()).find(|r| r["out_request_no"] == no) {
+                // Alipay answers Success without the refund's fields for a number it has
+                // no refund under.
+                None => json!({"code": "10000", "msg": "Success"}),
+                Some(r) => {
+                    let mut a = json!({"code": "10000", "msg": "Success", "trade_no": r["trade_no"],
+                        "out_request_no": no, "refund_amount": r["refund_amount"],
+                        "total_amount": r["refund_amount"]});
+                    if v.refunds_done.iter().any(|d| d == no) {
+                        a["refund_status"] = json!("REFUND_SUCCESS");
+                    }
+                    a
+                }
+            }
         }
         _ => json!({"code": "40004", "sub_code": "isv.invalid-method"}),
     };
@@ -370,4 +413,98 @@ async fn an_answer_not_signed_by_alipay_is_refused() {
     let rep = Reconciler::default().sweep(&s.app).await;
     assert_eq!((rep.payments_found, rep.errors), (1, 0));
     assert_eq!(s.status().await, "in_review");
+}
+
+// ---- Refund outcomes: the refund's answer and alipay.trade.fastpay.refund.query ----
+
+/// F1 pays at Alipay after the hub's expiry, the notification lost: the sweep finds it
+/// and the refund is asked. Waits until the journal has the answer (not `Asked`).
+async fn a_late_payment_refunded(s: &Setup) -> xuanfang_gateway::refunds::RefundEntry {
+    use xuanfang_gateway::refunds::RefundStatus;
+    s.up_to_deposit().await;
+    let o: Value = s
+        .post("/api/me/signing/deposit", "dep1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    s.clock.set(Millis(o["expires_at"].as_i64().unwrap() + 1));
+    s.vendor.lock().unwrap().orders.get_mut(&no).unwrap().1 =
+        Some("2026120122001400000000000009".into());
+    assert_eq!(Reconciler::default().sweep(&s.app).await.payments_found, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = s.app.signing().unwrap().refunds.entries();
+        if e.first().is_some_and(|e| e.status != RefundStatus::Asked) {
+            return e[0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refund not answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refund_alipay_has_not_paid_back_yet_is_settled_by_the_refund_query() {
+    use xuanfang_gateway::refunds::RefundStatus;
+    let s = setup().await;
+    s.vendor.lock().unwrap().refund_answer = RefundAnswer::Pending;
+    let e = a_late_payment_refunded(&s).await;
+    assert_eq!(e.status, RefundStatus::Accepted, "fund_change N: pending");
+    let sweep = Reconciler::default();
+    // Not back yet: asked, nothing recorded.
+    let queries = s.vendor.lock().unwrap().refund_queries;
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.refunds_settled, rep.errors), (0, 0));
+    assert_eq!(s.vendor.lock().unwrap().refund_queries, queries + 1);
+    // Back with the payer: recorded succeeded, then never asked again.
+    (s.vendor.lock().unwrap().refunds_done).push(e.req.out_refund_no.clone());
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.refunds_settled, rep.errors), (1, 0));
+    assert_eq!(
+        s.app.signing().unwrap().refunds.entries()[0].status,
+        RefundStatus::Succeeded
+    );
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!(rep.refunds_settled, 0);
+    assert_eq!(s.vendor.lock().unwrap().refund_queries, queries + 2);
+    assert_eq!(s.vendor.lock().unwrap().refunds.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refund_alipay_refunds_at_once_is_succeeded_and_a_refused_one_failed_with_its_reason() {
+    use xuanfang_gateway::refunds::RefundStatus;
+    let s = setup().await;
+    s.vendor.lock().unwrap().refund_answer = RefundAnswer::Refused;
+    let e = a_late_payment_refunded(&s).await;
+    assert_eq!(e.status, RefundStatus::Failed);
+    assert_eq!(
+        e.failure.as_deref(),
+        Some("alipay ACQ.TRADE_HAS_CLOSE 交易已经关闭")
+    );
+    // Final: the sweep neither asks the refund again nor queries it.
+    let queries = s.vendor.lock().unwrap().refund_queries;
+    let rep = Reconciler::default().sweep(&s.app).await;
+    assert_eq!((rep.refunds_retried, rep.refunds_settled), (0, 0));
+    assert_eq!(s.vendor.lock().unwrap().refund_queries, queries);
+    // Listed for the operators.
+    let failed: Value = (s.http.get(s.url("/api/ops/refunds?status=failed")))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed[0]["out_refund_no"], e.req.out_refund_no.as_str());
+    assert_eq!(failed[0]["status"], "failed");
+
+    // Another gateway's Alipay answering fund_change Y: succeeded without a query.
+    let s = setup().await;
+    let e = a_late_payment_refunded(&s).await;
+    assert_eq!(e.status, RefundStatus::Succeeded);
+    assert_eq!(s.vendor.lock().unwrap().refund_queries, 0);
 }

@@ -82,6 +82,10 @@ struct Vendor {
     refund_requests: Vec<Value>,
     /// Requests whose signature did not verify.
     unsigned: usize,
+    /// A refund's status as queries answer it (absent: `PROCESSING`).
+    refund_status: HashMap<String, String>,
+    /// Refund queries answered, by refund number.
+    refund_queries: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Vendor>>;
@@ -203,12 +207,44 @@ async fn refund(State(v): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
     )
 }
 
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}`: a refund asked, its status.
+async fn refund_query(
+    State(v): State<Shared>,
+    Path(no): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let url = format!("/v3/refund/domestic/refunds/{no}");
+    if !signed_by_merchant("GET", &url, &headers, b"") {
+        v.lock().unwrap().unsigned += 1;
+        return signed_answer(StatusCode::UNAUTHORIZED, json!({"code": "SIGN_ERROR"}));
+    }
+    let mut v = v.lock().unwrap();
+    v.refund_queries.push(no.clone());
+    let Some(req) = (v.refund_requests.iter()).find(|r| r["out_refund_no"] == no.as_str()) else {
+        return signed_answer(
+            StatusCode::NOT_FOUND,
+            json!({"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"}),
+        );
+    };
+    let status = v.refund_status.get(&no).cloned();
+    signed_answer(
+        StatusCode::OK,
+        json!({"refund_id": "50000000382019052709732678859", "out_refund_no": no,
+               "transaction_id": req["transaction_id"], "channel": "ORIGINAL",
+               "status": status.as_deref().unwrap_or("PROCESSING"),
+               "amount": {"total": req["amount"]["total"], "refund": req["amount"]["refund"],
+                          "payer_total": req["amount"]["total"], "payer_refund": req["amount"]["refund"],
+                          "currency": "CNY"}}),
+    )
+}
+
 async fn start_vendor() -> (String, Shared) {
     let shared: Shared = Arc::default();
     let router = axum::Router::new()
         .route("/v3/pay/transactions/native", post(native))
         .route("/v3/pay/transactions/out-trade-no/{no}", get(query))
         .route("/v3/refund/domestic/refunds", post(refund))
+        .route("/v3/refund/domestic/refunds/{no}", get(refund_query))
         .with_state(shared.clone());
     (format!("http://{}", serve_router(router).await), shared)
 }
@@ -657,4 +693,356 @@ async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_
     assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 1);
     // The family pays a new order.
     assert_eq!(status_of(&s.view("F1").await), "open");
+}
+
+// ---- Refund outcomes: REFUND.* notifications and the sweep's refund query ----
+
+/// F1 pays after the hub's expiry: refused, refunded, and accepted by WeChat
+/// (`PROCESSING`). Answers the journal's entry once it says so, and the payment's amount.
+async fn a_refund_accepted(s: &Setup, txn: &str) -> xuanfang_gateway::refunds::RefundEntry {
+    s.up_to_deposit("F1").await;
+    let o = s.order("F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    s.clock
+        .set(Millis(o["expires_at"].as_i64().unwrap() + 1_000));
+    let late = s.notification(
+        "n-late",
+        &no,
+        txn,
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    assert_eq!(s.notify(late).await.1["accepted"], false);
+    s.wait_refunds(1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = s.app.signing().unwrap().refunds.entries();
+        if e.first()
+            .is_some_and(|e| e.status == RefundStatus::Accepted)
+        {
+            return e[0].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refund not accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// WeChat Pay's refund notification (`REFUND.SUCCESS` / `.ABNORMAL` / `.CLOSED`) of
+/// refund `e`, its resource's `refund_status` `status`, signed with `key_pem` at `ts_secs`
+/// and encrypted with `apiv3`.
+fn refund_notification(
+    e: &xuanfang_gateway::refunds::RefundEntry,
+    id: &str,
+    event_type: &str,
+    status: &str,
+    ts_secs: i64,
+    (key_pem, apiv3): (&str, &[u8; 32]),
+    edit: impl FnOnce(&mut Value),
+) -> (Vec<u8>, Vec<(&'static str, String)>) {
+    let mut r = json!({
+        "mchid": MCHID,
+        "out_trade_no": e.req.out_trade_no,
+        "transaction_id": e.req.provider_txn_id,
+        "out_refund_no": e.req.out_refund_no,
+        "refund_id": "50000000382019052709732678859",
+        "refund_status": status,
+        "success_time": "2026-12-01T00:40:00+08:00",
+        "user_received_account": "招商银行信用卡0403",
+        "amount": {"total": e.req.amount_fen, "refund": e.req.amount_fen,
+                   "payer_total": e.req.amount_fen, "payer_refund": e.req.amount_fen},
+    });
+    edit(&mut r);
+    let nonce = "refundnonce1";
+    let body = json!({
+        "id": id,
+        "create_time": "2026-12-01T00:40:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": event_type,
+        "summary": "退款成功",
+        "resource": {
+            "original_type": "refund",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": encrypt(apiv3, nonce, "refund", r.to_string().as_bytes()),
+            "associated_data": "refund",
+            "nonce": nonce,
+        }
+    })
+    .to_string()
+    .into_bytes();
+    let headers = platform_headers(&body, ts_secs, key_pem);
+    (body, headers)
+}
+
+fn journal_of(s: &Setup) -> Vec<xuanfang_gateway::refunds::RefundEntry> {
+    s.app.signing().unwrap().refunds.entries()
+}
+
+async fn ops_get(s: &Setup, path: &str) -> (u16, Value) {
+    let r = (s.http.get(s.url(path)))
+        .bearer_auth(operator_token())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_nothing() {
+    let s = setup().await;
+    let e = a_refund_accepted(&s, "4200000001202612010000000011").await;
+    let now = s.now_secs();
+    let genuine = (PLATFORM_KEY, &APIV3_KEY);
+    let unchanged = |s: &Setup| {
+        let j = journal_of(s);
+        assert_eq!(j.len(), 1);
+        assert_eq!(
+            (j[0].status, j[0].failure.as_deref()),
+            (RefundStatus::Accepted, None)
+        );
+    };
+
+    // Not believed, each answered FAIL (WeChat sends it again) and nothing changed.
+    let success = |id: &str, ts, keys, edit: fn(&mut Value)| {
+        refund_notification(&e, id, "REFUND.SUCCESS", "SUCCESS", ts, keys, edit)
+    };
+    let merchant_signed = success("r1", now, (MERCHANT_KEY, &APIV3_KEY), |_| {});
+    let other_apiv3 = success(
+        "r1",
+        now,
+        (PLATFORM_KEY, b"another-apiv3-key-of-32-bytes!!!"),
+        |_| {},
+    );
+    let stale = success("r1", now - 6 * 60, genuine, |_| {});
+    let other_merchant = success("r1", now, genuine, |r| r["mchid"] = json!("1900000001"));
+    let no_amount = success("r1", now, genuine, |r| {
+        r.as_object_mut().unwrap().remove("amount");
+    });
+    for (what, n, want) in [
+        ("merchant-signed", merchant_signed, 401),
+        ("another APIv3 key", other_apiv3, 401),
+        ("stale", stale, 401),
+        ("another merchant", other_merchant, 401),
+        ("no amount", no_amount, 400),
+    ] {
+        let (st, a) = s.notify(n).await;
+        assert_eq!(
+            (st, a["code"].as_str()),
+            (want, Some("FAIL")),
+            "{what}: {a}"
+        );
+        unchanged(&s);
+    }
+    // The event and the resource disagree: not believed as either.
+    let mixed = refund_notification(&e, "r1", "REFUND.SUCCESS", "ABNORMAL", now, genuine, |_| {});
+    assert_eq!(s.notify(mixed).await.0, 400);
+    // A body that says REFUND but was altered after signing.
+    let (mut body, headers) = success("r1", now, genuine, |_| {});
+    let at = body.len() - 3;
+    body[at] ^= 1;
+    assert_eq!(s.notify((body, headers)).await.0, 401);
+    unchanged(&s);
+    // Signed, but of no refund of ours, or of another amount: received, nothing changed.
+    for (what, edit) in [
+        (
+            "unknown refund",
+            (|r: &mut Value| r["out_refund_no"] = json!("RF0000")) as fn(&mut Value),
+        ),
+        ("another amount", |r: &mut Value| {
+            r["amount"]["refund"] = json!(1)
+        }),
+    ] {
+        let n = success("r0", now, genuine, edit);
+        let (st, a) = s.notify(n).await;
+        assert_eq!(
+            (st, &a["code"], &a["accepted"]),
+            (200, &json!("SUCCESS"), &json!(false)),
+            "{what}"
+        );
+        unchanged(&s);
+    }
+
+    // The genuine one: succeeded, recorded with its event id and time.
+    s.clock.set(s.clock_now().plus_ms(5_000));
+    let (st, a) = s.notify(success("r1", s.now_secs(), genuine, |_| {})).await;
+    assert_eq!(
+        (st, &a["code"], &a["accepted"]),
+        (200, &json!("SUCCESS"), &json!(true))
+    );
+    let j = journal_of(&s);
+    assert_eq!(j[0].status, RefundStatus::Succeeded);
+    assert_eq!(j[0].event_id.as_deref(), Some("r1"));
+    let settled_at = j[0].at;
+    assert_eq!(settled_at, s.clock_now());
+    // Replayed, and a later contradicting event of the same refund: nothing changes.
+    s.clock.set(s.clock_now().plus_ms(5_000));
+    let (st, a) = s.notify(success("r1", s.now_secs(), genuine, |_| {})).await;
+    assert_eq!((st, &a["accepted"]), (200, &json!(true)));
+    let closed = refund_notification(
+        &e,
+        "r2",
+        "REFUND.CLOSED",
+        "CLOSED",
+        s.now_secs(),
+        genuine,
+        |_| {},
+    );
+    assert_eq!(s.notify(closed).await.0, 200);
+    let lines = std::fs::read_to_string(s.journal.path().join("refunds.jsonl")).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        3,
+        "asked, accepted, succeeded: {lines}"
+    );
+
+    // A restarted gateway reads the outcome back and asks WeChat nothing more.
+    let restarted = App::with_clock(
+        s.engine.clone() as Arc<dyn Allocator>,
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        s.clock.clone(),
+    );
+    assert!(restarted.enable_signing(s.signing()));
+    let back = restarted.signing().unwrap().refunds.entries();
+    assert_eq!(
+        (back[0].status, back[0].at),
+        (RefundStatus::Succeeded, settled_at)
+    );
+    let rep = Reconciler::default().sweep(&restarted).await;
+    assert_eq!((rep.refunds_settled, rep.errors), (0, 0));
+    assert!(s.vendor.lock().unwrap().refund_queries.is_empty());
+
+    // The operator's review record shows it: amount, reason, status, time.
+    let (st, rec) = ops_get(&s, "/api/ops/signing/F1").await;
+    assert_eq!(st, 200);
+    let r = &rec["refunds"][0];
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["amount_fen"], e.req.amount_fen);
+    assert_eq!(r["at"], settled_at.0);
+    assert!(
+        r["reason"].as_str().unwrap().contains("order_expired"),
+        "{r}"
+    );
+    // F2 has no refund: none shown.
+    let (_, rec2) = ops_get(&s, "/api/ops/signing/F2").await;
+    assert!(rec2.get("refunds").is_none(), "{rec2}");
+    assert_eq!(
+        ops_get(&s, "/api/ops/refunds?status=failed").await.1,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn an_abnormal_refund_fails_with_its_reason_and_is_listed_for_the_operators() {
+    let s = setup().await;
+    let e = a_refund_accepted(&s, "4200000001202612010000000012").await;
+    let n = refund_notification(
+        &e,
+        "r-abn",
+        "REFUND.ABNORMAL",
+        "ABNORMAL",
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    let (st, a) = s.notify(n).await;
+    assert_eq!((st, &a["accepted"]), (200, &json!(true)));
+    let j = journal_of(&s);
+    assert_eq!(j[0].status, RefundStatus::Failed);
+    assert_eq!(j[0].failure.as_deref(), Some("wechat pay refund ABNORMAL"));
+    // Final: a later SUCCESS (WeChat's retry after a manual refund elsewhere) does not
+    // turn it back, so the operator's list stays what happened.
+    let ok = refund_notification(
+        &e,
+        "r-ok",
+        "REFUND.SUCCESS",
+        "SUCCESS",
+        s.now_secs(),
+        (PLATFORM_KEY, &APIV3_KEY),
+        |_| {},
+    );
+    assert_eq!(s.notify(ok).await.0, 200);
+    assert_eq!(journal_of(&s)[0].status, RefundStatus::Failed);
+
+    let (st, failed) = ops_get(&s, "/api/ops/refunds?status=failed").await;
+    assert_eq!(st, 200);
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+    assert_eq!(failed[0]["out_refund_no"], e.req.out_refund_no.as_str());
+    assert_eq!(failed[0]["failure"], "wechat pay refund ABNORMAL");
+    assert_eq!(
+        ops_get(&s, "/api/ops/refunds?status=succeeded").await.1,
+        json!([])
+    );
+    assert_eq!(
+        ops_get(&s, "/api/ops/refunds")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Bad input: a clear 400; a family's token: refused.
+    assert_eq!(ops_get(&s, "/api/ops/refunds?status=lost").await.0, 400);
+    let r = (s.http.get(s.url("/api/ops/refunds")))
+        .bearer_auth(family_token("F1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn the_sweep_queries_a_pending_refund_and_records_its_outcome_once() {
+    let s = setup().await;
+    let e = a_refund_accepted(&s, "4200000001202612010000000013").await;
+    let sweep = Reconciler::default();
+    // Still processing at WeChat: asked, nothing recorded.
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.refunds_settled, rep.errors), (0, 0));
+    assert_eq!(
+        s.vendor.lock().unwrap().refund_queries,
+        vec![e.req.out_refund_no.clone()]
+    );
+    assert_eq!(journal_of(&s)[0].status, RefundStatus::Accepted);
+    // Closed at WeChat (its notification lost): the next sweep records it failed.
+    (s.vendor.lock().unwrap().refund_status).insert(e.req.out_refund_no.clone(), "CLOSED".into());
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.refunds_settled, rep.errors), (1, 0));
+    let j = journal_of(&s);
+    assert_eq!(
+        (j[0].status, j[0].failure.as_deref()),
+        (RefundStatus::Failed, Some("wechat pay refund CLOSED"))
+    );
+    // Settled: neither this gateway nor a restarted one asks again.
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!(rep.refunds_settled, 0);
+    let restarted = App::with_clock(
+        s.engine.clone() as Arc<dyn Allocator>,
+        auth(),
+        Limits::new(LimitConfig::default()),
+        WsConfig::default(),
+        None,
+        s.clock.clone(),
+    );
+    assert!(restarted.enable_signing(s.signing()));
+    assert_eq!(
+        Reconciler::default()
+            .sweep(&restarted)
+            .await
+            .refunds_settled,
+        0
+    );
+    assert_eq!(s.vendor.lock().unwrap().refund_queries.len(), 2);
+    assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 1);
 }

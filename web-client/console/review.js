@@ -1,8 +1,9 @@
 // 网上签约审核: the operators' review of online signing. Queues by status with their
 // counts, one record in detail (masked phone and card, flags first, card photos, the
 // signed contract), and the decisions: approve, return a step with a reason, unlock the
-// face check, issue the move-in notice. The server decides every rule; this page only
-// shows what it answers.
+// face check, issue the move-in notice. The refunds of a record's payments show in it,
+// and the batch's failed refunds (an operator must refund them by hand) under the queue.
+// The server decides every rule; this page only shows what it answers.
 
 import './review_strings.js';
 import { api, download, withBatch, HttpError } from '/web/shared/api.js';
@@ -23,6 +24,8 @@ let record = null;
 /** The card photos of the record shown, as object URLs (revoked when it changes). */
 let photos = { key: null, urls: {} };
 let message = null;
+/** The batch's failed refunds (`GET /api/ops/refunds?status=failed`). */
+let failedRefunds = [];
 
 /** A write: POST with JSON and an Idempotency-Key (one per click, so a retry by the
  * browser is the same request and a second click is a new one). */
@@ -88,6 +91,46 @@ function renderQueue() {
         )
         .join('')
     : `<tr><td colspan="6" class="hint">${t('review.empty')}</td></tr>`;
+}
+
+/** A refund's reason: the hub's code after "deposit refund: " in words when known. */
+function refundReason(r) {
+  const code = String(r.reason ?? '').split('deposit refund: ').pop();
+  const key = `review.refund.reason.${code}`;
+  const said = t(key);
+  return said === key ? r.reason : said;
+}
+
+function refundState(r) {
+  const s = t(`review.refund.status.${r.status}`);
+  return r.failure ? `${s}（${r.failure}）` : s;
+}
+
+function refundRows(list, withOrder) {
+  return list
+    .map(
+      (r) => `<tr data-refund="${esc(r.out_refund_no)}" data-state="${esc(r.status)}">
+        ${withOrder ? `<td>${esc(r.out_trade_no)}</td>` : ''}<td>${money(r.amount_fen)}</td><td>${esc(refundReason(r))}</td>
+        <td class="sg-refund-state">${esc(refundState(r))}</td><td>${dateTime(r.at)}</td></tr>`,
+    )
+    .join('');
+}
+
+function refundTable(id, list, withOrder) {
+  return `<table class="c-table sg-refunds" id="${id}"><thead><tr>
+      ${withOrder ? `<th>${t('review.refund.order')}</th>` : ''}<th>${t('review.refund.amount')}</th><th>${t('review.refund.reason')}</th>
+      <th>${t('review.refund.state')}</th><th>${t('review.refund.at')}</th></tr></thead>
+    <tbody>${refundRows(list, withOrder)}</tbody></table>`;
+}
+
+function renderFailedRefunds() {
+  const box = document.getElementById('sg-refunds-failed');
+  if (!box) return;
+  box.hidden = failedRefunds.length === 0;
+  box.innerHTML = failedRefunds.length
+    ? `<h3>${t('review.refund.failed_title', { n: failedRefunds.length })}</h3>
+       <p class="hint">${t('review.refund.failed_hint')}</p>${refundTable('sg-refunds-failed-list', failedRefunds, true)}`
+    : '';
 }
 
 function bankName(page) {
@@ -166,6 +209,7 @@ function renderDetail() {
       ${notice ? `<button type="button" class="btn" id="sg-notice-pdf" data-url="${esc(notice.url)}" data-file="${esc(notice.file_name)}">${t('review.notice_pdf')}</button>` : ''}
     </div>
     ${rejections ? `<h4>${t('review.rejections')}</h4><ul class="sg-rejections">${rejections}</ul>` : ''}
+    ${(v.refunds ?? []).length ? `<h4>${t('review.refunds')}</h4>${refundTable('sg-refunds', v.refunds, false)}` : ''}
     <div class="sg-actions">${actions.join('')}</div>
     ${rejectForm}
     <div id="sg-result" class="c-result ${message?.ok ? 'ok' : message ? 'error' : ''}">${esc(message?.text ?? '')}</div>`;
@@ -208,8 +252,11 @@ async function loadQueues() {
   FILTERS.forEach((f, i) => {
     if (lists[i]) queues[f] = lists[i];
   });
+  const failed = await api('/api/ops/refunds?status=failed', { token }).catch(() => null);
+  if (failed) failedRefunds = failed;
   renderTabs();
   renderQueue();
+  renderFailedRefunds();
 }
 
 async function openRecord(family, keepMessage = false) {
@@ -290,6 +337,7 @@ export async function startReview(opToken, describe) {
     renderTabs();
     renderQueue();
     renderDetail();
+    renderFailedRefunds();
   });
   await loadQueues();
   setInterval(async () => {

@@ -402,11 +402,45 @@ impl PaymentProvider for Alipay {
             )
             .await?;
         match r["code"].as_str() {
+            // fund_change Y: the money moved now; N: not (yet), the sweep's query says.
+            Some("10000") if r["fund_change"].as_str() == Some("Y") => Ok(RefundState::Succeeded),
             Some("10000") => Ok(RefundState::Accepted),
             // A business refusal (e.g. the trade is closed): an operator looks.
-            Some("40004") => Ok(RefundState::Failed),
+            Some("40004") => Ok(RefundState::Failed(format!(
+                "alipay {} {}",
+                r["sub_code"].as_str().unwrap_or(""),
+                r["sub_msg"].as_str().unwrap_or("")
+            ))),
             _ => Err(failure("alipay.trade.refund", &r)),
         }
+    }
+
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+        let r = self
+            .call(
+                "alipay.trade.fastpay.refund.query",
+                json!({
+                    "trade_no": req.provider_txn_id,
+                    "out_request_no": req.out_refund_no,
+                }),
+                false,
+            )
+            .await?;
+        if r["code"].as_str() != Some("10000") {
+            return Err(failure("alipay.trade.fastpay.refund.query", &r));
+        }
+        if r["out_request_no"].as_str() != Some(req.out_refund_no.as_str()) {
+            // Alipay answers 10000 without the refund's fields when it has none under
+            // that number: not refunded yet.
+            return Ok(RefundState::Accepted);
+        }
+        if r["refund_amount"].as_str().and_then(fen_of) != Some(req.amount_fen) {
+            return Err(ProviderError("alipay refund query: another amount".into()));
+        }
+        Ok(match r["refund_status"].as_str() {
+            Some("REFUND_SUCCESS") => RefundState::Succeeded,
+            _ => RefundState::Accepted,
+        })
     }
 }
 

@@ -93,13 +93,25 @@ pub struct RefundRequest {
 }
 
 /// Where a refund stands at the provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundState {
-    /// Accepted; the money is on its way or back.
+    /// Accepted, the money on its way: the outcome comes by notification or query.
     Accepted,
-    /// Refused or closed by the provider: an operator must look.
-    Failed,
+    /// The money is back with the payer.
+    Succeeded,
+    /// Refused, closed or abnormal at the provider (the reason): an operator must look.
+    Failed(String),
+}
+
+/// A verified refund notification (WeChat Pay's `REFUND.*` events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundNotification {
+    /// The provider's id of this notification: repeats of it change nothing.
+    pub event_id: String,
+    pub out_refund_no: String,
+    pub amount_fen: u64,
+    pub state: RefundState,
 }
 
 #[async_trait]
@@ -127,6 +139,18 @@ pub trait PaymentProvider: Send + Sync + 'static {
     ) -> Result<OrderQuery, ProviderError>;
     /// Starts a refund; asking again with the same `out_refund_no` is the same refund.
     async fn refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError>;
+    /// Where a refund accepted earlier stands (the reconciliation sweep asks).
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError>;
+    /// A refund notification, verified like a payment notification; `Ok(None)` when the
+    /// body is not a refund notification (a payment one, or a provider without them).
+    fn verify_refund_notification(
+        &self,
+        _headers: &HeaderMap,
+        _body: &[u8],
+        _now: Millis,
+    ) -> Result<Option<RefundNotification>, NotifyError> {
+        Ok(None)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +280,15 @@ impl PaymentProvider for SandboxPayment {
             .lock()
             .entry(req.out_refund_no.clone())
             .or_insert_with(|| req.clone());
-        Ok(RefundState::Accepted)
+        // The sandbox's money moves at once (and the demo runs no sweep to ask later).
+        Ok(RefundState::Succeeded)
+    }
+
+    /// The sandbox's money moves at once: a refund it was asked is back.
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+        Ok(match self.refunds.lock().get(&req.out_refund_no) {
+            Some(_) => RefundState::Succeeded,
+            None => return Err(ProviderError("refund unknown to the sandbox".into())),
+        })
     }
 }

@@ -25,7 +25,7 @@ use super::certificate::{is_certificate, PlatformCertificate};
 use super::keys::{RsaSigner, RsaVerifier};
 use super::payment::{
     NotifyError, OrderQuery, OrderRequest, PayOrder, PaymentNotification, PaymentProvider,
-    RefundRequest, RefundState,
+    RefundNotification, RefundRequest, RefundState,
 };
 use super::{random_ref, ProviderError};
 
@@ -109,7 +109,38 @@ struct Amount {
 #[derive(Debug, Deserialize)]
 struct Notification {
     id: String,
+    /// `TRANSACTION.SUCCESS`, or `REFUND.SUCCESS` / `REFUND.ABNORMAL` / `REFUND.CLOSED`.
+    #[serde(default)]
+    event_type: String,
     resource: Resource,
+}
+
+/// The refund of a `REFUND.*` notification's resource, or of a refund query's answer.
+#[derive(Debug, Deserialize)]
+struct Refund {
+    #[serde(default)]
+    mchid: String,
+    out_refund_no: String,
+    /// Query: `status`; notification: `refund_status`.
+    #[serde(default, alias = "refund_status")]
+    status: String,
+    #[serde(default)]
+    amount: Option<RefundAmount>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundAmount {
+    refund: u64,
+}
+
+/// A refund status word as the journal's state.
+fn refund_state(status: &str) -> RefundState {
+    match status {
+        "SUCCESS" => RefundState::Succeeded,
+        "PROCESSING" => RefundState::Accepted,
+        // CLOSED (closed by WeChat), ABNORMAL (the payer's account cannot take it back).
+        other => RefundState::Failed(format!("wechat pay refund {other}")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +326,31 @@ impl WechatPay {
         Ok((status, v))
     }
 
+    /// A notification whose signature, age and encryption check out, and its resource.
+    fn verified(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Millis,
+    ) -> Result<(Notification, Vec<u8>), NotifyError> {
+        let ts = self.signed_by_platform(headers, body, now)?;
+        if (now.0 - ts.saturating_mul(1000)).abs() > NOTIFY_WINDOW_MS {
+            return Err(NotifyError::Stale);
+        }
+        let n: Notification =
+            serde_json::from_slice(body).map_err(|e| NotifyError::Malformed(e.to_string()))?;
+        if n.resource.algorithm != "AEAD_AES_256_GCM" {
+            return Err(NotifyError::Malformed("unknown algorithm".into()));
+        }
+        let plain = decrypt_resource(
+            &self.cfg.api_v3_key,
+            &n.resource.nonce,
+            &n.resource.associated_data,
+            &n.resource.ciphertext,
+        )?;
+        Ok((n, plain))
+    }
+
     fn check_ours(&self, t: &Transaction) -> Result<(), NotifyError> {
         if t.mchid != self.cfg.mchid || t.appid != self.cfg.appid {
             return Err(NotifyError::NotOurs("another merchant or app".into()));
@@ -362,21 +418,7 @@ impl PaymentProvider for WechatPay {
         body: &[u8],
         now: Millis,
     ) -> Result<PaymentNotification, NotifyError> {
-        let ts = self.signed_by_platform(headers, body, now)?;
-        if (now.0 - ts.saturating_mul(1000)).abs() > NOTIFY_WINDOW_MS {
-            return Err(NotifyError::Stale);
-        }
-        let n: Notification =
-            serde_json::from_slice(body).map_err(|e| NotifyError::Malformed(e.to_string()))?;
-        if n.resource.algorithm != "AEAD_AES_256_GCM" {
-            return Err(NotifyError::Malformed("unknown algorithm".into()));
-        }
-        let plain = decrypt_resource(
-            &self.cfg.api_v3_key,
-            &n.resource.nonce,
-            &n.resource.associated_data,
-            &n.resource.ciphertext,
-        )?;
+        let (n, plain) = self.verified(headers, body, now)?;
         let t: Transaction =
             serde_json::from_slice(&plain).map_err(|e| NotifyError::Malformed(e.to_string()))?;
         self.check_ours(&t)?;
@@ -447,6 +489,8 @@ impl PaymentProvider for WechatPay {
             "out_refund_no": req.out_refund_no,
             "reason": req.reason.chars().take(80).collect::<String>(),
             "amount": {"refund": req.amount_fen, "total": req.amount_fen, "currency": "CNY"},
+            // The outcome (REFUND.*) comes to the same route as payments.
+            "notify_url": self.cfg.notify_url,
         });
         let (status, v) = self
             .call(
@@ -461,10 +505,69 @@ impl PaymentProvider for WechatPay {
                 fail_message(&v)
             )));
         }
-        Ok(match v["status"].as_str() {
-            Some("SUCCESS" | "PROCESSING") => RefundState::Accepted,
-            _ => RefundState::Failed,
-        })
+        Ok(refund_state(v["status"].as_str().unwrap_or("?")))
+    }
+
+    async fn query_refund(&self, req: &RefundRequest) -> Result<RefundState, ProviderError> {
+        let url = format!("/v3/refund/domestic/refunds/{}", req.out_refund_no);
+        let (status, v) = self.call(reqwest::Method::GET, &url, None).await?;
+        if status != 200 {
+            return Err(ProviderError(format!(
+                "wechat pay refund query {status}: {}",
+                fail_message(&v)
+            )));
+        }
+        let r: Refund =
+            serde_json::from_value(v).map_err(|e| ProviderError(format!("refund query: {e}")))?;
+        if r.out_refund_no != req.out_refund_no {
+            return Err(ProviderError("refund query answered another refund".into()));
+        }
+        Ok(refund_state(&r.status))
+    }
+
+    fn verify_refund_notification(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Millis,
+    ) -> Result<Option<RefundNotification>, NotifyError> {
+        // Only the event type is read before the checks, to choose the path: a body that
+        // says REFUND.* is believed only once verified exactly like a payment's.
+        let is_refund = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["event_type"].as_str().map(|t| t.starts_with("REFUND.")))
+            .unwrap_or(false);
+        if !is_refund {
+            return Ok(None);
+        }
+        let (n, plain) = self.verified(headers, body, now)?;
+        let r: Refund =
+            serde_json::from_slice(&plain).map_err(|e| NotifyError::Malformed(e.to_string()))?;
+        if r.mchid != self.cfg.mchid {
+            return Err(NotifyError::NotOurs("another merchant".into()));
+        }
+        let amount = r
+            .amount
+            .ok_or_else(|| NotifyError::Malformed("no amount".into()))?;
+        let state = match n.event_type.as_str() {
+            "REFUND.SUCCESS" => RefundState::Succeeded,
+            "REFUND.ABNORMAL" | "REFUND.CLOSED" => refund_state(&r.status),
+            other => return Err(NotifyError::Malformed(format!("event_type {other}"))),
+        };
+        // The event and the resource must agree (a SUCCESS event of an ABNORMAL refund
+        // is not believed as either).
+        if state != refund_state(&r.status) {
+            return Err(NotifyError::Malformed(format!(
+                "{} with refund_status {}",
+                n.event_type, r.status
+            )));
+        }
+        Ok(Some(RefundNotification {
+            event_id: n.id,
+            out_refund_no: r.out_refund_no,
+            amount_fen: amount.refund,
+            state,
+        }))
     }
 }
 

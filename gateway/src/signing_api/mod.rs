@@ -64,7 +64,10 @@ pub use details::{
 pub use face::{finish_face, settle_face, start_face, FaceFinished, FaceStarted};
 pub use materials::{issue_notice, my_notice_pdf, ops_notice_pdf};
 pub use notify::{payment_notify, NotifyAnswer};
-pub use review::{approve, queue, record, reject, unlock_face, QueueParams, QueueRow, RejectBody};
+pub use review::{
+    approve, queue, record, refunds, reject, unlock_face, QueueParams, QueueRow, RefundParams,
+    RejectBody,
+};
 pub use sandbox::{
     sandbox_face_page, sandbox_face_result, sandbox_pay, sandbox_pay_page, FaceForm,
 };
@@ -381,6 +384,10 @@ pub struct SigningPage {
     /// sheet gave none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<identity::IdentityShown>,
+    /// The refunds of this family's payments (the operator's record only; absent when
+    /// none): amount, reason, status, time, why it failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<crate::refunds::RefundEntry>,
 }
 
 /// The flags of the documents for `tenant`.
@@ -452,6 +459,7 @@ pub fn page_of(sg: &Signing, view: SigningView, viewer: Viewer) -> SigningPage {
         provider_expires_at,
         term: None,
         identity: None,
+        refunds: Vec::new(),
         doc_flags: doc_flags(&view.applicant),
         view,
         steps,

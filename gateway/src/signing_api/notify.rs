@@ -23,7 +23,8 @@ use xuanfang_hub::{ErrorCode, Millis, SigningAction};
 use super::{alloc_err, Signing};
 use crate::app::App;
 use crate::http_error::ApiError;
-use crate::providers::payment::{NotifyError, PaymentNotification};
+use crate::providers::payment::{NotifyError, PaymentNotification, RefundNotification};
+use crate::refunds::Settled;
 
 /// What the notification route answers a verified notification.
 #[derive(Debug, Serialize)]
@@ -63,6 +64,30 @@ pub async fn payment_notify(
         Some(word) => (status, word).into_response(),
         None => fail(status, message),
     };
+    // A refund's outcome (WeChat Pay's REFUND.* events) comes to the same route.
+    match pay.verify_refund_notification(&headers, &body, app.now()) {
+        Ok(None) => {}
+        Ok(Some(rn)) => {
+            return match refund_outcome(sg, &rn, app.now()) {
+                Ok(a) => a.into_response(),
+                Err(e) => {
+                    tracing::error!("refund journal: {e}");
+                    fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "not recorded, send it again",
+                    )
+                }
+            };
+        }
+        Err(e) => {
+            tracing::warn!("refund notification refused: {e}");
+            let status = match e {
+                NotifyError::Malformed(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return fail(status, &e.to_string());
+        }
+    }
     let n = match pay.verify_notification(&headers, &body, app.now()) {
         Ok(n) => n,
         Err(e) => {
@@ -131,6 +156,31 @@ pub(crate) async fn receive_payment(
             }))
         }
     }
+}
+
+/// A verified refund notification recorded in the refund journal. Received (SUCCESS)
+/// whether or not it changed anything: a repeat, one of a refund already settled, or
+/// one that is not ours (unknown number, another amount; logged) must not be sent again.
+fn refund_outcome(
+    sg: &Signing,
+    rn: &RefundNotification,
+    now: Millis,
+) -> std::io::Result<Json<NotifyAnswer>> {
+    let s = sg.refunds.settle(
+        &rn.out_refund_no,
+        &rn.state,
+        Some(rn.amount_fen),
+        Some(&rn.event_id),
+        now,
+    )?;
+    if s == Settled::NotOurs {
+        tracing::error!(refund = %rn.out_refund_no, amount_fen = rn.amount_fen, "refund notification of no refund of ours: ignored");
+    }
+    Ok(Json(NotifyAnswer {
+        code: "SUCCESS",
+        accepted: matches!(s, Settled::Changed(_) | Settled::Unchanged(_)),
+        refused: None,
+    }))
 }
 
 /// Records the refund of `n` (durably, before answering) and asks the provider in the

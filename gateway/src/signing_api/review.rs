@@ -18,6 +18,7 @@ use super::{
 use crate::app::App;
 use crate::caller::{Operator, Target};
 use crate::http_error::ApiError;
+use crate::refunds::{RefundEntry, RefundStatus};
 
 /// `?status=` of the queue (default `in_review`).
 #[derive(Debug, Deserialize)]
@@ -77,7 +78,37 @@ pub async fn record(
     }
     // The review record is where an operator checks the lease's tenant: whole.
     page.identity = identity.as_ref().map(super::identity::IdentityShown::whole);
+    // The refunds of the family's payments: its orders name them in the journal.
+    if let Some(rec) = (sg.store.signing(&hub.batch, &page.view.family).await).map_err(alloc_err)? {
+        let orders = rec.orders();
+        page.refunds = (sg.refunds.entries().into_iter())
+            .filter(|e| e.batch == hub.batch && orders.contains(&e.req.out_trade_no))
+            .collect();
+        page.refunds.sort_by_key(|e| e.at);
+    }
     Ok(Json(page))
+}
+
+/// `?status=` of the refund list (default: every refund).
+#[derive(Debug, Deserialize)]
+pub struct RefundParams {
+    pub status: Option<RefundStatus>,
+}
+
+/// The batch's refunds, newest first; `?status=failed` lists those an operator must
+/// settle by hand.
+pub async fn refunds(
+    State(app): State<Arc<App>>,
+    _op: Operator,
+    Target(hub): Target,
+    Query(q): Query<RefundParams>,
+) -> Result<Json<Vec<RefundEntry>>, ApiError> {
+    let sg = signing_of(&app)?;
+    let mut v: Vec<_> = (sg.refunds.entries().into_iter())
+        .filter(|e| e.batch == hub.batch && q.status.is_none_or(|s| e.status == s))
+        .collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.at));
+    Ok(Json(v))
 }
 
 async fn operate(
