@@ -176,7 +176,11 @@ impl Form {
             return Err(Refusal::Rows(problems("families", e)));
         }
         let identities = identities.into_iter().flatten().collect();
-        Ok((units, families.into_iter().map(|(_, f)| f).collect(), identities))
+        Ok((
+            units,
+            families.into_iter().map(|(_, f)| f).collect(),
+            identities,
+        ))
     }
 
     /// The batch's name, times and session plan from the form fields (defaults where

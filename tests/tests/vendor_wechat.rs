@@ -904,14 +904,7 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
     );
 
     // A restarted gateway reads the outcome back and asks WeChat nothing more.
-    let restarted = App::with_clock(
-        s.engine.clone() as Arc<dyn Allocator>,
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        s.clock.clone(),
-    );
+    let restarted = app_on_clock(s.engine.clone(), s.clock.clone(), LimitConfig::default());
     assert!(restarted.enable_signing(s.signing()));
     let back = restarted.signing().unwrap().refunds.entries();
     assert_eq!(
@@ -1027,14 +1020,7 @@ async fn the_sweep_queries_a_pending_refund_and_records_its_outcome_once() {
     // Settled: neither this gateway nor a restarted one asks again.
     let rep = sweep.sweep(&s.app).await;
     assert_eq!(rep.refunds_settled, 0);
-    let restarted = App::with_clock(
-        s.engine.clone() as Arc<dyn Allocator>,
-        auth(),
-        Limits::new(LimitConfig::default()),
-        WsConfig::default(),
-        None,
-        s.clock.clone(),
-    );
+    let restarted = app_on_clock(s.engine.clone(), s.clock.clone(), LimitConfig::default());
     assert!(restarted.enable_signing(s.signing()));
     assert_eq!(
         Reconciler::default()
