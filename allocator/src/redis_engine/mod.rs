@@ -391,8 +391,9 @@ impl RedisEngine {
         &self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<Vec<redis::Value>, AllocError> {
-        // Through `write`: in Sentinel mode each slice waits for the replica too.
-        match reply::reply(self.write(inv).await?)? {
+        // No replica wait per slice: nothing is visible until published, and the wait
+        // after the last write (the batch list, below) covers every slice before it.
+        match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
             Reply::Ok(payload) => Ok(payload),
             Reply::Refused(r) => Err(r.into()),
             Reply::Stale => Err(corrupt("load answered stale")),
