@@ -123,3 +123,50 @@ fn named_by_event(e: &SigningEvent) -> Vec<&str> {
         | E::Rejected { .. } => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use xuanfang_allocator::embedded::{EmbeddedEngine, JournalOptions};
+    use xuanfang_allocator::testing::test_signing_options;
+    use xuanfang_hub::{ErrorCode, SystemClock};
+
+    use super::*;
+    use crate::blobs::{BlobStore, MemoryBlobs};
+    use crate::signing_api::DepositRule;
+
+    #[tokio::test]
+    async fn an_engine_error_keeps_the_files_a_refusal_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EmbeddedEngine::open_full(
+            dir.path(),
+            Arc::new(SystemClock),
+            JournalOptions::default(),
+            Some(&test_signing_options()),
+        )
+        .unwrap();
+        let blobs = Arc::new(MemoryBlobs::default());
+        let sg =
+            Signing::without_providers(Arc::new(engine), blobs.clone(), DepositRule::default());
+        let (batch, family) = (BatchId::from("b"), FamilyId::from("F1"));
+        let stored = [
+            blobs.put(b"front", "image/png").unwrap(),
+            blobs.put(b"back", "image/png").unwrap(),
+        ];
+        // The outcome is unknown (the write may have happened): kept.
+        let unknown = Err(AllocError::Contended("test".into()));
+        settle(&sg, &batch, &family, &stored, &unknown).await;
+        assert_eq!(blobs.len(), 2);
+        // A definite refusal: removed.
+        settle(
+            &sg,
+            &batch,
+            &family,
+            &stored,
+            &Ok(Err(ErrorCode::StepDone.into())),
+        )
+        .await;
+        assert!(blobs.is_empty());
+    }
+}
