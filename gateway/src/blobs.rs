@@ -33,6 +33,11 @@ pub trait BlobStore: Send + Sync + 'static {
     fn put_named(&self, name: &str, bytes: &[u8]) -> std::io::Result<()>;
     /// The bytes stored under `name`, if any.
     fn get_named(&self, name: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Removes `blob` (durably: once this answers, a restart does not bring it back). A
+    /// blob already gone is not an error. Only for blobs no record or signing log entry
+    /// names: the caller stored them itself moments ago and the engine did not keep
+    /// them ([`crate::signing_api::fresh`]).
+    fn delete(&self, blob: &BlobRef) -> std::io::Result<()>;
 }
 
 /// A name [`BlobStore::put_named`] takes: 1–100 of `[a-z0-9-]` (no path tricks).
@@ -106,6 +111,10 @@ impl BlobStore for MemoryBlobs {
     }
     fn get_named(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
         Ok(self.named.lock().get(name).cloned())
+    }
+    fn delete(&self, blob: &BlobRef) -> std::io::Result<()> {
+        self.held.lock().remove(&blob.id);
+        Ok(())
     }
 }
 
@@ -184,7 +193,58 @@ impl BlobStore for DirBlobs {
             Err(e) => Err(e),
         }
     }
+    fn delete(&self, blob: &BlobRef) -> std::io::Result<()> {
+        if !is_our_id(&blob.id) {
+            return Err(bad_name(&blob.id));
+        }
+        match std::fs::remove_file(self.dir.join(&blob.id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        // The unlink itself is durable only once the directory is synced.
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
 }
 
 /// The sub-directory of [`DirBlobs`] holding named blobs (apart from the random ids).
 const NAMED_DIR: &str = "named";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
+            .count()
+    }
+
+    #[test]
+    fn a_deleted_blob_is_gone_and_deleting_it_again_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = DirBlobs::open(dir.path()).unwrap();
+        let (a, b) = (
+            blobs.put(b"front", "image/png").unwrap(),
+            blobs.put(b"back", "image/png").unwrap(),
+        );
+        assert_eq!(files(dir.path()), 2);
+        blobs.delete(&a).unwrap();
+        assert_eq!(files(dir.path()), 1);
+        assert_eq!(blobs.get(&a).unwrap(), None);
+        assert_eq!(blobs.get(&b).unwrap().as_deref(), Some(&b"back"[..]));
+        blobs.delete(&a).unwrap();
+        // Not an id this store makes: refused, nothing removed.
+        let mut odd = b.clone();
+        odd.id = "../named".into();
+        assert!(blobs.delete(&odd).is_err());
+        assert_eq!(files(dir.path()), 1);
+
+        let mem = MemoryBlobs::default();
+        let c = mem.put(b"sig", "image/png").unwrap();
+        mem.delete(&c).unwrap();
+        mem.delete(&c).unwrap();
+        assert!(mem.is_empty());
+    }
+}

@@ -19,9 +19,8 @@ use xuanfang_allocator::SigningFilter;
 use xuanfang_hub::signing::Deposit;
 
 use crate::app::App;
-use crate::providers::payment::{OrderQuery, PaymentNotification};
-use crate::refunds::out_refund_no;
-use crate::signing_api::notify::{receive_payment, start_refund};
+use crate::providers::payment::OrderQuery;
+use crate::signing_api::notify::{receive_payment, refund_voided};
 
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,26 +71,7 @@ impl Reconciler {
                 Err(_) => continue,
             };
             for r in records {
-                for v in r.voided_payments() {
-                    let no = out_refund_no(&v.provider_txn_id);
-                    if sg
-                        .refunds
-                        .entries()
-                        .iter()
-                        .any(|e| e.req.out_refund_no == no)
-                    {
-                        continue;
-                    }
-                    let n = PaymentNotification {
-                        event_id: String::new(),
-                        batch: batch.clone(),
-                        out_trade_no: v.out_trade_no.clone(),
-                        provider_txn_id: v.provider_txn_id.clone(),
-                        amount_fen: v.amount_fen,
-                    };
-                    start_refund(sg, &n, "deposit_voided", app.now()).await;
-                    rep.voided_refunds += 1;
-                }
+                rep.voided_refunds += refund_voided(sg, &batch, &r, app.now()).await;
                 let current = match r.deposit() {
                     Deposit::Ordered(o) => Some(o.clone()),
                     _ => None,

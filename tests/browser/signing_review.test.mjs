@@ -2,7 +2,9 @@
 // through the sandbox providers (details with a card failing the Luhn check, face,
 // contract, deposit); the operator sees it in review with the flag, returns the
 // contract with a reason in the console, the family signs again over HTTP, the operator
-// approves and issues the move-in notice, and the family downloads the notice PDF.
+// returns the deposit (its payment refunded at once, the refund in the record), the
+// family pays again, the operator approves and issues the move-in notice, and the
+// family downloads the notice PDF.
 
 import { readFileSync } from 'node:fs';
 import { test, before, after } from 'node:test';
@@ -147,6 +149,31 @@ test('an operator returns a contract in the console, approves the new one and is
   await send('/api/me/signing/contract', t, signature());
   await page.waitForSelector('#sg-detail[data-status="in_review"]', WAIT);
   assert.match(await page.textContent('#sg-detail .sg-rejections'), /签名不清晰/);
+
+  // 退回保证金: the payment is voided and refunded at once (no sweep in the demo); the
+  // record lists the refund under 退款记录. The family pays a new order.
+  await page.selectOption('#sg-reject select[name="step"]', 'deposit');
+  await page.fill('#sg-reject textarea[name="reason"]', '保证金未到账，请重新缴纳');
+  await page.click('#sg-reject button[type="submit"]');
+  await page.waitForSelector('#sg-detail[data-status="returned"]', WAIT);
+  // Drawn with the rejection's answer, not at the next poll: the refund is journalled
+  // before the rejection answers.
+  const refundRow = '#sg-detail #sg-refunds tbody tr[data-refund]';
+  assert.equal(await page.locator(refundRow).count(), 1, 'the refund is in the record at once');
+  assert.ok(await page.locator('#sg-detail h4', { hasText: '退款记录' }).isVisible(), 'the refunds heading');
+  const row = await page.textContent(refundRow);
+  assert.ok(row.includes(`¥${(order.amount_fen / 100).toFixed(2)}`), `the amount: ${row}`);
+  assert.ok(row.includes('保证金步骤被退回'), `the reason: ${row}`);
+  // The sandbox pays back at once; the page shows it (at the latest at its next poll).
+  await page.waitForSelector(`${refundRow}[data-state="succeeded"]`, WAIT);
+  assert.ok((await page.textContent(`${refundRow} .sg-refund-state`)).includes('已退款'));
+  await shot(page, 'console-signing-refund');
+  const reorder = await send('/api/me/signing/deposit', t);
+  assert.notEqual(reorder.out_trade_no, order.out_trade_no);
+  const repaid = await fetch(`${demo.base}/sandbox/pay/${reorder.out_trade_no}/pay`, { method: 'POST' });
+  assert.ok(repaid.ok, `pay again: ${repaid.status}`);
+  await page.waitForSelector('#sg-detail[data-status="in_review"]', WAIT);
+  assert.equal(await page.locator(refundRow).count(), 1, 'the new payment is not refunded');
   await page.click('#sg-approve');
   await page.waitForSelector('#sg-detail[data-status="approved"]', WAIT);
   await page.click('#sg-notice');

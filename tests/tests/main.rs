@@ -24,6 +24,7 @@ mod jwks;
 mod metrics_scrape;
 mod openapi;
 mod route_auth;
+mod signing_blob_cleanup;
 mod signing_contract_http;
 mod signing_http;
 mod signing_identity_http;

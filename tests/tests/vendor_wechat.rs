@@ -30,7 +30,8 @@ use xuanfang_gateway::providers::wechat_pay::{WechatPay, WechatPayConfig};
 use xuanfang_gateway::reconcile::Reconciler;
 use xuanfang_gateway::refunds::{RefundStatus, Refunds};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
-use xuanfang_hub::{BatchId, ManualClock, Millis};
+use xuanfang_hub::signing::{Actor, Step};
+use xuanfang_hub::{BatchId, FamilyId, ManualClock, Millis, OperatorId, SigningAction};
 
 const MERCHANT_KEY: &str = include_str!("fixtures/vendor/merchant_key.pem");
 const MERCHANT_PUB: &str = include_str!("fixtures/vendor/merchant_pub.pem");
@@ -643,15 +644,13 @@ async fn the_page_has_the_term_and_the_provider_expiry_and_a_stopped_code_can_be
     assert_eq!(status_of(&s.view("F1").await), "in_review");
 }
 
-#[tokio::test]
-async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_sweep() {
-    let s = setup().await;
-    s.up_to_deposit("F1").await;
-    let o = s.order("F1", "dep1").await;
+/// F1 (or `family`) orders the deposit and WeChat notifies its payment `txn`: taken.
+async fn a_paid_deposit(s: &Setup, family: &str, txn: &str) {
+    s.up_to_deposit(family).await;
+    let o = s.order(family, &format!("dep-{family}")).await;
     let no = o["out_trade_no"].as_str().unwrap().to_owned();
-    let txn = "4200000001202612010000000007";
     let n = s.notification(
-        "n7",
+        &format!("n-{family}"),
         &no,
         txn,
         s.now_secs(),
@@ -659,7 +658,42 @@ async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_
         |_| {},
     );
     assert_eq!(s.notify(n).await.1["accepted"], true);
-    // The bureau did not receive it: the reviewer rejects the deposit.
+}
+
+/// Waits until the journal says WeChat accepted every refund (the answer journalled).
+async fn until_refunds_accepted(s: &Setup) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(s.app.signing().unwrap().refunds.entries().iter())
+        .all(|e| e.status == RefundStatus::Accepted)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_rejection_or_the_sweep(
+) {
+    let s = setup().await;
+    let txn = "4200000001202612010000000007";
+    a_paid_deposit(&s, "F1", txn).await;
+    // The bureau did not receive it: the reviewer rejects the deposit, and its refund
+    // starts at once (no sweep needed).
+    let r = (s.http.post(s.url("/api/ops/signing/F1/reject")))
+        .bearer_auth(operator_token())
+        .header("Idempotency-Key", "rj-1")
+        .json(&json!({"step": "deposit", "reason": "未到账，请重新缴纳"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    s.wait_refunds(1).await;
+    assert_eq!(
+        s.vendor.lock().unwrap().refund_requests[0]["transaction_id"],
+        txn
+    );
+    until_refunds_accepted(&s).await;
+    // The same rejection again, later sweeps and a restarted gateway's: not again.
     let r = (s.http.post(s.url("/api/ops/signing/F1/reject")))
         .bearer_auth(operator_token())
         .header("Idempotency-Key", "rj-1")
@@ -670,29 +704,48 @@ async fn a_payment_voided_by_a_rejection_of_the_deposit_is_refunded_once_by_the_
     assert_eq!(r.status(), 200);
     let sweep = Reconciler::default();
     let rep = sweep.sweep(&s.app).await;
-    assert_eq!((rep.voided_refunds, rep.errors), (1, 0));
-    s.wait_refunds(1).await;
-    assert_eq!(
-        s.vendor.lock().unwrap().refund_requests[0]["transaction_id"],
-        txn
-    );
-    // Later sweeps, and a restarted gateway's, do not refund it again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while s.app.signing().unwrap().refunds.entries()[0].status != RefundStatus::Accepted {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(sweep.sweep(&s.app).await.voided_refunds, 0);
+    assert_eq!((rep.voided_refunds, rep.errors), (0, 0));
     let restarted = app_on_clock(s.engine.clone(), s.clock.clone(), LimitConfig::default());
     assert!(restarted.enable_signing(s.signing()));
     assert_eq!(
         Reconciler::default().sweep(&restarted).await.voided_refunds,
         0
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // F2's deposit is rejected by a gateway that stopped before refunding it (here: the
+    // engine directly): the sweep starts that refund, once.
+    let txn2 = "4200000001202612010000000008";
+    a_paid_deposit(&s, "F2", txn2).await;
+    let rejected = (s.engine)
+        .sign(
+            &s.batch,
+            &FamilyId::from("F2"),
+            &Actor::Operator(OperatorId::from("op")),
+            "rj-2",
+            SigningAction::Reject {
+                step: Step::Deposit,
+                reason: "未到账".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(rejected.is_ok(), "{rejected:?}");
     assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 1);
-    // The family pays a new order.
+    let rep = sweep.sweep(&s.app).await;
+    assert_eq!((rep.voided_refunds, rep.errors), (1, 0));
+    s.wait_refunds(2).await;
+    assert_eq!(
+        s.vendor.lock().unwrap().refund_requests[1]["transaction_id"],
+        txn2
+    );
+    until_refunds_accepted(&s).await;
+    assert_eq!(sweep.sweep(&s.app).await.voided_refunds, 0);
+    // Give a (wrong) further refund call every chance to arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 2);
+    // The families pay new orders.
     assert_eq!(status_of(&s.view("F1").await), "open");
+    assert_eq!(status_of(&s.view("F2").await), "open");
 }
 
 // ---- Refund outcomes: REFUND.* notifications and the sweep's refund query ----

@@ -279,8 +279,13 @@ async function act(doneKey, path, body) {
     message = { ok: true, text: t(`review.done.${doneKey}`) };
   } catch (e) {
     message = { ok: false, text: t('console.failed', { msg: errorText(e) }) };
+    renderDetail();
+    await loadQueues();
+    return;
   }
-  renderDetail();
+  // A decision answers the family's page without what only the review record has
+  // (the whole identity, the refunds a rejection of the deposit starts): read it.
+  await openRecord(family, true);
   await loadQueues();
 }
 

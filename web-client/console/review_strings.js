@@ -69,7 +69,7 @@ Object.assign(STRINGS, {
   'review.refund.at': S('时间', 'Time'),
   'review.refund.status.asked': S('已发起，待支付机构受理', 'Asked, awaiting the provider'),
   'review.refund.status.accepted': S('退款处理中', 'In progress'),
-  'review.refund.status.succeeded': S('已退回', 'Refunded'),
+  'review.refund.status.succeeded': S('已退款', 'Refunded'),
   'review.refund.status.failed': S('退款失败', 'Failed'),
   'review.refund.reason.order_expired': S('订单过期后付款', 'Paid after the order expired'),
   'review.refund.reason.payment_mismatch': S('金额或订单不符', 'Amount or order does not match'),

@@ -10,13 +10,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use xuanfang_allocator::SigningView;
+use xuanfang_hub::blob::BlobRef;
 use xuanfang_hub::signing::{Actor, Step};
 use xuanfang_hub::{BatchId, ErrorCode, FamilyId, SigningAction};
 
 use super::details::{check_image_within, CheckedImage};
 use super::documents::{file_names, lease_data, local_date};
 use super::{
-    alloc_err, answer, blob_response, ensure_open, err, file_response, page_of, read_part,
+    alloc_err, answer, blob_response, ensure_open, err, file_response, fresh, page_of, read_part,
     rejected, signing_of, IdempotencyKey, Signing, SigningPage, Viewer,
 };
 use crate::app::App;
@@ -79,20 +80,27 @@ pub async fn sign_contract(
     .await
     .map_err(|_| err(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal))??;
     let actor = Actor::Family(t.family.clone());
-    let action = match (&view.contract, view.done.contains(&Step::Contract)) {
+    let (action, stored) = match (&view.contract, view.done.contains(&Step::Contract)) {
         // Signed already: nothing new is stored; the engine answers a repeated request
         // as the first time and anything else with `step_done`.
-        (Some(c), true) => SigningAction::SignContract {
-            pdf: c.pdf.clone(),
-            signature: c.signature.clone(),
-        },
-        _ => signed_lease(&app, sg, &t.hub, &view, png).await?,
+        (Some(c), true) => (
+            SigningAction::SignContract {
+                pdf: c.pdf.clone(),
+                signature: c.signature.clone(),
+            },
+            Vec::new(),
+        ),
+        _ => {
+            let (pdf, signature) = signed_lease(&app, sg, &t.hub, &view, png).await?;
+            let stored = vec![pdf.clone(), signature.clone()];
+            (SigningAction::SignContract { pdf, signature }, stored)
+        }
     };
-    let view = answer(
-        sg.store
-            .sign(&t.hub.batch, &t.family, &actor, &req_id, action)
-            .await,
-    )?;
+    let answered = (sg.store)
+        .sign(&t.hub.batch, &t.family, &actor, &req_id, action)
+        .await;
+    fresh::settle(sg, &t.hub.batch, &t.family, &stored, &answered).await;
+    let view = answer(answered)?;
     Ok(Json(page_of(sg, view, Viewer::Family)))
 }
 
@@ -121,14 +129,15 @@ pub async fn read_signature(mut form: Multipart) -> Result<Vec<u8>, ApiError> {
     })
 }
 
-/// Renders the lease with the signature and stores both: the `SignContract` to ask for.
+/// Renders the lease with the signature and stores both: the signed PDF and the
+/// signature of the `SignContract` to ask for.
 async fn signed_lease(
     app: &App,
     sg: &Signing,
     hub: &crate::fanout::BatchHub,
     view: &SigningView,
     png: CheckedImage,
-) -> Result<SigningAction, ApiError> {
+) -> Result<(BlobRef, BlobRef), ApiError> {
     let batch = hub.statics();
     let signed = local_date(app.now(), batch.utc_offset_minutes);
     let identity = sg.identity_of(&hub.batch, &view.family)?;
@@ -144,8 +153,9 @@ async fn signed_lease(
         })
     };
     let signature = store(&png.bytes, png.content_type)?;
-    let pdf = store(&pdf.bytes, "application/pdf")?;
-    Ok(SigningAction::SignContract { pdf, signature })
+    let pdf = store(&pdf.bytes, "application/pdf")
+        .inspect_err(|_| fresh::drop_all(sg, std::slice::from_ref(&signature)))?;
+    Ok((pdf, signature))
 }
 
 async fn contract_response(

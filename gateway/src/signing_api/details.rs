@@ -14,8 +14,8 @@ use xuanfang_hub::signing::{Actor, CardNumber, Phone};
 use xuanfang_hub::{ErrorCode, FamilyId, SigningAction, SigningRecord};
 
 use super::{
-    alloc_err, answer, blob_response, ensure_open, err, page_of, read_part, rejected, signing_of,
-    IdempotencyKey, Signing, SigningPage, Viewer, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE,
+    alloc_err, answer, blob_response, ensure_open, err, fresh, page_of, read_part, rejected,
+    signing_of, IdempotencyKey, Signing, SigningPage, Viewer, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE,
 };
 use crate::app::App;
 use crate::caller::{FamilyTarget, Operator, Target};
@@ -183,7 +183,10 @@ pub async fn fill_details(
             err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
         })
     };
-    let (card_front, card_back) = (store(&front)?, store(&back)?);
+    let card_front = store(&front)?;
+    let card_back =
+        store(&back).inspect_err(|_| fresh::drop_all(sg, std::slice::from_ref(&card_front)))?;
+    let stored = [card_front.clone(), card_back.clone()];
     let action = SigningAction::FillDetails {
         phone,
         bank: d.bank,
@@ -193,11 +196,12 @@ pub async fn fill_details(
         luhn_confirmed: d.luhn_confirmed,
     };
     let actor = Actor::Family(t.family.clone());
-    let view = answer(
-        sg.store
-            .sign(&t.hub.batch, &t.family, &actor, &req_id, action)
-            .await,
-    )?;
+    let answered = (sg.store)
+        .sign(&t.hub.batch, &t.family, &actor, &req_id, action)
+        .await;
+    // A refusal, or a replay of an earlier form, keeps none of these photos.
+    fresh::settle(sg, &t.hub.batch, &t.family, &stored, &answered).await;
+    let view = answer(answered)?;
     Ok(Json(page_of(sg, view, Viewer::Family)))
 }
 

@@ -13,8 +13,8 @@ use xuanfang_hub::{BatchId, ErrorCode, FamilyId, Millis, SigningAction, SigningE
 
 use super::documents::{file_names, local_date, notice_data};
 use super::{
-    alloc_err, answer, blob_response, err, page_of, rejected, signing_of, IdempotencyKey, Signing,
-    SigningPage, Viewer,
+    alloc_err, answer, blob_response, err, fresh, page_of, rejected, signing_of, IdempotencyKey,
+    Signing, SigningPage, Viewer,
 };
 use crate::app::App;
 use crate::caller::{FamilyTarget, Operator, Target};
@@ -84,25 +84,23 @@ pub async fn issue_notice(
     let pdf = (sg.renderer)
         .run(move || xuanfang_documents::render_notice(&data))
         .await?;
-    let blob = match &view.notice {
-        Some(n) if n.pdf.sha256 == pdf.sha256 => n.pdf.clone(),
-        _ => sg.blobs.put(&pdf.bytes, "application/pdf").map_err(|e| {
-            tracing::warn!("blob store: {e}");
-            err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
-        })?,
+    let (blob, stored) = match &view.notice {
+        Some(n) if n.pdf.sha256 == pdf.sha256 => (n.pdf.clone(), Vec::new()),
+        _ => {
+            let b = sg.blobs.put(&pdf.bytes, "application/pdf").map_err(|e| {
+                tracing::warn!("blob store: {e}");
+                err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+            })?;
+            (b.clone(), vec![b])
+        }
     };
     let actor = Actor::Operator(xuanfang_hub::OperatorId(who));
-    let view = answer(
-        sg.store
-            .sign(
-                &hub.batch,
-                &family,
-                &actor,
-                &req_id,
-                SigningAction::IssueNotice { pdf: blob },
-            )
-            .await,
-    )?;
+    let action = SigningAction::IssueNotice { pdf: blob };
+    let answered = (sg.store)
+        .sign(&hub.batch, &family, &actor, &req_id, action)
+        .await;
+    fresh::settle(sg, &hub.batch, &family, &stored, &answered).await;
+    let view = answer(answered)?;
     Ok(Json(page_of(sg, view, Viewer::Operator)))
 }
 

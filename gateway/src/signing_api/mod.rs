@@ -46,6 +46,7 @@ pub mod deposit;
 pub mod details;
 pub mod documents;
 pub mod face;
+pub mod fresh;
 pub mod identity;
 pub mod materials;
 pub mod notify;

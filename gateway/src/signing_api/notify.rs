@@ -202,3 +202,33 @@ pub(crate) async fn start_refund(sg: &Signing, n: &PaymentNotification, reason: 
         }
     });
 }
+
+/// Starts the refund of every payment of `rec` voided by a rejection of the deposit that
+/// the journal does not know yet; answers how many. The reviewer's rejection calls it
+/// at once and the reconciliation sweep again (for a rejection whose gateway stopped
+/// before it ran): once either way, as the refund number is the payment's.
+pub(crate) async fn refund_voided(
+    sg: &Signing,
+    batch: &xuanfang_hub::BatchId,
+    rec: &xuanfang_hub::SigningRecord,
+    now: Millis,
+) -> usize {
+    let known = sg.refunds.entries();
+    let mut started = 0;
+    for v in rec.voided_payments() {
+        let no = crate::refunds::out_refund_no(&v.provider_txn_id);
+        if known.iter().any(|e| e.req.out_refund_no == no) {
+            continue;
+        }
+        let n = PaymentNotification {
+            event_id: String::new(),
+            batch: batch.clone(),
+            out_trade_no: v.out_trade_no.clone(),
+            provider_txn_id: v.provider_txn_id.clone(),
+            amount_fen: v.amount_fen,
+        };
+        start_refund(sg, &n, "deposit_voided", now).await;
+        started += 1;
+    }
+    started
+}

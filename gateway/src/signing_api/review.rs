@@ -169,7 +169,19 @@ pub async fn reject(
         step: b.step,
         reason: b.reason,
     };
-    operate(&app, who, &hub.batch, family, &req_id, action).await
+    let family = FamilyId(family);
+    let page = operate(&app, who, &hub.batch, family.0.clone(), &req_id, action).await?;
+    // A rejection of the deposit voids its payment: refunded now, not at the next sweep
+    // (and the demo runs none). Once either way: the journal knows it afterwards.
+    let sg = signing_of(&app)?;
+    match sg.store.signing(&hub.batch, &family).await {
+        Ok(Some(rec)) => {
+            super::notify::refund_voided(sg, &hub.batch, &rec, app.now()).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("refund of a voided payment left to the sweep: {e}"),
+    }
+    Ok(page)
 }
 
 pub async fn unlock_face(
