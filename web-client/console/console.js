@@ -23,7 +23,7 @@ let applications = [];
 const clock = new ServerClock();
 const serverNow = () => clock.now();
 /** The event log as read so far, for the chart. */
-const history = new SelectionHistory();
+const selections = new SelectionHistory();
 /** Null while the chart's history is current, else why it could not be read. */
 let chartStatus = null;
 let chartSyncing = false;
@@ -145,7 +145,7 @@ async function sampleClock() {
 }
 
 function drawChart() {
-  if (progress) renderChart(history, progress.sessions ?? [], serverNow(), chartStatus);
+  if (progress) renderChart(selections, progress.sessions ?? [], serverNow(), chartStatus);
 }
 
 /** Reads the events after the last one seen, then redraws (also to move "now" on). */
@@ -155,7 +155,7 @@ async function pollChart() {
   chartSyncing = true;
   try {
     // Another log than the one read so far (a new batch): read the new one from its start.
-    if (!(await syncHistory(history, token, progress.batch))) await syncHistory(history, token, progress.batch);
+    if (!(await syncHistory(selections, token, progress.batch))) await syncHistory(selections, token, progress.batch);
     chartStatus = null;
   } catch (e) {
     chartStatus = t('console.chart_failed', { msg: errorText(e) });
