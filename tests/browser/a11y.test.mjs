@@ -121,6 +121,9 @@ test('the hall screen and the console have no serious or critical axe violations
   await op.goto(`${demo.base}/console?token=${demo.operatorToken}`);
   await op.waitForSelector('#progress .stat[data-stat="families_total"]');
   await op.waitForSelector('#sessions tbody tr');
+  // The progress chart: its images (named by their summaries) and their table.
+  await op.waitForSelector('#chart .c-chart-fig svg[role="img"]');
+  await op.waitForSelector('#chart-table tbody tr[data-layout]');
   await check(op, 'console');
   assert.deepEqual(errors.map(String), []);
   await ctx.close();

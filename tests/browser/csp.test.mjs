@@ -59,12 +59,14 @@ test('every page renders without a CSP violation, and inline scripts are refused
   await hall.waitForSelector('#plans *');
   assert.deepEqual(await violations(hall, hallSeen), [], 'the hall');
 
-  // The console with its session timeline (bars positioned by style attributes).
+  // The console with its session timeline (bars positioned by style attributes) and its
+  // progress chart (SVG built as markup).
   const ops = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
   ops.on('pageerror', (e) => errors.push(e));
   const opsSeen = await watched(ops);
   await ops.goto(`${demo.base}/console?token=${demo.operatorToken}`);
   await ops.waitForSelector('#timeline .bar');
+  await ops.waitForSelector('#chart .c-chart-fig polyline.remaining', { state: 'attached' });
   assert.deepEqual(await violations(ops, opsSeen), [], 'the console');
 
   // An injected inline script does not run, and is reported.

@@ -1,22 +1,32 @@
-// Operator console: batch import (and its templates), sessions, live progress, supplementary
-// sessions, exports, and the review of online signing (review.js).
-// Every figure comes from the operator API; the console polls it (a few requests a
-// second at most), which is plenty for a handful of operators.
+// Operator console: batch import (and its templates), sessions, live progress and its
+// chart (chart.js), supplementary sessions, exports, and the review of online signing
+// (review.js). Every figure comes from the operator API; the console polls it (a few
+// requests a second at most), which is plenty for a handful of operators.
 
 import { api, download, takeToken, HttpError } from '/web/shared/api.js';
 import { applyStatic, bindToggle, onLangChange, pick, t } from '/web/shared/i18n.js';
 import { clockTime, dateTime, esc, hm } from '/web/shared/format.js';
 import { startReview } from '/web/console/review.js';
+import { SelectionHistory, renderChart, syncHistory } from '/web/console/chart.js';
+import { ServerClock } from '/web/shared/clock.js';
 
 const TOKEN_KEY = 'xuanfang.op_token';
 const PROGRESS_MS = 2000;
 const APPLICATIONS_MS = 5000;
+/** The clock offset is measured again this often (the PC's clock may drift or be set). */
+const CLOCK_MS = 60000;
 
 const token = takeToken(TOKEN_KEY);
 let progress = null;
 let applications = [];
-/** Server minus local clock, from the progress replies' Date header or /api/time. */
-let offset = 0;
+/** The server's time as this page estimates it (from /api/time): sessions, "now" and the chart use it. */
+const clock = new ServerClock();
+const serverNow = () => clock.now();
+/** The event log as read so far, for the chart. */
+const selections = new SelectionHistory();
+/** Null while the chart's history is current, else why it could not be read. */
+let chartStatus = null;
+let chartSyncing = false;
 
 function errorText(e) {
   if (e instanceof HttpError) {
@@ -58,7 +68,7 @@ function renderProgress() {
 }
 
 function renderSessions(sessions) {
-  const now = Date.now() + offset;
+  const now = serverNow();
   const tbody = document.querySelector('#sessions tbody');
   tbody.innerHTML = sessions
     .map((s) => {
@@ -105,10 +115,54 @@ async function pollProgress() {
   try {
     progress = await api('/api/ops/progress', { token });
     renderProgress();
-    document.getElementById('updated').textContent = t('console.updated', { at: clockTime(Date.now() + offset) });
+    pollChart();
+    document.getElementById('updated').textContent = t('console.updated', { at: clockTime(serverNow()) });
   } catch (e) {
     document.getElementById('updated').textContent = t('console.failed', { msg: errorText(e) });
   }
+}
+
+/**
+ * Measures the clock offset afresh: three /api/time round trips, the shortest wins. A new
+ * round each time, so that a PC clock that was set or drifted is followed.
+ */
+async function sampleClock() {
+  const best = new ServerClock();
+  for (let i = 0; i < 3; i++) {
+    try {
+      const t0 = Date.now();
+      const { server_time } = await api('/api/time');
+      best.sample(t0, server_time);
+    } catch {
+      // Fewer samples; none at all keeps the offset measured before.
+    }
+  }
+  if (best.samples > 0) {
+    clock.offsetMs = best.offsetMs;
+    clock.rttMs = best.rttMs;
+    clock.samples = best.samples;
+  }
+}
+
+function drawChart() {
+  if (progress) renderChart(selections, progress.sessions ?? [], serverNow(), chartStatus);
+}
+
+/** Reads the events after the last one seen, then redraws (also to move "now" on). */
+async function pollChart() {
+  // A first read of a long log can outlast the poll interval: one read at a time.
+  if (chartSyncing) return;
+  chartSyncing = true;
+  try {
+    // Another log than the one read so far (a new batch): read the new one from its start.
+    if (!(await syncHistory(selections, token, progress.batch))) await syncHistory(selections, token, progress.batch);
+    chartStatus = null;
+  } catch (e) {
+    chartStatus = t('console.chart_failed', { msg: errorText(e) });
+  } finally {
+    chartSyncing = false;
+  }
+  drawChart();
 }
 
 async function pollApplications() {
@@ -131,7 +185,7 @@ function localInput(ms) {
 
 function bindImport() {
   const form = document.getElementById('import');
-  const now = Date.now() + offset;
+  const now = serverNow();
   field(form, 'preselect_start').value = localInput(now);
   field(form, 'first_session_start').value = localInput(now + 30 * 60000);
   form.addEventListener('submit', async (ev) => {
@@ -187,7 +241,7 @@ function bindImport() {
 
 /** A sensible 补选 start: 10 minutes after the later of now and the last formal session's end. */
 function suggestedStart() {
-  const now = Date.now() + offset;
+  const now = serverNow();
   const formalEnd = Math.max(0, ...(progress?.sessions ?? []).filter((s) => s.kind === 'formal').map((s) => s.deadline));
   const at = Math.max(now, formalEnd) + 10 * 60000;
   return at - (at % 60000) + 60000;
@@ -244,23 +298,19 @@ async function boot() {
     return;
   }
   document.getElementById('console').hidden = false;
-  try {
-    const t0 = Date.now();
-    const { server_time } = await api('/api/time');
-    offset = server_time - (t0 + Date.now()) / 2;
-  } catch {
-    offset = 0;
-  }
+  await sampleClock();
   bindImport();
   bindPublish();
   bindExports();
   onLangChange(() => {
     renderProgress();
+    drawChart();
     renderApplications();
   });
   await Promise.all([pollProgress(), pollApplications(), startReview(token, errorText)]);
   setInterval(pollProgress, PROGRESS_MS);
   setInterval(pollApplications, APPLICATIONS_MS);
+  setInterval(sampleClock, CLOCK_MS);
 }
 
 boot();

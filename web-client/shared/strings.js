@@ -363,4 +363,27 @@ export const STRINGS = {
   'console.export_events': S('事件日志（审计）', 'Event log (audit)'),
   'console.failed': S('操作失败：{msg}', 'Failed: {msg}'),
   'console.updated': S('更新于 {at}', 'Updated {at}'),
+  'console.chart': S('进度曲线（按户型）', 'Progress over time, by layout'),
+  'console.chart_source': S(
+    '据服务器事件日志（至第 {seq} 条）绘制，时间为服务器时间 {from}–{to}；灰色底为正选场次、浅橙色底为补选场次的选房时段。',
+    "Drawn from the server's event log (up to event {seq}); times are server time, {from}–{to}; grey bands are formal sessions' windows, light orange ones supplementary sessions'.",
+  ),
+  'console.chart_waiting': S('首场 {at} 开始，开始后逐笔绘制。', 'The first session starts at {at}; the lines grow from then on. '),
+  'console.chart_failed': S('进度曲线未能更新：{msg}', 'The chart could not be updated: {msg}'),
+  'console.chart_empty': S('暂无房源数据', 'No units yet'),
+  'console.chart_table': S('各户型当前数据：已确认、自动确认、剩余与合计', 'Each layout now: confirmed, automatic, remaining and total'),
+  'console.chart_layout': S('户型', 'Layout'),
+  'console.chart_confirmed': S('已确认', 'Confirmed'),
+  'console.chart_automatic': S('自动确认', 'Automatic'),
+  'console.chart_remaining': S('剩余', 'Remaining'),
+  'console.chart_total': S('合计', 'Total'),
+  'console.chart_now': S('现在 {at}', 'now {at}'),
+  'console.chart_caption': S(
+    '已确认 {confirmed} · 自动确认 {automatic} · 剩余 {remaining} / 共 {total} 套',
+    'confirmed {confirmed} · automatic {automatic} · remaining {remaining} of {total}',
+  ),
+  'console.chart_summary': S(
+    '{layout}：共 {total} 套，{from}–{to} 间已确认 {confirmed} 套、自动确认 {automatic} 套，剩余 {remaining} 套',
+    '{layout}: {total} units; from {from} to {to}, {confirmed} confirmed, {automatic} automatic, {remaining} remaining',
+  ),
 };
