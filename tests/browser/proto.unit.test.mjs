@@ -275,4 +275,8 @@ test('a family view pushed before an ok but delivered after it does not replace 
   assert.ok(olderView(view(7, 9999), view(8, 0)), 'seq first, whatever the clocks say');
   assert.ok(!olderView(view(8, 1), view(8, 1)), 'a repeat is not older');
   assert.ok(!olderView(view(1, 1), null), 'anything replaces nothing');
+  // A rebuilt event log (another epoch) counts again from 1: its greeting view is taken.
+  last().deliver({ type: 'welcome', server_time: Date.now(), batch: 'b1', epoch: 2, seq: 0 });
+  last().deliver({ type: 'family', family: view(3, 100, 'formal') });
+  assert.equal(client.family.seq, 3);
 });

@@ -339,6 +339,10 @@ export class HubClient {
         clearTimeout(this.handshakeTimer);
         this.attempt = 0;
         this.welcomed = true;
+        // A view's `seq` counts in one event log: a rebuilt log (new epoch) or another
+        // batch starts again, so the greeting's view replaces whatever is held.
+        if (m.epoch !== this.viewEpoch || m.batch !== this.batch) this.viewReset = true;
+        this.viewEpoch = m.epoch;
         this.batch = m.batch;
         this.clock.roughly(m.server_time);
         this.setStatus('online');
@@ -394,7 +398,8 @@ export class HubClient {
 
   /** Takes `view` unless it is older than the one held; returns whether it was taken. */
   setFamily(view) {
-    if (olderView(view, this.family)) return false;
+    if (!this.viewReset && olderView(view, this.family)) return false;
+    this.viewReset = false;
     this.family = view;
     if (Number.isFinite(view.server_time)) this.clock.roughly(view.server_time);
     this.emit('family', view);
