@@ -547,11 +547,17 @@ fn slowlog(r: &DurableRedis) -> Res<Vec<(String, usize, u64, String)>> {
             .map(redis::from_redis_value)
             .transpose()?
             .unwrap_or(0);
-        let args: Vec<String> = fields
+        // Bytes, not strings: the slow log cuts arguments at 128 bytes, and a slice of
+        // the batch's JSON may start or end inside a character.
+        let args: Vec<Vec<u8>> = fields
             .get(3)
             .map(redis::from_redis_value)
             .transpose()?
             .unwrap_or_default();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         let what = match args.first().map(|a| a.to_ascii_uppercase()) {
             Some(c) if c == "EVALSHA" => {
                 let sha = args.get(1).cloned().unwrap_or_default();

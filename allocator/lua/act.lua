@@ -6,7 +6,7 @@
 -- Checks, in the order of hub `Selection::decide`: unknown batch, a reply already given
 -- to this req_id (replayed as is; an ok replays as ok + the view of now), unknown
 -- family, then the phase; `outcome_refusal` answers a family that already has a result.
--- Replies: {'ok', now, closed(0|1), gen, family hash as [field, value, ...]}
+-- Replies: {'ok', now, closed(0|1), gen, family hash as [field, value, ...], seq}
 --          {'err', code, unit or ''}
 -- Every answer but unknown_batch and unknown_family is remembered in `rep:<family>`,
 -- the family's most recent REPLIES_KEPT (put first by the engine) in a ring:
@@ -27,14 +27,16 @@ if not META[1] then
   return { 'err', 'unknown_batch', '' }
 end
 
--- The family's view as of now; `cur` when the caller has it (no action changes it).
+-- The family's view as of now and of the last event (seq: clients order views by it);
+-- `cur` when the caller has it (no action changes it).
 local function view_reply(cur)
   cur = cur or redis.call('HGET', K_FAM, 'cur')
   local closed = 0
   if cur and redis.call('HEXISTS', K_CLOSED, cur) == 1 then
     closed = 1
   end
-  return { 'ok', NOW_S, closed, META[1], redis.call('HGETALL', K_FAM) }
+  return { 'ok', NOW_S, closed, META[1], redis.call('HGETALL', K_FAM),
+    redis.call('GET', K_SEQ) or '0' }
 end
 
 -- Stores this request's answer in the family's ring of recent answers.

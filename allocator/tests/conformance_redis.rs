@@ -540,6 +540,58 @@ mod redis_specific {
         );
     }
 
+    /// The batch's JSON is staged in slices and renamed, not copied by the publishing
+    /// call: meta holds none, `loaded` holds it whole (slices cut inside characters
+    /// join up), event 1 still carries it, and an engine with no cache reads it back.
+    #[tokio::test]
+    async fn a_load_stages_the_batch_json_in_slices_and_event_one_still_carries_it() {
+        use xuanfang_allocator::redis_engine::keys::BatchKeys;
+        use xuanfang_hub::EventKind;
+
+        let ns = unique_namespace();
+        let e = engine(&ns).await;
+        let now = e.now().await.expect("now");
+        let mut b = batch("sliced", now.plus_ms(-60_000), now.plus_ms(3_600_000));
+        // Over 256 KiB of JSON, with 栋 and 南 (3 bytes each) throughout: several slices.
+        let template = b.units[0].clone();
+        b.units = (0..5_000)
+            .map(|i| Unit {
+                id: UnitId(format!("U{i:05}")),
+                building: format!("{}栋", i % 9 + 1),
+                ..template.clone()
+            })
+            .collect();
+        let json = serde_json::to_string(&b).expect("json");
+        assert!(json.len() > 2 * 256 * 1024, "{} bytes", json.len());
+        e.load_batch(b.clone()).await.expect("load");
+
+        let k = BatchKeys::new(&ns, &b.id);
+        let mut conn = RedisServer::shared()
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let in_meta: Option<String> = conn.hget(k.meta(), "batch").await.expect("hget");
+        assert_eq!(
+            in_meta, None,
+            "the publishing call copied no JSON into meta"
+        );
+        let loaded: String = conn.get(k.loaded()).await.expect("get");
+        assert_eq!(serde_json::from_str::<Batch>(&loaded).expect("parse"), b);
+        let ttl: i64 = conn.pttl(k.loaded()).await.expect("pttl");
+        assert_eq!(
+            ttl, -1,
+            "the loaded batch does not expire with the load's lock"
+        );
+        let events = e.events(&b.id, 0, 1).await.expect("events");
+        assert!(
+            matches!(&events[..], [ev] if ev.event == EventKind::BatchLoaded { batch: b.clone() }),
+            "event 1 carries the batch"
+        );
+        let fresh = engine(&ns).await;
+        assert_eq!(fresh.batch(&b.id).await.expect("batch"), b);
+    }
+
     #[tokio::test]
     async fn without_an_injected_clock_scripts_use_redis_time() {
         let e = engine(&unique_namespace()).await;

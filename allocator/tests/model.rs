@@ -544,6 +544,7 @@ impl Model {
                 .map(|(a, b)| (Millis(a), Millis(b))),
             applied_supplementary_at: f.st.applied_supplementary_at,
             server_time: Millis(now),
+            seq: self.seq,
         }
     }
 

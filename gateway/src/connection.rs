@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use xuanfang_hub::protocol::{ClientMsg, Encoding, ServerMsg, MAX_CLIENT_FRAME};
+use xuanfang_hub::protocol::{ClientMsg, Encoding, FamilyView, ServerMsg, MAX_CLIENT_FRAME};
 use xuanfang_hub::{ErrorCode, FamilyId, Rejection};
 
 use crate::app::App;
@@ -178,7 +178,10 @@ struct Connection {
     seq: u64,
     /// The view this connection's last `ok` carried and shared with the family's other
     /// connections; not sent to this one again.
-    shared: Option<Arc<xuanfang_hub::protocol::FamilyView>>,
+    shared: Option<Arc<FamilyView>>,
+    /// `(seq, server_time)` of the newest family view sent on this socket: a pushed
+    /// view read before the family's latest `ok` must not follow it and undo it.
+    sent_view: Option<(u64, xuanfang_hub::Millis)>,
     /// Family sockets: when the token is next warned about or found expired.
     token_alarm: Option<TokenAlarm>,
     _slot: ConnSlot,
@@ -206,6 +209,7 @@ impl Connection {
             who,
             seq: 0,
             shared: None,
+            sent_view: None,
             token_alarm: None,
             _slot: slot,
         }
@@ -324,8 +328,11 @@ impl Connection {
                         Some(()) => {
                             let view = family_rx.as_mut().and_then(|rx| rx.borrow_and_update().clone());
                             let own = matches!((&view, &self.shared), (Some(v), Some(s)) if Arc::ptr_eq(v, s));
-                            match view.filter(|_| !own) {
-                                Some(view) => self.send_msg(&ServerMsg::Family { family: (*view).clone() }).await,
+                            match view.filter(|v| !own && self.is_news(v)) {
+                                Some(view) => {
+                                    self.saw_view(&view);
+                                    self.send_msg(&ServerMsg::Family { family: (*view).clone() }).await
+                                }
                                 None => Flow::Continue,
                             }
                         }
@@ -368,6 +375,7 @@ impl Connection {
         if let Some(f) = self.family().cloned() {
             match self.app.alloc.family(&self.hub.batch, &f).await {
                 Ok(view) => {
+                    self.saw_view(&view);
                     if let Flow::Close(c, r) =
                         self.send_msg(&ServerMsg::Family { family: view }).await
                     {
@@ -570,6 +578,7 @@ impl Connection {
         {
             Ok(Ok(view)) => {
                 self.app.metrics.actions_ok.inc();
+                self.saw_view(&view);
                 self.shared = self.hub.share_view(&view);
                 ServerMsg::Ok {
                     req_id: req_id.to_owned(),
@@ -585,6 +594,20 @@ impl Connection {
                 self.app.metrics.error(ErrorCode::Internal);
                 err(ErrorCode::Internal)
             }
+        }
+    }
+
+    /// Whether a pushed view is not older than the newest this socket was sent.
+    fn is_news(&self, view: &FamilyView) -> bool {
+        self.sent_view
+            .is_none_or(|at| (view.seq, view.server_time) >= at)
+    }
+
+    /// Records a view about to be sent (a reply's or a push).
+    fn saw_view(&mut self, view: &FamilyView) {
+        let at = (view.seq, view.server_time);
+        if self.sent_view.is_none_or(|seen| at > seen) {
+            self.sent_view = Some(at);
         }
     }
 

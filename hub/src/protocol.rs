@@ -237,6 +237,22 @@ pub struct FamilyView {
     pub supplementary_window: Option<(Millis, Millis)>,
     pub applied_supplementary_at: Option<Millis>,
     pub server_time: Millis,
+    /// The batch's event seq the view was read at (the numbering of the board's
+    /// `seq`). Every change of a family's state is an event, so of two views the one
+    /// with the higher `(seq, server_time)` is the newer: see [`FamilyView::older_than`].
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl FamilyView {
+    /// Whether this view is older than `other`, so must not replace it on a screen: it
+    /// was read at an earlier event seq, or at the same seq (the same state) at an
+    /// earlier server time (the phase follows the clock). A view pushed by the server
+    /// can reach a phone after the reply to the family's next request; this keeps the
+    /// older one from winning.
+    pub fn older_than(&self, other: &FamilyView) -> bool {
+        (self.seq, self.server_time) < (other.seq, other.server_time)
+    }
 }
 
 /// Server → client.

@@ -272,6 +272,10 @@ impl Selection {
     pub fn seq(&self) -> u64 {
         self.seq
     }
+    /// Family id -> its position in `batch().families`.
+    pub fn family_index(&self) -> &HashMap<FamilyId, usize> {
+        &self.families
+    }
     pub fn taken(&self) -> &HashMap<UnitId, Holder> {
         &self.taken
     }

@@ -5,18 +5,41 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{Batch, Family, Session, SessionId, UnitId};
+use crate::domain::{Batch, Family, FamilyId, Session, SessionId, UnitId};
 use crate::protocol::{Catalog, FamilyView, SessionInfo, TakenUnit};
 use crate::rules;
 use crate::selection::{FamilyState, Holder, Selection};
 use crate::time::Millis;
 
 pub fn session_info(batch: &Batch, s: &Session, closed: bool) -> SessionInfo {
+    session_info_by(s, closed, |f| batch.family(f).map(|f| f.rank))
+}
+
+/// [`session_info`] with the ranks looked up through `index` (family -> position in
+/// `batch.families`): a family view is built on every `ok`, and a search of the
+/// families for each would cost a large session thousands of comparisons per action.
+pub fn session_info_indexed(
+    batch: &Batch,
+    index: &HashMap<FamilyId, usize>,
+    s: &Session,
+    closed: bool,
+) -> SessionInfo {
+    session_info_by(s, closed, |f| {
+        index
+            .get(f)
+            .and_then(|&i| batch.families.get(i))
+            .map(|f| f.rank)
+    })
+}
+
+fn session_info_by(
+    s: &Session,
+    closed: bool,
+    rank_of: impl Fn(&FamilyId) -> Option<u32>,
+) -> SessionInfo {
     // Sessions list their families in rank order (checked by `Batch::validate`), so the
     // ends give the range without scanning every family.
-    let rank = |f: Option<&crate::domain::FamilyId>| {
-        f.and_then(|f| batch.family(f)).map(|f| f.rank).unwrap_or(0)
-    };
+    let rank = |f: Option<&FamilyId>| f.and_then(&rank_of).unwrap_or(0);
     SessionInfo {
         id: s.id.clone(),
         kind: s.kind,
@@ -94,12 +117,22 @@ pub fn taken(batch: &Batch, holders: &HashMap<UnitId, Holder>) -> Vec<TakenUnit>
     v
 }
 
+/// What a family view is read at: the server time, and the batch's event seq (every
+/// change of a family's state is an event, so a view at a higher seq is never older).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadAt {
+    pub now: Millis,
+    pub seq: u64,
+}
+
+/// The family's view; `index` maps family ids to their position in `batch.families`.
 pub fn family_view(
     batch: &Batch,
+    index: &HashMap<FamilyId, usize>,
     family: &Family,
     state: &FamilyState,
     closed: &[SessionId],
-    now: Millis,
+    at: ReadAt,
 ) -> Option<FamilyView> {
     let current = state
         .supplementary_session
@@ -107,12 +140,13 @@ pub fn family_view(
         .unwrap_or(&family.session);
     let session = batch.session(current)?;
     let own = batch.session(&family.session)?;
+    let now = at.now;
     Some(FamilyView {
         family: family.id.clone(),
         name: family.name.clone(),
         rank: family.rank,
         eligible_layouts: family.eligible_layouts.clone(),
-        session: session_info(batch, session, closed.contains(&session.id)),
+        session: session_info_indexed(batch, index, session, closed.contains(&session.id)),
         phase: rules::phase_at(batch, session, state.outcome.is_some(), now),
         preselect_start: batch.preselect_start,
         preselect_end: batch.preselect_end,
@@ -124,14 +158,29 @@ pub fn family_view(
         supplementary_window: rules::supplementary_window(batch, own),
         applied_supplementary_at: state.applied_supplementary_at,
         server_time: now,
+        seq: at.seq,
     })
 }
 
 impl Selection {
-    /// The family's view at `now`.
-    pub fn family_view(&self, family: &crate::domain::FamilyId, now: Millis) -> Option<FamilyView> {
-        let f = self.batch().family(family)?;
+    /// The family's view at `now` (and at this selection's seq).
+    pub fn family_view(&self, family: &FamilyId, now: Millis) -> Option<FamilyView> {
+        let f = self
+            .batch()
+            .families
+            .get(*self.family_index().get(family)?)?;
         let st = self.state(family)?;
-        family_view(self.batch(), f, st, self.closed_sessions(), now)
+        let at = ReadAt {
+            now,
+            seq: self.seq(),
+        };
+        family_view(
+            self.batch(),
+            self.family_index(),
+            f,
+            st,
+            self.closed_sessions(),
+            at,
+        )
     }
 }

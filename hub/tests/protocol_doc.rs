@@ -75,6 +75,7 @@ fn family_view() -> FamilyView {
         supplementary_window: Some((Millis(T0 + 180_000), Millis(T0 + 3_480_000))),
         applied_supplementary_at: None,
         server_time: Millis(T0 + 12_000),
+        seq: 42,
     }
 }
 

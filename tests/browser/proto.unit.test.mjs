@@ -47,7 +47,7 @@ globalThis.location = { protocol: 'http:', host: 'hub.test', search: '' };
 globalThis.document = { visibilityState: 'visible', addEventListener() {} };
 globalThis.window = new EventTarget();
 globalThis.WebSocket = FakeSocket;
-const { HubClient, backoffDelay } = await import('../../web-client/shared/proto.js');
+const { HubClient, backoffDelay, olderView } = await import('../../web-client/shared/proto.js');
 
 const last = () => FakeSocket.all[FakeSocket.all.length - 1];
 const flush = () => new Promise((r) => setImmediate(r));
@@ -250,4 +250,33 @@ test('a reconnect with a token past its exp says the token expired instead of re
   assert.equal(FakeSocket.all.length, 0, 'no socket opened with a dead token');
   assert.equal(expired.length, 1);
   assert.equal(client.status, 'expired');
+});
+
+test('a family view pushed before an ok but delivered after it does not replace the ok\'s newer view', async () => {
+  client = new HubClient({ token: 't' });
+  client.start();
+  last().accept();
+  const seen = [];
+  client.on('family', (v) => seen.push(v.seq));
+  const reply = client.request('declare', { stage: 'formal' });
+  await flush();
+  const sent = last().sent.find((m) => m.type === 'declare');
+  const view = (seq, server_time, phase) => ({ family: 'F1', seq, server_time, phase });
+  last().deliver({ type: 'ok', req_id: sent.req_id, family: view(8, 2000, 'formal') });
+  await reply;
+  // The session-start push, read at seq 7, arrives late.
+  last().deliver({ type: 'family', family: view(7, 1999, 'waiting') });
+  assert.equal(client.family.seq, 8);
+  assert.equal(client.family.phase, 'formal');
+  assert.deepEqual(seen, [8], 'the older view is not announced');
+  // Same seq, later time: the same state at a later phase — taken.
+  last().deliver({ type: 'family', family: view(8, 2500, 'done') });
+  assert.equal(client.family.phase, 'done');
+  assert.ok(olderView(view(7, 9999), view(8, 0)), 'seq first, whatever the clocks say');
+  assert.ok(!olderView(view(8, 1), view(8, 1)), 'a repeat is not older');
+  assert.ok(!olderView(view(1, 1), null), 'anything replaces nothing');
+  // A rebuilt event log (another epoch) counts again from 1: its greeting view is taken.
+  last().deliver({ type: 'welcome', server_time: Date.now(), batch: 'b1', epoch: 2, seq: 0 });
+  last().deliver({ type: 'family', family: view(3, 100, 'formal') });
+  assert.equal(client.family.seq, 3);
 });

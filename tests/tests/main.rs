@@ -12,6 +12,7 @@
 mod common;
 
 mod board_position;
+mod family_view_order;
 mod faults_client_kill;
 mod faults_clock;
 mod gateway_batches;

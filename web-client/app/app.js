@@ -204,8 +204,8 @@ function tick() {
 async function refreshMe() {
   try {
     const me = await api('/api/me', { token: ctx.token });
-    // A WebSocket push may be newer than this reply; take the later view.
-    if (!ctx.family || me.server_time >= (ctx.family.server_time ?? 0)) ctx.client.setFamily(me);
+    // A WebSocket push may be newer than this reply: the client keeps the newer view.
+    ctx.client.setFamily(me);
   } catch {
     // Offline: the reconnect will bring the family view.
   }

@@ -51,6 +51,19 @@ export function backoffDelay(attempt, random = Math.random) {
 
 /** A live connection to the hub. Events: status, welcome, board, changes, family, clock,
  * error, token_expiring, token_expired, token. */
+/**
+ * Whether family view `a` is older than `b`, so must not replace it: read at an earlier
+ * event seq, or at the same seq (the same state) at an earlier server time. A view the
+ * server pushed can arrive after the reply to the family's next request.
+ */
+export function olderView(a, b) {
+  if (!b) return false;
+  const sa = a.seq ?? 0;
+  const sb = b.seq ?? 0;
+  if (sa !== sb) return sa < sb;
+  return (a.server_time ?? 0) < (b.server_time ?? 0);
+}
+
 export class HubClient {
   /** @param {{token?: string, url?: string, handshakeTimeoutMs?: number, requestTimeoutMs?: number}} opts */
   constructor(opts = {}) {
@@ -326,6 +339,10 @@ export class HubClient {
         clearTimeout(this.handshakeTimer);
         this.attempt = 0;
         this.welcomed = true;
+        // A view's `seq` counts in one event log: a rebuilt log (new epoch) or another
+        // batch starts again, so the greeting's view replaces whatever is held.
+        if (m.epoch !== this.viewEpoch || m.batch !== this.batch) this.viewReset = true;
+        this.viewEpoch = m.epoch;
         this.batch = m.batch;
         this.clock.roughly(m.server_time);
         this.setStatus('online');
@@ -379,10 +396,14 @@ export class HubClient {
     }
   }
 
+  /** Takes `view` unless it is older than the one held; returns whether it was taken. */
   setFamily(view) {
+    if (!this.viewReset && olderView(view, this.family)) return false;
+    this.viewReset = false;
     this.family = view;
     if (Number.isFinite(view.server_time)) this.clock.roughly(view.server_time);
     this.emit('family', view);
+    return true;
   }
 
   askResume() {

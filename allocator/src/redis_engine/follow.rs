@@ -106,11 +106,12 @@ impl Follower {
             // A failed wait drops the connection (it is not given back).
             durable::replicated(&mut conn, &self.marker, self.replica_wait).await?;
         }
-        self.give_back(conn);
         let ids = reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_else(Vec::new);
-        entries(ids)
+        let events = entries(&mut conn, ids).await?;
+        self.give_back(conn);
+        Ok(events)
     }
 }
 
@@ -132,7 +133,7 @@ pub(crate) async fn read_range<C: redis::aio::ConnectionLike>(
         .arg(count(limit))
         .query_async(conn)
         .await?;
-    entries(reply.ids)
+    entries(conn, reply.ids).await
 }
 
 /// Stream entries read per step of [`last_public`].
@@ -156,7 +157,7 @@ pub(crate) async fn last_public<C: redis::aio::ConnectionLike>(
             .arg(BACK_STEP)
             .query_async(conn)
             .await?;
-        let events = entries(reply.ids)?;
+        let events = entries(conn, reply.ids).await?;
         if let Some(e) = events.iter().find(|e| e.event.is_public()) {
             return Ok(e.seq);
         }
@@ -173,7 +174,26 @@ fn count(limit: usize) -> u64 {
     (limit as u64).clamp(1, i64::MAX as u64)
 }
 
-fn entries(ids: Vec<StreamId>) -> Result<Vec<Event>, AllocError> {
+/// The events of stream entries. The `batch_loaded` entry names the key holding its
+/// batch (field `b`, see `keys.rs`): read here, so the load never copied it in one call.
+async fn entries<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    mut ids: Vec<StreamId>,
+) -> Result<Vec<Event>, AllocError> {
+    for id in &mut ids {
+        if id.map.contains_key("e") {
+            continue;
+        }
+        let Some(key) = id.map.get("b").map(reply::text).transpose()? else {
+            continue;
+        };
+        let batch: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
+        let batch =
+            batch.ok_or_else(|| AllocError::Corrupt(format!("entry {}: no {key}", id.id)))?;
+        let event = format!("{{\"kind\":\"batch_loaded\",\"batch\":{batch}}}");
+        id.map
+            .insert("e".to_owned(), Value::BulkString(event.into_bytes()));
+    }
     ids.into_iter().map(entry).collect()
 }
 

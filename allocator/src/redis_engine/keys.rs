@@ -21,9 +21,10 @@ impl BatchKeys {
         format!("{}:{name}", self.prefix)
     }
 
-    /// Hash: `batch` (JSON, with published supplementary sessions), `gen` (bumped when
-    /// the batch changes), `epoch`, `preselect_start`, `preselect_end`, `load` (the
-    /// token of the load that published it; family hashes carry the same).
+    /// Hash: `gen` (bumped when the batch changes), `epoch`, `preselect_start`,
+    /// `preselect_end`, `load` (the token of the load that published it; family hashes
+    /// carry the same), and `batch` (JSON, with published supplementary sessions) once a
+    /// supplementary session is published: until then the batch is [`Self::loaded`].
     pub fn meta(&self) -> String {
         self.key("meta")
     }
@@ -31,9 +32,21 @@ impl BatchKeys {
     pub fn seq(&self) -> String {
         self.key("seq")
     }
-    /// Stream of events, ID `<seq>-0`, fields `at` and `e` (EventKind JSON).
+    /// Stream of events, ID `<seq>-0`, fields `at` and `e` (EventKind JSON) — but entry
+    /// 1 (`batch_loaded`) has `at` and `b`: the name of the key holding the batch's JSON
+    /// ([`Self::loaded`]), which the load staged in slices rather than copy in one call.
     pub fn events(&self) -> String {
         self.key("events")
+    }
+    /// String: the batch's JSON as loaded (never changed afterwards): the batch of the
+    /// `batch_loaded` event, and the batch itself until meta has `batch`.
+    pub fn loaded(&self) -> String {
+        self.key("loaded")
+    }
+    /// String: the batch's JSON of the load with `token`, written in slices and renamed
+    /// to [`Self::loaded`] when the load is published.
+    pub fn staged_loaded(&self, token: &str) -> String {
+        self.key(&format!("loaded~{token}"))
     }
     /// Hash unit -> holder JSON (hub `Holder`).
     pub fn taken(&self) -> String {

@@ -104,10 +104,12 @@ pub(crate) struct FamilyRead {
     pub closed: bool,
     pub gen: u64,
     pub fields: HashMap<String, String>,
+    /// The batch's event seq at the read.
+    pub seq: u64,
 }
 
 impl FamilyRead {
-    /// Parses `{now, closed, gen, hash}` (the ok payload of act and family scripts).
+    /// Parses `{now, closed, gen, hash, seq}` (the ok payload of act and family scripts).
     pub(crate) fn parse(payload: Vec<Value>) -> Result<Self, AllocError> {
         let mut it = payload.into_iter();
         let mut next = || it.next().ok_or_else(|| corrupt("short family reply"));
@@ -115,11 +117,13 @@ impl FamilyRead {
         let closed = int(&next()?)? != 0;
         let gen = int(&next()?)? as u64;
         let fields = pairs(next()?)?.into_iter().collect();
+        let seq = int(&next()?)? as u64;
         Ok(Self {
             now,
             closed,
             gen,
             fields,
+            seq,
         })
     }
 

@@ -4,11 +4,30 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::stream::{self, StreamExt};
 use tokio::sync::watch;
 use xuanfang_hub::protocol::FamilyView;
 use xuanfang_hub::FamilyId;
 
 use super::BatchHub;
+
+/// Family views read at once when many families must be told something (a session
+/// start, a deadline's auto-confirms): one at a time, each read waits for a Redis turn
+/// (an fsync), and the last of 2,000 families heard seconds late. Bounded, so the push
+/// does not crowd out the families' own requests at the same moment.
+const PUSH_READS_IN_FLIGHT: usize = 64;
+
+/// Puts `view` in a family's channel unless the channel holds a newer one: a view read
+/// before a family's request can arrive after that request's view was shared.
+fn offer(sender: &watch::Sender<Option<Arc<FamilyView>>>, view: Arc<FamilyView>) -> bool {
+    sender.send_if_modified(|held| {
+        if held.as_ref().is_some_and(|h| view.older_than(h)) {
+            return false;
+        }
+        *held = Some(view.clone());
+        true
+    })
+}
 
 impl BatchHub {
     /// The latest view of a family on this gateway, pushed after each of its changes.
@@ -28,8 +47,7 @@ impl BatchHub {
             return None;
         }
         let shared = Arc::new(view.clone());
-        sender.send_replace(Some(shared.clone()));
-        Some(shared)
+        offer(&sender, shared.clone()).then_some(shared)
     }
 
     /// Pushes fresh views to the connected families of a session whose formal window has
@@ -54,13 +72,15 @@ impl BatchHub {
                 .filter_map(|f| fams.get(&f).map(|s| (f, s.clone())))
                 .collect()
         };
-        for (f, sender) in targets {
-            match self.alloc.family(&self.batch, &f).await {
-                Ok(view) => {
-                    sender.send_replace(Some(Arc::new(view)));
+        stream::iter(targets)
+            .for_each_concurrent(PUSH_READS_IN_FLIGHT, |(f, sender)| async move {
+                match self.alloc.family(&self.batch, &f).await {
+                    Ok(view) => {
+                        offer(&sender, Arc::new(view));
+                    }
+                    Err(e) => tracing::warn!(family = %f, "family view failed: {e}"),
                 }
-                Err(e) => tracing::warn!(family = %f, "family view failed: {e}"),
-            }
-        }
+            })
+            .await;
     }
 }
