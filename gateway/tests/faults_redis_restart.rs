@@ -137,7 +137,7 @@ async fn burst(
     // The probe's retry with the same req_id is decided once Redis is back...
     let first = probe.answer(&probe_confirm, &history).await;
     let mut late = false;
-    if is_window_closed(&first) {
+    if is_late_refusal(&first) {
         probe.late(deadline, "confirm after the outage").await;
         late = true;
     } else {

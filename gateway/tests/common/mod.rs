@@ -302,8 +302,8 @@ pub async fn events(base: &str, batch: &str) -> Vec<Event> {
 pub const WINDOWS: [u32; 3] = [10, 40, 160];
 
 /// The machine was too slow for the session's window: an action the test needed was
-/// refused `window_closed` once the server's clock had passed the deadline (a refusal
-/// before it fails the test at once, see [`Player::try_enter`]).
+/// refused as too late ([`is_late_refusal`]) once the server's clock had passed the
+/// deadline (such a refusal before it fails the test at once, see [`Player::late`]).
 #[derive(Debug)]
 pub struct Late;
 
@@ -506,7 +506,7 @@ impl Player {
     pub async fn enter<'a>(&mut self, units: &[&'a str], history: &History) -> Vec<&'a str> {
         self.try_enter(units, history, i64::MAX)
             .await
-            .expect("refused window_closed")
+            .expect("refused as too late")
     }
 
     /// Confirms the first of `units` it can get: a unit taken by another family is
@@ -514,24 +514,35 @@ impl Player {
     pub async fn confirm_first(&mut self, units: &[&str], history: &History) -> Vec<ClientMsg> {
         self.try_confirm_first(units, history, i64::MAX)
             .await
-            .expect("refused window_closed")
+            .expect("refused as too late")
     }
 
-    /// A `window_closed` answer to `what`: [`Late`] if the server's clock has passed
-    /// `deadline` (server ms), else a wrong answer, which fails the test.
+    /// A late refusal ([`is_late_refusal`]) of `what`: [`Late`] if the server's clock has
+    /// passed `deadline` (server ms), else a wrong answer, which fails the test.
     pub async fn late(&self, deadline: i64, what: &str) -> Late {
-        let port = self.ports[self.next % self.ports.len()];
-        let now = server_time(&format!("http://127.0.0.1:{port}")).await;
+        // Any of its gateways that answers (the one that refused may be down by now).
+        let end = Instant::now() + T;
+        let mut i = self.next;
+        let now = loop {
+            let port = self.ports[i % self.ports.len()];
+            let (_, v) = get(format!("http://127.0.0.1:{port}/api/time"), None).await;
+            if let Some(t) = v["server_time"].as_i64() {
+                break t;
+            }
+            assert!(Instant::now() < end, "no gateway tells the time");
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert!(
             now >= deadline,
-            "{} {what}: window_closed at {now}, before the deadline {deadline}",
+            "{} {what}: refused as too late at {now}, before the deadline {deadline}",
             self.family
         );
         Late
     }
 
     /// [`Player::enter`] in a session whose deadline is `deadline` (server ms): a
-    /// `window_closed` after it is [`Late`] (the machine was too slow for the window).
+    /// late refusal after it is [`Late`] (the machine was too slow for the window).
     pub async fn try_enter<'a>(
         &mut self,
         units: &[&'a str],
@@ -544,7 +555,7 @@ impl Player {
             stage: xuanfang_hub::Stage::Formal,
         };
         let r = self.answer(&m, history).await;
-        if is_window_closed(&r) {
+        if is_late_refusal(&r) {
             return Err(self.late(deadline, "declare").await);
         }
         assert!(
@@ -566,7 +577,7 @@ impl Player {
                     code: xuanfang_hub::ErrorCode::UnitTaken,
                     ..
                 } => {}
-                r if is_window_closed(&r) => return Err(self.late(deadline, "add").await),
+                r if is_late_refusal(&r) => return Err(self.late(deadline, "add").await),
                 r => panic!("{} add {u}: {r:?}", self.family),
             }
         }
@@ -574,7 +585,7 @@ impl Player {
     }
 
     /// [`Player::confirm_first`] in a session whose deadline is `deadline` (server ms):
-    /// a `window_closed` after it is [`Late`].
+    /// a late refusal after it is [`Late`].
     pub async fn try_confirm_first(
         &mut self,
         units: &[&str],
@@ -595,7 +606,7 @@ impl Player {
                     code: xuanfang_hub::ErrorCode::UnitTaken,
                     ..
                 } => continue,
-                other if is_window_closed(&other) => {
+                other if is_late_refusal(&other) => {
                     return Err(self.late(deadline, "confirm").await)
                 }
                 other => panic!("{} confirm {u}: {other:?}", self.family),
@@ -605,11 +616,15 @@ impl Player {
     }
 }
 
-pub fn is_window_closed(m: &ServerMsg) -> bool {
+/// A refusal a request gets once the deadline has passed: `window_closed`, or
+/// `already_has_unit` for a family the deadline gave a unit from its intentions. Before
+/// the deadline either is a wrong answer here (see [`Player::late`]).
+pub fn is_late_refusal(m: &ServerMsg) -> bool {
+    use xuanfang_hub::ErrorCode::{AlreadyHasUnit, WindowClosed};
     matches!(
         m,
         ServerMsg::Error {
-            code: xuanfang_hub::ErrorCode::WindowClosed,
+            code: WindowClosed | AlreadyHasUnit,
             ..
         }
     )
