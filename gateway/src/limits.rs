@@ -11,11 +11,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use xuanfang_hub::FamilyId;
+use xuanfang_hub::{Clock, FamilyId};
 
 use crate::client_ip::TrustedProxies;
 
@@ -77,6 +81,38 @@ fn quota(per_sec: u32, burst_factor: u32) -> Quota {
     Quota::per_second(rate).allow_burst(burst)
 }
 
+/// The clock the rate limiters count on: the process's monotonic clock, or one injected
+/// with [`Limits::with_clock`] (a test's `ManualClock`), so that a bucket refills when the
+/// test moves the clock and never because the machine was slow.
+#[derive(Clone)]
+pub enum LimitClock {
+    /// Time since `origin`, monotonic (production).
+    Monotonic(Instant),
+    /// An injected clock's milliseconds.
+    Injected(Arc<dyn Clock>),
+}
+
+impl governor::clock::Clock for LimitClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        match self {
+            Self::Monotonic(origin) => Nanos::from(origin.elapsed()),
+            // Before 1970 counts as 0: governor saturates, it never panics.
+            Self::Injected(c) => Nanos::from(u64::try_from(c.now().0).unwrap_or(0) * 1_000_000),
+        }
+    }
+}
+
+type KeyedLimiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, LimitClock, NoOpMiddleware<Nanos>>;
+
+fn keyed<K: Clone + std::hash::Hash + Eq>(quota: Quota, clock: &LimitClock) -> KeyedLimiter<K> {
+    RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone())
+}
+
+/// A limiter of one connection's frames ([`Limits::connection_limiter`]).
+pub type ConnLimiter = RateLimiter<NotKeyed, InMemoryState, LimitClock, NoOpMiddleware<Nanos>>;
+
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("[limits] {0}")]
@@ -87,10 +123,11 @@ pub struct Limits {
     pub proxies: TrustedProxies,
     /// `allowed_origins`, lower case, without a trailing `/`.
     origins: Vec<String>,
-    family: DefaultKeyedRateLimiter<FamilyId>,
-    connects: DefaultKeyedRateLimiter<IpAddr>,
-    http: DefaultKeyedRateLimiter<IpAddr>,
-    statics: DefaultKeyedRateLimiter<IpAddr>,
+    clock: LimitClock,
+    family: KeyedLimiter<FamilyId>,
+    connects: KeyedLimiter<IpAddr>,
+    http: KeyedLimiter<IpAddr>,
+    statics: KeyedLimiter<IpAddr>,
     open: Mutex<HashMap<IpAddr, u32>>,
     /// One permit per open TCP connection (`max_connections`).
     tcp: Arc<Semaphore>,
@@ -130,6 +167,16 @@ impl Limits {
     }
 
     pub fn try_new(config: LimitConfig) -> Result<Arc<Self>, LimitError> {
+        Self::try_with_clock(config, LimitClock::Monotonic(Instant::now()))
+    }
+
+    /// The limits of `config` counting on `clock` (tests: a `ManualClock`, so that a
+    /// rate limit's verdict does not depend on how fast the machine runs).
+    pub fn with_clock(config: LimitConfig, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Self::try_with_clock(config, LimitClock::Injected(clock)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_with_clock(config: LimitConfig, clock: LimitClock) -> Result<Arc<Self>, LimitError> {
         let proxies = TrustedProxies::parse(&config.trusted_proxies).map_err(LimitError)?;
         let origins = config
             .allowed_origins
@@ -147,10 +194,11 @@ impl Limits {
         Ok(Arc::new(Self {
             proxies,
             origins,
-            family: RateLimiter::keyed(quota(config.family_msgs_per_sec, 4)),
-            connects: RateLimiter::keyed(quota(config.connects_per_sec_per_ip, 10)),
-            http: RateLimiter::keyed(quota(config.http_per_sec_per_ip, 4)),
-            statics: RateLimiter::keyed(quota(config.static_per_sec_per_ip, 4)),
+            family: keyed(quota(config.family_msgs_per_sec, 4), &clock),
+            connects: keyed(quota(config.connects_per_sec_per_ip, 10), &clock),
+            http: keyed(quota(config.http_per_sec_per_ip, 4), &clock),
+            statics: keyed(quota(config.static_per_sec_per_ip, 4), &clock),
+            clock,
             open: Mutex::new(HashMap::new()),
             tcp: Arc::new(Semaphore::new(config.max_connections as usize)),
             hinted: Mutex::new(None),
@@ -192,8 +240,8 @@ impl Limits {
     }
 
     /// A per-connection limiter for all frames.
-    pub fn connection_limiter(&self) -> governor::DefaultDirectRateLimiter {
-        RateLimiter::direct(quota(self.config.conn_msgs_per_sec, 4))
+    pub fn connection_limiter(&self) -> ConnLimiter {
+        RateLimiter::direct_with_clock(quota(self.config.conn_msgs_per_sec, 4), self.clock.clone())
     }
 
     pub fn family_request(&self, f: &FamilyId) -> bool {

@@ -25,11 +25,19 @@ impl Drop for Running {
     }
 }
 
-/// Reads a socket to its end: the close code, or 1006 when it ended without a close frame.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a socket and reads it to its end: the close code, 1006 when it ended without a
+/// close frame, 0 when it never opened.
 async fn close_code(url: String) -> u16 {
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+    let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await else {
         return 0;
     };
+    read_to_close(ws).await
+}
+
+async fn read_to_close(mut ws: Ws) -> u16 {
     loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
             Ok(Some(Ok(Message::Close(f)))) => return f.map_or(1005, |f| u16::from(f.code)),
@@ -69,11 +77,17 @@ async fn sigterm_closes_every_socket_with_1001_even_those_just_opened() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let url = format!("ws://127.0.0.1:{port}/ws");
-    // Sockets settled a while before the signal ...
-    let settled: Vec<_> = (0..20)
-        .map(|_| tokio::spawn(close_code(url.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Sockets settled before the signal (open and greeted: their first frame came) ...
+    let mut settled = Vec::new();
+    for _ in 0..20 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(30), ws.next()).await;
+        assert!(
+            matches!(first, Ok(Some(Ok(Message::Text(_) | Message::Binary(_))))),
+            "{first:?}"
+        );
+        settled.push(tokio::spawn(read_to_close(ws)));
+    }
     // ... and a burst opened right as it comes.
     let burst: Vec<_> = (0..400)
         .map(|_| tokio::spawn(close_code(url.clone())))

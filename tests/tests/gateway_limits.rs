@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::StreamExt;
@@ -58,14 +58,23 @@ async fn get_on(s: &mut TcpStream, path: &str) -> Raw {
 }
 
 async fn read_response(s: &mut TcpStream) -> Raw {
+    try_read_response(s)
+        .await
+        .expect("closed before a whole response head")
+}
+
+/// The response, or `None` if the connection closed before its head.
+async fn try_read_response(s: &mut TcpStream) -> Option<Raw> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "closed before a whole response head");
+        let n = s.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
@@ -84,7 +93,40 @@ async fn read_response(s: &mut TcpStream) -> Raw {
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = String::from_utf8_lossy(&buf[end..end + len]).into_owned();
-    Raw { status, head, body }
+    Some(Raw { status, head, body })
+}
+
+/// A new connection on which `GET /healthz` was answered 200. Under a header timeout of
+/// `timeout`, a machine that stalls between connecting and sending may see the server
+/// close it first: allowed only once `timeout` has passed since the connect (earlier
+/// fails the test), and then a fresh connection is tried.
+async fn answered_connection(gw: &Gateway, timeout: Duration) -> TcpStream {
+    let end = Instant::now() + 3 * WAIT;
+    loop {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let sent = s
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .is_ok();
+        let reply = if sent {
+            tokio::time::timeout(WAIT, try_read_response(&mut s))
+                .await
+                .expect("a response or a close")
+        } else {
+            None
+        };
+        if let Some(r) = reply {
+            assert_eq!(r.status, 200, "{}", r.head);
+            return s;
+        }
+        assert!(
+            t.elapsed() >= timeout,
+            "closed {:?} after connecting, before the header timeout",
+            t.elapsed()
+        );
+        assert!(Instant::now() < end, "no request got through in time");
+    }
 }
 
 /// A board-watching WebSocket with extra request headers.
@@ -159,8 +201,7 @@ async fn half_open_dripping_idle_and_kept_alive_connections_are_closed_after_the
         }
     });
     // A keep-alive connection, idle after one answered request.
-    let mut kept = TcpStream::connect(gw.addr).await.unwrap();
-    assert_eq!(get_on(&mut kept, "/healthz").await.status, 200);
+    let mut kept = answered_connection(&gw, Duration::from_secs(1)).await;
 
     assert!(closed_by_server(&mut half).await, "half-open still open");
     assert!(closed_by_server(&mut idle).await, "idle still open");
@@ -168,8 +209,7 @@ async fn half_open_dripping_idle_and_kept_alive_connections_are_closed_after_the
     assert!(closed_by_server(&mut kept).await, "kept-alive still open");
     dripping.abort();
     // The server itself is fine.
-    let mut fresh = TcpStream::connect(gw.addr).await.unwrap();
-    assert_eq!(get_on(&mut fresh, "/healthz").await.status, 200);
+    answered_connection(&gw, Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -294,9 +294,33 @@ pub async fn events(base: &str, batch: &str) -> Vec<Event> {
     }
 }
 
+/// Windows (seconds) a fault test tries in turn. Its burst runs on real processes over
+/// real time (Redis `TIME`, or the embedded engine's system clock: `serve` has no test
+/// clock), so it must fit in the window: a machine too slow for one is given a fresh
+/// batch with a longer one. Slowness only makes the test longer; a wrong answer still
+/// fails it at once.
+pub const WINDOWS: [u32; 3] = [10, 40, 160];
+
+/// The machine was too slow for the session's window: an action the test needed was
+/// refused as too late ([`is_late_refusal`]) once the server's clock had passed the
+/// deadline (such a refusal before it fails the test at once, see [`Player::late`]).
+#[derive(Debug)]
+pub struct Late;
+
+/// Says that a `window`-second window was too short for this machine; after the last
+/// of [`WINDOWS`] the test fails.
+pub fn too_short(window: u32) {
+    assert!(
+        window < WINDOWS[WINDOWS.len() - 1],
+        "even a {window} s window was too short for this machine"
+    );
+    eprintln!("a {window} s window was too short for this machine: again with a longer one");
+}
+
 /// Waits until the log holds a `session_closed` (the deadline was kept); the log then.
-pub async fn until_closed(base: &str, batch: &str) -> Vec<Event> {
-    let end = Instant::now() + Duration::from_secs(60);
+/// `window_s`: the session's window, so a long one is waited for in full.
+pub async fn until_closed(base: &str, batch: &str, window_s: u32) -> Vec<Event> {
+    let end = Instant::now() + Duration::from_secs(60 + u64::from(window_s));
     loop {
         let log = events(base, batch).await;
         if log
@@ -321,6 +345,8 @@ pub struct Player {
     next: usize,
     ws: Option<Ws>,
     n: u64,
+    /// The batch it acts in (`?batch=`); none: the family's newest.
+    batch: Option<String>,
     /// What the phone saw instead of an answer (error codes, closes), in order.
     pub trouble: Vec<String>,
 }
@@ -333,8 +359,15 @@ impl Player {
             next: 0,
             ws: None,
             n: 0,
+            batch: None,
             trouble: Vec::new(),
         }
+    }
+
+    /// Acts in `batch` (a test that loads several batches for the same families).
+    pub fn in_batch(mut self, batch: &str) -> Player {
+        self.batch = Some(batch.to_owned());
+        self
     }
 
     pub fn req_id(&mut self) -> String {
@@ -344,10 +377,13 @@ impl Player {
 
     async fn connect(&mut self) -> bool {
         let port = self.ports[self.next % self.ports.len()];
-        let url = format!(
+        let mut url = format!(
             "ws://127.0.0.1:{port}/ws?token={}",
             token(self.family.as_str(), Role::Family)
         );
+        if let Some(b) = &self.batch {
+            url.push_str(&format!("&batch={b}"));
+        }
         match tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::connect_async(url),
@@ -468,12 +504,60 @@ impl Player {
     /// Declares formal selection and adds `units` as intentions; those it could add (a
     /// unit another family has taken already is refused, `unit_taken`).
     pub async fn enter<'a>(&mut self, units: &[&'a str], history: &History) -> Vec<&'a str> {
+        self.try_enter(units, history, i64::MAX)
+            .await
+            .expect("refused as too late")
+    }
+
+    /// Confirms the first of `units` it can get: a unit taken by another family is
+    /// refused (`unit_taken`) and the next is tried. The confirms it sent, in order.
+    pub async fn confirm_first(&mut self, units: &[&str], history: &History) -> Vec<ClientMsg> {
+        self.try_confirm_first(units, history, i64::MAX)
+            .await
+            .expect("refused as too late")
+    }
+
+    /// A late refusal ([`is_late_refusal`]) of `what`: [`Late`] if the server's clock has
+    /// passed `deadline` (server ms), else a wrong answer, which fails the test.
+    pub async fn late(&self, deadline: i64, what: &str) -> Late {
+        // Any of its gateways that answers (the one that refused may be down by now).
+        let end = Instant::now() + T;
+        let mut i = self.next;
+        let now = loop {
+            let port = self.ports[i % self.ports.len()];
+            let (_, v) = get(format!("http://127.0.0.1:{port}/api/time"), None).await;
+            if let Some(t) = v["server_time"].as_i64() {
+                break t;
+            }
+            assert!(Instant::now() < end, "no gateway tells the time");
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            now >= deadline,
+            "{} {what}: refused as too late at {now}, before the deadline {deadline}",
+            self.family
+        );
+        Late
+    }
+
+    /// [`Player::enter`] in a session whose deadline is `deadline` (server ms): a
+    /// late refusal after it is [`Late`] (the machine was too slow for the window).
+    pub async fn try_enter<'a>(
+        &mut self,
+        units: &[&'a str],
+        history: &History,
+        deadline: i64,
+    ) -> Result<Vec<&'a str>, Late> {
         let id = self.req_id();
         let m = ClientMsg::Declare {
             req_id: id,
             stage: xuanfang_hub::Stage::Formal,
         };
         let r = self.answer(&m, history).await;
+        if is_late_refusal(&r) {
+            return Err(self.late(deadline, "declare").await);
+        }
         assert!(
             matches!(r, ServerMsg::Ok { .. }),
             "{} declare: {r:?}",
@@ -493,15 +577,21 @@ impl Player {
                     code: xuanfang_hub::ErrorCode::UnitTaken,
                     ..
                 } => {}
+                r if is_late_refusal(&r) => return Err(self.late(deadline, "add").await),
                 r => panic!("{} add {u}: {r:?}", self.family),
             }
         }
-        added
+        Ok(added)
     }
 
-    /// Confirms the first of `units` it can get: a unit taken by another family is
-    /// refused (`unit_taken`) and the next is tried. The confirms it sent, in order.
-    pub async fn confirm_first(&mut self, units: &[&str], history: &History) -> Vec<ClientMsg> {
+    /// [`Player::confirm_first`] in a session whose deadline is `deadline` (server ms):
+    /// a late refusal after it is [`Late`].
+    pub async fn try_confirm_first(
+        &mut self,
+        units: &[&str],
+        history: &History,
+        deadline: i64,
+    ) -> Result<Vec<ClientMsg>, Late> {
         let mut sent = Vec::new();
         for u in units {
             let m = ClientMsg::Confirm {
@@ -516,11 +606,28 @@ impl Player {
                     code: xuanfang_hub::ErrorCode::UnitTaken,
                     ..
                 } => continue,
+                other if is_late_refusal(&other) => {
+                    return Err(self.late(deadline, "confirm").await)
+                }
                 other => panic!("{} confirm {u}: {other:?}", self.family),
             }
         }
-        sent
+        Ok(sent)
     }
+}
+
+/// A refusal a request gets once the deadline has passed: `window_closed`, or
+/// `already_has_unit` for a family the deadline gave a unit from its intentions. Before
+/// the deadline either is a wrong answer here (see [`Player::late`]).
+pub fn is_late_refusal(m: &ServerMsg) -> bool {
+    use xuanfang_hub::ErrorCode::{AlreadyHasUnit, WindowClosed};
+    matches!(
+        m,
+        ServerMsg::Error {
+            code: WindowClosed | AlreadyHasUnit,
+            ..
+        }
+    )
 }
 
 /// Families and what they do in a burst: F{i} enters with intentions [U{i/2}, U{n+i}]
