@@ -258,11 +258,25 @@ async fn failover_mid_session_loses_no_acknowledged_confirm() {
         replica_wait: Duration::from_millis(500),
         ..RedisOptions::default()
     };
+    let spec = batch();
+    // The set-up load waits for the replica as long as a busy machine needs (the 500 ms
+    // of the session's engine is about the failover, not about a starved replica process).
+    let loader = RedisEngine::connect_to(
+        Target::parse(&url).unwrap(),
+        RedisOptions {
+            clock: Some(clock.clone()),
+            replica_wait: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(40),
+            ..RedisOptions::default()
+        },
+    )
+    .await
+    .expect("connect through the Sentinels");
+    loader.load_batch(spec.clone()).await.expect("load");
+    drop(loader);
     let engine = RedisEngine::connect_to(Target::parse(&url).unwrap(), options)
         .await
         .expect("connect through the Sentinels");
-    let spec = batch();
-    engine.load_batch(spec.clone()).await.expect("load");
     let world = Arc::new(World {
         engine: Arc::new(engine),
         batch: spec.id.clone(),
