@@ -154,9 +154,13 @@ impl Barriers {
         if let Some(b) = nodes.get(&node.id).filter(|b| !b.state.lock().gone) {
             return b.clone();
         }
-        // Barriers of nodes found gone are of no more use (a later write there would
-        // carry a new identity).
-        nodes.retain(|_, b| !b.state.lock().gone);
+        // A new identity: a failover or reconnect happened. Barriers found gone are of no
+        // more use, nor are idle ones (a later write there makes a fresh one); one in use
+        // finishes its rounds through its waiters' handles.
+        nodes.retain(|_, b| {
+            let s = b.state.lock();
+            !s.gone && (s.running || !s.waiting.is_empty())
+        });
         let b = Arc::new(Barrier {
             node: node.clone(),
             owner: self.clone(),
@@ -214,19 +218,23 @@ struct Barrier {
     state: Mutex<State>,
 }
 
-/// Marks the task stopped even if it is dropped mid-round (runtime shutdown), so a
-/// later waiter starts a new one instead of waiting for nobody.
-struct Running(Arc<Barrier>);
+/// Marks the task stopped if it is dropped mid-round (runtime shutdown), so a later
+/// waiter starts a new one instead of waiting for nobody. Disarmed on a normal exit,
+/// which marks it under the lock itself (a new task may be running by the time this
+/// would drop).
+struct Running(Option<Arc<Barrier>>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.state.lock().running = false;
+        if let Some(b) = self.0.take() {
+            b.state.lock().running = false;
+        }
     }
 }
 
 impl Barrier {
     async fn run(self: Arc<Self>) {
-        let guard = Running(self.clone());
+        let mut guard = Running(Some(self.clone()));
         let mut conn = self.state.lock().conn.take();
         loop {
             let round = {
@@ -234,7 +242,8 @@ impl Barrier {
                 if s.waiting.is_empty() {
                     s.conn = conn.take();
                     s.running = false;
-                    break;
+                    guard.0 = None;
+                    return;
                 }
                 std::mem::take(&mut s.waiting)
             };
@@ -244,7 +253,6 @@ impl Barrier {
                 let _ = w.send(outcome.clone());
             }
         }
-        drop(guard);
     }
 
     /// One `PUBLISH` + `WAIT` (+ the history check) on the barrier's connection.
