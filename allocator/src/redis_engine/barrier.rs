@@ -123,13 +123,19 @@ impl Outcome {
     }
 }
 
-/// The barriers of one engine, one per primary identity.
-pub(crate) struct Barriers {
+/// How rounds run (shared by an engine's barriers; not the registry itself, so that no
+/// barrier keeps its engine's registry alive).
+struct Settings {
     wait: Duration,
     /// The channel of the `PUBLISH`; nobody listens to it.
     marker: String,
     response: Duration,
     connect: Duration,
+}
+
+/// The barriers of one engine, one per primary identity.
+pub(crate) struct Barriers {
+    settings: Arc<Settings>,
     nodes: Mutex<HashMap<NodeId, Arc<Barrier>>>,
 }
 
@@ -141,15 +147,17 @@ impl Barriers {
         connect: Duration,
     ) -> Self {
         Self {
-            wait,
-            marker,
-            response,
-            connect,
+            settings: Arc::new(Settings {
+                wait,
+                marker,
+                response,
+                connect,
+            }),
             nodes: Mutex::new(HashMap::new()),
         }
     }
 
-    fn barrier(self: &Arc<Self>, node: &Arc<Node>) -> Arc<Barrier> {
+    fn barrier(&self, node: &Arc<Node>) -> Arc<Barrier> {
         let mut nodes = self.nodes.lock();
         if let Some(b) = nodes.get(&node.id).filter(|b| !b.state.lock().gone) {
             return b.clone();
@@ -163,7 +171,7 @@ impl Barriers {
         });
         let b = Arc::new(Barrier {
             node: node.clone(),
-            owner: self.clone(),
+            settings: self.settings.clone(),
             state: Mutex::new(State::default()),
         });
         nodes.insert(node.id.clone(), b.clone());
@@ -172,7 +180,7 @@ impl Barriers {
 
     /// Returns once a replica has every write `node` had completed when this was
     /// called (a later round may cover more).
-    pub(crate) async fn replicated(self: &Arc<Self>, node: &Arc<Node>) -> Result<(), AllocError> {
+    pub(crate) async fn replicated(&self, node: &Arc<Node>) -> Result<(), AllocError> {
         let barrier = self.barrier(node);
         let (tx, rx) = oneshot::channel();
         let start = {
@@ -214,7 +222,7 @@ struct State {
 /// The rounds of one primary.
 struct Barrier {
     node: Arc<Node>,
-    owner: Arc<Barriers>,
+    settings: Arc<Settings>,
     state: Mutex<State>,
 }
 
@@ -270,7 +278,7 @@ impl Barrier {
                 }
             },
         };
-        let o = self.owner.as_ref();
+        let o = self.settings.as_ref();
         let ms = o.wait.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
         let r: RedisResult<(i64, String)> = redis::pipe()
             .cmd("PUBLISH")
@@ -314,7 +322,7 @@ impl Barrier {
 
     /// A connection to the node, checked to be the same process in the same history.
     async fn open(&self) -> Result<MultiplexedConnection, Outcome> {
-        let o = self.owner.as_ref();
+        let o = self.settings.as_ref();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(o.connect)
             .set_response_timeout(o.response);
