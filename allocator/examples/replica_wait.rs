@@ -12,6 +12,10 @@
 //!
 //! Environment: `ROUNDS` (default 5) alternations per level, `PER_PHASE` (default
 //! 2,000) requests per phase.
+//!
+//! The last column counts the `WAIT`s the primary ran (`INFO commandstats`) per write of
+//! the waiting engine: 1 when each write waits on its own, less when waits are grouped.
+//! Unlike the rates, it does not depend on how busy the machine is.
 
 #[path = "../tests/sentinel/mod.rs"]
 mod sentinel;
@@ -67,6 +71,16 @@ fn batch() -> Batch {
         }],
         families,
     }
+}
+
+/// How often the node on `port` ran `WAIT`.
+fn waits(port: u16) -> u64 {
+    sentinel::query(port, &["INFO", "commandstats"])
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|r| r.split(',').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn env(name: &str, default: usize) -> usize {
@@ -202,9 +216,10 @@ async fn main() {
         .unwrap();
 
     println!(
-        "| in flight | replica wait | attempts | attempts/s | p50 ms | p99 ms | max ms | waits timed out |"
+        "| in flight | replica wait | attempts | attempts/s | p50 ms | p99 ms | max ms | waits timed out | WAITs per write |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let primary = set.port(0);
     for in_flight in [1, 16, 64] {
         let mut hist = [
             Histogram::<u64>::new(3).unwrap(),
@@ -212,10 +227,13 @@ async fn main() {
         ];
         let mut took = [Duration::ZERO; 2];
         let mut timeouts = [0u64; 2];
+        let mut wait_calls = [0u64; 2];
         for round in 0..rounds {
             for (i, engine) in [&waiting, &plain].into_iter().enumerate() {
                 let tag = format!("{in_flight}-{round}-{i}");
+                let w0 = waits(primary);
                 let (t, n) = phase(engine.clone(), in_flight, per_phase, &tag, &mut hist[i]).await;
+                wait_calls[i] += waits(primary) - w0;
                 took[i] += t;
                 timeouts[i] += n;
             }
@@ -223,13 +241,15 @@ async fn main() {
         for (i, name) in ["WAIT 1 (default)", "none"].into_iter().enumerate() {
             let h = &hist[i];
             println!(
-                "| {in_flight} | {name} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} |",
+                "| {in_flight} | {name} | {} | {:.0} | {:.3} | {:.3} | {:.1} | {} | {:.3} |",
                 h.len(),
                 h.len() as f64 / took[i].as_secs_f64(),
                 h.value_at_quantile(0.5) as f64 / 1000.0,
                 h.value_at_quantile(0.99) as f64 / 1000.0,
                 h.max() as f64 / 1000.0,
                 timeouts[i],
+                // Retries after a timed-out wait are writes too.
+                wait_calls[i] as f64 / (h.len() + timeouts[i]) as f64,
             );
         }
     }

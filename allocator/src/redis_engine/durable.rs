@@ -3,10 +3,12 @@
 //! Replication is asynchronous: a primary that dies right after a confirm may take it
 //! with it, and Sentinel promotes a replica that never saw it. So in Sentinel mode
 //! every write the engine acknowledges (family actions, auto-confirms, operator loads
-//! and supplementary sessions, signing) is followed on the same connection by
-//! `PUBLISH <marker> ""` and `WAIT 1 <ms>`, and answered only when a replica
-//! acknowledged; otherwise [`AllocError::NotReplicated`], which is retryable: the retry
-//! with the same request id gets the stored answer, and waits again.
+//! and supplementary sessions, signing) is answered only once a replica acknowledged
+//! it: after its script returned, the writer awaits the next round of its primary's
+//! replication barrier (`barrier.rs`: one `PUBLISH <marker> ""` + `WAIT 1 <ms>` on a
+//! connection of its own, covering every write completed before it). Otherwise
+//! [`AllocError::NotReplicated`], which is retryable: the retry with the same request
+//! id gets the stored answer, and waits again.
 //!
 //! Why the `PUBLISH`: `WAIT` waits for the replication offset of the connection's own
 //! last *propagated* command. A retry that only reads back a stored answer writes
@@ -14,45 +16,53 @@
 //! long before the answer it now returns (seen with `redis-cli`: a fresh client's
 //! `WAIT 1` answers 1 at once while the replica is stalled). `PUBLISH` is propagated to
 //! replicas, so after it the connection's offset is the primary's current one, which
-//! covers the script just run and every answer it could have read back.
+//! covers every script that had returned before it, on any connection, and every answer
+//! it could have read back.
 //!
-//! Why the same connection: a reconnect between the script and the `WAIT` could land
-//! on a newly promoted primary, whose replicas say nothing about the write.
+//! Why the barrier checks its node: a reconnect between the script and the `WAIT` could
+//! land on a newly promoted primary, whose replicas say nothing about the write. The
+//! write's connection knows which process and history it reached; the barrier runs only
+//! there (see `barrier.rs`).
 //!
 //! Events are read the same way (`follow.rs`, and [`Allocator::events`]): an event read
 //! from the primary before it reached the replica would be broadcast by the gateways
 //! and then vanish at a failover, its seq reused by a different event. So a read that
-//! returned events is followed by `PUBLISH` + `WAIT` on its connection too, and fails
-//! (retryably) rather than hand out an event a failover could take back.
+//! returned events awaits a barrier round too (the follower's blocking reads, on
+//! dedicated connections, `PUBLISH` + `WAIT` on their own), and fails (retryably)
+//! rather than hand out an event a failover could take back.
 //!
 //! [`Allocator::events`]: crate::Allocator::events
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
 
+use super::barrier::{Barriers, REPLICAS};
 use super::conn::{never_sent, Conn};
 use super::sentinel::Pinned;
 use crate::contract::AllocError;
-
-/// Replicas that must acknowledge a write before it is answered.
-const REPLICAS: u32 = 1;
 
 /// The connection of one acknowledged write.
 pub(crate) enum Writer {
     /// No replica to wait for (single Redis, Cluster, or the wait turned off).
     Plain(Conn),
-    /// One socket to the primary, and how long to wait for a replica.
-    Replicated(Pinned, Duration),
+    /// One socket to the primary (so the write's node is known), and the barriers.
+    Replicated(Pinned, Arc<Barriers>),
 }
 
 impl Writer {
-    /// A writer over `conn`: pinned to its current socket when a wait applies.
-    pub(crate) async fn new(conn: Conn, wait: Duration) -> Result<Self, AllocError> {
-        Ok(match conn {
-            Conn::Sentinel(s) if !wait.is_zero() => Writer::Replicated(s.pinned().await?, wait),
-            other => Writer::Plain(other),
+    /// A writer over `conn`: pinned to its current socket when a wait applies
+    /// (`barriers` is `None` without one).
+    pub(crate) async fn new(
+        conn: Conn,
+        barriers: Option<&Arc<Barriers>>,
+    ) -> Result<Self, AllocError> {
+        Ok(match (conn, barriers) {
+            (Conn::Sentinel(s), Some(b)) => Writer::Replicated(s.pinned().await?, b.clone()),
+            (other, _) => Writer::Plain(other),
         })
     }
 
@@ -61,10 +71,10 @@ impl Writer {
     pub(crate) async fn invoke(&mut self, inv: &ScriptInvocation<'_>) -> Result<Value, AllocError> {
         match inv.invoke_async(self).await {
             Err(e) if never_sent(&e) => {
-                if let Writer::Replicated(p, wait) = self {
+                if let Writer::Replicated(p, barriers) = self {
                     // The failed socket was dropped (see `Pinned`): take the new one.
-                    let (fresh, wait) = (p.reopen().await?, *wait);
-                    *self = Writer::Replicated(fresh, wait);
+                    let (fresh, barriers) = (p.reopen().await?, barriers.clone());
+                    *self = Writer::Replicated(fresh, barriers);
                 }
                 Ok(inv.invoke_async(self).await?)
             }
@@ -73,15 +83,15 @@ impl Writer {
     }
 
     /// Returns once a replica has every write made through this writer (at once
-    /// without a wait). `marker` is the channel of the `PUBLISH`; nobody listens to it.
-    pub(crate) async fn acknowledged(&mut self, marker: &str) -> Result<(), AllocError> {
-        let Writer::Replicated(p, wait) = self else {
+    /// without a wait): the next barrier round of the writer's primary.
+    pub(crate) async fn acknowledged(&mut self) -> Result<(), AllocError> {
+        let Writer::Replicated(p, barriers) = self else {
             return Ok(());
         };
-        let r = replicated(p, marker, *wait).await;
-        if let Err(AllocError::NotReplicated { .. }) = r {
-            // A primary cut off from its replica (or a partitioned old primary) keeps
-            // failing this: ask the Sentinels again on the next request.
+        let r = barriers.replicated(p.node()).await;
+        if r.is_err() {
+            // A primary cut off from its replica (or a partitioned old primary, or one
+            // gone) keeps failing this: ask the Sentinels again on the next request.
             p.invalidate().await;
         }
         r
@@ -89,7 +99,8 @@ impl Writer {
 }
 
 /// `PUBLISH` then `WAIT 1 <ms>` on `conn`: Ok once a replica has everything the
-/// primary held when the `PUBLISH` ran, else [`AllocError::NotReplicated`].
+/// primary held when the `PUBLISH` ran, else [`AllocError::NotReplicated`]. For a
+/// dedicated connection (the follower's); shared ones go through the barrier.
 pub(crate) async fn replicated<C: ConnectionLike>(
     conn: &mut C,
     marker: &str,

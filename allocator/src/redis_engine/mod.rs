@@ -15,6 +15,7 @@
 //! views. The static batch is cached per engine, keyed by a generation that only a
 //! published supplementary session bumps.
 
+mod barrier;
 pub mod conn;
 mod durable;
 pub mod family_hash;
@@ -135,8 +136,8 @@ pub struct RedisEngine {
     sealer: Option<Sealer>,
     namespace: String,
     cache: RwLock<HashMap<BatchId, Arc<Cached>>>,
-    /// See [`RedisOptions::replica_wait`]; zero outside Sentinel mode.
-    replica_wait: Duration,
+    /// The replication barriers (see [`durable`]); `None` without a replica wait.
+    barriers: Option<Arc<barrier::Barriers>>,
 }
 
 /// Shared multiplexed connections per engine: 16 × 16 KiB per turn is ~600 family
@@ -214,6 +215,14 @@ impl RedisEngine {
                 ),
             ))));
         }
+        let barriers = (!replica_wait.is_zero()).then(|| {
+            Arc::new(barrier::Barriers::new(
+                replica_wait,
+                keys::replicated(&options.namespace),
+                options.response_timeout,
+                options.connection_timeout,
+            ))
+        });
         let mut conns = Vec::with_capacity(SHARED_CONNECTIONS);
         for _ in 0..SHARED_CONNECTIONS {
             conns.push(
@@ -235,7 +244,7 @@ impl RedisEngine {
             sealer: options.signing.as_ref().map(Sealer::new),
             namespace: options.namespace,
             cache: RwLock::new(HashMap::new()),
-            replica_wait,
+            barriers,
         })
     }
 
@@ -249,14 +258,14 @@ impl RedisEngine {
         let mut w = self.writer().await?;
         let events = follow::read_range(&mut w, stream, after, limit).await?;
         if !events.is_empty() {
-            w.acknowledged(&keys::replicated(&self.namespace)).await?;
+            w.acknowledged().await?;
         }
         Ok(events)
     }
 
     /// A connection for a write that is acknowledged (see [`durable`]).
     async fn writer(&self) -> Result<Writer, AllocError> {
-        Writer::new(self.conn(), self.replica_wait).await
+        Writer::new(self.conn(), self.barriers.as_ref()).await
     }
 
     /// Runs a write script and returns its reply once it is safe to answer: in Sentinel
@@ -264,7 +273,7 @@ impl RedisEngine {
     async fn write(&self, inv: &redis::ScriptInvocation<'_>) -> Result<redis::Value, AllocError> {
         let mut w = self.writer().await?;
         let value = w.invoke(inv).await?;
-        w.acknowledged(&keys::replicated(&self.namespace)).await?;
+        w.acknowledged().await?;
         Ok(value)
     }
 
@@ -544,7 +553,7 @@ impl Allocator for RedisEngine {
         let _: () = w
             .zadd(keys::batches(&self.namespace), batch.id.as_str(), epoch)
             .await?;
-        w.acknowledged(&keys::replicated(&self.namespace)).await?;
+        w.acknowledged().await?;
         let id = batch.id.clone();
         self.cache
             .write()

@@ -7,10 +7,10 @@
 //! request asks the Sentinels again and reaches the newly promoted primary: requests
 //! during a failover fail (retryable), the first after it succeeds.
 //!
-//! [`SentinelConn::pinned`] hands out the one connection in use, so a script and the
-//! `WAIT` after it go over the same socket: `WAIT` counts replicas that acknowledged
-//! the writes of *its* connection, and a reconnect between them would make it vouch for
-//! nothing.
+//! [`SentinelConn::pinned`] hands out the one connection in use, and which primary
+//! (process and replication history) it reached, so the replica wait after a script
+//! runs on that node (`barrier.rs`): a wait on a node reached by a reconnect in between
+//! would vouch for nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError};
 use redis::{RedisFuture, RedisResult, Value};
+
+use super::barrier::{self, Node};
 
 /// The default port of a Sentinel.
 const SENTINEL_PORT: u16 = 26379;
@@ -177,14 +179,32 @@ impl Sentinels {
         response: Duration,
         connect: Duration,
     ) -> RedisResult<MultiplexedConnection> {
+        Ok(self.connect_node(response, connect, false).await?.0)
+    }
+
+    /// Like [`Sentinels::connect_primary`], and with `identified` also which process
+    /// and replication history the connection reached (see `barrier.rs`).
+    async fn connect_node(
+        &self,
+        response: Duration,
+        connect: Duration,
+        identified: bool,
+    ) -> RedisResult<(MultiplexedConnection, Option<Node>)> {
         let discovery = async {
             let client = self.client.lock().await.async_get_client().await?;
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(connect)
                 .set_response_timeout(response);
-            client
+            let mut conn = client
                 .get_multiplexed_async_connection_with_config(&config)
-                .await
+                .await?;
+            let node = if identified {
+                let id = barrier::identify(&mut conn).await?;
+                Some(Node { id, client })
+            } else {
+                None
+            };
+            Ok::<_, RedisError>((conn, node))
         };
         // Discovery is several round trips (Sentinel, ROLE on the primary, connect).
         let found = tokio::time::timeout(connect * 3, discovery)
@@ -243,12 +263,14 @@ impl SentinelConn {
         if let Some(p) = &*live {
             return Ok(p.clone());
         }
-        let conn = self
+        let (conn, node) = self
             .sentinels
-            .connect_primary(self.response, self.connect)
+            .connect_node(self.response, self.connect, true)
             .await?;
+        let node = node.ok_or_else(|| invalid("no identity", String::new()))?;
         let p = Pinned {
             conn,
+            node: Arc::new(node),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             owner: self.clone(),
         };
@@ -274,6 +296,8 @@ impl SentinelConn {
 #[derive(Clone)]
 pub struct Pinned {
     conn: MultiplexedConnection,
+    /// The primary this socket reached (a socket never changes process).
+    node: Arc<Node>,
     id: u64,
     owner: SentinelConn,
 }
@@ -282,6 +306,11 @@ impl Pinned {
     /// Makes the next request open a new connection through the Sentinels.
     pub(crate) async fn invalidate(&self) {
         self.owner.forget(self.id).await;
+    }
+
+    /// The node this connection reached when it was opened.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// The connection in use now (this one, or its replacement if it was dropped).
