@@ -27,22 +27,7 @@ async fn a_moved_clock_opens_the_formal_window_and_keeps_the_deadline() {
     let (app, addr) = gateway_on_clock(alloc.clone(), clock.clone(), &batch).await;
 
     let mut f = connect(addr, Some(&family_token("F1")), Encoding::Json).await;
-    let r = f
-        .request(|req_id| ClientMsg::Declare {
-            req_id,
-            stage: Stage::Preselection,
-        })
-        .await;
-    assert!(is_ok(&r), "{r:?}");
-    let r = f
-        .request(|req_id| ClientMsg::Edit {
-            req_id,
-            list: ListKind::Cart,
-            edit: Edit::Add,
-            unit: UnitId::from("U03"),
-        })
-        .await;
-    assert!(is_ok(&r), "{r:?}");
+    preselect(&mut f, &["U03"]).await;
 
     // The test moves server time to the session start: the gateway tells the family.
     clock.set(start);

@@ -36,27 +36,6 @@ async fn handshake(c: &mut Client) -> (u64, u64) {
     (epoch, seq)
 }
 
-async fn preselect(c: &mut Client, units: &[&str]) {
-    let r = c
-        .request(|req_id| ClientMsg::Declare {
-            req_id,
-            stage: Stage::Preselection,
-        })
-        .await;
-    assert!(is_ok(&r), "declare preselection: {r:?}");
-    for u in units {
-        let r = c
-            .request(|req_id| ClientMsg::Edit {
-                req_id,
-                list: ListKind::Cart,
-                edit: Edit::Add,
-                unit: unit(u),
-            })
-            .await;
-        assert!(is_ok(&r), "add {u}: {r:?}");
-    }
-}
-
 async fn enter_formal(c: &mut Client) {
     let r = c
         .request(|req_id| ClientMsg::Declare {

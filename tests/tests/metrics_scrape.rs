@@ -14,7 +14,7 @@ use common::*;
 use xuanfang_allocator::embedded::EmbeddedEngine;
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::protocol::{BoardChange, ClientMsg, Encoding, ServerMsg};
-use xuanfang_hub::{Edit, ErrorCode, ListKind, ManualClock, Millis, Phase, Stage, UnitId};
+use xuanfang_hub::{ErrorCode, ManualClock, Millis, Phase, Stage, UnitId};
 
 /// Generous: the deadline keeper looks at the clock at least once a second.
 const T: Duration = Duration::from_secs(30);
@@ -232,22 +232,7 @@ async fn selection_day() -> Day {
     let r = watcher.request(|req_id| ClientMsg::Waive { req_id }).await;
     assert_eq!(error_code(&r), Some(ErrorCode::Unauthorized));
     let mut f = connect(addr, Some(&family_token("F1")), Encoding::Json).await;
-    let r = f
-        .request(|req_id| ClientMsg::Declare {
-            req_id,
-            stage: Stage::Preselection,
-        })
-        .await;
-    assert!(is_ok(&r), "{r:?}");
-    let r = f
-        .request(|req_id| ClientMsg::Edit {
-            req_id,
-            list: ListKind::Cart,
-            edit: Edit::Add,
-            unit: UnitId::from("U03"),
-        })
-        .await;
-    assert!(is_ok(&r), "{r:?}");
+    preselect(&mut f, &["U03"]).await;
 
     clock.set(start);
     f.until(T, |m| match m {

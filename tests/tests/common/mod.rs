@@ -402,6 +402,30 @@ pub async fn preselect_direct(alloc: &dyn Allocator, batch: &BatchId, f: &str, u
     }
 }
 
+/// Over its socket, a family declares pre-selection and adds `units` to its cart, each
+/// answered `ok`.
+pub async fn preselect(c: &mut Client, units: &[&str]) {
+    use xuanfang_hub::{Edit, ListKind, Stage};
+    let r = c
+        .request(|req_id| ClientMsg::Declare {
+            req_id,
+            stage: Stage::Preselection,
+        })
+        .await;
+    assert!(is_ok(&r), "declare preselection: {r:?}");
+    for u in units {
+        let r = c
+            .request(|req_id| ClientMsg::Edit {
+                req_id,
+                list: ListKind::Cart,
+                edit: Edit::Add,
+                unit: UnitId::from(*u),
+            })
+            .await;
+        assert!(is_ok(&r), "add {u}: {r:?}");
+    }
+}
+
 /// In its formal window, a family declares, syncs its cart and confirms `unit`,
 /// straight through the engine.
 pub async fn confirm_direct(alloc: &dyn Allocator, batch: &BatchId, f: &str, unit: &str) {
