@@ -172,10 +172,12 @@ fn samples() -> Vec<ClientMsg> {
         },
         ClientMsg::Waive { req_id: r() },
         ClientMsg::ApplySupplementary { req_id: r() },
-        // The right family's own new token.
+        // The right family's own new token. It outlives every socket's token (an hour,
+        // minted later in the run): a refresh to an earlier expiry is refused, so a
+        // token minted like theirs would pass or fail by which second each was minted in.
         ClientMsg::Refresh {
             req_id: r(),
-            token: family_token(RIGHT),
+            token: auth().mint(RIGHT, Role::Family, 2 * 3600).unwrap(),
         },
     ]
 }
