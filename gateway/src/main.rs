@@ -93,6 +93,10 @@ struct Common {
     /// login page. Default: `/app`, which says how to log in.
     #[arg(long, env = "XUANFANG_LOGIN_URL")]
     login_url: Option<String>,
+    /// Where the console's 重新登录 sends an operator whose token expired and could not
+    /// be refreshed. Default: `/console`, which says how to log in.
+    #[arg(long, env = "XUANFANG_OPERATOR_LOGIN_URL")]
+    operator_login_url: Option<String>,
     /// Seconds before a family socket's token expires that it is sent `token_expiring`
     /// (overrides `[ws] token_refresh_lead_secs`; default 120).
     #[arg(long, env = "XUANFANG_TOKEN_REFRESH_LEAD")]
@@ -401,7 +405,7 @@ struct Settings {
     payment: xuanfang_gateway::config::PaymentConfig,
     /// `[face]`: the face check's vendor.
     face: xuanfang_gateway::config::FaceConfig,
-    /// `--token-refresh-url`, `--login-url`.
+    /// `--token-refresh-url`, `--login-url`, `--operator-login-url`.
     token_refresh: xuanfang_gateway::token_refresh::RefreshConfig,
 }
 
@@ -424,9 +428,10 @@ fn settings_of(c: &Common) -> Result<Settings, MainError> {
     if let Some(lead) = c.token_refresh_lead {
         ws.token_refresh_lead = Duration::from_secs(lead);
     }
-    let token_refresh = xuanfang_gateway::token_refresh::RefreshConfig::new(
+    let token_refresh = xuanfang_gateway::token_refresh::RefreshConfig::new_with_operator(
         c.token_refresh_url.clone(),
         c.login_url.clone(),
+        c.operator_login_url.clone(),
     )
     .map_err(MainError::Msg)?;
     Ok(Settings {

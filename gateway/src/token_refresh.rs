@@ -31,14 +31,27 @@ pub struct RefreshConfig {
     /// Where 重新登录 leads (the platform's login page); `None`: `/app`, which says how
     /// to log in.
     pub login_url: Option<String>,
+    /// Where the console's 重新登录 leads an operator (`--operator-login-url`); `None`:
+    /// `/console`, which says how to log in.
+    pub operator_login_url: Option<String>,
 }
 
 impl RefreshConfig {
     /// Checks the addresses: absolute `http(s)` URLs or paths of this gateway.
     pub fn new(refresh_url: Option<String>, login_url: Option<String>) -> Result<Self, String> {
+        Self::new_with_operator(refresh_url, login_url, None)
+    }
+
+    /// Like [`RefreshConfig::new`], with the operators' login page too.
+    pub fn new_with_operator(
+        refresh_url: Option<String>,
+        login_url: Option<String>,
+        operator_login_url: Option<String>,
+    ) -> Result<Self, String> {
         for (flag, u) in [
             ("--token-refresh-url", &refresh_url),
             ("--login-url", &login_url),
+            ("--operator-login-url", &operator_login_url),
         ] {
             if let Some(u) = u {
                 if !(u.starts_with('/') || origin_of(u).is_some()) {
@@ -51,6 +64,7 @@ impl RefreshConfig {
         Ok(Self {
             refresh_url,
             login_url,
+            operator_login_url,
         })
     }
 
@@ -92,6 +106,8 @@ pub struct AuthConfig {
     pub refresh_url: Option<String>,
     /// Where 重新登录 leads.
     pub login_url: String,
+    /// Where the console's 重新登录 leads an operator.
+    pub operator_login_url: String,
     /// Seconds before `exp` a socket is sent `token_expiring`.
     pub refresh_lead_secs: u64,
 }
@@ -107,6 +123,10 @@ pub async fn config(State(app): State<Arc<App>>) -> Json<AuthConfig> {
     Json(AuthConfig {
         refresh_url,
         login_url: cfg.login_url.clone().unwrap_or_else(|| "/app".to_owned()),
+        operator_login_url: cfg
+            .operator_login_url
+            .clone()
+            .unwrap_or_else(|| "/console".to_owned()),
         refresh_lead_secs: app.ws.token_refresh_lead.as_secs(),
     })
 }
@@ -186,6 +206,10 @@ mod tests {
         ] {
             assert!(RefreshConfig::new(Some(bad.into()), None).is_err(), "{bad}");
             assert!(RefreshConfig::new(None, Some(bad.into())).is_err(), "{bad}");
+            assert!(
+                RefreshConfig::new_with_operator(None, None, Some(bad.into())).is_err(),
+                "{bad}"
+            );
         }
         assert!(
             RefreshConfig::new(Some("http://127.0.0.1:9/r".into()), Some("/app".into())).is_ok()

@@ -152,3 +152,88 @@ test('without a new token the page says the login expired, Chinese first, and le
     await demo.stop();
   }
 });
+
+/** The console's operator login: the same short tokens, over HTTP only. */
+async function consolePage(demo, errors) {
+  const first = await freshToken(demo, { token: demo.operatorToken });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'zh-CN' });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${demo.base}/console?token=${first}`);
+  await page.waitForSelector('#console:not([hidden])', WAIT);
+  return { page, first };
+}
+
+test('the console refreshes the operator token before it runs out and keeps polling past it', async () => {
+  const demo = await shortTokens();
+  try {
+    const errors = [];
+    const { page, first } = await consolePage(demo, errors);
+    await page.waitForFunction(() => window.xuanfang?.login?.stats.refreshes >= 1, null, WAIT);
+    await untilServerTime(demo.base, (expOf(first) + 1) * 1000);
+    // A poll made after the first token's end is answered.
+    const polled = await page.waitForResponse((r) => r.url().includes('/api/ops/progress'), WAIT);
+    assert.equal(polled.status(), 200);
+    const now = await page.evaluate(() => ({
+      token: sessionStorage.getItem('xuanfang.op_token'),
+      relogin: document.getElementById('relogin').hidden,
+      login: document.body.dataset.login ?? null,
+    }));
+    assert.notEqual(now.token, first, 'the console keeps the new token');
+    assert.ok(expOf(now.token) > expOf(first));
+    assert.equal(now.relogin, true, 'no login message');
+    assert.equal(now.login, null);
+    // Its review section's calls carry the new token too.
+    const review = await page.evaluate(async () => {
+      const t = sessionStorage.getItem('xuanfang.op_token');
+      return (await fetch('/api/ops/signing?status=in_review', { headers: { Authorization: `Bearer ${t}` } })).status;
+    });
+    assert.equal(review, 200);
+    assert.deepEqual(errors, []);
+    await page.context().close();
+  } finally {
+    await demo.stop();
+  }
+});
+
+test('a console whose token cannot be renewed says so, Chinese first, and leads operators to log in', async () => {
+  const demo = await shortTokens();
+  try {
+    const errors = [];
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'zh-CN' });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    let asked = 0;
+    await page.route('**/api/demo/refresh', (route) => {
+      asked += 1;
+      return route.fulfill({ status: 401, contentType: 'application/json', body: '{"code":"unauthorized"}' });
+    });
+    const first = await freshToken(demo, { token: demo.operatorToken });
+    await page.goto(`${demo.base}/console?token=${first}`);
+    await page.waitForSelector('#console:not([hidden])', WAIT);
+    // Past its end the next poll is refused; one more refresh fails; the page says so.
+    await page.waitForSelector('#relogin:not([hidden])', WAIT);
+    assert.ok(asked >= 2, `tried before and after expiry (${asked})`);
+    const shown = await page.evaluate(() => ({
+      title: document.getElementById('relogin-title').textContent,
+      note: document.getElementById('relogin-note').textContent,
+      link: document.getElementById('relogin-link').textContent,
+      href: document.getElementById('relogin-link').getAttribute('href'),
+      stored: sessionStorage.getItem('xuanfang.op_token'),
+      login: document.body.dataset.login,
+    }));
+    assert.equal(shown.title, '登录已过期，请重新登录');
+    assert.match(shown.note, /管理员.*重新登录/);
+    assert.equal(shown.link, '重新登录');
+    assert.equal(shown.href, '/console', "the operators' login, not the families'");
+    assert.equal(shown.stored, null, 'a reload does not come back with the dead token');
+    assert.equal(shown.login, 'expired');
+    await shot(page, 'console-relogin');
+    await page.click('#lang');
+    await page.waitForFunction(() => document.getElementById('relogin-note').textContent.startsWith('Your operator login'));
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await demo.stop();
+  }
+});

@@ -481,6 +481,7 @@ async fn the_demo_mints_a_fresh_token_for_a_still_valid_one_only() {
         .unwrap();
     assert_eq!(cfg["refresh_url"], "/api/demo/refresh", "{cfg}");
     assert_eq!(cfg["login_url"], "/app", "{cfg}");
+    assert_eq!(cfg["operator_login_url"], "/console", "{cfg}");
     assert_eq!(cfg["refresh_lead_secs"], 120, "{cfg}");
 
     let url = format!("http://{addr}/api/demo/refresh");
@@ -531,9 +532,10 @@ async fn a_configured_refresh_endpoint_is_given_to_the_page_and_allowed_by_its_c
         None,
         clock.clone(),
     );
-    let cfg = xuanfang_gateway::token_refresh::RefreshConfig::new(
+    let cfg = xuanfang_gateway::token_refresh::RefreshConfig::new_with_operator(
         Some("https://idp.example.gd.gov.cn/oauth/refresh".into()),
         Some("https://idp.example.gd.gov.cn/login?client=xuanfang".into()),
+        Some("https://idp.example.gd.gov.cn/login?client=xuanfang-staff".into()),
     )
     .unwrap();
     assert!(app.set_token_refresh(cfg));
@@ -555,6 +557,10 @@ async fn a_configured_refresh_endpoint_is_given_to_the_page_and_allowed_by_its_c
     );
     assert_eq!(
         cfg["login_url"], "https://idp.example.gd.gov.cn/login?client=xuanfang",
+        "{cfg}"
+    );
+    assert_eq!(
+        cfg["operator_login_url"], "https://idp.example.gd.gov.cn/login?client=xuanfang-staff",
         "{cfg}"
     );
     let page = http.get(format!("http://{addr}/app")).send().await.unwrap();

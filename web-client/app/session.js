@@ -11,25 +11,14 @@
 // Chinese first and links to the login page.
 
 import { t } from '/web/shared/i18n.js';
+import { authConfig, AUTH_DEFAULTS as DEFAULTS } from '/web/shared/auth_config.js';
+
+export { authConfig };
 
 /** Between quiet retries of a failed refresh while the old token is still valid. */
 const RETRY_MS = 10000;
 /** The longest a refresh over the socket may take before it counts as failed. */
 const REFRESH_TIMEOUT_MS = 15000;
-
-/** Where the page gets tokens and sends a family to log in, when the server cannot say. */
-const DEFAULTS = { refresh_url: null, login_url: '/app', refresh_lead_secs: 120 };
-
-/** The page's auth addresses (`GET /api/auth/config`), or the defaults. */
-export async function authConfig() {
-  try {
-    const res = await fetch('/api/auth/config', { cache: 'no-store' });
-    if (!res.ok) return DEFAULTS;
-    return { ...DEFAULTS, ...(await res.json()) };
-  } catch {
-    return DEFAULTS;
-  }
-}
 
 /**
  * Keeps `ctx.token` (and its copy in sessionStorage under `tokenKey`) fresh for

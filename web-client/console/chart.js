@@ -7,7 +7,6 @@
 // chart is server time: event times are the server's, and "now" is the page's estimate of
 // the server clock (never the operator PC's own clock).
 
-import { api } from '/web/shared/api.js';
 import { t } from '/web/shared/i18n.js';
 import { clockTime, dateTime, esc, hm, layoutText } from '/web/shared/format.js';
 
@@ -95,11 +94,12 @@ export class SelectionHistory {
 /**
  * Brings `h` up to date with the log of the page's batch. `batch` is the id the progress
  * API answered with: when it changes (a new batch loaded), the history starts over.
+ * `get(path)` is the console's authenticated GET.
  */
-export async function syncHistory(h, token, batch) {
+export async function syncHistory(h, get, batch) {
   if (h.batch !== batch) h.reset(batch);
   for (;;) {
-    const page = await api(`/api/ops/events?after=${h.seq}&limit=${PAGE}`, { token });
+    const page = await get(`/api/ops/events?after=${h.seq}&limit=${PAGE}`);
     const list = Array.isArray(page) ? page : [];
     if (!h.feed(list) || (h.loaded && batch && h.loaded !== batch)) {
       // Another log than the one read so far: read it again from the start next time.

@@ -4,6 +4,8 @@
 // requests a second at most), which is plenty for a handful of operators.
 
 import { api, download, takeToken, HttpError } from '/web/shared/api.js';
+import { authConfig } from '/web/shared/auth_config.js';
+import { OperatorLogin } from '/web/console/login.js';
 import { applyStatic, bindToggle, onLangChange, pick, t } from '/web/shared/i18n.js';
 import { clockTime, dateTime, esc, hm } from '/web/shared/format.js';
 import { startReview } from '/web/console/review.js';
@@ -16,7 +18,11 @@ const APPLICATIONS_MS = 5000;
 /** The clock offset is measured again this often (the PC's clock may drift or be set). */
 const CLOCK_MS = 60000;
 
-const token = takeToken(TOKEN_KEY);
+const firstToken = takeToken(TOKEN_KEY);
+/** The operator's login (set at boot): every call goes through it, so a refreshed token is used. */
+let login = null;
+/** An operator API call with the current token (see login.js for a 401). */
+const opApi = (path, opts = {}) => login.call((token) => api(path, { ...opts, token }));
 let progress = null;
 let applications = [];
 /** The server's time as this page estimates it (from /api/time): sessions, "now" and the chart use it. */
@@ -113,7 +119,7 @@ function renderApplications() {
 
 async function pollProgress() {
   try {
-    progress = await api('/api/ops/progress', { token });
+    progress = await opApi('/api/ops/progress');
     renderProgress();
     pollChart();
     document.getElementById('updated').textContent = t('console.updated', { at: clockTime(serverNow()) });
@@ -155,7 +161,7 @@ async function pollChart() {
   chartSyncing = true;
   try {
     // Another log than the one read so far (a new batch): read the new one from its start.
-    if (!(await syncHistory(selections, token, progress.batch))) await syncHistory(selections, token, progress.batch);
+    if (!(await syncHistory(selections, opApi, progress.batch))) await syncHistory(selections, opApi, progress.batch);
     chartStatus = null;
   } catch (e) {
     chartStatus = t('console.chart_failed', { msg: errorText(e) });
@@ -167,7 +173,7 @@ async function pollChart() {
 
 async function pollApplications() {
   try {
-    applications = await api('/api/ops/applications', { token });
+    applications = await opApi('/api/ops/applications');
     renderApplications();
   } catch {
     // Shown by the progress poll's status line.
@@ -206,7 +212,7 @@ function bindImport() {
     try {
       let r;
       try {
-        r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+        r = await opApi('/api/ops/batches', { method: 'POST', form: fd });
       } catch (e) {
         // The server holds an upload that would replace a batch under way until the
         // operator confirms; then it is sent again with replace=true.
@@ -218,7 +224,7 @@ function bindImport() {
           return;
         }
         fd.append('replace', 'true');
-        r = await api('/api/ops/batches', { token, method: 'POST', form: fd });
+        r = await opApi('/api/ops/batches', { method: 'POST', form: fd });
       }
       out.className = 'c-result ok';
       out.textContent = t('console.imported', { batch: r?.batch ?? field(form, 'batch_id').value });
@@ -265,7 +271,7 @@ function bindPublish() {
     const n = families.length || (applications?.length ?? 0);
     if (!window.confirm(t('console.publish_confirm', { start: start.value.replace('T', ' '), n }))) return;
     try {
-      const s = await api('/api/ops/supplementary', { token, method: 'POST', json: body });
+      const s = await opApi('/api/ops/supplementary', { method: 'POST', json: body });
       out.className = 'c-result ok';
       out.textContent = t('console.published', { id: s?.id ?? '' });
       pollProgress();
@@ -282,7 +288,7 @@ function bindExports() {
   for (const b of document.querySelectorAll('[data-export]')) {
     b.addEventListener('click', async () => {
       try {
-        await download(b.dataset.export, token, b.dataset.file);
+        await login.call((token) => download(b.dataset.export, token, b.dataset.file));
       } catch (e) {
         alert(t('console.failed', { msg: errorText(e) }));
       }
@@ -293,12 +299,15 @@ function bindExports() {
 async function boot() {
   applyStatic();
   bindToggle(document.getElementById('lang'));
-  if (!token) {
+  if (!firstToken) {
     document.getElementById('no-token').hidden = false;
     return;
   }
   document.getElementById('console').hidden = false;
   await sampleClock();
+  login = new OperatorLogin({ token: firstToken, tokenKey: TOKEN_KEY, config: await authConfig(), now: serverNow });
+  window.xuanfang = { login };
+  login.plan();
   bindImport();
   bindPublish();
   bindExports();
@@ -306,8 +315,9 @@ async function boot() {
     renderProgress();
     drawChart();
     renderApplications();
+    if (login.expired) login.render();
   });
-  await Promise.all([pollProgress(), pollApplications(), startReview(token, errorText)]);
+  await Promise.all([pollProgress(), pollApplications(), startReview(login, errorText)]);
   setInterval(pollProgress, PROGRESS_MS);
   setInterval(pollApplications, APPLICATIONS_MS);
   setInterval(sampleClock, CLOCK_MS);

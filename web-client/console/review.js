@@ -15,7 +15,8 @@ const STEPS = ['details', 'face', 'contract', 'deposit'];
 const POLL_MS = 5000;
 const MAX_REASON = 500;
 
-let token = null;
+/** The operator's login (login.js): every call takes its current token. */
+let login = null;
 let errorText = String;
 let filter = 'in_review';
 let queues = {};
@@ -30,7 +31,13 @@ let failedRefunds = [];
 /** A write: POST with JSON and an Idempotency-Key (one per click, so a retry by the
  * browser is the same request and a second click is a new one). */
 async function post(path, json) {
-  const headers = { Authorization: `Bearer ${token}`, 'Idempotency-Key': crypto.randomUUID() };
+  // One key for this click, kept when the call is retried after a token refresh.
+  const key = crypto.randomUUID();
+  return login.call((token) => postWith(token, key, path, json));
+}
+
+async function postWith(token, key, path, json) {
+  const headers = { Authorization: `Bearer ${token}`, 'Idempotency-Key': key };
   if (json !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(withBatch(path), {
     method: 'POST',
@@ -231,11 +238,13 @@ async function loadPhotos(v) {
     if (!v.card_masked) return;
     for (const which of ['card_front', 'card_back']) {
       try {
-        const res = await fetch(withBatch(`/api/ops/signing/${encodeURIComponent(v.family)}/${which}`), {
-          headers: { Authorization: `Bearer ${token}` },
-          cache: 'no-store',
+        const path = withBatch(`/api/ops/signing/${encodeURIComponent(v.family)}/${which}`);
+        const blob = await login.call(async (token) => {
+          const res = await fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
+          if (!res.ok) throw new HttpError(res.status, null);
+          return res.blob();
         });
-        if (res.ok && photos.key === key) photos.urls[which] = URL.createObjectURL(await res.blob());
+        if (photos.key === key) photos.urls[which] = URL.createObjectURL(blob);
       } catch {
         // A photo that does not load leaves its box empty; the facts still show.
       }
@@ -248,11 +257,11 @@ async function loadPhotos(v) {
 }
 
 async function loadQueues() {
-  const lists = await Promise.all(FILTERS.map((f) => api(`/api/ops/signing?status=${f}`, { token }).catch(() => null)));
+  const lists = await Promise.all(FILTERS.map((f) => opApi(`/api/ops/signing?status=${f}`).catch(() => null)));
   FILTERS.forEach((f, i) => {
     if (lists[i]) queues[f] = lists[i];
   });
-  const failed = await api('/api/ops/refunds?status=failed', { token }).catch(() => null);
+  const failed = await opApi('/api/ops/refunds?status=failed').catch(() => null);
   if (failed) failedRefunds = failed;
   renderTabs();
   renderQueue();
@@ -262,7 +271,7 @@ async function loadQueues() {
 async function openRecord(family, keepMessage = false) {
   if (!keepMessage) message = null;
   try {
-    record = await api(`/api/ops/signing/${encodeURIComponent(family)}`, { token });
+    record = await opApi(`/api/ops/signing/${encodeURIComponent(family)}`);
   } catch (e) {
     record = null;
     message = { ok: false, text: t('console.failed', { msg: errorText(e) }) };
@@ -312,7 +321,7 @@ function bind() {
       await act('notice', 'notice');
     } else if (b.dataset.url) {
       try {
-        await download(b.dataset.url, token, b.dataset.file);
+        await login.call((token) => download(b.dataset.url, token, b.dataset.file));
       } catch (e) {
         message = { ok: false, text: t('console.failed', { msg: errorText(e) }) };
         renderDetail();
@@ -333,9 +342,14 @@ function bind() {
   });
 }
 
-/** Starts the section: `opToken` is the operator's token, `describe` turns an error into text. */
-export async function startReview(opToken, describe) {
-  token = opToken;
+/** An operator API GET with the current token. */
+function opApi(path) {
+  return login.call((token) => api(path, { token }));
+}
+
+/** Starts the section: `opLogin` is the operator's login (login.js), `describe` turns an error into text. */
+export async function startReview(opLogin, describe) {
+  login = opLogin;
   errorText = describe;
   bind();
   onLangChange(() => {

@@ -287,6 +287,10 @@ export const STRINGS = {
 
   // Operator console
   'console.title': S('选房管理台', 'Selection Console'),
+  'console.relogin_note': S(
+    '管理员登录凭证已到期且未能自动续期，页面暂停更新，操作不会提交。已完成的操作均已保存；重新登录后即可继续。',
+    'Your operator login has run out and could not be renewed, so this page has stopped updating and sends nothing. What was done is saved; log in again to carry on.',
+  ),
   'console.no_token': S('需要管理员凭证：请使用带 token 的管理地址打开。', 'An operator token is needed: open the console from its operator link.'),
   'console.import': S('批次导入', 'Import a batch'),
   'console.templates': S('下载模板', 'Download templates'),
