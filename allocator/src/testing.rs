@@ -265,9 +265,7 @@ pub const TEST_DATA_KEY: [u8; 32] = *b"xuanfang-test-signing-data-key!!";
 
 /// Signing options with [`TEST_DATA_KEY`].
 pub fn test_signing_options() -> crate::SigningOptions {
-    crate::SigningOptions {
-        data_key: TEST_DATA_KEY,
-    }
+    crate::SigningOptions::new(TEST_DATA_KEY)
 }
 
 /// A Redis engine storing signing (sealed with [`TEST_DATA_KEY`]) on the shared test

@@ -180,7 +180,7 @@ mod journal_only {
         let dir = temp_dir();
         let c = world(&dir).await;
         drop(c);
-        let wrong = xuanfang_allocator::SigningOptions { data_key: [7; 32] };
+        let wrong = xuanfang_allocator::SigningOptions::new([7; 32]);
         let clock = Arc::new(ManualClock::new(START));
         let opened = loop {
             match EmbeddedEngine::open_full(

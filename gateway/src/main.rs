@@ -118,6 +118,11 @@ struct Common {
     /// Without a key `serve` runs with signing disabled; `demo` makes one per data dir.
     #[arg(long, env = "XUANFANG_DATA_KEY_FILE")]
     data_key_file: Option<PathBuf>,
+    /// A file holding an earlier data key, kept to open what it sealed after a rotation
+    /// (the new key is --data-key-file); repeat it for several. See docs/operations.md,
+    /// "Rotating the data key".
+    #[arg(long, env = "XUANFANG_OLD_DATA_KEY_FILE", value_delimiter = ',')]
+    old_data_key_file: Vec<PathBuf>,
     /// The deposit (租赁保证金) of every record, in fen; default: --deposit-months of rent.
     #[arg(long, env = "XUANFANG_DEPOSIT_FEN")]
     deposit_fen: Option<u64>,
@@ -356,6 +361,21 @@ fn data_key_of(c: &Common) -> Result<Option<[u8; 32]>, MainError> {
     }
 }
 
+/// The signing options of `key`, with the earlier keys of `--old-data-key-file`.
+fn signing_options_of(c: &Common, key: [u8; 32]) -> Result<SigningOptions, MainError> {
+    let mut old = Vec::new();
+    for p in &c.old_data_key_file {
+        let raw = std::fs::read(p).map_err(|e| MainError::Msg(format!("{}: {e}", p.display())))?;
+        old.push(parse_key(&raw).ok_or_else(|| {
+            MainError::Msg(format!(
+                "{}: not a 32-byte key (64 hex digits or 32 bytes)",
+                p.display()
+            ))
+        })?);
+    }
+    Ok(SigningOptions::new(key).with_old_keys(old))
+}
+
 fn parse_key(raw: &[u8]) -> Option<[u8; 32]> {
     let text = std::str::from_utf8(raw).ok().map(str::trim);
     if let Some(bytes) = text.and_then(|t| hex::decode(t).ok()) {
@@ -515,11 +535,12 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
         Some(k) => k,
         None => demo_data_key(&a.data_dir)?,
     };
+    let keys = signing_options_of(&a.common, key)?;
     let embedded = Arc::new(EmbeddedEngine::open_full(
         &a.data_dir,
         Arc::new(SystemClock),
         JournalOptions::default(),
-        Some(&SigningOptions { data_key: key }),
+        Some(&keys),
     )?);
     let engine: Arc<dyn Allocator> = embedded.clone();
     let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(
@@ -527,7 +548,7 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
     )?);
     let signing = Signing::sandbox(embedded, blobs, rand::random(), deposit_of(&a.common))
         .with_terms(settings.signing.clone())
-        .with_data_key(key);
+        .with_data_key(&keys);
     let shape = DemoShape {
         units: a.units,
         families: a.families,
@@ -601,8 +622,17 @@ async fn demo_main(a: DemoArgs) -> Result<(), MainError> {
 async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     let auth = auth_of(&a.common, false).await?;
     let settings = settings_of(&a.common)?;
-    let key = data_key_of(&a.common)?;
-    let options = key.map(|data_key| SigningOptions { data_key });
+    let options = match data_key_of(&a.common)? {
+        Some(key) => Some(signing_options_of(&a.common, key)?),
+        None => {
+            if !a.common.old_data_key_file.is_empty() {
+                return Err(MainError::Msg(
+                    "--old-data-key-file needs --data-key-file (the current key)".into(),
+                ));
+            }
+            None
+        }
+    };
     let (engine, store): (Arc<dyn Allocator>, Arc<dyn SigningStore>) = match (&a.redis, &a.data_dir)
     {
         (Some(url), _) => {
@@ -644,14 +674,14 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
         .blob_dir
         .clone()
         .or_else(|| a.data_dir.as_ref().map(|d| d.join("blobs")));
-    match (key, blob_dir) {
+    match (&options, blob_dir) {
         (None, _) => tracing::warn!(
             "signing (网上签约) disabled: no data key (--data-key-file or XUANFANG_DATA_KEY)"
         ),
         (Some(_), None) => tracing::warn!(
             "signing (网上签约) disabled: --redis needs --blob-dir for the card photos"
         ),
-        (Some(key), Some(dir)) => {
+        (Some(keys), Some(dir)) => {
             let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(dir)?);
             let deposit = deposit_of(&a.common);
             let vendor = xuanfang_gateway::vendors::payment_of(&payment_cfg)
@@ -662,7 +692,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
             } else {
                 Signing::without_providers(store, blobs, deposit).with_terms(terms)
             }
-            .with_data_key(key);
+            .with_data_key(keys);
             let face_vendor = xuanfang_gateway::vendors::face_of(&face_cfg)
                 .map_err(|e| MainError::Msg(e.to_string()))?;
             if let Some(face) = face_vendor {

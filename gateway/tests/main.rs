@@ -12,6 +12,7 @@ mod common;
 
 mod backup_restore;
 mod cli;
+mod data_key_rotation;
 mod demo_mode;
 mod faults_disk;
 mod faults_gateway_kill;

@@ -163,7 +163,7 @@ async fn setup() -> Setup {
     let blob_dir = tempfile::tempdir().unwrap();
     let blobs = Arc::new(DirBlobs::open(blob_dir.path()).unwrap());
     let signing = Signing::sandbox(engine.clone(), blobs, PAY_KEY, DepositRule::default())
-        .with_data_key(TEST_DATA_KEY);
+        .with_data_key(&xuanfang_allocator::SigningOptions::new(TEST_DATA_KEY));
     assert!(app.enable_signing(signing));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

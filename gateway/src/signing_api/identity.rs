@@ -56,9 +56,9 @@ fn aad(batch: &BatchId) -> Vec<u8> {
 }
 
 impl Identities {
-    pub fn new(data_key: [u8; 32]) -> Self {
+    pub fn new(options: &SigningOptions) -> Self {
         Self {
-            sealer: Sealer::new(&SigningOptions { data_key }),
+            sealer: Sealer::new(options),
             held: Mutex::new(HashMap::new()),
         }
     }
@@ -159,14 +159,14 @@ mod tests {
     fn stored_sealed_and_read_back_by_another_gateway() {
         let blobs = MemoryBlobs::default();
         let batch = BatchId::from("b1");
-        Identities::new([7; 32])
+        Identities::new(&SigningOptions::new([7; 32]))
             .store(&blobs, &batch, book())
             .unwrap();
         let raw = blobs.get_named(&blob_name(&batch)).unwrap().unwrap();
         let text = String::from_utf8_lossy(&raw);
         assert!(!text.contains("19491231") && !text.contains("张三丰"));
         // A second gateway with the same key reads it from the store.
-        let other = Identities::new([7; 32]);
+        let other = Identities::new(&SigningOptions::new([7; 32]));
         let i = other
             .of(&blobs, &batch, &FamilyId::from("F1"))
             .unwrap()
@@ -177,12 +177,37 @@ mod tests {
             None
         );
         // Another key, or the file under another batch's name, does not open.
-        assert!(Identities::new([8; 32])
+        assert!(Identities::new(&SigningOptions::new([8; 32]))
             .of(&blobs, &batch, &FamilyId::from("F1"))
             .is_err());
         let b2 = BatchId::from("b2");
         blobs.put_named(&blob_name(&b2), &raw).unwrap();
         assert!(other.of(&blobs, &b2, &FamilyId::from("F1")).is_err());
+    }
+
+    #[test]
+    fn a_book_sealed_before_a_key_rotation_is_read_with_the_old_key_kept() {
+        let blobs = MemoryBlobs::default();
+        let batch = BatchId::from("b1");
+        Identities::new(&SigningOptions::new([7; 32]))
+            .store(&blobs, &batch, book())
+            .unwrap();
+        let rotated = Identities::new(&SigningOptions::new([8; 32]).with_old_keys(vec![[7; 32]]));
+        let i = rotated
+            .of(&blobs, &batch, &FamilyId::from("F1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(i.full_name.as_deref(), Some("张三丰"));
+        // A batch loaded after the rotation is sealed with the new key alone.
+        let b2 = BatchId::from("b2");
+        rotated.store(&blobs, &b2, book()).unwrap();
+        assert!(Identities::new(&SigningOptions::new([8; 32]))
+            .of(&blobs, &b2, &FamilyId::from("F1"))
+            .unwrap()
+            .is_some());
+        assert!(Identities::new(&SigningOptions::new([7; 32]))
+            .of(&blobs, &b2, &FamilyId::from("F1"))
+            .is_err());
     }
 
     #[test]

@@ -207,8 +207,8 @@ impl Signing {
 
     /// The same keeping the applicants' identities of imported sheets, sealed with
     /// `data_key` (the engine's signing key: one secret to keep).
-    pub fn with_data_key(mut self, data_key: [u8; 32]) -> Self {
-        self.identities = Some(identity::Identities::new(data_key));
+    pub fn with_data_key(mut self, options: &xuanfang_allocator::SigningOptions) -> Self {
+        self.identities = Some(identity::Identities::new(options));
         self
     }
 
