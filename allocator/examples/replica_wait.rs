@@ -1,9 +1,9 @@
 //! What `WAIT 1` costs a confirm: `cargo run --release -p xuanfang-allocator --example
 //! replica_wait` (docs/benchmarks.md, "Replica wait").
 //!
-//! Starts the test deployment of `tests/sentinel/mod.rs` (a primary and its replica,
-//! both `appendonly yes`, here also `appendfsync always` as on selection day, and
-//! three Sentinels), then two engines through the same Sentinels: one that waits for
+//! Starts the test deployment of `xuanfang_allocator::testing::sentinel` (a primary
+//! and its replica, both `appendonly yes`, here also `appendfsync always` as on
+//! selection day, and three Sentinels), then two engines through the same Sentinels: one that waits for
 //! the replica on every write (the default, 1000 ms bound) and one that does not
 //! (`replica_wait` 0). They take turns, phase after phase, on the same families, so
 //! both see the same machine noise; each phase is N requests in flight sending
@@ -17,15 +17,13 @@
 //! the waiting engine: 1 when each write waits on its own, less when waits are grouped.
 //! Unlike the rates, it does not depend on how busy the machine is.
 
-#[path = "../tests/sentinel/mod.rs"]
-mod sentinel;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use xuanfang_allocator::redis_engine::conn::Target;
 use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
+use xuanfang_allocator::testing::sentinel;
 use xuanfang_allocator::{AllocError, Allocator};
 use xuanfang_hub::{
     Action, Batch, BatchId, Edit, Family, FamilyId, Layout, ListKind, ManualClock, Millis, Session,

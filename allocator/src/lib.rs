@@ -9,7 +9,8 @@
 //!   log next to the selection's; personal data sealed at rest by [`sealing`].
 //! - [`backup`]: either engine's whole state as one checked file (`xuanfang export` /
 //!   `xuanfang restore`).
-//! - `testing` (feature `test-support`): a private `redis-server` for tests.
+//! - `testing` (feature `test-support`): a private `redis-server`, Cluster or Sentinel
+//!   deployment for tests.
 
 pub mod backup;
 pub mod contract;

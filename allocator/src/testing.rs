@@ -3,6 +3,9 @@
 //! Each test binary starts its own server on a free port in a temporary directory, so
 //! no test depends on (or disturbs) a Redis that happens to run on 6379. Engines made
 //! by [`redis_engine`] get their own key namespace, so tests can share one server.
+//! [`sentinel`]: a primary, its replica and three Sentinels, for failover tests.
+
+pub mod sentinel;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -7,11 +7,10 @@ use std::sync::{Arc, OnceLock};
 
 use xuanfang_allocator::redis_engine::conn::Target;
 use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
-use xuanfang_allocator::testing::unique_namespace;
+use xuanfang_allocator::testing::{sentinel, unique_namespace};
 use xuanfang_allocator::Allocator;
 use xuanfang_hub::ManualClock;
 
-use crate::sentinel;
 use crate::suite;
 
 fn deployment() -> &'static sentinel::SentinelSet {

@@ -26,7 +26,6 @@ mod conformance_sentinel;
 mod contention;
 mod lock;
 mod model;
-mod sentinel;
 mod sentinel_failover;
 mod signing_conformance_cluster;
 mod signing_conformance_embedded;

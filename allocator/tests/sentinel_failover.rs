@@ -1,7 +1,7 @@
 //! A real Sentinel failover in the middle of a busy session.
 //!
-//! A primary, its replica and three Sentinels (see `sentinel/mod.rs`); the engine
-//! connects with `redis+sentinel://…/xf` and waits for the replica on every
+//! A primary, its replica and three Sentinels (`xuanfang_allocator::testing::sentinel`);
+//! the engine connects with `redis+sentinel://…/xf` and waits for the replica on every
 //! acknowledged write. Families confirm concurrently; the primary is killed with
 //! SIGKILL while confirms are in flight; the Sentinels promote the replica; the old
 //! primary is started again as a service manager would (with its own, stale AOF) and
@@ -17,16 +17,14 @@
 //!   took back: what it followed equals the new primary's log;
 //! - auto-confirm at the deadline runs on the new primary.
 
-use crate::sentinel;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sentinel::{wait_until, SentinelSet, PATIENCE};
 use xuanfang_allocator::redis_engine::conn::Target;
 use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
+use xuanfang_allocator::testing::sentinel::{self, wait_until, SentinelSet, PATIENCE};
 use xuanfang_allocator::{AllocError, Allocator, Answer};
 use xuanfang_hub::{
     Action, Batch, BatchId, Edit, ErrorCode, Event, Family, FamilyId, How, Layout, ListKind,

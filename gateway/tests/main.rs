@@ -17,6 +17,7 @@ mod demo_mode;
 mod faults_disk;
 mod faults_gateway_kill;
 mod faults_redis_restart;
+mod faults_sentinel_failover;
 mod faults_serve_kill;
 mod fuzz_corpus;
 mod serve_data_dir;

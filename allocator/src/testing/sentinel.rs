@@ -1,9 +1,9 @@
-//! A private Sentinel deployment for tests: a primary `redis-server`, one replica
-//! (`--replicaof`), both with `appendonly yes`, and three `redis-server --sentinel`
-//! processes watching them (quorum 2, `down-after-milliseconds 1000`), each from a
-//! config file generated in a temporary directory, on free ports. Killed on drop.
-
-#![allow(dead_code)] // Each test binary uses its own part of the harness.
+//! A private Sentinel deployment for tests (feature `test-support`): a primary
+//! `redis-server`, one replica (`--replicaof`), both with `appendonly yes`, and three
+//! `redis-server --sentinel` processes watching them (quorum 2,
+//! `down-after-milliseconds 1000`), each from a config file generated in a temporary
+//! directory, on free ports. Killed on drop. The allocator's failover tests drive an
+//! engine through it; the gateway's drive `xuanfang serve` processes.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
