@@ -20,6 +20,7 @@ pub type Answer = Result<FamilyView, Rejection>;
 
 /// The public board at one sequence number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BoardState {
     pub epoch: u64,
     /// The log position the board was read at (private events included).

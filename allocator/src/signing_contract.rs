@@ -35,6 +35,7 @@ pub type CallbackAnswer = Result<(FamilyId, SigningView), Rejection>;
 /// What a family's phone or the console shows of one record: personal data only
 /// masked, blobs by reference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SigningView {
     pub family: FamilyId,
     pub status: Status,

@@ -50,7 +50,6 @@ pub async fn board(Target(hub): Target) -> Json<BoardState> {
 /// One served batch as `/api/batches` lists it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
-    #[schema(value_type = String)]
     pub batch: BatchId,
     pub name: String,
     /// `selecting` while any session is open, then `finished`.
@@ -89,13 +88,11 @@ pub async fn batches(State(app): State<Arc<App>>) -> Json<Vec<BatchSummary>> {
 /// One batch of the calling family, for its home page.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MyBatch {
-    #[schema(value_type = String)]
     pub batch: BatchId,
     pub name: String,
     pub state: &'static str,
     pub live: bool,
     /// The family's result in that batch, once decided (`docs/protocol.md`).
-    #[schema(value_type = Option<Object>)]
     pub outcome: Option<Outcome>,
 }
 
@@ -128,7 +125,6 @@ pub async fn my_batches(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServerTime {
     /// Milliseconds since the epoch, on the engine's clock.
-    #[schema(value_type = i64)]
     pub server_time: xuanfang_hub::Millis,
 }
 

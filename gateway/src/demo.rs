@@ -16,7 +16,7 @@ use xuanfang_hub::{
 use crate::auth::{Auth, Role};
 
 /// One family's demo login.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DemoLogin {
     pub family: FamilyId,
     pub name: String,
@@ -28,7 +28,7 @@ pub struct DemoLogin {
 }
 
 /// What `/api/demo/logins` shows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct DemoInfo {
     pub operator_url: String,
     pub hall_url: String,

@@ -20,10 +20,8 @@ pub struct ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     /// The protocol error code, e.g. `unit_taken`.
-    #[schema(value_type = String)]
     code: ErrorCode,
     /// The code's message in Chinese and English: `{"zh": …, "en": …}`.
-    #[schema(value_type = Object)]
     message: Text,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,

@@ -32,6 +32,46 @@ pub struct RowProblem {
     reason: xuanfang_hub::protocol::Text,
 }
 
+/// The upload as `/api/openapi.json` shows it; `read_form` reads it part by part (the
+/// plan's fields are text parts; blank ones take their defaults).
+#[derive(utoipa::ToSchema)]
+pub struct BatchUpload {
+    /// The units sheet, CSV or XLSX (by its file name, else `PK…` is XLSX).
+    #[schema(value_type = String, format = Binary)]
+    pub units: Vec<u8>,
+    /// The families sheet, likewise.
+    #[schema(value_type = String, format = Binary)]
+    pub families: Vec<u8>,
+    /// Default `batch-<now in ms>`.
+    pub batch_id: Option<String>,
+    /// Default `选房批次`.
+    pub name: Option<String>,
+    /// Milliseconds since the epoch; default now.
+    pub preselect_start: Option<i64>,
+    pub preselect_end: Option<i64>,
+    /// Families per session, default 50.
+    pub session_size: Option<i64>,
+    /// Milliseconds since the epoch; default in 30 minutes.
+    pub first_session_start: Option<i64>,
+    /// Default 5 (`session_interval_seconds` wins when given).
+    pub session_interval_minutes: Option<i64>,
+    pub session_interval_seconds: Option<i64>,
+    /// The formal window, default 3 (`window_seconds` wins when given).
+    pub window_minutes: Option<i64>,
+    pub window_seconds: Option<i64>,
+    /// `true`: load even while the live batch's selection is under way.
+    pub replace: Option<bool>,
+}
+
+/// What a loaded upload answers (`201`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchCreated {
+    pub batch: BatchId,
+    /// Applicants' identities of the family sheet kept for signing (sealed); 0 without
+    /// identity columns or without signing's data key.
+    pub identities: usize,
+}
+
 fn problems(file: &'static str, e: ImportErrors) -> Vec<RowProblem> {
     e.0.into_iter()
         .map(|r| RowProblem {
@@ -296,7 +336,10 @@ pub async fn create_batch(
     app.serve_batch(id.clone()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "batch": id, "identities": kept })),
+        Json(BatchCreated {
+            batch: id,
+            identities: kept,
+        }),
     )
         .into_response())
 }

@@ -3,10 +3,13 @@
 //! Generated, not written: every operation comes from [`routes`], the router's own list,
 //! so a route cannot be missing from the document nor the document name a route that
 //! is gone. From each route's [`Access`] comes its security; from its path, its path
-//! parameters and its answer's media type; bodies and answers that the gateway defines
-//! are `utoipa::ToSchema` types. `tests/tests/openapi.rs` walks `routes()` against the
-//! served document.
+//! parameters; from the [`Payload`]s its entry declares, its body and its answer. JSON
+//! payloads are `utoipa::ToSchema` types (the hub's and the engines' with their `openapi`
+//! feature, the gateway's own), whose schemas follow their serde attributes, so
+//! `components.schemas` is the wire form. `tests/tests/openapi.rs` walks `routes()`
+//! against the served document and validates real answers against it.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::http::header;
@@ -31,6 +34,171 @@ use crate::server::{routes, Access, Group, Route};
 /// The extension every operation carries with its route's [`Access`], in the words of
 /// the route list (`public`, `family`, `operator`, `demo`, `provider`).
 pub const ACCESS_EXTENSION: &str = "x-access";
+
+/// Named schemas, as `ToSchema::schemas` collects them.
+type Named = Vec<(String, RefOr<Schema>)>;
+
+/// What a route takes or answers, as its entry in [`routes`] declares it: a media type
+/// and a schema (for an answer, its status too), and the named schemas that schema
+/// references, which go into `components.schemas`.
+#[derive(Clone, Copy)]
+pub struct Payload {
+    status: &'static str,
+    /// `None`: no body (a redirect, the WebSocket upgrade).
+    media: Option<&'static str>,
+    schema: fn() -> RefOr<Schema>,
+    named: fn(&mut Named),
+    description: Option<&'static str>,
+}
+
+impl Payload {
+    fn new(media: &'static str, schema: fn() -> RefOr<Schema>, named: fn(&mut Named)) -> Self {
+        Payload {
+            status: "200",
+            media: Some(media),
+            schema,
+            named,
+            description: None,
+        }
+    }
+
+    /// JSON of `T`.
+    pub fn json<T: ToSchema>() -> Self {
+        Self::new("application/json", schema_ref::<T>, named::<T>)
+    }
+
+    /// A JSON array of `T`.
+    pub fn list<T: ToSchema>() -> Self {
+        Self::new("application/json", array_of::<T>, named::<T>)
+    }
+
+    /// A multipart form whose parts are the fields of `T` (files as binary strings).
+    pub fn form<T: ToSchema>() -> Self {
+        Self::new("multipart/form-data", schema_ref::<T>, named::<T>)
+    }
+
+    /// An HTML form (`application/x-www-form-urlencoded`) of the fields of `T`.
+    pub fn urlencoded<T: ToSchema>() -> Self {
+        Self::new(
+            "application/x-www-form-urlencoded",
+            schema_ref::<T>,
+            named::<T>,
+        )
+    }
+
+    /// A file of `media` (a PDF, a spreadsheet, a photo).
+    pub fn file(media: &'static str) -> Self {
+        Self::new(media, binary, no_names)
+    }
+
+    /// Text of `media` (a page, the metrics).
+    pub fn text(media: &'static str) -> Self {
+        Self::new(media, string_schema, no_names)
+    }
+
+    /// A provider's callback body, verified by its signature over the exact bytes. Not a
+    /// type of ours: its shape is the configured adapter's (the sandbox's JSON, WeChat
+    /// Pay's encrypted resource, Alipay's form), chosen at start, not by the route.
+    pub fn signed_by_provider() -> Self {
+        Payload {
+            description: Some(
+                "外部服务的通知原文 / The provider's notification as it signed it: the \
+                 configured adapter's format (sandbox and WeChat Pay: JSON; Alipay: a form)",
+            ),
+            ..Self::new("*/*", binary, no_names)
+        }
+    }
+
+    /// `303 See Other`, back to a page.
+    pub fn redirect() -> Self {
+        Payload {
+            status: "303",
+            media: None,
+            ..Self::text("text/html")
+        }
+    }
+
+    /// This document: OpenAPI's own schema is not repeated here.
+    pub fn document() -> Self {
+        Self::new("application/json", document_schema, no_names)
+    }
+
+    /// The same answered with `201 Created`.
+    pub fn created(self) -> Self {
+        Payload {
+            status: "201",
+            ..self
+        }
+    }
+
+    /// The same with a description.
+    pub fn about(self, description: &'static str) -> Self {
+        Payload {
+            description: Some(description),
+            ..self
+        }
+    }
+
+    fn switching() -> Self {
+        Payload {
+            status: "101",
+            media: None,
+            ..Self::text("text/plain")
+        }
+    }
+
+    fn undeclared() -> Self {
+        Payload {
+            media: None,
+            ..Self::text("text/plain")
+        }
+    }
+}
+
+fn named<T: ToSchema>(out: &mut Named) {
+    out.push((T::name().into_owned(), T::schema()));
+    T::schemas(out);
+}
+
+fn no_names(_: &mut Named) {}
+
+fn document_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("An OpenAPI 3.1 document (this one)"))
+        .property("openapi", string_schema())
+        .property("info", any_object())
+        .property("paths", any_object())
+        .property("components", any_object())
+        .required("openapi")
+        .required("info")
+        .required("paths")
+        .into()
+}
+
+/// Every named schema the routes' payloads (and the error body) reference, by name, and
+/// the names given to two different schemas (the first is kept; the unit test below
+/// wants none, since the second would be described wrongly).
+fn schemas() -> (BTreeMap<String, RefOr<Schema>>, Vec<String>) {
+    let mut all = Named::new();
+    named::<crate::http_error::ErrorBody>(&mut all);
+    for route in routes() {
+        for p in route.body.iter().chain(route.answer.iter()) {
+            (p.named)(&mut all);
+        }
+    }
+    let (mut out, mut twice) = (BTreeMap::new(), Vec::new());
+    for (name, schema) in all {
+        match out.get(&name) {
+            Some(seen) if seen != &schema => twice.push(name),
+            Some(_) => {}
+            None => {
+                out.insert(name, schema);
+            }
+        }
+    }
+    (out, twice)
+}
 
 /// `GET /api/openapi.json`: the document, built once.
 pub async fn serve() -> Response {
@@ -139,21 +307,31 @@ fn operation(route: &Route) -> Operation {
             );
         }
     }
-    if let Some((media, schema)) = request_body(route) {
-        op = op.request_body(Some(
-            RequestBodyBuilder::new()
-                .required(Some(Required::True))
-                .content(media, ContentBuilder::new().schema(schema).build())
-                .build(),
-        ));
+    if let Some(body) = &route.body {
+        let mut content = RequestBodyBuilder::new()
+            .required(Some(Required::True))
+            .description(body.description);
+        if let Some(media) = body.media {
+            content = content.content(
+                media,
+                ContentBuilder::new().schema(Some((body.schema)())).build(),
+            );
+        }
+        op = op.request_body(Some(content.build()));
     }
-    let (status, media, schema) = answer(route);
-    let ok = ResponseBuilder::new().description(status_text(status));
-    let ok = match media {
-        Some(media) => ok.content(media, ContentBuilder::new().schema(schema).build()),
+    let answer = answer(route);
+    let ok = ResponseBuilder::new()
+        .description(answer.description.unwrap_or(status_text(answer.status)));
+    let ok = match answer.media {
+        Some(media) => ok.content(
+            media,
+            ContentBuilder::new()
+                .schema(Some((answer.schema)()))
+                .build(),
+        ),
         None => ok,
     };
-    op = op.response(status, ok.build());
+    op = op.response(answer.status, ok.build());
     if route.group == Group::Api {
         for (status, why) in error_statuses(route.access) {
             op = op.response(
@@ -252,14 +430,7 @@ fn components() -> Components {
                  header; a production adapter names its own).",
             ))),
         )
-        .schema_from::<crate::http_error::ErrorBody>()
-        .schema_from::<crate::api::BatchSummary>()
-        .schema_from::<crate::api::MyBatch>()
-        .schema_from::<crate::api::ServerTime>()
-        .schema_from::<crate::token_refresh::AuthConfig>()
-        .schema_from::<crate::token_refresh::Refreshed>()
-        .schema_from::<crate::ops::PublishRequest>()
-        .schema_from::<crate::signing_api::review::RejectBody>()
+        .schemas_from_iter(schemas().0)
         .build()
 }
 
@@ -339,89 +510,23 @@ fn takes_batch(route: &Route) -> bool {
         || p.starts_with("/api/ops/")
 }
 
-/// The routes with a body: multipart uploads, and JSON of a gateway type.
-fn request_body(route: &Route) -> Option<(&'static str, Option<RefOr<Schema>>)> {
-    if route.method != "POST" {
-        return None;
-    }
-    match route.path {
-        "/api/ops/batches" | "/api/me/signing/details" | "/api/me/signing/contract" => {
-            Some(("multipart/form-data", Some(any_object())))
-        }
-        "/api/ops/supplementary" => Some((
-            "application/json",
-            Some(schema_ref::<crate::ops::PublishRequest>()),
-        )),
-        "/api/ops/signing/{family}/reject" => Some((
-            "application/json",
-            Some(schema_ref::<crate::signing_api::review::RejectBody>()),
-        )),
-        "/sandbox/face/{session}/result" => {
-            Some(("application/x-www-form-urlencoded", Some(any_object())))
-        }
-        // Signed as sent: the signature covers these exact bytes.
-        "/api/providers/payment/notify" => Some(("application/json", Some(any_object()))),
-        _ => None,
-    }
-}
-
-/// The success status, its media type and schema.
-fn answer(route: &Route) -> (&'static str, Option<&'static str>, Option<RefOr<Schema>>) {
-    let p = route.path;
-    let file = |media| ("200", Some(media), Some(binary()));
-    match (route.group, p) {
-        (Group::Ws, _) => ("101", None, None),
-        (Group::Probe, _) => ("200", Some("text/plain"), Some(string_schema())),
-        (_, "/metrics") => (
-            "200",
-            Some(crate::metrics::CONTENT_TYPE),
-            Some(string_schema()),
-        ),
-        (_, "/api/batches") => (
-            "200",
-            Some("application/json"),
-            Some(array_of::<crate::api::BatchSummary>()),
-        ),
-        (_, "/api/me/batches") => (
-            "200",
-            Some("application/json"),
-            Some(array_of::<crate::api::MyBatch>()),
-        ),
-        (_, "/api/time") => (
-            "200",
-            Some("application/json"),
-            Some(schema_ref::<crate::api::ServerTime>()),
-        ),
-        (_, "/api/auth/config") => (
-            "200",
-            Some("application/json"),
-            Some(schema_ref::<crate::token_refresh::AuthConfig>()),
-        ),
-        (_, "/api/demo/refresh") => (
-            "200",
-            Some("application/json"),
-            Some(schema_ref::<crate::token_refresh::Refreshed>()),
-        ),
-        (_, "/api/ops/supplementary") | (_, "/api/ops/batches") => {
-            ("201", Some("application/json"), Some(any_object()))
-        }
-        (_, p) if p.ends_with(".pdf") => file("application/pdf"),
-        (_, p) if p.ends_with(".csv") => file("text/csv"),
-        (_, p) if p.ends_with(".xlsx") => {
-            file("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-        }
-        (_, p) if p.ends_with(".jsonl") => file("application/x-ndjson"),
-        (_, p) if p.ends_with("/card_front") || p.ends_with("/card_back") => file("image/*"),
-        (Group::Web, "/web/{*path}") => file("*/*"),
-        (Group::Web, _) => ("200", Some("text/html"), Some(string_schema())),
-        (Group::Api, _) => ("200", Some("application/json"), Some(any_object())),
-    }
+/// The route's declared answer; pages, probes and the socket answer alike, so their
+/// group says it.
+fn answer(route: &Route) -> Payload {
+    route.answer.unwrap_or_else(|| match route.group {
+        Group::Ws => Payload::switching(),
+        Group::Probe => Payload::text("text/plain"),
+        Group::Web => Payload::text("text/html"),
+        // Every API route declares its answer (the unit test below).
+        Group::Api => Payload::undeclared(),
+    })
 }
 
 fn status_text(status: &str) -> &'static str {
     match status {
         "101" => "Switching Protocols: the WebSocket (docs/protocol.md)",
         "201" => "Created",
+        "303" => "See Other: back to the page",
         _ => "OK",
     }
 }
@@ -448,32 +553,40 @@ fn error_statuses(access: Access) -> Vec<(&'static str, &'static str)> {
 mod tests {
     use super::*;
 
-    /// The few tables above name routes by path: each must still be a route.
+    /// The table of `takes_batch` names routes by path: each must still be a route.
     #[test]
     fn every_path_the_tables_name_is_a_route() {
         let list = routes();
         let known = |p: &str| list.iter().any(|r| r.path == p);
         for p in [
-            "/api/ops/batches",
-            "/api/me/signing/details",
-            "/api/me/signing/contract",
-            "/api/ops/supplementary",
-            "/api/ops/signing/{family}/reject",
-            "/api/providers/payment/notify",
-            "/sandbox/face/{session}/result",
             "/ws",
+            "/api/catalog",
+            "/api/board",
             "/api/batches",
             "/api/me/batches",
+            "/api/ops/batches",
             "/api/time",
             "/api/demo/logins",
             "/api/demo/refresh",
             "/api/auth/config",
             "/api/openapi.json",
-            "/metrics",
-            "/web/{*path}",
         ] {
             assert!(known(p), "{p} is not a route any more");
         }
+    }
+
+    #[test]
+    fn every_api_route_declares_its_answer() {
+        for r in routes().iter().filter(|r| r.group == Group::Api) {
+            assert!(r.answer.is_some(), "{} {} answers what?", r.method, r.path);
+        }
+    }
+
+    #[test]
+    fn no_two_schemas_share_a_name() {
+        let (named, twice) = schemas();
+        assert!(twice.is_empty(), "named twice: {twice:?}");
+        assert!(named.contains_key("FamilyView") && named.contains_key("SigningPage"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::caller::{Operator, Target};
 use crate::fanout::BatchHub;
 use crate::http_error::ApiError;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub batch: String,
     pub seq: u64,
@@ -90,7 +90,7 @@ pub async fn progress(
     Ok(Json(p))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Application {
     pub family: FamilyId,
     pub name: String,
@@ -128,12 +128,10 @@ pub async fn applications(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PublishRequest {
     /// The session's start, milliseconds since the epoch.
-    #[schema(value_type = i64)]
     pub start: Millis,
     #[serde(default = "default_window")]
     pub window_ms: i64,
     /// Defaults to every family that applied and has no supplementary session yet.
-    #[schema(value_type = Option<Vec<String>>)]
     pub families: Option<Vec<FamilyId>>,
 }
 

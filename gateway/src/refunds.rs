@@ -41,7 +41,7 @@ pub fn request_for(n: &PaymentNotification, reason: &str) -> RefundRequest {
 }
 
 /// Where one refund stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
     /// Recorded; the provider has not answered yet (asked again by the sweep).
@@ -75,7 +75,7 @@ pub enum Settled {
 }
 
 /// One line of the journal: a refund and its status at `at`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundEntry {
     pub batch: BatchId,
     #[serde(flatten)]

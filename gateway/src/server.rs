@@ -1,5 +1,5 @@
-//! The HTTP router (every route, with who may call it and which limits apply) and the
-//! serve loop with graceful shutdown ([`crate::listen`]).
+//! The HTTP router (every route, with who may call it, which limits apply and what it
+//! takes and answers) and the serve loop with graceful shutdown ([`crate::listen`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +10,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use xuanfang_hub::ErrorCode;
+use xuanfang_allocator::BoardState;
+use xuanfang_hub::protocol::{Catalog, FamilyView, SessionInfo};
+use xuanfang_hub::{Batch, ErrorCode, Event};
 
 use crate::app::App;
 use crate::http_error::ApiError;
+use crate::openapi::Payload;
+use crate::refunds::RefundEntry;
 use crate::{
-    api, connection, import_api, openapi, ops, signing_api as sg, templates, token_refresh, web,
+    api, connection, demo, import_api, openapi, ops, signing_api as sg, templates, token_refresh,
+    web,
 };
 
 /// Uploads (unit and family sheets) may be a few MB.
@@ -53,7 +58,7 @@ pub enum Group {
     Probe,
 }
 
-/// One route: method, path, who may call it, and its handler.
+/// One route: method, path, who may call it, its handler, and what it takes and answers.
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
@@ -61,6 +66,31 @@ pub struct Route {
     /// The limits layered on it, all per client address ([`crate::client_ip`]).
     pub group: Group,
     handler: fn() -> MethodRouter<Arc<App>>,
+    /// Its request body, for `/api/openapi.json`.
+    pub body: Option<Payload>,
+    /// Its success answer, for `/api/openapi.json`; `None`: its group's (a page, a probe's
+    /// text, the socket's upgrade).
+    pub answer: Option<Payload>,
+}
+
+impl Route {
+    /// Declares the body: what the handler's body extractor reads.
+    fn takes(self, body: Payload) -> Self {
+        Route {
+            body: Some(body),
+            ..self
+        }
+    }
+
+    /// Declares the success answer: what the handler returns. Said here, beside the
+    /// handler, since a handler's type does not say it (files and cached bytes are
+    /// `Response`s); `tests/tests/openapi.rs` validates real answers against it.
+    fn answers(self, answer: Payload) -> Self {
+        Route {
+            answer: Some(answer),
+            ..self
+        }
+    }
 }
 
 /// Every route of the gateway: the router is built from this list.
@@ -73,177 +103,238 @@ pub fn routes() -> Vec<Route> {
         access,
         group,
         handler,
+        body: None,
+        answer: None,
     };
+    const PDF: &str = "application/pdf";
+    const CSV: &str = "text/csv";
+    const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    // A photo as it was checked and stored: PNG or JPEG.
+    const PHOTO: &str = "image/*";
     vec![
-        r("GET", "/api/catalog", Public, Api, || get(api::catalog)),
-        r("GET", "/api/board", Public, Api, || get(api::board)),
-        r("GET", "/api/time", Public, Api, || get(api::time)),
-        r("GET", "/api/batches", Public, Api, || get(api::batches)),
+        r("GET", "/api/catalog", Public, Api, || get(api::catalog))
+            .answers(Payload::json::<Catalog>()),
+        r("GET", "/api/board", Public, Api, || get(api::board))
+            .answers(Payload::json::<BoardState>()),
+        r("GET", "/api/time", Public, Api, || get(api::time))
+            .answers(Payload::json::<api::ServerTime>()),
+        r("GET", "/api/batches", Public, Api, || get(api::batches))
+            .answers(Payload::list::<api::BatchSummary>()),
         r("GET", "/api/openapi.json", Public, Api, || {
             get(openapi::serve)
-        }),
-        r("GET", "/api/me", Family, Api, || get(api::me)),
+        })
+        .answers(Payload::document()),
+        r("GET", "/api/me", Family, Api, || get(api::me)).answers(Payload::json::<FamilyView>()),
         r("GET", "/api/me/batches", Family, Api, || {
             get(api::my_batches)
-        }),
-        r("GET", "/api/demo/logins", Demo, Api, || get(demo_logins)),
+        })
+        .answers(Payload::list::<api::MyBatch>()),
+        r("GET", "/api/demo/logins", Demo, Api, || get(demo_logins))
+            .answers(Payload::json::<demo::DemoInfo>()),
         // The demo as its own identity platform: a fresh token for a still-valid one.
         r("POST", "/api/demo/refresh", Demo, Api, || {
             post(token_refresh::demo_refresh)
-        }),
+        })
+        .answers(Payload::json::<token_refresh::Refreshed>()),
         // Where the page gets a new token and sends a family to log in again.
         r("GET", "/api/auth/config", Public, Api, || {
             get(token_refresh::config)
-        }),
+        })
+        .answers(Payload::json::<token_refresh::AuthConfig>()),
         r("GET", "/api/ops/progress", Operator, Api, || {
             get(ops::progress)
-        }),
+        })
+        .answers(Payload::json::<ops::Progress>()),
         r("GET", "/api/ops/applications", Operator, Api, || {
             get(ops::applications)
-        }),
+        })
+        .answers(Payload::list::<ops::Application>()),
         r("POST", "/api/ops/supplementary", Operator, Api, || {
             post(ops::publish_supplementary)
-        }),
+        })
+        .takes(Payload::json::<ops::PublishRequest>())
+        .answers(Payload::json::<SessionInfo>().created()),
         r("GET", "/api/ops/results.csv", Operator, Api, || {
             get(ops::results_csv)
-        }),
+        })
+        .answers(Payload::file(CSV)),
         r("GET", "/api/ops/results.xlsx", Operator, Api, || {
             get(ops::results_xlsx)
-        }),
-        r("GET", "/api/ops/events", Operator, Api, || get(ops::events)),
+        })
+        .answers(Payload::file(XLSX)),
+        r("GET", "/api/ops/events", Operator, Api, || get(ops::events))
+            .answers(Payload::list::<Event>()),
         r("GET", "/api/ops/events.jsonl", Operator, Api, || {
             get(ops::events_jsonl)
-        }),
-        r("GET", "/api/ops/batch", Operator, Api, || get(ops::batch)),
+        })
+        .answers(Payload::file("application/x-ndjson")),
+        r("GET", "/api/ops/batch", Operator, Api, || get(ops::batch))
+            .answers(Payload::json::<Batch>()),
         r("GET", "/api/ops/templates/units.csv", Operator, Api, || {
             get(templates::units_csv)
-        }),
+        })
+        .answers(Payload::file(CSV)),
         r(
             "GET",
             "/api/ops/templates/units.xlsx",
             Operator,
             Api,
             || get(templates::units_xlsx),
-        ),
+        )
+        .answers(Payload::file(XLSX)),
         r(
             "GET",
             "/api/ops/templates/families.csv",
             Operator,
             Api,
             || get(templates::families_csv),
-        ),
+        )
+        .answers(Payload::file(CSV)),
         r(
             "GET",
             "/api/ops/templates/families.xlsx",
             Operator,
             Api,
             || get(templates::families_xlsx),
-        ),
+        )
+        .answers(Payload::file(XLSX)),
         r("POST", "/api/ops/batches", Operator, Api, || {
             post(import_api::create_batch).layer(DefaultBodyLimit::max(MAX_UPLOAD))
-        }),
+        })
+        .takes(Payload::form::<import_api::BatchUpload>())
+        .answers(Payload::json::<import_api::BatchCreated>().created()),
         r("GET", "/api/me/signing", Family, Api, || {
             get(sg::my_signing)
-        }),
+        })
+        .answers(Payload::json::<sg::SigningPage>()),
         r("POST", "/api/me/signing/details", Family, Api, || {
             post(sg::fill_details).layer(DefaultBodyLimit::max(sg::MAX_DETAILS_BODY))
-        }),
+        })
+        .takes(Payload::form::<sg::details::DetailsUpload>())
+        .answers(Payload::json::<sg::SigningPage>()),
         r("POST", "/api/me/signing/face/start", Family, Api, || {
             post(sg::start_face)
-        }),
+        })
+        .answers(Payload::json::<sg::FaceStarted>()),
         r("POST", "/api/me/signing/face/finish", Family, Api, || {
             post(sg::finish_face)
-        }),
+        })
+        .answers(Payload::json::<sg::FaceFinished>()),
         r("POST", "/api/me/signing/deposit", Family, Api, || {
             post(sg::order_deposit)
-        }),
+        })
+        .answers(Payload::json::<sg::DepositOrdered>()),
         r("GET", "/api/me/signing/card_front", Family, Api, || {
             get(sg::my_card_front)
-        }),
+        })
+        .answers(Payload::file(PHOTO)),
         r("GET", "/api/me/signing/card_back", Family, Api, || {
             get(sg::my_card_back)
-        }),
+        })
+        .answers(Payload::file(PHOTO)),
         r("GET", "/api/me/signing/lease.pdf", Family, Api, || {
             get(sg::lease_pdf)
-        }),
+        })
+        .answers(Payload::file(PDF)),
         r("POST", "/api/me/signing/contract", Family, Api, || {
             post(sg::sign_contract).layer(DefaultBodyLimit::max(sg::MAX_SIGNATURE_BODY))
-        }),
+        })
+        .takes(Payload::form::<sg::contract::SignatureUpload>())
+        .answers(Payload::json::<sg::SigningPage>()),
         r("GET", "/api/me/signing/contract.pdf", Family, Api, || {
             get(sg::my_contract_pdf)
-        }),
+        })
+        .answers(Payload::file(PDF)),
         r("GET", "/api/me/signing/notice.pdf", Family, Api, || {
             get(sg::my_notice_pdf)
-        }),
-        r("GET", "/api/ops/signing", Operator, Api, || get(sg::queue)),
+        })
+        .answers(Payload::file(PDF)),
+        r("GET", "/api/ops/signing", Operator, Api, || get(sg::queue))
+            .answers(Payload::list::<sg::QueueRow>()),
         r("GET", "/api/ops/refunds", Operator, Api, || {
             get(sg::refunds)
-        }),
+        })
+        .answers(Payload::list::<RefundEntry>()),
         r("GET", "/api/ops/signing/{family}", Operator, Api, || {
             get(sg::record)
-        }),
+        })
+        .answers(Payload::json::<sg::SigningPage>()),
         r(
             "POST",
             "/api/ops/signing/{family}/approve",
             Operator,
             Api,
             || post(sg::approve),
-        ),
+        )
+        .answers(Payload::json::<sg::SigningPage>()),
         r(
             "POST",
             "/api/ops/signing/{family}/reject",
             Operator,
             Api,
             || post(sg::reject),
-        ),
+        )
+        .takes(Payload::json::<sg::RejectBody>())
+        .answers(Payload::json::<sg::SigningPage>()),
         r(
             "POST",
             "/api/ops/signing/{family}/unlock_face",
             Operator,
             Api,
             || post(sg::unlock_face),
-        ),
+        )
+        .answers(Payload::json::<sg::SigningPage>()),
         r(
             "GET",
             "/api/ops/signing/{family}/card_front",
             Operator,
             Api,
             || get(sg::ops_card_front),
-        ),
+        )
+        .answers(Payload::file(PHOTO)),
         r(
             "GET",
             "/api/ops/signing/{family}/card_back",
             Operator,
             Api,
             || get(sg::ops_card_back),
-        ),
+        )
+        .answers(Payload::file(PHOTO)),
         r(
             "GET",
             "/api/ops/signing/{family}/contract.pdf",
             Operator,
             Api,
             || get(sg::ops_contract_pdf),
-        ),
+        )
+        .answers(Payload::file(PDF)),
         r(
             "GET",
             "/api/ops/signing/{family}/notice.pdf",
             Operator,
             Api,
             || get(sg::ops_notice_pdf),
-        ),
+        )
+        .answers(Payload::file(PDF)),
         r(
             "POST",
             "/api/ops/signing/{family}/notice",
             Operator,
             Api,
             || post(sg::issue_notice),
-        ),
+        )
+        .answers(Payload::json::<sg::SigningPage>()),
         r(
             "POST",
             "/api/providers/payment/notify",
             Provider,
             Api,
             || post(sg::payment_notify).layer(DefaultBodyLimit::max(64 * 1024)),
+        )
+        .takes(Payload::signed_by_provider())
+        .answers(
+            Payload::json::<sg::NotifyAnswer>()
+                .about("Received (Alipay's adapter answers its bare word `success` instead)"),
         ),
         r("GET", "/sandbox/face/{session}", Public, Web, || {
             get(sg::sandbox_face_page)
@@ -254,23 +345,27 @@ pub fn routes() -> Vec<Route> {
             Public,
             Web,
             || post(sg::sandbox_face_result),
-        ),
+        )
+        .takes(Payload::urlencoded::<sg::FaceForm>())
+        .answers(Payload::redirect()),
         r("GET", "/sandbox/pay/{order}", Public, Web, || {
             get(sg::sandbox_pay_page)
         }),
         r("POST", "/sandbox/pay/{order}/pay", Public, Web, || {
             post(sg::sandbox_pay)
-        }),
+        })
+        .answers(Payload::redirect()),
         // A family token acts; without one the socket watches the public board.
         r("GET", "/ws", Public, Ws, || get(connection::upgrade)),
         r("GET", "/healthz", Public, Probe, || get(api::healthz)),
         r("GET", "/readyz", Public, Probe, || get(api::readyz)),
-        r("GET", "/metrics", Public, Api, || get(api::metrics)),
+        r("GET", "/metrics", Public, Api, || get(api::metrics))
+            .answers(Payload::text(crate::metrics::CONTENT_TYPE)),
         r("GET", "/", Public, Web, || get(web::index)),
         r("GET", "/app", Public, Web, || get(web::app_page)),
         r("GET", "/hall", Public, Web, || get(web::hall_page)),
         r("GET", "/console", Public, Web, || get(web::console_page)),
-        r("GET", "/web/{*path}", Public, Web, || get(web::asset)),
+        r("GET", "/web/{*path}", Public, Web, || get(web::asset)).answers(Payload::file("*/*")),
     ]
 }
 

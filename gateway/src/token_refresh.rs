@@ -136,7 +136,6 @@ pub async fn config(State(app): State<Arc<App>>) -> Json<AuthConfig> {
 pub struct Refreshed {
     pub token: String,
     /// Its `exp`, in ms.
-    #[schema(value_type = i64)]
     pub expires: Millis,
 }
 

@@ -68,8 +68,24 @@ impl<'de> Deserialize<'de> for Sha256 {
     }
 }
 
+/// Its wire form (a string of 64 hex digits), which its own `Serialize` writes.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Sha256 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("SHA-256, 64 lowercase hex digits"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Sha256 {}
+
 /// A file held by the blob store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlobRef {
     /// The store's key for the blob.
     pub id: String,

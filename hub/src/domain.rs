@@ -13,6 +13,7 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -151,6 +152,7 @@ pub fn text_ok(what: &'static str, owner: &str, text: &str) -> Result<(), BatchE
 
 /// One flat in the pool.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unit {
     pub id: UnitId,
     /// 楼栋, e.g. `1栋`.
@@ -169,6 +171,7 @@ pub struct Unit {
 
 /// One applicant household.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Family {
     pub id: FamilyId,
     /// Masked applicant name shown on public screens, e.g. `张*明`.
@@ -182,6 +185,7 @@ pub struct Family {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionKind {
     /// 正选场次.
@@ -195,6 +199,7 @@ pub const DEFAULT_WINDOW_MS: i64 = 3 * 60 * 1000;
 
 /// A time slot in which its families select.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     pub id: SessionId,
     pub kind: SessionKind,
@@ -214,6 +219,7 @@ impl Session {
 
 /// A whole allocation round: what an operator imports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Batch {
     pub id: BatchId,
     pub name: String,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::UnitId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame could not be decoded (bad JSON/MessagePack, unknown type, missing field).

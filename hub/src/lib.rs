@@ -12,6 +12,9 @@
 //! - [`protocol`]: client/server messages in JSON and MessagePack.
 //! - [`views`]: board, family and catalog views built from a selection.
 //! - [`import`]: units and families from CSV/XLSX; [`demo`]: realistic demo batches.
+//!
+//! With the `openapi` feature, the types the gateway's HTTP API carries derive
+//! `utoipa::ToSchema` (its `/api/openapi.json`); without it the crate has no utoipa.
 
 pub mod blob;
 pub mod demo;

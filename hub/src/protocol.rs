@@ -168,6 +168,7 @@ impl ClientMsg {
 
 /// A message in Chinese and English.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Text {
     pub zh: String,
     pub en: String,
@@ -184,6 +185,7 @@ impl From<ErrorCode> for Text {
 
 /// A unit as the board shows it taken.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TakenUnit {
     pub unit: UnitId,
     /// Masked name of the family, e.g. `张*明`.
@@ -195,6 +197,7 @@ pub struct TakenUnit {
 
 /// A session as the board and clients show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub id: SessionId,
     pub kind: SessionKind,
@@ -218,6 +221,7 @@ pub enum BoardChange {
 /// The family's private view, sent on connect and after each change of its own.
 /// Deadlines are absolute server times: clients count down with their measured offset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FamilyView {
     pub family: FamilyId,
     pub name: String,
@@ -430,6 +434,7 @@ impl Encoding {
 /// Static data of a batch that clients fetch once over HTTP (`GET /api/catalog`):
 /// units and sessions, so the board itself stays small.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Catalog {
     pub batch: BatchId,
     pub name: String,

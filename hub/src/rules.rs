@@ -14,6 +14,7 @@ pub const LIST_CAP: usize = 5;
 
 /// Where a family stands at a given server time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Pre-selection has not opened yet.
@@ -30,6 +31,7 @@ pub enum Phase {
 
 /// Which declaration (声明) a family accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Preselection,

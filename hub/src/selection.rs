@@ -16,6 +16,7 @@ use crate::time::Millis;
 
 /// The two ordered lists a family keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ListKind {
     /// 预选 cart, edited in pre-selection.
@@ -60,6 +61,7 @@ pub enum Action {
 
 /// How a family came by its unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum How {
     /// The family pressed 确认正选.
@@ -70,6 +72,7 @@ pub enum How {
 
 /// Why a family ended a session with no unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NoUnitReason {
     /// It never accepted the formal declaration: its pre-selection is void.
@@ -83,6 +86,7 @@ pub enum NoUnitReason {
 
 /// A family's final result for its current session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
     Selected { unit: UnitId, how: How, at: Millis },
@@ -101,6 +105,7 @@ impl Outcome {
 
 /// Everything that ever changes, one variant per kind of change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     BatchLoaded {
@@ -168,6 +173,7 @@ impl EventKind {
 
 /// One entry of a batch's event log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// 1, 2, 3, ... per batch, without gaps.
     pub seq: u64,

@@ -66,6 +66,7 @@ pub const MAX_REF_LEN: usize = 64;
 
 /// The four steps a family does, in order (guide §3 (二)–(五)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     /// 完善承租信息: phone and rent direct-debit card.
@@ -204,6 +205,7 @@ impl SigningAction {
 
 /// The lease being signed, fixed when signing opens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lease {
     pub unit: UnitId,
     pub building: String,
@@ -251,6 +253,7 @@ pub struct TenantDetails {
 
 /// Step 3 as signed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedContract {
     /// The lease with the signature; its SHA-256 is the proof of what was signed.
     pub pdf: BlobRef,
@@ -416,6 +419,7 @@ impl Face {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DepositOrder {
     pub out_trade_no: String,
     pub amount_fen: u64,
@@ -423,6 +427,7 @@ pub struct DepositOrder {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DepositPayment {
     pub out_trade_no: String,
     pub provider_txn_id: String,
@@ -431,6 +436,7 @@ pub struct DepositPayment {
 
 /// Where the deposit stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "deposit", rename_all = "snake_case")]
 pub enum Deposit {
     #[default]
@@ -442,6 +448,7 @@ pub enum Deposit {
 
 /// A reviewer's rejection, kept for the family and the audit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReviewNote {
     pub operator: OperatorId,
     pub step: Step,
@@ -451,6 +458,7 @@ pub struct ReviewNote {
 
 /// Who approved, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Approval {
     pub operator: OperatorId,
     pub at: Millis,
@@ -458,6 +466,7 @@ pub struct Approval {
 
 /// The move-in notice (入住通知书).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Notice {
     pub pdf: BlobRef,
     pub operator: OperatorId,
@@ -466,6 +475,7 @@ pub struct Notice {
 
 /// Where a record stands, derived from its events (never stored).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     /// The family works on `step`, the first step not done; `returned` when a reviewer
@@ -483,6 +493,7 @@ pub enum Status {
 
 /// Something a reviewer should look at twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {
     /// The card number fails the Luhn check and the applicant confirmed it.

@@ -82,7 +82,7 @@ pub enum OrderQuery {
 }
 
 /// Money to give back: a payment the hub did not take.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundRequest {
     /// Our refund number, derived from the payment (the provider refunds a number once).
     pub out_refund_no: String,

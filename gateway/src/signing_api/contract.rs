@@ -58,6 +58,14 @@ pub async fn lease_pdf(State(app): State<Arc<App>>, t: FamilyTarget) -> Result<R
     Ok(file_response(pdf.bytes, "application/pdf", &name))
 }
 
+/// The signature upload as `/api/openapi.json` shows it; [`read_signature`] reads it.
+#[derive(utoipa::ToSchema)]
+pub struct SignatureUpload {
+    /// The handwritten signature, a PNG.
+    #[schema(value_type = String, format = Binary)]
+    pub signature: Vec<u8>,
+}
+
 /// `POST /api/me/signing/contract`: multipart with one part `signature` (PNG). Renders
 /// the lease with it, stores the signature and the PDF, then `SignContract`.
 ///

@@ -21,7 +21,7 @@ use crate::http_error::ApiError;
 use crate::providers::payment::{OrderRequest, PayOrder};
 
 /// What ordering the deposit answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DepositOrdered {
     pub out_trade_no: String,
     pub amount_fen: u64,

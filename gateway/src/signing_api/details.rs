@@ -22,13 +22,27 @@ use crate::caller::{FamilyTarget, Operator, Target};
 use crate::http_error::ApiError;
 
 /// The `details` part of the details upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DetailsForm {
     pub phone: String,
     pub bank: String,
     pub card_number: String,
     #[serde(default)]
     pub luhn_confirmed: bool,
+}
+
+/// The details upload as `/api/openapi.json` shows it; [`read_details`] reads it part by
+/// part.
+#[derive(utoipa::ToSchema)]
+pub struct DetailsUpload {
+    /// JSON of the form.
+    pub details: DetailsForm,
+    /// The identity card's front: PNG or JPEG, at most 8 MiB and 4096 pixels a side.
+    #[schema(value_type = String, format = Binary)]
+    pub card_front: Vec<u8>,
+    /// The back, likewise.
+    #[schema(value_type = String, format = Binary)]
+    pub card_back: Vec<u8>,
 }
 
 /// A checked image: its media type and the re-encoded bytes (metadata such as EXIF

@@ -20,7 +20,7 @@ use crate::http_error::ApiError;
 use crate::providers::face::{FaceStart, FaceVerdict};
 
 /// What starting a face check answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FaceStarted {
     pub provider_session: String,
     /// Where to send the applicant.
@@ -104,7 +104,7 @@ pub async fn settle_face(
     Ok(Some(view))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FaceFinished {
     /// The provider has no verdict yet.
     pub pending: bool,

@@ -109,7 +109,7 @@ impl Identities {
 
 /// An identity as a page shows it: whole to the operator's review record, masked to
 /// the family's own page.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct IdentityShown {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_name: Option<String>,

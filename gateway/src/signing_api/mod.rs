@@ -309,7 +309,7 @@ impl FromRequestParts<Arc<App>> for IdempotencyKey {
 }
 
 /// A step as the family's screen shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StepState {
     pub step: Step,
     /// `done`, `open` (can be done now) or `locked` (needs an earlier step).
@@ -317,7 +317,7 @@ pub struct StepState {
 }
 
 /// A bank the details form offers (hub's `BANKS`: what the server accepts).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BankInfo {
     pub code: &'static str,
     pub zh: &'static str,
@@ -325,7 +325,7 @@ pub struct BankInfo {
 }
 
 /// A file of the record the page links to (材料管理 and the reviewer's view).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Material {
     /// `contract` or `notice`.
     pub kind: &'static str,
@@ -341,7 +341,7 @@ pub struct Material {
 }
 
 /// Something about the documents a reviewer should see, beside the hub's `flags`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DocFlag {
     /// `name_outside_font`: the tenant's name has characters the PDF font lacks (they
     /// print as blank boxes); the reviewer checks the printed name.
@@ -358,7 +358,7 @@ pub enum Viewer {
 }
 
 /// What `GET /api/me/signing`, every family step and the operator's record answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SigningPage {
     #[serde(flatten)]
     pub view: SigningView,

@@ -27,7 +27,7 @@ use crate::providers::payment::{NotifyError, PaymentNotification, RefundNotifica
 use crate::refunds::Settled;
 
 /// What the notification route answers a verified notification.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotifyAnswer {
     /// `SUCCESS`: received (the provider stops sending it).
     pub code: &'static str,

@@ -27,7 +27,7 @@ pub struct QueueParams {
 }
 
 /// A row of the queue: the view and the documents' flags (the console shows both).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueueRow {
     #[serde(flatten)]
     pub view: SigningView,
@@ -150,7 +150,6 @@ pub async fn approve(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RejectBody {
     /// The step returned to the family: `details`, `face`, `contract` or `deposit`.
-    #[schema(value_type = String)]
     pub step: Step,
     pub reason: String,
 }

@@ -82,7 +82,7 @@ pub async fn sandbox_face_page(
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct FaceForm {
     pub passed: bool,
 }

@@ -16,7 +16,7 @@ use super::materials::contract_signed_at;
 use super::Signing;
 
 /// `{start, end}` as ISO dates (`2027-01-01`), inclusive.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LeaseTerm {
     pub start: String,
     pub end: String,
