@@ -16,7 +16,9 @@ pub struct ApiError {
     pub detail: Option<String>,
 }
 
-/// The body of every refusal (`docs/protocol.md`, "Error codes").
+/// The body of every refusal (`docs/protocol.md`, "Error codes"). Some add fields of
+/// their own: the batch upload's `422` its rows at fault (`errors`), its `409` the batch
+/// under way (`running`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     /// The protocol error code, e.g. `unit_taken`.

@@ -89,7 +89,12 @@ fn problems(file: &'static str, e: ImportErrors) -> Vec<RowProblem> {
 fn refused(errors: Vec<RowProblem>) -> Response {
     (
         StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({ "code": ErrorCode::InvalidBatch, "errors": errors })),
+        // The error body's fields (code, message), and the rows at fault.
+        Json(json!({
+            "code": ErrorCode::InvalidBatch,
+            "message": xuanfang_hub::protocol::Text::from(ErrorCode::InvalidBatch),
+            "errors": errors,
+        })),
     )
         .into_response()
 }
@@ -318,6 +323,7 @@ pub async fn create_batch(
                 StatusCode::CONFLICT,
                 Json(json!({
                     "code": ErrorCode::Conflict,
+                    "message": xuanfang_hub::protocol::Text::from(ErrorCode::Conflict),
                     "running": { "batch": running, "name": name },
                     "detail": format!(
                         "batch {running} is under way; send replace=true to load a new live batch anyway"

@@ -75,6 +75,12 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     );
     let (status, body) = upload(&base, bad, families_csv(50), true).await;
     assert_eq!(status, 422, "{body}");
+    // The error body every refusal has (code, message), and the rows at fault.
+    assert_eq!(body["code"], "invalid_batch");
+    assert!(
+        body["message"]["zh"].is_string() && body["message"]["en"].is_string(),
+        "{body}"
+    );
     let errors = body["errors"].as_array().expect("errors listed");
     assert_eq!(errors.len(), 1, "{body}");
     assert_eq!(errors[0]["file"], "units");
@@ -96,6 +102,7 @@ async fn an_upload_with_one_bad_row_names_it_and_loads_nothing() {
     let (status, body) = upload(&base, units_csv(100), families_csv(50), false).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["code"], "conflict");
+    assert!(body["message"]["zh"].is_string(), "{body}");
     assert_eq!(body["running"]["batch"], "first");
     assert_eq!(alloc.batches().await.unwrap().len(), 1, "nothing loaded");
 
