@@ -27,6 +27,9 @@ pub enum Cmd {
     /// The raw-socket floor: one writer thread, N loopback TCP pairs, writes per writer
     /// CPU-second (what any hub sending one frame per socket pays at best).
     Floor(crate::floor::FloorArgs),
+    /// Slow consumers: K watchers that upgrade and then never read; reports how many the
+    /// hub let go. Run beside a watch or mixed run.
+    Stall(crate::stall::StallArgs),
     /// Internal: one worker process (plan on stdin, result on stdout).
     #[command(hide = true)]
     Worker,

@@ -27,6 +27,7 @@ pub mod operator;
 pub mod readers;
 pub mod report;
 pub mod scenario;
+pub mod stall;
 pub mod timeline;
 pub mod usage;
 pub mod workers;

@@ -32,6 +32,13 @@ fn main() {
             }
             return;
         }
+        Cmd::Stall(a) => {
+            if let Err(e) = rt.block_on(xuanfang_loadtest::stall::main(a)) {
+                eprintln!("xuanfang-loadtest stall: {e}");
+                std::process::exit(2);
+            }
+            return;
+        }
         Cmd::Watch(a) => (Scenario::Watch, a),
         Cmd::Select(a) => (Scenario::Select, a),
         Cmd::Storm(a) => (Scenario::Storm, a),
