@@ -14,9 +14,10 @@
 //! - the time to auto-confirm 10,000 idle families of one session at its deadline.
 //! - for Redis, at each level right after the engine's phase: the reference phase, a
 //!   minimal allocator on the same server and workload (`reference.rs`; issue #13 goal
-//!   4 asks the engine for ≥ 50% of its attempts/s at 64 in flight), and for both the
-//!   CPU per attempt of redis-server and of this process (`cpu.rs`) and every command's
-//!   calls and time from `INFO commandstats`.
+//!   4 asks the engine for ≥ 50% of its attempts/s at 64 in flight), and the same
+//!   allocator storing its answers as the engine does (the idempotency contract's own
+//!   cost); for each, the CPU per attempt of redis-server and of this process
+//!   (`cpu.rs`) and every command's calls and time from `INFO commandstats`.
 //! - for Redis: `redis-benchmark` of `EVALSHA <return 1> 0` (50 clients, unpipelined),
 //!   the slow log (every script call over 1 ms) and the average script time per phase.
 //!
@@ -52,7 +53,7 @@ use xuanfang_hub::{
 mod cpu;
 mod reference;
 
-use reference::Reference;
+use reference::{Kind, Reference};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -398,11 +399,15 @@ fn engine_attempt(
     })
 }
 
-/// The reference allocator's confirm, as an [`Attempt`].
+/// The reference allocator's confirm, as an [`Attempt`] (request id as the engine's).
 fn reference_attempt(reference: Arc<Reference>, lists: Arc<Vec<Vec<UnitId>>>) -> Attempt {
     Arc::new(move |i, n| {
         let (reference, lists) = (reference.clone(), lists.clone());
-        Box::pin(async move { reference.confirm(&family_id(i), &lists[i][n]).await })
+        Box::pin(async move {
+            reference
+                .confirm(&family_id(i), &lists[i][n], &format!("c{n}"))
+                .await
+        })
     })
 }
 
@@ -509,8 +514,10 @@ async fn close_phase(engine: &Arc<dyn Allocator>, id: &BatchId) -> Res<CloseRun>
 struct EngineReport {
     name: &'static str,
     confirms: Vec<ConfirmRun>,
-    /// Redis only: the reference phase run right after each of `confirms`.
+    /// Redis only: the reference phases run right after each of `confirms`, plain
+    /// ([`Kind::Plain`]) and with stored answers ([`Kind::Remembered`]).
     references: Vec<ConfirmRun>,
+    remembered: Vec<ConfirmRun>,
     close: CloseRun,
     /// Redis only: average EVALSHA time per phase, µs ("confirm", "close").
     script_us: Vec<(String, f64)>,
@@ -531,6 +538,7 @@ where
     let lists = Arc::new(contention_intentions(7));
     let mut confirms = Vec::new();
     let mut references = Vec::new();
+    let mut remembered = Vec::new();
     let mut script_us = Vec::new();
     for in_flight in levels() {
         let b = batch(
@@ -550,16 +558,20 @@ where
             script_us.push((format!("confirm @{in_flight} ({calls} calls)"), us));
         }
         confirms.push(run);
-        if let Some(r) = redis {
-            let families: Vec<FamilyId> = (0..FAMILIES).map(family_id).collect();
-            let tag = format!("contention-{in_flight}");
-            let reference = Arc::new(Reference::prepare(&r.client()?, &tag, &families).await?);
-            eprintln!("[reference] confirming, {in_flight} in flight");
-            let attempt = reference_attempt(reference, lists.clone());
+        let Some(r) = redis else { continue };
+        let families: Vec<FamilyId> = (0..FAMILIES).map(family_id).collect();
+        for kind in [Kind::Plain, Kind::Remembered] {
+            let tag = format!("{}-{in_flight}", kind.name().replace([' ', '+'], ""));
+            let reference = Reference::prepare(&r.client()?, kind, &tag, &families).await?;
+            eprintln!("[{}] confirming, {in_flight} in flight", kind.name());
+            let attempt = reference_attempt(Arc::new(reference), lists.clone());
             let run = confirm_phase(attempt, lists.clone(), in_flight, cap, redis).await?;
             let (calls, us) = evalsha(&run.stats);
-            script_us.push((format!("reference @{in_flight} ({calls} calls)"), us));
-            references.push(run);
+            script_us.push((format!("{} @{in_flight} ({calls} calls)", kind.name()), us));
+            match kind {
+                Kind::Plain => references.push(run),
+                Kind::Remembered => remembered.push(run),
+            }
         }
     }
 
@@ -591,6 +603,7 @@ where
         name,
         confirms,
         references,
+        remembered,
         close,
         script_us,
     })
@@ -676,8 +689,10 @@ fn script_names(r: &DurableRedis) -> Res<HashMap<String, &'static str>> {
         let sha: String = r.cmd(&["SCRIPT", "LOAD", &format!("{prelude}{text}")])?;
         names.insert(sha, name);
     }
-    let sha: String = r.cmd(&["SCRIPT", "LOAD", include_str!("reference.lua")])?;
-    names.insert(sha, "reference");
+    for kind in [Kind::Plain, Kind::Remembered] {
+        let sha: String = r.cmd(&["SCRIPT", "LOAD", &kind.script()])?;
+        names.insert(sha, kind.name());
+    }
     Ok(names)
 }
 
@@ -808,55 +823,74 @@ const GOAL_IN_FLIGHT: usize = 64;
 const GOAL_SHARE: f64 = 0.5;
 const GOAL_P99_MS: f64 = 5.0;
 
-/// The engine against the reference phase run right after it, at each level.
+/// The three phases of one level, in the order they ran.
+fn phases(r: &EngineReport) -> Vec<[(&'static str, &ConfirmRun); 3]> {
+    r.confirms
+        .iter()
+        .zip(&r.references)
+        .zip(&r.remembered)
+        .map(|((e, f), a)| {
+            [
+                ("redis", e),
+                (Kind::Plain.name(), f),
+                (Kind::Remembered.name(), a),
+            ]
+        })
+        .collect()
+}
+
+/// The engine against the reference phases run right after it, at each level.
 fn print_goal(r: &EngineReport) {
     println!("\n### Engine against the reference allocator (same server, same run)\n");
     println!(
-        "The reference: one script per attempt that checks the family and the unit, writes \
+        "reference: one script per attempt that checks the family and the unit, writes \
          both and appends one event (`benches/allocator/reference.lua`), over one \
-         multiplexed connection; it keeps no answers, so it has no idempotency. Run right \
-         after the engine's phase at each level, on the same families, intentions and \
-         order.\n"
+         multiplexed connection; it stores no answers, so it has no idempotency. \
+         reference + answers: the same, storing every answer in the engine's ring of \
+         answers (`reference_remembered.lua`): what the idempotency contract alone costs. \
+         Both run right after the engine's phase at each level, on the same families, \
+         intentions and order.\n"
     );
-    println!("| in flight | engine attempts/s | reference attempts/s | engine / reference | engine p50 / p99 ms | reference p50 / p99 ms |");
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for (e, f) in r.confirms.iter().zip(&r.references) {
+    println!("| in flight | engine attempts/s | reference attempts/s | reference + answers attempts/s | engine / reference | engine / (reference + answers) | engine p50 / p99 ms | reference p50 / p99 ms | reference + answers p50 / p99 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let q = |c: &ConfirmRun| {
+        format!(
+            "{} / {}",
+            ms(c.hist.value_at_quantile(0.5)),
+            ms(c.hist.value_at_quantile(0.99))
+        )
+    };
+    for [(_, e), (_, f), (_, a)] in phases(r) {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0}% | {} / {} | {} / {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0}% | {:.0}% | {} | {} | {} |",
             e.in_flight,
             e.rate(),
             f.rate(),
+            a.rate(),
             100.0 * e.rate() / f.rate(),
-            ms(e.hist.value_at_quantile(0.5)),
-            ms(e.hist.value_at_quantile(0.99)),
-            ms(f.hist.value_at_quantile(0.5)),
-            ms(f.hist.value_at_quantile(0.99)),
+            100.0 * e.rate() / a.rate(),
+            q(e),
+            q(f),
+            q(a),
         );
     }
-    let at = |runs: &[ConfirmRun]| {
-        runs.iter()
-            .find(|c| c.in_flight == GOAL_IN_FLIGHT)
-            .map(ConfirmRun::rate)
+    let Some([(_, e), (_, f), _]) = phases(r)
+        .into_iter()
+        .find(|[(_, e), ..]| e.in_flight == GOAL_IN_FLIGHT)
+    else {
+        return;
     };
-    if let (Some(e), Some(f), Some(p99)) = (
-        at(&r.confirms),
-        at(&r.references),
-        r.confirms
-            .iter()
-            .find(|c| c.in_flight == GOAL_IN_FLIGHT)
-            .map(|c| c.hist.value_at_quantile(0.99) as f64 / 1000.0),
-    ) {
-        let share = e / f;
-        let verdict = |ok: bool| if ok { "met" } else { "missed" };
-        println!(
-            "\nGoal 4 at {GOAL_IN_FLIGHT} in flight: engine/reference {:.0}% (≥ {:.0}%: {}); \
-             engine p99 {p99:.3} ms (≤ {GOAL_P99_MS} ms: {}).",
-            share * 100.0,
-            GOAL_SHARE * 100.0,
-            verdict(share >= GOAL_SHARE),
-            verdict(p99 <= GOAL_P99_MS),
-        );
-    }
+    let share = e.rate() / f.rate();
+    let p99 = e.hist.value_at_quantile(0.99) as f64 / 1000.0;
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    println!(
+        "\nGoal 4 at {GOAL_IN_FLIGHT} in flight: engine/reference {:.0}% (≥ {:.0}%: {}); \
+         engine p99 {p99:.3} ms (≤ {GOAL_P99_MS} ms: {}).",
+        share * 100.0,
+        GOAL_SHARE * 100.0,
+        verdict(share >= GOAL_SHARE),
+        verdict(p99 <= GOAL_P99_MS),
+    );
 }
 
 /// Where each phase's time went: CPU of redis-server and of this process per attempt.
@@ -868,12 +902,7 @@ fn print_cpu(r: &EngineReport) {
     );
     println!("| phase | in flight | Redis CPU µs | Redis waited µs | EVALSHA µs | client CPU µs | Redis busy |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let mut runs: Vec<(&str, &ConfirmRun)> = Vec::new();
-    for (e, f) in r.confirms.iter().zip(&r.references) {
-        runs.push(("redis", e));
-        runs.push(("reference", f));
-    }
-    for (name, c) in runs {
+    for (name, c) in phases(r).into_iter().flatten() {
         println!(
             "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% |",
             c.in_flight,
@@ -886,41 +915,47 @@ fn print_cpu(r: &EngineReport) {
     }
 }
 
-/// Every command Redis ran in the phase at `in_flight`, per attempt: a script's own
+/// Every command Redis ran in the phases at `in_flight`, per attempt: a script's own
 /// calls show up under their names, so this is what each attempt costs, by command.
 fn print_commands(r: &EngineReport, in_flight: usize) {
-    let at = |runs: &[ConfirmRun]| runs.iter().position(|c| c.in_flight == in_flight);
-    let (Some(e), Some(f)) = (at(&r.confirms), at(&r.references)) else {
+    let Some(level) = phases(r)
+        .into_iter()
+        .find(|[(_, e), ..]| e.in_flight == in_flight)
+    else {
         return;
     };
-    let (e, f) = (&r.confirms[e], &r.references[f]);
     println!("\n### Commands per attempt at {in_flight} in flight (`INFO commandstats`)\n");
-    println!("| command | engine calls / attempt | engine µs / call | reference calls / attempt | reference µs / call |");
-    println!("|---|---:|---:|---:|---:|");
-    let mut names: Vec<&str> = e
-        .stats
+    println!("Calls per attempt, then µs per call, for each phase.\n");
+    println!(
+        "| command | {} |",
+        level.map(|(n, _)| format!("{n} calls | µs")).join(" | ")
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut names: Vec<&str> = level
         .iter()
-        .chain(&f.stats)
+        .flat_map(|(_, c)| &c.stats)
         .map(|c| c.name.as_str())
         .filter(|n| !n.starts_with("config") && !n.starts_with("info"))
         .collect();
     names.sort_unstable();
     names.dedup();
-    let cell = |run: &ConfirmRun, name: &str| {
-        run.stats.iter().find(|c| c.name == name).map_or(
-            ("—".to_owned(), "—".to_owned()),
-            |c| {
-                (
-                    format!("{:.3}", c.calls as f64 / run.attempts.max(1) as f64),
-                    format!("{:.2}", c.usec_per_call),
-                )
-            },
-        )
-    };
     for name in names {
-        let (ec, eu) = cell(e, name);
-        let (fc, fu) = cell(f, name);
-        println!("| {name} | {ec} | {eu} | {fc} | {fu} |");
+        let cells: Vec<String> = level
+            .iter()
+            .map(|(_, run)| {
+                run.stats
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map_or("— | —".to_owned(), |c| {
+                        format!(
+                            "{:.3} | {:.2}",
+                            c.calls as f64 / run.attempts.max(1) as f64,
+                            c.usec_per_call
+                        )
+                    })
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
     }
 }
 
@@ -1016,7 +1051,8 @@ fn main() -> Res<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let rows = [
         ("redis", &redis_report.confirms),
-        ("reference", &redis_report.references),
+        (Kind::Plain.name(), &redis_report.references),
+        (Kind::Remembered.name(), &redis_report.remembered),
         ("embedded", &embedded_report.confirms),
     ];
     for (name, runs) in rows {
