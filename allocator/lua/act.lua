@@ -39,15 +39,27 @@ local function view_reply(cur)
     redis.call('GET', K_SEQ) or '0' }
 end
 
--- Stores this request's answer in the family's ring of recent answers.
+-- This request's stored answer, if any, and how many answers the ring has taken: one
+-- read, since every call needs the first and every decided one the second.
+local PRIOR, STORED
+do
+  local r = redis.call('HMGET', K_REPLIES, REPLY_FIELD, '#')
+  PRIOR, STORED = r[1], tonumber(r[2]) or 0
+end
+
+-- Stores this request's answer in the family's ring of recent answers, in one write
+-- (a lone write is also propagated without MULTI/EXEC). Until the ring has gone round
+-- once, the next slot has never been used, so only then is it read.
 local function remember(answer)
-  local n = redis.call('HINCRBY', K_REPLIES, '#', 1)
+  local n = STORED + 1
   local slot = '#' .. (n % REPLIES_KEPT)
-  local old = redis.call('HGET', K_REPLIES, slot)
-  if old then
-    redis.call('HDEL', K_REPLIES, 'r' .. old)
+  if n > REPLIES_KEPT then
+    local old = redis.call('HGET', K_REPLIES, slot)
+    if old then
+      redis.call('HDEL', K_REPLIES, 'r' .. old)
+    end
   end
-  redis.call('HSET', K_REPLIES, slot, REQ, REPLY_FIELD, answer)
+  redis.call('HSET', K_REPLIES, '#', n, slot, REQ, REPLY_FIELD, answer)
 end
 
 local function refuse(code, unit)
@@ -65,7 +77,6 @@ local function done()
   return view_reply(F.cur)
 end
 
-local PRIOR = redis.call('HGET', K_REPLIES, REPLY_FIELD)
 if PRIOR then
   if PRIOR == 'ok' then
     return view_reply()

@@ -12,11 +12,20 @@
 //!   their intentions set before the clock starts; the timed phase is only confirms:
 //!   each family tries its intentions in order until one is accepted.
 //! - the time to auto-confirm 10,000 idle families of one session at its deadline.
-//! - for Redis: `redis-benchmark` of `EVALSHA <return 1> 0` (50 clients, unpipelined)
-//!   as the reference rate, the slow log (every script call over 1 ms) and the average
-//!   script time per phase from `INFO commandstats`.
+//! - for Redis, at each level right after the engine's phase: the reference phase, a
+//!   minimal allocator on the same server and workload (`reference.rs`; issue #13 goal
+//!   4 asks the engine for ≥ 50% of its attempts/s at 64 in flight), and the same
+//!   allocator storing its answers as the engine does (the idempotency contract's own
+//!   cost); for each, the CPU per attempt of redis-server and of this process
+//!   (`cpu.rs`) and every command's calls and time from `INFO commandstats`.
+//! - for Redis: `redis-benchmark` of `EVALSHA <return 1> 0` (50 clients, unpipelined),
+//!   the slow log (every script call over 1 ms) and the average script time per phase.
 //!
-//! Environment: `BENCH_SECONDS` caps each timed confirm phase (default 8 s).
+//! Environment: `BENCH_SECONDS` caps each timed confirm phase (default 8 s);
+//! `BENCH_LEVELS` (e.g. `64`) runs only those levels;
+//! `BENCH_REDIS_CPUS` (e.g. `0`) starts redis-server under `taskset -c` on those CPUs,
+//! so the bench itself can be pinned elsewhere (`taskset -c 1 …`): a child inherits its
+//! parent's CPUs otherwise.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -27,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
@@ -40,9 +50,27 @@ use xuanfang_hub::{
     SessionId, SessionKind, Stage, Unit, UnitId,
 };
 
+mod cpu;
+mod reference;
+
+use reference::{Kind, Reference};
+
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const LEVELS: [usize; 4] = [1, 16, 64, 256];
+
+/// `BENCH_LEVELS` (e.g. `64`, or `16,64`), else [`LEVELS`]: a shorter run for profiling.
+fn levels() -> Vec<usize> {
+    std::env::var("BENCH_LEVELS")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| LEVELS.to_vec())
+}
 const FAMILIES: usize = 5_000;
 const UNITS: usize = 500;
 const HOT: usize = 50;
@@ -67,7 +95,15 @@ struct DurableRedis {
 impl DurableRedis {
     fn start(dir: &Path) -> Res<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("redis-server")
+        let mut command = match std::env::var("BENCH_REDIS_CPUS") {
+            Ok(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpus, "redis-server"]);
+                c
+            }
+            Err(_) => Command::new("redis-server"),
+        };
+        let child = command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .args(["--save", ""])
@@ -77,6 +113,7 @@ impl DurableRedis {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("spawn redis-server (apt-get install redis-server): {e}"))?;
+        // taskset execs redis-server in the same process, so the pid stays redis'.
         let server = Self { port, child };
         let client = server.client()?;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -109,21 +146,55 @@ impl DurableRedis {
         Ok(cmd.query(&mut c)?)
     }
 
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `INFO commandstats`: every command's (name, calls, usec per call), commands run
+    /// inside scripts included (Redis counts those under their own names too).
+    fn commandstats(&self) -> Res<Vec<CommandStat>> {
+        let info: String = self.cmd(&["INFO", "commandstats"])?;
+        Ok(info
+            .lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_"))
+            .filter_map(|l| {
+                let (name, fields) = l.split_once(':')?;
+                let field = |key: &str| {
+                    fields
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix(key))
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                Some(CommandStat {
+                    name: name.to_owned(),
+                    calls: field("calls=") as u64,
+                    usec_per_call: field("usec_per_call="),
+                })
+            })
+            .collect())
+    }
+
     /// `INFO commandstats` for EVALSHA: (calls, usec per call).
     fn evalsha_stats(&self) -> Res<(u64, f64)> {
-        let info: String = self.cmd(&["INFO", "commandstats"])?;
-        let line = info
-            .lines()
-            .find(|l| l.starts_with("cmdstat_evalsha:"))
-            .unwrap_or("");
-        let field = |name: &str| {
-            line.split([':', ','])
-                .find_map(|kv| kv.strip_prefix(name))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        Ok((field("calls=") as u64, field("usec_per_call=")))
+        Ok(evalsha(&self.commandstats()?))
     }
+}
+
+/// One line of `INFO commandstats`.
+#[derive(Clone)]
+struct CommandStat {
+    name: String,
+    calls: u64,
+    usec_per_call: f64,
+}
+
+/// EVALSHA's (calls, usec per call) among `stats`.
+fn evalsha(stats: &[CommandStat]) -> (u64, f64) {
+    stats
+        .iter()
+        .find(|c| c.name == "evalsha")
+        .map_or((0, 0.0), |c| (c.calls, c.usec_per_call))
 }
 
 impl Drop for DurableRedis {
@@ -288,37 +359,91 @@ struct ConfirmRun {
     elapsed: Duration,
     /// Latency of each attempt, µs.
     hist: Histogram<u64>,
+    /// CPU over the phase; zero for redis-server when there is none.
+    cpu: cpu::Sample,
+    /// Redis only: `INFO commandstats` over the phase.
+    stats: Vec<CommandStat>,
+}
+
+impl ConfirmRun {
+    fn rate(&self) -> f64 {
+        self.attempts as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// µs of `d` per attempt.
+    fn per_attempt(&self, d: Duration) -> f64 {
+        d.as_secs_f64() * 1e6 / self.attempts.max(1) as f64
+    }
+}
+
+/// One confirm attempt of family `i` on its `n`-th intention: whether it was accepted.
+type Attempt = Arc<dyn Fn(usize, usize) -> BoxFuture<'static, Res<bool>> + Send + Sync>;
+
+/// An engine's confirm, as an [`Attempt`] (request id `c<n>`, as a client would).
+fn engine_attempt(
+    engine: Arc<dyn Allocator>,
+    id: BatchId,
+    lists: Arc<Vec<Vec<UnitId>>>,
+) -> Attempt {
+    Arc::new(move |i, n| {
+        let (engine, id, lists) = (engine.clone(), id.clone(), lists.clone());
+        Box::pin(async move {
+            let confirm = Action::Confirm {
+                unit: lists[i][n].clone(),
+            };
+            let answer = engine
+                .act(&id, &family_id(i), &format!("c{n}"), confirm)
+                .await?;
+            Ok(answer.is_ok())
+        })
+    })
+}
+
+/// The reference allocator's confirm, as an [`Attempt`] (request id as the engine's).
+fn reference_attempt(reference: Arc<Reference>, lists: Arc<Vec<Vec<UnitId>>>) -> Attempt {
+    Arc::new(move |i, n| {
+        let (reference, lists) = (reference.clone(), lists.clone());
+        Box::pin(async move {
+            reference
+                .confirm(&family_id(i), &lists[i][n], &format!("c{n}"))
+                .await
+        })
+    })
 }
 
 /// The timed phase: `in_flight` tasks, each taking the next family and confirming its
 /// intentions in order until one is accepted, until every family is done or `cap`.
+/// With `redis`, the server's CPU and command statistics over the phase too.
 async fn confirm_phase(
-    engine: Arc<dyn Allocator>,
-    id: BatchId,
+    attempt: Attempt,
     lists: Arc<Vec<Vec<UnitId>>>,
     in_flight: usize,
     cap: Duration,
+    redis: Option<&DurableRedis>,
 ) -> Res<ConfirmRun> {
+    if let Some(r) = redis {
+        r.cmd::<String>(&["CONFIG", "RESETSTAT"])?;
+    }
+    let pid = redis.map_or(0, DurableRedis::pid);
+    let cpu_before = cpu::Sample::take(pid);
     let next = Arc::new(AtomicUsize::new(0));
     let total = Arc::new(Mutex::new(histogram()));
     let accepted = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..in_flight {
-        let (engine, id, lists) = (engine.clone(), id.clone(), lists.clone());
+        let (attempt, lists) = (attempt.clone(), lists.clone());
         let (next, total, accepted) = (next.clone(), total.clone(), accepted.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             while started.elapsed() < cap {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(wanted) = lists.get(i) else { break };
-                let f = family_id(i);
-                for (n, unit) in wanted.iter().enumerate() {
-                    let confirm = Action::Confirm { unit: unit.clone() };
+                for n in 0..wanted.len() {
                     let t = Instant::now();
-                    let answer = engine.act(&id, &f, &format!("c{n}"), confirm).await?;
+                    let ok = attempt(i, n).await?;
                     hist.record(t.elapsed().as_micros().max(1) as u64)?;
-                    if answer.is_ok() {
+                    if ok {
                         accepted.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
@@ -332,6 +457,11 @@ async fn confirm_phase(
         t.await??;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_before.until(cpu::Sample::take(pid));
+    let stats = match redis {
+        Some(r) => r.commandstats()?,
+        None => Vec::new(),
+    };
     let hist = total.lock().clone();
     Ok(ConfirmRun {
         in_flight,
@@ -340,6 +470,8 @@ async fn confirm_phase(
         families: next.load(Ordering::Relaxed).min(FAMILIES),
         elapsed,
         hist,
+        cpu,
+        stats,
     })
 }
 
@@ -382,6 +514,10 @@ async fn close_phase(engine: &Arc<dyn Allocator>, id: &BatchId) -> Res<CloseRun>
 struct EngineReport {
     name: &'static str,
     confirms: Vec<ConfirmRun>,
+    /// Redis only: the reference phases run right after each of `confirms`, plain
+    /// ([`Kind::Plain`]) and with stored answers ([`Kind::Remembered`]).
+    references: Vec<ConfirmRun>,
+    remembered: Vec<ConfirmRun>,
     close: CloseRun,
     /// Redis only: average EVALSHA time per phase, µs ("confirm", "close").
     script_us: Vec<(String, f64)>,
@@ -401,8 +537,10 @@ where
     let engine = make(clock.clone()).await?;
     let lists = Arc::new(contention_intentions(7));
     let mut confirms = Vec::new();
+    let mut references = Vec::new();
+    let mut remembered = Vec::new();
     let mut script_us = Vec::new();
-    for in_flight in LEVELS {
+    for in_flight in levels() {
         let b = batch(
             &format!("contention-{in_flight}"),
             FAMILIES,
@@ -412,16 +550,29 @@ where
         let id = b.id.clone();
         eprintln!("[{name}] preparing {FAMILIES} families for {in_flight} in flight");
         prepare(&engine, b, lists.clone()).await?;
-        if let Some(r) = redis {
-            r.cmd::<String>(&["CONFIG", "RESETSTAT"])?;
-        }
         eprintln!("[{name}] confirming, {in_flight} in flight");
-        let run = confirm_phase(engine.clone(), id, lists.clone(), in_flight, cap).await?;
-        if let Some(r) = redis {
-            let (calls, us) = r.evalsha_stats()?;
+        let attempt = engine_attempt(engine.clone(), id, lists.clone());
+        let run = confirm_phase(attempt, lists.clone(), in_flight, cap, redis).await?;
+        if redis.is_some() {
+            let (calls, us) = evalsha(&run.stats);
             script_us.push((format!("confirm @{in_flight} ({calls} calls)"), us));
         }
         confirms.push(run);
+        let Some(r) = redis else { continue };
+        let families: Vec<FamilyId> = (0..FAMILIES).map(family_id).collect();
+        for kind in [Kind::Plain, Kind::Remembered] {
+            let tag = format!("{}-{in_flight}", kind.name().replace([' ', '+'], ""));
+            let reference = Reference::prepare(&r.client()?, kind, &tag, &families).await?;
+            eprintln!("[{}] confirming, {in_flight} in flight", kind.name());
+            let attempt = reference_attempt(Arc::new(reference), lists.clone());
+            let run = confirm_phase(attempt, lists.clone(), in_flight, cap, redis).await?;
+            let (calls, us) = evalsha(&run.stats);
+            script_us.push((format!("{} @{in_flight} ({calls} calls)", kind.name()), us));
+            match kind {
+                Kind::Plain => references.push(run),
+                Kind::Remembered => remembered.push(run),
+            }
+        }
     }
 
     // 10,000 idle families in one session, each with five intentions over 10,000 units.
@@ -451,6 +602,8 @@ where
     Ok(EngineReport {
         name,
         confirms,
+        references,
+        remembered,
         close,
         script_us,
     })
@@ -463,72 +616,82 @@ where
 /// The sha of each engine script, by loading the same text the engine sends (the prelude, lib.lua,
 /// then act.lua for family actions, then the script): SCRIPT LOAD returns the sha.
 fn script_names(r: &DurableRedis) -> Res<HashMap<String, &'static str>> {
-    const LIB: &str = include_str!("../lua/lib.lua");
-    const ACT: &str = include_str!("../lua/act.lua");
+    const LIB: &str = include_str!("../../lua/lib.lua");
+    const ACT: &str = include_str!("../../lua/act.lua");
     let scripts: [(&str, String); 15] = [
         (
             "load_begin",
-            include_str!("../lua/load_begin.lua").to_owned(),
+            include_str!("../../lua/load_begin.lua").to_owned(),
         ),
-        ("load_part", include_str!("../lua/load_part.lua").to_owned()),
+        (
+            "load_part",
+            include_str!("../../lua/load_part.lua").to_owned(),
+        ),
         (
             "load_abort",
-            include_str!("../lua/load_abort.lua").to_owned(),
+            include_str!("../../lua/load_abort.lua").to_owned(),
         ),
         (
             "load_batch",
-            format!("{LIB}{}", include_str!("../lua/load_batch.lua")),
+            format!("{LIB}{}", include_str!("../../lua/load_batch.lua")),
         ),
         (
             "declare",
-            format!("{LIB}{ACT}{}", include_str!("../lua/declare.lua")),
+            format!("{LIB}{ACT}{}", include_str!("../../lua/declare.lua")),
         ),
         (
             "edit",
-            format!("{LIB}{ACT}{}", include_str!("../lua/edit.lua")),
+            format!("{LIB}{ACT}{}", include_str!("../../lua/edit.lua")),
         ),
         (
             "set_list",
-            format!("{LIB}{ACT}{}", include_str!("../lua/set_list.lua")),
+            format!("{LIB}{ACT}{}", include_str!("../../lua/set_list.lua")),
         ),
         (
             "sync",
-            format!("{LIB}{ACT}{}", include_str!("../lua/sync.lua")),
+            format!("{LIB}{ACT}{}", include_str!("../../lua/sync.lua")),
         ),
         (
             "confirm",
-            format!("{LIB}{ACT}{}", include_str!("../lua/confirm.lua")),
+            format!("{LIB}{ACT}{}", include_str!("../../lua/confirm.lua")),
         ),
         (
             "waive",
-            format!("{LIB}{ACT}{}", include_str!("../lua/waive.lua")),
+            format!("{LIB}{ACT}{}", include_str!("../../lua/waive.lua")),
         ),
         (
             "apply_supplementary",
             format!(
                 "{LIB}{ACT}{}",
-                include_str!("../lua/apply_supplementary.lua")
+                include_str!("../../lua/apply_supplementary.lua")
             ),
         ),
         (
             "close_session",
-            format!("{LIB}{}", include_str!("../lua/close_session.lua")),
+            format!("{LIB}{}", include_str!("../../lua/close_session.lua")),
         ),
         (
             "publish_supplementary",
-            format!("{LIB}{}", include_str!("../lua/publish_supplementary.lua")),
+            format!(
+                "{LIB}{}",
+                include_str!("../../lua/publish_supplementary.lua")
+            ),
         ),
         (
             "family",
-            format!("{LIB}{}", include_str!("../lua/family.lua")),
+            format!("{LIB}{}", include_str!("../../lua/family.lua")),
         ),
-        ("board", include_str!("../lua/board.lua").to_owned()),
+        ("board", include_str!("../../lua/board.lua").to_owned()),
     ];
     let mut names = HashMap::new();
     let prelude = xuanfang_allocator::redis_engine::script_prelude();
     for (name, text) in scripts {
         let sha: String = r.cmd(&["SCRIPT", "LOAD", &format!("{prelude}{text}")])?;
         names.insert(sha, name);
+    }
+    for kind in [Kind::Plain, Kind::Remembered] {
+        let sha: String = r.cmd(&["SCRIPT", "LOAD", &kind.script()])?;
+        names.insert(sha, kind.name());
     }
     Ok(names)
 }
@@ -626,7 +789,11 @@ fn machine() -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The machine's, not this process's (which `taskset` may have narrowed).
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |s| {
+        s.lines().filter(|l| l.starts_with("processor")).count()
+    });
+    let ours = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -641,7 +808,155 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB; {redis}")
+    let pinned = std::env::var("BENCH_REDIS_CPUS").map_or("not pinned".to_owned(), |c| {
+        format!("redis-server on CPU {c}")
+    });
+    format!(
+        "{cores} cores ({cpu}), {mem_gib:.0} GiB; {redis}. The bench may use {ours} of the \
+         cores; {pinned}"
+    )
+}
+
+/// Issue #13 goal 4: at this many in flight, the engine's attempts/s is at least
+/// [`GOAL_SHARE`] of the reference's, with p99 at most [`GOAL_P99_MS`].
+const GOAL_IN_FLIGHT: usize = 64;
+const GOAL_SHARE: f64 = 0.5;
+const GOAL_P99_MS: f64 = 5.0;
+
+/// The three phases of one level, in the order they ran.
+fn phases(r: &EngineReport) -> Vec<[(&'static str, &ConfirmRun); 3]> {
+    r.confirms
+        .iter()
+        .zip(&r.references)
+        .zip(&r.remembered)
+        .map(|((e, f), a)| {
+            [
+                ("redis", e),
+                (Kind::Plain.name(), f),
+                (Kind::Remembered.name(), a),
+            ]
+        })
+        .collect()
+}
+
+/// The engine against the reference phases run right after it, at each level.
+fn print_goal(r: &EngineReport) {
+    println!("\n### Engine against the reference allocator (same server, same run)\n");
+    println!(
+        "reference: one script per attempt that checks the family and the unit, writes \
+         both and appends one event (`benches/allocator/reference.lua`), over one \
+         multiplexed connection; it stores no answers, so it has no idempotency. \
+         reference + answers: the same, storing every answer in the engine's ring of \
+         answers (`reference_remembered.lua`): what the idempotency contract alone costs. \
+         Both run right after the engine's phase at each level, on the same families, \
+         intentions and order.\n"
+    );
+    println!("| in flight | engine attempts/s | reference attempts/s | reference + answers attempts/s | engine / reference | engine / (reference + answers) | engine p50 / p99 ms | reference p50 / p99 ms | reference + answers p50 / p99 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let q = |c: &ConfirmRun| {
+        format!(
+            "{} / {}",
+            ms(c.hist.value_at_quantile(0.5)),
+            ms(c.hist.value_at_quantile(0.99))
+        )
+    };
+    for [(_, e), (_, f), (_, a)] in phases(r) {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0}% | {:.0}% | {} | {} | {} |",
+            e.in_flight,
+            e.rate(),
+            f.rate(),
+            a.rate(),
+            100.0 * e.rate() / f.rate(),
+            100.0 * e.rate() / a.rate(),
+            q(e),
+            q(f),
+            q(a),
+        );
+    }
+    let Some([(_, e), (_, f), _]) = phases(r)
+        .into_iter()
+        .find(|[(_, e), ..]| e.in_flight == GOAL_IN_FLIGHT)
+    else {
+        return;
+    };
+    let share = e.rate() / f.rate();
+    let p99 = e.hist.value_at_quantile(0.99) as f64 / 1000.0;
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    println!(
+        "\nGoal 4 at {GOAL_IN_FLIGHT} in flight: engine/reference {:.0}% (≥ {:.0}%: {}); \
+         engine p99 {p99:.3} ms (≤ {GOAL_P99_MS} ms: {}).",
+        share * 100.0,
+        GOAL_SHARE * 100.0,
+        verdict(share >= GOAL_SHARE),
+        verdict(p99 <= GOAL_P99_MS),
+    );
+}
+
+/// Where each phase's time went: CPU of redis-server and of this process per attempt.
+fn print_cpu(r: &EngineReport) {
+    println!("\n### CPU per attempt (redis-server's main thread; this process, every thread)\n");
+    println!(
+        "Redis waited: time its main thread was runnable but not on a CPU (another \
+         process held it). EVALSHA µs: `INFO commandstats`, the script's time inside Redis.\n"
+    );
+    println!("| phase | in flight | Redis CPU µs | Redis waited µs | EVALSHA µs | client CPU µs | Redis busy |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, c) in phases(r).into_iter().flatten() {
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% |",
+            c.in_flight,
+            c.per_attempt(c.cpu.redis_run),
+            c.per_attempt(c.cpu.redis_wait),
+            evalsha(&c.stats).1,
+            c.per_attempt(c.cpu.client),
+            100.0 * c.cpu.redis_run.as_secs_f64() / c.elapsed.as_secs_f64(),
+        );
+    }
+}
+
+/// Every command Redis ran in the phases at `in_flight`, per attempt: a script's own
+/// calls show up under their names, so this is what each attempt costs, by command.
+fn print_commands(r: &EngineReport, in_flight: usize) {
+    let Some(level) = phases(r)
+        .into_iter()
+        .find(|[(_, e), ..]| e.in_flight == in_flight)
+    else {
+        return;
+    };
+    println!("\n### Commands per attempt at {in_flight} in flight (`INFO commandstats`)\n");
+    println!("Calls per attempt, then µs per call, for each phase.\n");
+    println!(
+        "| command | {} |",
+        level.map(|(n, _)| format!("{n} calls | µs")).join(" | ")
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut names: Vec<&str> = level
+        .iter()
+        .flat_map(|(_, c)| &c.stats)
+        .map(|c| c.name.as_str())
+        .filter(|n| !n.starts_with("config") && !n.starts_with("info"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let cells: Vec<String> = level
+            .iter()
+            .map(|(_, run)| {
+                run.stats
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map_or("— | —".to_owned(), |c| {
+                        format!(
+                            "{:.3} | {:.2}",
+                            c.calls as f64 / run.attempts.max(1) as f64,
+                            c.usec_per_call
+                        )
+                    })
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
 }
 
 fn main() -> Res<()> {
@@ -657,6 +972,7 @@ fn main() -> Res<()> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(8),
     );
+    let load_before = cpu::loadavg();
     let work = tempfile::Builder::new()
         .prefix("bench-allocator-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
@@ -700,6 +1016,7 @@ fn main() -> Res<()> {
     ))?;
     let slow = slowlog(&redis)?;
     let latency: Vec<redis::Value> = redis.cmd(&["LATENCY", "LATEST"])?;
+    let load_after_redis = cpu::loadavg();
 
     let embedded_report = rt.block_on(run_engine(
         "embedded",
@@ -718,6 +1035,11 @@ fn main() -> Res<()> {
     println!("## Allocator\n");
     println!("Machine: {}.", machine());
     println!(
+        "Load average (1, 5, 15 min): {load_before} at the start, {load_after_redis} after \
+         the Redis phases, {} at the end.",
+        cpu::loadavg()
+    );
+    println!(
         "Redis: `--appendonly yes --appendfsync always`, AOF on the local disk; embedded: \
          journal with fsync on the same disk. Timed confirm phases capped at {} s.\n",
         cap.as_secs()
@@ -727,23 +1049,32 @@ fn main() -> Res<()> {
     );
     println!("| engine | in flight | attempts | accepted | families | attempts/s | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in [&redis_report, &embedded_report] {
-        for c in &r.confirms {
+    let rows = [
+        ("redis", &redis_report.confirms),
+        (Kind::Plain.name(), &redis_report.references),
+        (Kind::Remembered.name(), &redis_report.remembered),
+        ("embedded", &embedded_report.confirms),
+    ];
+    for (name, runs) in rows {
+        for c in runs {
             println!(
                 "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
-                r.name,
+                name,
                 c.in_flight,
                 c.attempts,
                 c.accepted,
                 c.families,
-                c.attempts as f64 / c.elapsed.as_secs_f64(),
+                c.rate(),
                 ms(c.hist.value_at_quantile(0.5)),
                 ms(c.hist.value_at_quantile(0.99)),
                 ms(c.hist.max()),
             );
         }
     }
-    println!("\n### Reference: redis-benchmark, 50 clients, 100,000 requests, unpipelined\n");
+    print_goal(&redis_report);
+    print_cpu(&redis_report);
+    print_commands(&redis_report, GOAL_IN_FLIGHT);
+    println!("\n### redis-benchmark, 50 clients, 100,000 requests, unpipelined\n");
     println!("| command | requests/s | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
     println!(
