@@ -428,6 +428,7 @@ fn blobs_of(a: &ServeArgs) -> Result<Option<Arc<dyn BlobStore>>, MainError> {
         let options = S3Options {
             endpoint: a.blob_s3_endpoint.clone(),
             region: a.blob_s3_region.clone(),
+            ..S3Options::default()
         };
         let blobs = ObjectBlobs::s3(url, &options).map_err(|e| MainError::Msg(e.to_string()))?;
         tracing::info!(url = %url, "signing's blobs in the object store");

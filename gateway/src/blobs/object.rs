@@ -32,6 +32,10 @@ pub struct S3Options {
     /// trusted network, and then plain HTTP is allowed for it alone).
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    /// The access key; the gateway's command line takes none (a flag's value is seen by
+    /// every user of the machine), only `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 /// Blobs in an [`ObjectStore`].
@@ -63,6 +67,12 @@ impl ObjectBlobs {
         }
         if let Some(r) = &options.region {
             b = b.with_region(r);
+        }
+        if let Some(k) = &options.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(k) = &options.secret_access_key {
+            b = b.with_secret_access_key(k);
         }
         // Plain HTTP only to an endpoint named http:// (never because AWS_ALLOW_HTTP said
         // so for another one).
@@ -186,6 +196,7 @@ mod tests {
         let opts = S3Options {
             endpoint: Some("http://127.0.0.1:9".into()),
             region: Some("us-east-1".into()),
+            ..S3Options::default()
         };
         for bad in ["/var/blobs", "s3://", "s3:///x", "s3://b/../x", "file:///x"] {
             assert!(ObjectBlobs::s3(bad, &opts).is_err(), "{bad}");
