@@ -155,7 +155,7 @@ async fn blobs_round_trip_through_a_real_s3_server_and_a_changed_one_is_never_se
     blobs.delete(&front).await.unwrap();
     blobs.delete(&front).await.unwrap();
     assert_eq!(blobs.get(&front).await.unwrap(), None);
-    assert_eq!(files(&s3.dir("hub/blobs")), [back.id.clone()]);
+    assert_eq!(files(&s3.dir("hub/blobs")), std::slice::from_ref(&back.id));
     let mut odd = back.clone();
     odd.id = "named/identities-b1".into();
     assert!(blobs.delete(&odd).await.is_err());
