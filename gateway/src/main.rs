@@ -422,7 +422,7 @@ fn demo_data_key(dir: &std::path::Path) -> Result<[u8; 32], MainError> {
 }
 
 /// Signing's blob store: `--blob-url` (S3), else `--blob-dir`, else `<data-dir>/blobs`.
-fn blobs_of(a: &ServeArgs) -> Result<Option<Arc<dyn BlobStore>>, MainError> {
+async fn blobs_of(a: &ServeArgs) -> Result<Option<Arc<dyn BlobStore>>, MainError> {
     use xuanfang_gateway::blobs::{DirBlobs, ObjectBlobs, S3Options};
     if let Some(url) = &a.blob_url {
         let options = S3Options {
@@ -431,6 +431,11 @@ fn blobs_of(a: &ServeArgs) -> Result<Option<Arc<dyn BlobStore>>, MainError> {
             ..S3Options::default()
         };
         let blobs = ObjectBlobs::s3(url, &options).map_err(|e| MainError::Msg(e.to_string()))?;
+        (blobs.check().await).map_err(|e| {
+            MainError::Msg(format!(
+                "--blob-url {url}: the store refused a write and read: {e}"
+            ))
+        })?;
         tracing::info!(url = %url, "signing's blobs in the object store");
         return Ok(Some(Arc::new(blobs)));
     }
@@ -703,7 +708,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     let payment_cfg = settings.payment.clone();
     let face_cfg = settings.face.clone();
     let app = app_of(engine.clone(), auth, settings, None);
-    match (&options, blobs_of(&a)?) {
+    match (&options, blobs_of(&a).await?) {
         (None, _) => tracing::warn!(
             "signing (网上签约) disabled: no data key (--data-key-file or XUANFANG_DATA_KEY)"
         ),

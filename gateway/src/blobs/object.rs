@@ -89,6 +89,22 @@ impl ObjectBlobs {
         Ok(Self::new(Arc::new(store), prefix))
     }
 
+    /// Writes and reads back the named blob `startup-check`: a gateway whose bucket,
+    /// key or endpoint is wrong says so when it starts, not at a family's first upload.
+    /// (A read alone cannot tell: S3 answers 404 for a missing bucket as for a missing
+    /// key.)
+    pub async fn check(&self) -> std::io::Result<()> {
+        const NAME: &str = "startup-check";
+        let text = b"written by a xuanfang gateway at start";
+        self.put_named(NAME, text).await?;
+        match self.get_named(NAME).await? {
+            Some(b) if b == text => Ok(()),
+            _ => Err(std::io::Error::other(
+                "the store did not return what was just written",
+            )),
+        }
+    }
+
     fn key(&self, parts: &[&str]) -> Path {
         let mut key = self.prefix.clone();
         for p in parts {
