@@ -63,7 +63,9 @@ impl ObjectBlobs {
         }
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(e) = &options.endpoint {
-            b = b.with_endpoint(e);
+            // Both keys: the crate prefers AWS_ENDPOINT_URL_S3 over the endpoint, and the
+            // flag must win over the environment.
+            b = (b.with_endpoint(e)).with_config(AmazonS3ConfigKey::S3Endpoint, e);
         }
         if let Some(r) = &options.region {
             b = b.with_region(r);
@@ -76,7 +78,8 @@ impl ObjectBlobs {
         }
         // Plain HTTP only to an endpoint named http:// (never because AWS_ALLOW_HTTP said
         // so for another one).
-        let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        let endpoint = (b.get_config_value(&AmazonS3ConfigKey::S3Endpoint))
+            .or_else(|| b.get_config_value(&AmazonS3ConfigKey::Endpoint));
         let http = endpoint.is_some_and(|e| e.starts_with("http://"));
         // A blob request waits on the store while a family waits on the page: a few quick
         // retries, not the crate's default of ten over three minutes.
