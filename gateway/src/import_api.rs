@@ -373,12 +373,11 @@ async fn keep_identities(
         return Ok(0);
     }
     let n = identities.len();
-    let store = sg
-        .identities
-        .as_ref()
-        .map(|ids| ids.store(sg.blobs.as_ref(), batch, identities));
-    match store {
-        Some(Err(e)) => {
+    let Some(ids) = sg.identities.as_ref() else {
+        return Ok(n);
+    };
+    match ids.store(sg.blobs.as_ref(), batch, identities).await {
+        Err(e) => {
             tracing::error!("identities of batch {}: {e}", batch.0);
             Err(
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)

@@ -12,6 +12,7 @@ use xuanfang_allocator::Allocator;
 use xuanfang_allocator::{SigningOptions, SigningStore};
 use xuanfang_gateway::app::App;
 use xuanfang_gateway::auth::{Auth, JwksSource, JwksTiming, KeySet, Role, TokenRules};
+use xuanfang_gateway::blobs::BlobStore;
 use xuanfang_gateway::config::{FileConfig, Vendor};
 use xuanfang_gateway::demo::{self, DemoShape};
 use xuanfang_gateway::limits::Limits;
@@ -219,10 +220,22 @@ struct ServeArgs {
     #[arg(long, env = "XUANFANG_BATCH")]
     batch: Option<String>,
     /// Where signing's blobs (card photos) are kept. Default with --data-dir:
-    /// `<data-dir>/blobs`; with --redis it is required for signing (a directory every
-    /// gateway shares).
-    #[arg(long, env = "XUANFANG_BLOB_DIR")]
+    /// `<data-dir>/blobs`; with --redis it (or --blob-url) is required for signing (a
+    /// directory every gateway shares).
+    #[arg(long, env = "XUANFANG_BLOB_DIR", conflicts_with = "blob_url")]
     blob_dir: Option<PathBuf>,
+    /// Signing's blobs in S3 or an S3-compatible store, `s3://bucket/prefix`, shared by
+    /// every gateway. Credentials and region from the standard AWS_* variables
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT).
+    #[arg(long, env = "XUANFANG_BLOB_URL")]
+    blob_url: Option<String>,
+    /// With --blob-url: the S3-compatible store's address (MinIO, Ceph, OSS's S3 API);
+    /// plain HTTP is allowed only when it is an http:// address.
+    #[arg(long, env = "XUANFANG_BLOB_S3_ENDPOINT", requires = "blob_url")]
+    blob_s3_endpoint: Option<String>,
+    /// With --blob-url: the bucket's region (default AWS_REGION, else us-east-1).
+    #[arg(long, env = "XUANFANG_BLOB_S3_REGION", requires = "blob_url")]
+    blob_s3_region: Option<String>,
     /// Use the sandbox (沙箱) face and payment providers: a rehearsal, never production.
     /// Without it face verification and the deposit answer 503 (no real adapter yet).
     #[arg(long, env = "XUANFANG_SANDBOX_PROVIDERS")]
@@ -405,6 +418,31 @@ fn demo_data_key(dir: &std::path::Path) -> Result<[u8; 32], MainError> {
             Ok(key)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Signing's blob store: `--blob-url` (S3), else `--blob-dir`, else `<data-dir>/blobs`.
+async fn blobs_of(a: &ServeArgs) -> Result<Option<Arc<dyn BlobStore>>, MainError> {
+    use xuanfang_gateway::blobs::{DirBlobs, ObjectBlobs, S3Options};
+    if let Some(url) = &a.blob_url {
+        let options = S3Options {
+            endpoint: a.blob_s3_endpoint.clone(),
+            region: a.blob_s3_region.clone(),
+            ..S3Options::default()
+        };
+        let blobs = ObjectBlobs::s3(url, &options).map_err(|e| MainError::Msg(e.to_string()))?;
+        (blobs.check().await).map_err(|e| {
+            MainError::Msg(format!(
+                "--blob-url {url}: the store refused a write and read: {e}"
+            ))
+        })?;
+        tracing::info!(url = %url, "signing's blobs in the object store");
+        return Ok(Some(Arc::new(blobs)));
+    }
+    let dir = (a.blob_dir.clone()).or_else(|| a.data_dir.as_ref().map(|d| d.join("blobs")));
+    match dir {
+        Some(dir) => Ok(Some(Arc::new(DirBlobs::open(dir)?))),
+        None => Ok(None),
     }
 }
 
@@ -670,19 +708,14 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
     let payment_cfg = settings.payment.clone();
     let face_cfg = settings.face.clone();
     let app = app_of(engine.clone(), auth, settings, None);
-    let blob_dir = a
-        .blob_dir
-        .clone()
-        .or_else(|| a.data_dir.as_ref().map(|d| d.join("blobs")));
-    match (&options, blob_dir) {
+    match (&options, blobs_of(&a).await?) {
         (None, _) => tracing::warn!(
             "signing (网上签约) disabled: no data key (--data-key-file or XUANFANG_DATA_KEY)"
         ),
         (Some(_), None) => tracing::warn!(
-            "signing (网上签约) disabled: --redis needs --blob-dir for the card photos"
+            "signing (网上签约) disabled: --redis needs --blob-dir or --blob-url for the card photos"
         ),
-        (Some(keys), Some(dir)) => {
-            let blobs = Arc::new(xuanfang_gateway::blobs::DirBlobs::open(dir)?);
+        (Some(keys), Some(blobs)) => {
             let deposit = deposit_of(&a.common);
             let vendor = xuanfang_gateway::vendors::payment_of(&payment_cfg)
                 .map_err(|e| MainError::Msg(e.to_string()))?;

@@ -291,3 +291,36 @@ fn serve_refuses_bad_sentinel_settings_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_takes_one_blob_store_and_only_an_s3_url_for_the_bucket() {
+    let out = run(xuanfang(&[
+        "serve",
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--blob-dir",
+        "/tmp/blobs",
+        "--blob-url",
+        "s3://photos/hub",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("cannot be used with"), "stderr: {stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = run(xuanfang(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--jwt-secret",
+        STRONG,
+        "--listen",
+        "127.0.0.1:0",
+        "--blob-url",
+        "/srv/blobs",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("expected s3://bucket"), "stderr: {stderr}");
+}

@@ -29,6 +29,7 @@ mod signing_blob_cleanup;
 mod signing_contract_http;
 mod signing_http;
 mod signing_identity_http;
+mod signing_s3_blobs;
 mod vendor_alipay;
 mod vendor_tencent_face;
 mod vendor_wechat;

@@ -18,7 +18,7 @@ use super::details::{check_image_within, CheckedImage};
 use super::documents::{file_names, lease_data, local_date};
 use super::{
     alloc_err, answer, blob_response, ensure_open, err, file_response, fresh, page_of, read_part,
-    rejected, signing_of, IdempotencyKey, Signing, SigningPage, Viewer,
+    rejected, signing_of, store_blob, IdempotencyKey, Signing, SigningPage, Viewer,
 };
 use crate::app::App;
 use crate::caller::{FamilyTarget, Operator, Target};
@@ -49,7 +49,7 @@ pub async fn lease_pdf(State(app): State<Arc<App>>, t: FamilyTarget) -> Result<R
     }
     let batch = t.hub.statics();
     let signed = local_date(app.now(), batch.utc_offset_minutes);
-    let identity = sg.identity_of(&t.hub.batch, &t.family)?;
+    let identity = sg.identity_of(&t.hub.batch, &t.family).await?;
     let data = lease_data(&view, &batch, &sg.terms, signed, identity.as_ref());
     let pdf = (sg.renderer)
         .run(move || xuanfang_documents::render_lease(&data, None))
@@ -148,21 +148,20 @@ async fn signed_lease(
 ) -> Result<(BlobRef, BlobRef), ApiError> {
     let batch = hub.statics();
     let signed = local_date(app.now(), batch.utc_offset_minutes);
-    let identity = sg.identity_of(&hub.batch, &view.family)?;
+    let identity = sg.identity_of(&hub.batch, &view.family).await?;
     let data = lease_data(view, &batch, &sg.terms, signed, identity.as_ref());
     let sig = png.bytes.clone();
     let pdf = (sg.renderer)
         .run(move || xuanfang_documents::render_lease(&data, Some(&sig)))
         .await?;
-    let store = |bytes: &[u8], content_type: &str| {
-        sg.blobs.put(bytes, content_type).map_err(|e| {
-            tracing::warn!("blob store: {e}");
-            err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
-        })
+    let signature = store_blob(sg, &png.bytes, png.content_type).await?;
+    let pdf = match store_blob(sg, &pdf.bytes, "application/pdf").await {
+        Ok(pdf) => pdf,
+        Err(e) => {
+            fresh::drop_all(sg, std::slice::from_ref(&signature)).await;
+            return Err(e);
+        }
     };
-    let signature = store(&png.bytes, png.content_type)?;
-    let pdf = store(&pdf.bytes, "application/pdf")
-        .inspect_err(|_| fresh::drop_all(sg, std::slice::from_ref(&signature)))?;
     Ok((pdf, signature))
 }
 
@@ -182,7 +181,7 @@ async fn contract_response(
         .as_ref()
         .and_then(|v| v.contract.as_ref())
         .ok_or_else(not_signed)?;
-    blob_response(sg, &contract.pdf, &file_names(family).contract)
+    blob_response(sg, &contract.pdf, &file_names(family).contract).await
 }
 
 /// `GET /api/me/signing/contract.pdf`: the signed contract as stored (its SHA-256 is

@@ -15,7 +15,8 @@ use xuanfang_hub::{ErrorCode, FamilyId, SigningAction, SigningRecord};
 
 use super::{
     alloc_err, answer, blob_response, ensure_open, err, fresh, page_of, read_part, rejected,
-    signing_of, IdempotencyKey, Signing, SigningPage, Viewer, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE,
+    signing_of, store_blob, IdempotencyKey, Signing, SigningPage, Viewer, MAX_IMAGE_BYTES,
+    MAX_IMAGE_SIDE,
 };
 use crate::app::App;
 use crate::caller::{FamilyTarget, Operator, Target};
@@ -191,15 +192,14 @@ pub async fn fill_details(
     if !card.passes_luhn() && !d.luhn_confirmed {
         return Err(rejected(ErrorCode::LuhnUnconfirmed.into()));
     }
-    let store = |img: &CheckedImage| {
-        sg.blobs.put(&img.bytes, img.content_type).map_err(|e| {
-            tracing::warn!("blob store: {e}");
-            err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
-        })
+    let card_front = store_blob(sg, &front.bytes, front.content_type).await?;
+    let card_back = match store_blob(sg, &back.bytes, back.content_type).await {
+        Ok(b) => b,
+        Err(e) => {
+            fresh::drop_all(sg, std::slice::from_ref(&card_front)).await;
+            return Err(e);
+        }
     };
-    let card_front = store(&front)?;
-    let card_back =
-        store(&back).inspect_err(|_| fresh::drop_all(sg, std::slice::from_ref(&card_front)))?;
     let stored = [card_front.clone(), card_back.clone()];
     let action = SigningAction::FillDetails {
         phone,
@@ -243,7 +243,7 @@ async fn photo_response(
     } else {
         "jpg"
     };
-    blob_response(sg, blob, &format!("{name}.{ext}"))
+    blob_response(sg, blob, &format!("{name}.{ext}")).await
 }
 
 async fn my_photo(app: &App, t: &FamilyTarget, which: Photo) -> Result<Response, ApiError> {

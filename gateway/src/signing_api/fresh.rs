@@ -43,13 +43,13 @@ pub(crate) async fn settle(
         // Unknown outcome: the engine may hold them.
         Err(_) => return,
     };
-    drop_all(sg, &unkept);
+    drop_all(sg, &unkept).await;
 }
 
 /// Removes blobs this request stored when it fails before asking the engine.
-pub(crate) fn drop_all(sg: &Signing, blobs: &[BlobRef]) {
+pub(crate) async fn drop_all(sg: &Signing, blobs: &[BlobRef]) {
     for b in blobs {
-        if let Err(e) = sg.blobs.delete(b) {
+        if let Err(e) = sg.blobs.delete(b).await {
             tracing::warn!(blob = %b.id, "blob clean-up: {e}");
         }
     }
@@ -151,8 +151,8 @@ mod tests {
             Signing::without_providers(Arc::new(engine), blobs.clone(), DepositRule::default());
         let (batch, family) = (BatchId::from("b"), FamilyId::from("F1"));
         let stored = [
-            blobs.put(b"front", "image/png").unwrap(),
-            blobs.put(b"back", "image/png").unwrap(),
+            blobs.put(b"front", "image/png").await.unwrap(),
+            blobs.put(b"back", "image/png").await.unwrap(),
         ];
         // The outcome is unknown (the write may have happened): kept.
         let unknown = Err(AllocError::Contended("test".into()));

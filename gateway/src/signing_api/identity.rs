@@ -65,7 +65,7 @@ impl Identities {
 
     /// Seals and stores the identities of a batch about to be loaded (replacing any the
     /// name held: a batch id is loaded once, the caller checks it is new).
-    pub fn store(
+    pub async fn store(
         &self,
         blobs: &dyn BlobStore,
         batch: &BatchId,
@@ -74,16 +74,21 @@ impl Identities {
         let clear =
             serde_json::to_vec(&book).map_err(|_| IdentityError::Damaged(batch.0.clone()))?;
         let sealed = self.sealer.seal_bytes(&clear, &aad(batch));
-        blobs.put_named(&blob_name(batch), &sealed)?;
+        blobs.put_named(&blob_name(batch), &sealed).await?;
         self.held.lock().insert(batch.clone(), Arc::new(book));
         Ok(())
     }
 
-    fn book(&self, blobs: &dyn BlobStore, batch: &BatchId) -> Result<Arc<Book>, IdentityError> {
-        if let Some(b) = self.held.lock().get(batch) {
-            return Ok(b.clone());
+    async fn book(
+        &self,
+        blobs: &dyn BlobStore,
+        batch: &BatchId,
+    ) -> Result<Arc<Book>, IdentityError> {
+        let held = self.held.lock().get(batch).cloned();
+        if let Some(b) = held {
+            return Ok(b);
         }
-        let book = match blobs.get_named(&blob_name(batch))? {
+        let book = match blobs.get_named(&blob_name(batch)).await? {
             None => Book::new(),
             Some(sealed) => {
                 let clear = self.sealer.open_bytes(&sealed, &aad(batch), "identities")?;
@@ -97,13 +102,13 @@ impl Identities {
     }
 
     /// The identity of a family, if its row gave one.
-    pub fn of(
+    pub async fn of(
         &self,
         blobs: &dyn BlobStore,
         batch: &BatchId,
         family: &FamilyId,
     ) -> Result<Option<Identity>, IdentityError> {
-        Ok(self.book(blobs, batch)?.get(family).cloned())
+        Ok(self.book(blobs, batch).await?.get(family).cloned())
     }
 }
 
@@ -155,58 +160,68 @@ mod tests {
         b
     }
 
-    #[test]
-    fn stored_sealed_and_read_back_by_another_gateway() {
+    #[tokio::test]
+    async fn stored_sealed_and_read_back_by_another_gateway() {
         let blobs = MemoryBlobs::default();
         let batch = BatchId::from("b1");
         Identities::new(&SigningOptions::new([7; 32]))
             .store(&blobs, &batch, book())
+            .await
             .unwrap();
-        let raw = blobs.get_named(&blob_name(&batch)).unwrap().unwrap();
+        let raw = blobs.get_named(&blob_name(&batch)).await.unwrap().unwrap();
         let text = String::from_utf8_lossy(&raw);
         assert!(!text.contains("19491231") && !text.contains("张三丰"));
         // A second gateway with the same key reads it from the store.
         let other = Identities::new(&SigningOptions::new([7; 32]));
         let i = other
             .of(&blobs, &batch, &FamilyId::from("F1"))
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(i.full_name.as_deref(), Some("张三丰"));
         assert_eq!(
-            other.of(&blobs, &batch, &FamilyId::from("F2")).unwrap(),
+            other
+                .of(&blobs, &batch, &FamilyId::from("F2"))
+                .await
+                .unwrap(),
             None
         );
         // Another key, or the file under another batch's name, does not open.
         assert!(Identities::new(&SigningOptions::new([8; 32]))
             .of(&blobs, &batch, &FamilyId::from("F1"))
+            .await
             .is_err());
         let b2 = BatchId::from("b2");
-        blobs.put_named(&blob_name(&b2), &raw).unwrap();
-        assert!(other.of(&blobs, &b2, &FamilyId::from("F1")).is_err());
+        blobs.put_named(&blob_name(&b2), &raw).await.unwrap();
+        assert!(other.of(&blobs, &b2, &FamilyId::from("F1")).await.is_err());
     }
 
-    #[test]
-    fn a_book_sealed_before_a_key_rotation_is_read_with_the_old_key_kept() {
+    #[tokio::test]
+    async fn a_book_sealed_before_a_key_rotation_is_read_with_the_old_key_kept() {
         let blobs = MemoryBlobs::default();
         let batch = BatchId::from("b1");
         Identities::new(&SigningOptions::new([7; 32]))
             .store(&blobs, &batch, book())
+            .await
             .unwrap();
         let rotated = Identities::new(&SigningOptions::new([8; 32]).with_old_keys(vec![[7; 32]]));
         let i = rotated
             .of(&blobs, &batch, &FamilyId::from("F1"))
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(i.full_name.as_deref(), Some("张三丰"));
         // A batch loaded after the rotation is sealed with the new key alone.
         let b2 = BatchId::from("b2");
-        rotated.store(&blobs, &b2, book()).unwrap();
+        rotated.store(&blobs, &b2, book()).await.unwrap();
         assert!(Identities::new(&SigningOptions::new([8; 32]))
             .of(&blobs, &b2, &FamilyId::from("F1"))
+            .await
             .unwrap()
             .is_some());
         assert!(Identities::new(&SigningOptions::new([7; 32]))
             .of(&blobs, &b2, &FamilyId::from("F1"))
+            .await
             .is_err());
     }
 

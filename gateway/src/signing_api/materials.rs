@@ -72,7 +72,7 @@ pub async fn issue_notice(
     let signed_at = contract_signed_at(sg, &hub.batch, &family)
         .await?
         .unwrap_or(view.opened_at);
-    let identity = sg.identity_of(&hub.batch, &family)?;
+    let identity = sg.identity_of(&hub.batch, &family).await?;
     let data = notice_data(
         &view,
         &batch,
@@ -87,7 +87,7 @@ pub async fn issue_notice(
     let (blob, stored) = match &view.notice {
         Some(n) if n.pdf.sha256 == pdf.sha256 => (n.pdf.clone(), Vec::new()),
         _ => {
-            let b = sg.blobs.put(&pdf.bytes, "application/pdf").map_err(|e| {
+            let b = (sg.blobs.put(&pdf.bytes, "application/pdf").await).map_err(|e| {
                 tracing::warn!("blob store: {e}");
                 err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
             })?;
@@ -113,7 +113,7 @@ async fn notice_response(
     let notice = (view.as_ref().and_then(|v| v.notice.as_ref())).ok_or_else(|| {
         err(StatusCode::NOT_FOUND, ErrorCode::StepLocked).detail("no move-in notice issued yet")
     })?;
-    blob_response(sg, &notice.pdf, &file_names(family).notice)
+    blob_response(sg, &notice.pdf, &file_names(family).notice).await
 }
 
 /// `GET /api/me/signing/notice.pdf`: the family's move-in notice, once issued.

@@ -213,7 +213,7 @@ impl Signing {
     }
 
     /// The identity of a family of `batch`, if its sheet row gave one.
-    pub fn identity_of(
+    pub async fn identity_of(
         &self,
         batch: &BatchId,
         family: &FamilyId,
@@ -221,10 +221,12 @@ impl Signing {
         let Some(ids) = &self.identities else {
             return Ok(None);
         };
-        ids.of(self.blobs.as_ref(), batch, family).map_err(|e| {
-            tracing::error!("identities: {e}");
-            err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
-        })
+        ids.of(self.blobs.as_ref(), batch, family)
+            .await
+            .map_err(|e| {
+                tracing::error!("identities: {e}");
+                err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+            })
     }
 
     /// The same with the bureau's terms of the config file.
@@ -470,9 +472,21 @@ pub fn page_of(sg: &Signing, view: SigningView, viewer: Viewer) -> SigningPage {
     }
 }
 
+/// Stores `bytes` a request brought or rendered; a store that fails answers 503.
+pub(crate) async fn store_blob(
+    sg: &Signing,
+    bytes: &[u8],
+    content_type: &str,
+) -> Result<BlobRef, ApiError> {
+    sg.blobs.put(bytes, content_type).await.map_err(|e| {
+        tracing::warn!("blob store: {e}");
+        err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
+    })
+}
+
 /// A stored file as a download: its media type, `inline` with an RFC 6266 name, never
 /// cached (personal data), never sniffed.
-pub(crate) fn blob_response(
+pub(crate) async fn blob_response(
     sg: &Signing,
     blob: &BlobRef,
     file_name: &str,
@@ -480,6 +494,7 @@ pub(crate) fn blob_response(
     let bytes = sg
         .blobs
         .get(blob)
+        .await
         .map_err(|e| {
             tracing::warn!("blob store: {e}");
             err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
@@ -568,7 +583,7 @@ pub async fn my_signing(
     deposit::recall_qr(sg, &t.hub.batch, &view, app.now()).await;
     let offset = t.hub.statics().utc_offset_minutes;
     let lease_term = term::lease_term(sg, &t.hub.batch, &view, offset).await;
-    let identity = sg.identity_of(&t.hub.batch, &t.family)?;
+    let identity = sg.identity_of(&t.hub.batch, &t.family).await?;
     let mut page = page_of(sg, view, Viewer::Family);
     page.term = lease_term;
     if let Some(name) = identity.as_ref().and_then(|i| i.full_name.as_deref()) {

@@ -71,7 +71,7 @@ pub async fn record(
         .await
         .map_err(alloc_err)?
         .ok_or_else(|| err(StatusCode::NOT_FOUND, ErrorCode::NotSelected))?;
-    let identity = sg.identity_of(&hub.batch, &view.family)?;
+    let identity = sg.identity_of(&hub.batch, &view.family).await?;
     let mut page = page_of(sg, view, Viewer::Operator);
     if let Some(name) = identity.as_ref().and_then(|i| i.full_name.as_deref()) {
         page.doc_flags = doc_flags(name);

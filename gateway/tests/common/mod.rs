@@ -51,18 +51,32 @@ pub struct Serve {
     pub port: u16,
     pub base: String,
     args: Vec<OsString>,
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
 impl Serve {
     /// Starts `xuanfang serve <engine args>` on a free port and waits for `/healthz`.
     pub async fn start(engine: &[OsString], log_dir: &Path) -> Serve {
+        Self::start_with_env(engine, &[], log_dir).await
+    }
+
+    /// The same with environment variables set for the process (settings that are never
+    /// flags, such as an S3 store's keys).
+    pub async fn start_with_env(
+        engine: &[OsString],
+        env: &[(&str, &str)],
+        log_dir: &Path,
+    ) -> Serve {
         let port = free_port();
         let mut s = Serve {
             child: None,
             port,
             base: format!("http://127.0.0.1:{port}"),
             args: engine.to_vec(),
+            env: (env.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: log_dir.join(format!("serve-{port}.log")),
         };
         s.restart().await;
@@ -89,6 +103,7 @@ impl Serve {
             .unwrap();
         // Logs go to standard output, errors to standard error: keep both.
         let child = Self::command(&self.args, self.port)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
