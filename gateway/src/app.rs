@@ -28,6 +28,11 @@ pub struct WsConfig {
     pub max_message: usize,
     /// A send that blocks this long means the client is stuck: it is disconnected.
     pub send_timeout: Duration,
+    /// The kernel send buffer of each accepted connection, bytes; 0 leaves the kernel's
+    /// autotuning (up to `tcp_wmem`'s max, 4 MiB by default, per socket). Fixed, it bounds
+    /// what a client that stopped reading pins in kernel memory, and makes its sends block
+    /// (so `send_timeout` lets it go) after that much instead of after megabytes.
+    pub send_buffer: usize,
     /// How long before a family socket's token expires it is sent `token_expiring`
     /// (its cue to `refresh`); a token with less left is warned at once.
     pub token_refresh_lead: Duration,
@@ -40,6 +45,7 @@ impl Default for WsConfig {
             write_buffer: 0,
             max_message: 64 * 1024,
             send_timeout: Duration::from_secs(10),
+            send_buffer: 256 * 1024,
             token_refresh_lead: Duration::from_secs(120),
         }
     }

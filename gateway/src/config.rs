@@ -147,6 +147,8 @@ pub struct WsFileConfig {
     pub write_buffer: usize,
     pub max_message: usize,
     pub send_timeout_secs: u64,
+    /// Kernel send buffer per connection, bytes (0: the kernel's autotuning).
+    pub send_buffer_bytes: usize,
     /// Seconds before a family socket's token expires that it is sent `token_expiring`.
     pub token_refresh_lead_secs: u64,
 }
@@ -159,6 +161,7 @@ impl Default for WsFileConfig {
             write_buffer: d.write_buffer,
             max_message: d.max_message,
             send_timeout_secs: d.send_timeout.as_secs(),
+            send_buffer_bytes: d.send_buffer,
             token_refresh_lead_secs: d.token_refresh_lead.as_secs(),
         }
     }
@@ -171,6 +174,7 @@ impl WsFileConfig {
             write_buffer: self.write_buffer,
             max_message: self.max_message,
             send_timeout: std::time::Duration::from_secs(self.send_timeout_secs),
+            send_buffer: self.send_buffer_bytes,
             token_refresh_lead: std::time::Duration::from_secs(self.token_refresh_lead_secs),
         }
     }

@@ -112,6 +112,12 @@ async fn connection(
     peer: SocketAddr,
     place: OwnedSemaphorePermit,
 ) {
+    if app.ws.send_buffer > 0 {
+        // Before any byte is sent, so the kernel never autotunes this socket's buffer.
+        if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(app.ws.send_buffer) {
+            tracing::debug!("cannot set the send buffer: {e}");
+        }
+    }
     let io = TokioIo::new(Counted {
         stream,
         _place: place,

@@ -30,6 +30,7 @@ mod signing_contract_http;
 mod signing_http;
 mod signing_identity_http;
 mod signing_s3_blobs;
+mod slow_consumer;
 mod vendor_alipay;
 mod vendor_tencent_face;
 mod vendor_wechat;
