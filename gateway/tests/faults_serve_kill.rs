@@ -22,17 +22,36 @@ async fn kill9_of_serve_mid_burst_loses_no_acknowledged_answer() {
     let data = dir.path().join("data");
     let engine: Vec<OsString> = vec!["--data-dir".into(), data.clone().into()];
     let mut serve = Serve::start(&engine, dir.path()).await;
-    for (n, window) in WINDOWS.into_iter().enumerate() {
-        match burst(&mut serve, &format!("{BATCH}-{n}"), window).await {
-            Ok(()) => return,
-            Err(Late) => too_short(window),
+    let mut missed = 0;
+    let mut n = 0;
+    for window in WINDOWS {
+        loop {
+            n += 1;
+            match burst(&mut serve, &format!("{BATCH}-{n}"), window).await {
+                Ok(Cut::Mid) => return,
+                // Timing, not a fault of the gateway: the same window again, a few times.
+                Ok(Cut::Missed) if missed < 5 => missed += 1,
+                Ok(Cut::Missed) => panic!("the kill never came in the middle of a burst"),
+                Err(Late) => {
+                    too_short(window);
+                    break;
+                }
+            }
         }
     }
 }
 
+/// Where the kill fell.
+enum Cut {
+    /// In the middle of the burst: some phone's request was cut, answers came after.
+    Mid,
+    /// Between the phones' requests or after them: nothing was cut, nothing proven.
+    Missed,
+}
+
 /// One burst on a fresh batch with a `window`-second session, the kill in its middle;
 /// [`Late`] if the machine was too slow for the window.
-async fn burst(serve: &mut Serve, batch: &str, window: u32) -> Result<(), Late> {
+async fn burst(serve: &mut Serve, batch: &str, window: u32) -> Result<Cut, Late> {
     let start = server_time(&serve.base).await + 1_500;
     let deadline = start + i64::from(window) * 1_000;
     upload(&serve.base, batch, 2 * FAMILIES, FAMILIES, start, window).await;
@@ -78,12 +97,16 @@ async fn burst(serve: &mut Serve, batch: &str, window: u32) -> Result<(), Late> 
     if late || killed_at >= deadline {
         return Err(Late);
     }
-    assert!(
-        at_kill < summary.acks,
-        "the kill came mid-burst ({at_kill} of {} answers before it)",
-        summary.acks
-    );
-    assert!(saw_trouble > 0, "some phone saw the kill");
+    // The kill must have cut the burst for the run to prove anything: on a machine so
+    // busy that every phone was between requests, or done, run another batch.
+    if at_kill >= summary.acks || saw_trouble == 0 {
+        eprintln!(
+            "the kill missed the burst ({at_kill} of {} answers before it, {saw_trouble} \
+             phones saw it): again",
+            summary.acks
+        );
+        return Ok(Cut::Missed);
+    }
     // Every family has its unit (the second intentions are all distinct), the idle ones
     // by the deadline, which was kept once.
     assert_eq!(summary.taken, FAMILIES, "{summary:?}");
@@ -104,5 +127,5 @@ async fn burst(serve: &mut Serve, batch: &str, window: u32) -> Result<(), Late> 
     serve.kill9();
     serve.restart().await;
     assert_eq!(events(&serve.base, batch).await, log);
-    Ok(())
+    Ok(Cut::Mid)
 }
