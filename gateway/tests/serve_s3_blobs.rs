@@ -6,59 +6,19 @@
 use crate::common;
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hyper_util::rt::TokioIo;
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 use xuanfang_gateway::auth::Role;
 use xuanfang_tests::history::History;
+use xuanfang_tests::s3::{files, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 
 const BATCH: &str = "s3-blobs";
-const ACCESS_KEY: &str = "xuanfang-test";
-const SECRET_KEY: &str = "xuanfang-test-secret-key";
-const BUCKET: &str = "signing";
-
-/// An S3 server over `root` (with the bucket made), serving until the test ends.
-async fn s3_server(root: &Path) -> SocketAddr {
-    std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-    let mut b = s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root).unwrap());
-    b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let service = b.build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = service.clone();
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(socket), service),
-            );
-        }
-    });
-    addr
-}
-
 fn args(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     parts.iter().map(|p| p.as_ref().to_owned()).collect()
-}
-
-fn files(dir: &Path) -> Vec<String> {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = (read.map(|e| e.unwrap()))
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 fn png() -> Vec<u8> {
@@ -83,12 +43,11 @@ async fn card_front(base: &str) -> (u16, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_keeps_the_card_photos_in_the_bucket_and_refuses_a_wrong_secret_at_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let s3_root = tmp.path().join("s3");
-    let s3 = s3_server(&s3_root).await;
+    let s3 = S3Server::start().await;
     let data: PathBuf = tmp.path().join("data");
     let key = tmp.path().join("data.key");
     std::fs::write(&key, hex::encode([0x5a; 32])).unwrap();
-    let endpoint = format!("http://{s3}");
+    let endpoint = s3.endpoint();
     let engine = args(&[
         &"--data-dir",
         &data,
@@ -132,7 +91,7 @@ async fn serve_keeps_the_card_photos_in_the_bucket_and_refuses_a_wrong_secret_at
         ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
     ];
     let mut serve = Serve::start_with_env(&engine, &env, tmp.path()).await;
-    let bucket = s3_root.join(BUCKET).join("gw");
+    let bucket = s3.dir("gw");
     assert_eq!(files(&bucket.join("named")), ["startup-check"]);
 
     // F01 gets a unit and gives its details with the card's photos.

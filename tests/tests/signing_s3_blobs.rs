@@ -6,13 +6,10 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::signing::png;
 use common::*;
-use hyper_util::rt::TokioIo;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::Value;
@@ -20,86 +17,29 @@ use xuanfang_allocator::SigningStore;
 use xuanfang_gateway::blobs::{BlobStore, ObjectBlobs, S3Options};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
 use xuanfang_hub::SigningEvent;
+use xuanfang_tests::s3::{files, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 
-const ACCESS_KEY: &str = "xuanfang-test";
-const SECRET_KEY: &str = "xuanfang-test-secret-key";
-const BUCKET: &str = "signing";
 const PAY_KEY: [u8; 32] = *b"sandbox-payment-key-for-tests!!!";
 
-/// An S3 server over a temporary directory, with one bucket and one access key; it
-/// serves until the test's runtime ends.
-struct S3Server {
-    addr: SocketAddr,
-    root: tempfile::TempDir,
-}
-
-impl S3Server {
-    async fn start() -> S3Server {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
-        let mut b = s3s::service::S3ServiceBuilder::new(fs);
-        b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        let service = b.build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service);
-                    let _ = conn.await;
-                });
-            }
-        });
-        S3Server { addr, root }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn options(&self) -> S3Options {
-        S3Options {
-            endpoint: Some(self.endpoint()),
-            region: Some("us-east-1".into()),
-            access_key_id: Some(ACCESS_KEY.into()),
-            secret_access_key: Some(SECRET_KEY.into()),
-        }
-    }
-
-    /// A gateway's store of `url` (its own client, as each gateway process has).
-    fn blobs(&self, url: &str) -> Arc<ObjectBlobs> {
-        Arc::new(ObjectBlobs::s3(url, &self.options()).unwrap())
-    }
-
-    /// The directory behind `prefix` of the bucket.
-    fn dir(&self, prefix: &str) -> PathBuf {
-        self.root.path().join(BUCKET).join(prefix)
+/// The client settings for `s3` with its key pair.
+fn options(s3: &S3Server) -> S3Options {
+    S3Options {
+        endpoint: Some(s3.endpoint()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(ACCESS_KEY.into()),
+        secret_access_key: Some(SECRET_KEY.into()),
     }
 }
 
-/// The files directly in `dir` (none when it does not exist yet).
-fn files(dir: &Path) -> Vec<String> {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = (read.map(|e| e.unwrap()))
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
+/// A gateway's store of `url` on `s3` (its own client, as each gateway process has).
+fn store(s3: &S3Server, url: &str) -> Arc<ObjectBlobs> {
+    Arc::new(ObjectBlobs::s3(url, &options(s3)).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_round_trip_through_a_real_s3_server_and_a_changed_one_is_never_served() {
     let s3 = S3Server::start().await;
-    let blobs = s3.blobs(&format!("s3://{BUCKET}/hub/blobs"));
+    let blobs = store(&s3, &format!("s3://{BUCKET}/hub/blobs"));
 
     let front = blobs.put(b"front photo", "image/png").await.unwrap();
     let back = blobs.put(b"back photo", "image/jpeg").await.unwrap();
@@ -125,7 +65,7 @@ async fn blobs_round_trip_through_a_real_s3_server_and_a_changed_one_is_never_se
     assert_eq!(files(&s3.dir("hub/blobs/named")), ["identities-b1"]);
     assert_eq!(blobs.get_named("identities-b2").await.unwrap(), None);
     // Another gateway's client reads the same.
-    let other = s3.blobs(&format!("s3://{BUCKET}/hub/blobs"));
+    let other = store(&s3, &format!("s3://{BUCKET}/hub/blobs"));
     assert_eq!(
         other.get(&back).await.unwrap().as_deref(),
         Some(&b"back photo"[..])
@@ -168,7 +108,7 @@ async fn blobs_round_trip_through_a_real_s3_server_and_a_changed_one_is_never_se
         &format!("s3://{BUCKET}/hub/blobs"),
         &S3Options {
             secret_access_key: Some("not-the-secret".into()),
-            ..s3.options()
+            ..options(&s3)
         },
     )
     .unwrap();
@@ -207,7 +147,7 @@ async fn two_gateways_sharing_the_bucket_serve_each_others_photos_and_documents(
         );
         let signing = Signing::sandbox(
             day.engine.clone(),
-            s3.blobs(&url),
+            store(&s3, &url),
             PAY_KEY,
             DepositRule::default(),
         );
