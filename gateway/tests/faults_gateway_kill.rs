@@ -184,20 +184,7 @@ async fn burst(g1: &mut Serve, g2: &Serve, batch: &str, window: u32) -> Result<(
     let start = server_time(&g1.base).await + 1_500;
     let deadline = start + i64::from(window) * 1_000;
     upload(&g1.base, batch, 2 * FAMILIES, FAMILIES, start, window).await;
-    let end = Instant::now() + T;
-    // With its quotes: one attempt's id is not a prefix of another's.
-    while !get(format!("{}/api/batches", g2.base), None)
-        .await
-        .1
-        .to_string()
-        .contains(&format!("\"{batch}\""))
-    {
-        assert!(
-            Instant::now() < end,
-            "the second gateway never served the batch"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_served(&g2.base, batch).await;
 
     let (log_end_tx, log_end) = tokio::sync::watch::channel(0u64);
     let mut screens = Vec::new();

@@ -60,20 +60,7 @@ async fn burst(
     )
     .await;
     // The second gateway picks the batch up by itself (it lists batches every 5 s).
-    let end = Instant::now() + T;
-    // With its quotes: one attempt's id is not a prefix of another's.
-    while !get(format!("{}/api/batches", g2.base), None)
-        .await
-        .1
-        .to_string()
-        .contains(&format!("\"{batch}\""))
-    {
-        assert!(
-            Instant::now() < end,
-            "the second gateway never served the batch"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_served(&g2.base, batch).await;
     until_server_time(&g1.base, start).await;
 
     let history = Arc::new(History::new());

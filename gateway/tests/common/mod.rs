@@ -309,6 +309,25 @@ pub async fn events(base: &str, batch: &str) -> Vec<Event> {
     }
 }
 
+/// Waits until the gateway at `base` lists `batch` (a gateway picks up batches another
+/// loaded by itself, every 5 s).
+pub async fn until_served(base: &str, batch: &str) {
+    let end = Instant::now() + T;
+    // With its quotes: one attempt's id is not a prefix of another's.
+    while !get(format!("{base}/api/batches"), None)
+        .await
+        .1
+        .to_string()
+        .contains(&format!("\"{batch}\""))
+    {
+        assert!(
+            Instant::now() < end,
+            "{base} never served the batch {batch}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Windows (seconds) a fault test tries in turn. Its burst runs on real processes over
 /// real time (Redis `TIME`, or the embedded engine's system clock: `serve` has no test
 /// clock), so it must fit in the window: a machine too slow for one is given a fresh
