@@ -1,27 +1,28 @@
 -- publish_supplementary.lua: an operator's supplementary session (hub
 -- Selection::decide_publish, then EventKind::SupplementaryPublished).
 --
--- KEYS: 1 meta, 2 seq, 3 events, 4 sessions, 5.. fam:<family> in the session's order
--- ARGV: 1 now (-1 = TIME), 2 the batch generation the engine built ARGV[4] from,
---   3 the session as JSON, 4 the batch with the session appended, as JSON,
---   5 session id, 6 kind, 7 window_ms, 8 start, 9 deadline,
---   10 the earliest start hub allows for these families (its applications close then),
---   11 1 when the window overlaps a formal session (hub supplementary::overlaps_formal),
---   12.. the family ids
+-- KEYS: 1 meta, 2 seq, 3 events, 4 sessions, 5 supp, 6.. fam:<family> in the session's
+--   order
+-- ARGV: 1 now (-1 = TIME), 2 the batch generation the engine checked the session
+--   against, 3 the session as JSON, 4 session id, 5 kind, 6 window_ms, 7 start,
+--   8 deadline, 9 the earliest start hub allows for these families (its applications
+--   close then), 10 1 when the window overlaps a formal session (hub
+--   supplementary::overlaps_formal), 11.. the family ids
 -- Checks (hub Selection::decide_publish, in its order): unknown_batch; the generation is
 --   current ('stale': the engine reloads and retries); kind supplementary and window > 0
 --   (invalid_session); a new session id (conflict); per family in order: known
 --   (unknown_family), applied with no unit and no supplementary session yet
 --   (not_eligible_for_supplementary), ranks increasing (invalid_list); then timing: start
---   not before server time, not before ARGV 10, no overlap (invalid_session).
+--   not before server time, not before ARGV 9, no overlap (invalid_session).
 -- Writes: event `supplementary_published`; sessions[id]; each family's current session
 --   becomes this one, with its outcome, formal declaration and intentions cleared;
---   meta batch JSON and gen + 1.
+--   the session's JSON appended to supp (the batch is loaded + supp: no call copies the
+--   whole batch); meta gen + 1.
 -- Replies: {'ok', gen} or {'err', code}
-local K_META, K_SEQ, K_EVENTS, K_SESSIONS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local FIRST_FAM = 5
+local K_META, K_SEQ, K_EVENTS, K_SESSIONS, K_SUPP = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local FIRST_FAM = 6
 local NOW, NOW_S = server_now(ARGV[1])
-local SID, KIND, WINDOW = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local SID, KIND, WINDOW = ARGV[4], ARGV[5], tonumber(ARGV[6])
 
 local gen = redis.call('HGET', K_META, 'gen')
 if not gen then
@@ -51,19 +52,19 @@ for i = FIRST_FAM, #KEYS do
   end
   last_rank = rank
 end
-local START = tonumber(ARGV[8])
-if START < NOW or START < tonumber(ARGV[10]) or ARGV[11] == '1' then
+local START = tonumber(ARGV[7])
+if START < NOW or START < tonumber(ARGV[9]) or ARGV[10] == '1' then
   return { 'err', 'invalid_session' }
 end
 
 emit(K_SEQ, K_EVENTS, NOW_S, '{"kind":"supplementary_published","session":' .. ARGV[3] .. '}')
 redis.call('HSET', K_SESSIONS, SID,
-  '{"deadline":' .. ARGV[9] .. ',"size":' .. (#KEYS - FIRST_FAM + 1) .. '}')
+  '{"deadline":' .. ARGV[8] .. ',"size":' .. (#KEYS - FIRST_FAM + 1) .. '}')
 for i = FIRST_FAM, #KEYS do
   redis.call('HDEL', KEYS[i], 'oresult', 'ounit', 'outcome', 'fdecl')
-  redis.call('HSET', KEYS[i], 'cur', SID, 'supp', SID, 'start', ARGV[8],
-    'deadline', ARGV[9], 'skind', 'supplementary', 'intent', '[]')
+  redis.call('HSET', KEYS[i], 'cur', SID, 'supp', SID, 'start', ARGV[7],
+    'deadline', ARGV[8], 'skind', 'supplementary', 'intent', '[]')
 end
+redis.call('RPUSH', K_SUPP, ARGV[3])
 local new_gen = redis.call('HINCRBY', K_META, 'gen', 1)
-redis.call('HSET', K_META, 'batch', ARGV[4])
 return { 'ok', new_gen }

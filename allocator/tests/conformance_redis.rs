@@ -954,14 +954,13 @@ mod family_hash_fields {
 
     use crate::suite::{self, Ctx};
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn family_hashes_hold_exactly_the_declared_fields() {
-        let ns = unique_namespace();
+    /// A whole selection up to a published supplementary session `SUP1` of `f4`.
+    async fn through_a_supplementary_session(ns: &str) -> (Ctx, Session) {
         let clock = Arc::new(ManualClock::new(suite::START));
         let engine = RedisEngine::connect(
             RedisServer::shared().client(),
             RedisOptions {
-                namespace: ns.clone(),
+                namespace: ns.to_owned(),
                 clock: Some(clock.clone()),
                 ..RedisOptions::default()
             },
@@ -989,9 +988,16 @@ mod family_hash_fields {
             families: vec![FamilyId::new("f4")],
         };
         c.engine
-            .publish_supplementary(&c.batch, sup)
+            .publish_supplementary(&c.batch, sup.clone())
             .await
             .expect("publish");
+        (c, sup)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn family_hashes_hold_exactly_the_declared_fields() {
+        let ns = unique_namespace();
+        let (c, _) = through_a_supplementary_session(&ns).await;
 
         let keys = BatchKeys::new(&ns, &c.batch);
         let mut conn = RedisServer::shared()
@@ -1015,5 +1021,68 @@ mod family_hash_fields {
         // f4 had its outcome cleared by the publication, but others hold one.
         let unused: Vec<_> = declared.iter().filter(|d| !seen.contains(**d)).collect();
         assert!(unused.is_empty(), "declared but never written: {unused:?}");
+    }
+
+    /// A publish appends the session to the batch's `supp` list instead of writing the
+    /// whole batch into meta again; an engine with no cache reads the batch back whole,
+    /// also from a store of before the list (meta holding `batch`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_supplementary_session_is_stored_alone_and_read_back_with_the_batch() {
+        use xuanfang_allocator::Allocator;
+
+        let ns = unique_namespace();
+        let (c, sup) = through_a_supplementary_session(&ns).await;
+        let keys = BatchKeys::new(&ns, &c.batch);
+        let mut conn = RedisServer::shared()
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let in_meta: Option<String> = conn.hget(keys.meta(), "batch").await.expect("hget");
+        assert_eq!(in_meta, None, "the publish copied no batch into meta");
+        let listed: Vec<String> = conn
+            .lrange(keys.supplementary(), 0, -1)
+            .await
+            .expect("lrange");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            serde_json::from_str::<Session>(&listed[0]).expect("session"),
+            sup
+        );
+        let mut expected = c.spec.clone();
+        expected.sessions.push(sup.clone());
+        let fresh = || async {
+            RedisEngine::connect(
+                RedisServer::shared().client(),
+                RedisOptions {
+                    namespace: ns.clone(),
+                    ..RedisOptions::default()
+                },
+            )
+            .await
+            .expect("engine")
+        };
+        assert_eq!(
+            fresh().await.batch(&c.batch).await.expect("batch"),
+            expected
+        );
+
+        // A store of before: meta's `batch` held the sessions published then (here a
+        // made-up `SUP0`); the list holds those published since.
+        let mut earlier = c.spec.clone();
+        earlier.sessions.push(Session {
+            id: SessionId::new("SUP0"),
+            ..sup.clone()
+        });
+        let _: () = conn
+            .hset(
+                keys.meta(),
+                "batch",
+                serde_json::to_string(&earlier).expect("json"),
+            )
+            .await
+            .expect("hset");
+        earlier.sessions.push(sup);
+        assert_eq!(fresh().await.batch(&c.batch).await.expect("batch"), earlier);
     }
 }

@@ -23,10 +23,18 @@ impl BatchKeys {
 
     /// Hash: `gen` (bumped when the batch changes), `epoch`, `preselect_start`,
     /// `preselect_end`, `load` (the token of the load that published it; family hashes
-    /// carry the same), and `batch` (JSON, with published supplementary sessions) once a
-    /// supplementary session is published: until then the batch is [`Self::loaded`].
+    /// carry the same). Stores written before [`Self::supplementary`] existed may also
+    /// hold `batch` (the whole batch JSON with its supplementary sessions); it then stands
+    /// in for [`Self::loaded`].
     pub fn meta(&self) -> String {
         self.key("meta")
+    }
+    /// List: the JSON of each published supplementary session, in publishing order. The
+    /// batch is [`Self::loaded`] (or meta's `batch`) with these sessions appended, so a
+    /// publish writes one session, not the whole batch again (read with meta in one
+    /// transaction, so the two agree).
+    pub fn supplementary(&self) -> String {
+        self.key("supp")
     }
     /// The last event's seq.
     pub fn seq(&self) -> String {

@@ -323,24 +323,28 @@ impl RedisEngine {
 
     async fn reload(&self, batch: &BatchId) -> Result<Arc<Cached>, AllocError> {
         let k = self.keys(batch);
-        let (text, gen, epoch): (Option<String>, Option<u64>, Option<u64>) = self
-            .conn()
-            .hget(k.meta(), &["batch", "gen", "epoch"])
-            .await?;
-        let (Some(gen), Some(epoch)) = (gen, epoch) else {
-            return Err(AllocError::Rejected(ErrorCode::UnknownBatch.into()));
+        let mut inv = scripts::BATCH_READ.prepare_invoke();
+        inv.key(k.meta()).key(k.loaded()).key(k.supplementary());
+        let payload = match reply::reply(inv.invoke_async(&mut self.conn()).await?)? {
+            Reply::Ok(payload) => payload,
+            Reply::Refused(r) => return Err(r.into()),
+            Reply::Stale => return Err(corrupt("batch_read answered stale")),
         };
-        // No `batch` in meta: no supplementary session yet, the batch is as loaded (that
-        // key never changes, so it belongs with the `gen` just read).
-        let text = match text {
-            Some(t) => t,
-            None => {
-                let loaded: Option<String> = self.conn().get(k.loaded()).await?;
-                loaded.ok_or_else(|| corrupt("batch meta without its loaded JSON"))?
-            }
+        let [gen, epoch, base, supplementary @ ..] = &payload[..] else {
+            return Err(corrupt("batch_read reply too short"));
         };
-        let parsed: Batch =
-            serde_json::from_str(&text).map_err(|e| corrupt(format!("stored batch: {e}")))?;
+        let (gen, epoch) = (reply::int(gen)? as u64, reply::int(epoch)? as u64);
+        let base = reply::text(base)?;
+        if base.is_empty() {
+            return Err(corrupt("batch meta without its loaded JSON"));
+        }
+        let mut parsed: Batch =
+            serde_json::from_str(&base).map_err(|e| corrupt(format!("stored batch: {e}")))?;
+        for s in supplementary {
+            let session: Session = serde_json::from_str(&reply::text(s)?)
+                .map_err(|e| corrupt(format!("stored supplementary session: {e}")))?;
+            parsed.sessions.push(session);
+        }
         let c = Arc::new(Cached::new(gen, epoch, parsed));
         let mut cache = self.cache.write();
         // Another task may have loaded a newer generation meanwhile: keep the newest.
@@ -575,14 +579,14 @@ impl Allocator for RedisEngine {
             inv.key(k.meta())
                 .key(k.seq())
                 .key(k.events())
-                .key(k.sessions());
+                .key(k.sessions())
+                .key(k.supplementary());
             for f in &session.families {
                 inv.key(k.family(f));
             }
             inv.arg(self.now_arg())
                 .arg(c.gen)
                 .arg(json(&session)?)
-                .arg(json(&next)?)
                 .arg(session.id.as_str())
                 .arg(wire(&session.kind))
                 .arg(session.window_ms)

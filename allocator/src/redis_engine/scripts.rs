@@ -55,5 +55,6 @@ script!(
 );
 script!(FAMILY, "lib.lua", "family.lua");
 script!(BOARD, "board.lua");
+script!(BATCH_READ, "batch_read.lua");
 script!(SIGNING_READ, "lib.lua", "signing_read.lua");
 script!(SIGNING_APPEND, "signing_append.lua");
