@@ -111,6 +111,7 @@ macro_rules! conformance_suite {
             a_supplementary_session_may_not_start_in_the_past_or_before_applications_close,
             a_supplementary_session_runs_like_a_formal_one,
             events_are_numbered_from_1_without_gaps_and_paged,
+            a_long_log_is_read_whole_and_paged_across_engine_pages,
             wait_events_returns_at_once_when_events_exist,
             wait_events_wakes_on_a_new_event,
             wait_events_times_out_with_nothing,
@@ -1728,6 +1729,31 @@ pub async fn events_are_numbered_from_1_without_gaps_and_paged(c: Ctx) {
     assert!(c.engine.events(&c.batch, 6, 10).await.unwrap().is_empty());
     assert!(c.engine.events(&c.batch, 0, 0).await.unwrap().is_empty());
     assert_eq!(c.engine.board(&c.batch).await.unwrap().seq, 6);
+}
+
+/// Over 2,500 events: more than an engine reads in one call (Redis: 1,000 per XRANGE),
+/// so whole and paged reads cross its pages; every seq comes once, in order.
+pub async fn a_long_log_is_read_whole_and_paged_across_engine_pages(c: Ctx) {
+    c.at(PRE);
+    c.cart("f1", &["A101"]).await;
+    for _ in 0..1_250 {
+        c.ok("f1", add(ListKind::Cart, "A102")).await;
+        c.ok("f1", edit(ListKind::Cart, Edit::Remove, "A102")).await;
+    }
+    let all = c.events().await;
+    let last = all.len() as u64;
+    assert!(last > 2_500, "{last} events");
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+    for (after, limit) in [(0, 1_000), (999, 1_001), (1_500, 2_000), (last - 3, 1_000)] {
+        let page = c.engine.events(&c.batch, after, limit).await.unwrap();
+        let end = (after as usize + limit).min(all.len());
+        assert_eq!(
+            page,
+            all[after as usize..end].to_vec(),
+            "after {after}, limit {limit}"
+        );
+    }
 }
 
 pub async fn wait_events_returns_at_once_when_events_exist(c: Ctx) {
