@@ -57,3 +57,4 @@ script!(FAMILY, "lib.lua", "family.lua");
 script!(BOARD, "board.lua");
 script!(SIGNING_READ, "lib.lua", "signing_read.lua");
 script!(SIGNING_APPEND, "signing_append.lua");
+script!(REFUND_SWAP, "refund_swap.lua");
