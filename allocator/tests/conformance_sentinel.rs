@@ -46,8 +46,9 @@ fn calls(port: u16, name: &str) -> u64 {
 }
 
 /// The suite above passes whether or not the engine waits; this pins that it does: a
-/// write and an event read each await one barrier round (one `PUBLISH` and one `WAIT`
-/// on the primary; one at a time, no round has a second waiter), and a plain read none.
+/// write, an event read and a refund record each await one barrier round (one `PUBLISH`
+/// and one `WAIT` on the primary; one at a time, no round has a second waiter), and a
+/// plain read none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_and_event_reads_wait_for_the_replica() {
     // Its own deployment: the suite's tests run beside it on the shared one.
@@ -81,8 +82,21 @@ async fn writes_and_event_reads_wait_for_the_replica() {
     let events = engine.events(&batch, 0, 10).await.unwrap();
     assert!(!events.is_empty());
     assert_eq!(calls(primary, "wait"), w1 + 2, "an event read waits");
+    // A refund record is written as durably; reading it back does not wait.
+    let swapped = engine.swap_refund_record("RF1", None, "{}").await.unwrap();
+    assert_eq!(
+        swapped,
+        xuanfang_allocator::redis_engine::refunds::Swapped::Done
+    );
+    assert_eq!(
+        calls(primary, "wait"),
+        w1 + 3,
+        "a refund record waited once"
+    );
+    assert!(engine.refund_record("RF1").await.unwrap().is_some());
+    assert_eq!(calls(primary, "wait"), w1 + 3);
     // Sentinels publish their hellos on the primary too: at least ours.
-    assert!(calls(primary, "publish") >= p0 + (w1 - w0) + 2);
+    assert!(calls(primary, "publish") >= p0 + (w1 - w0) + 3);
     // The waits ran on the barrier's own connection, not on a shared one.
     let clients = sentinel::query(primary, &["CLIENT", "LIST"]).unwrap_or_default();
     assert!(

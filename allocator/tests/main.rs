@@ -26,6 +26,7 @@ mod conformance_sentinel;
 mod contention;
 mod lock;
 mod model;
+mod refund_ledger;
 mod sentinel_failover;
 mod signing_conformance_cluster;
 mod signing_conformance_embedded;

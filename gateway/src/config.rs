@@ -59,8 +59,10 @@ pub struct PaymentConfig {
     pub platform_serial: String,
     /// The APIv3 key (32 characters), from this file, else `XUANFANG_WECHAT_APIV3_KEY`.
     pub api_v3_key_file: String,
-    /// The refund journal (one JSON line per change); empty: `<data-dir>/refunds.jsonl`,
-    /// or in memory without a data dir.
+    /// The refund journal of the embedded engine's gateway (one JSON line per change);
+    /// empty: `<data-dir>/refunds.jsonl`. With `--redis` the refunds are kept in Redis,
+    /// one ledger for every gateway: a journal named here is taken into it at start and
+    /// not written any more.
     pub refund_journal: String,
     /// Seconds between reconciliation sweeps. Default 60; 0: no sweep.
     pub reconcile_secs: u64,

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use xuanfang_allocator::AllocError;
+
+use crate::refunds::RefundError;
 use xuanfang_hub::protocol::Text;
 use xuanfang_hub::ErrorCode;
 
@@ -74,5 +76,12 @@ impl From<AllocError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
             }
         }
+    }
+}
+
+impl From<RefundError> for ApiError {
+    fn from(e: RefundError) -> Self {
+        tracing::error!("{e}");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal)
     }
 }

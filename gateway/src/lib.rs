@@ -16,7 +16,7 @@
 //!   [`openapi`]: the OpenAPI document built from the route list;
 //!   [`frames`]: encode once, send to many.
 //! - [`reconcile`]: the payment reconciliation sweep; [`refunds`]: refunds of payments
-//!   the hub did not take, with their journal; [`vendors`]: the providers `[payment]`
+//!   the hub did not take, in one ledger per deployment; [`vendors`]: the providers `[payment]`
 //!   and `[face]` name.
 
 pub mod api;

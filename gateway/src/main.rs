@@ -1,7 +1,7 @@
 //! The `xuanfang` binary: `demo`, `serve`, `token`, `export`, `restore`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use xuanfang_gateway::blobs::BlobStore;
 use xuanfang_gateway::config::{FileConfig, Vendor};
 use xuanfang_gateway::demo::{self, DemoShape};
 use xuanfang_gateway::limits::Limits;
+use xuanfang_gateway::refunds::Refunds;
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
 use xuanfang_hub::{BatchId, SystemClock};
 
@@ -671,6 +672,8 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
             None
         }
     };
+    // The Redis engine, when it is the engine: it also keeps the refund ledger.
+    let mut redis_engine = None;
     let (engine, store): (Arc<dyn Allocator>, Arc<dyn SigningStore>) = match (&a.redis, &a.data_dir)
     {
         (Some(url), _) => {
@@ -691,6 +694,7 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
                 options.replica_wait = Duration::from_millis(ms);
             }
             let e = Arc::new(RedisEngine::connect_to(target, options).await?);
+            redis_engine = Some(e.clone());
             (e.clone(), e)
         }
         (None, Some(dir)) => {
@@ -738,15 +742,9 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
                 signing.payment = Some(pay);
                 signing.sandbox_payment = None;
             }
-            let journal = match (payment_cfg.refund_journal.trim(), &a.data_dir) {
-                ("", None) => None,
-                ("", Some(d)) => Some(d.join("refunds.jsonl")),
-                (p, _) => Some(std::path::PathBuf::from(p)),
-            };
-            if let Some(path) = journal {
-                let refunds = xuanfang_gateway::refunds::Refunds::open(&path).map_err(|e| {
-                    MainError::Msg(format!("refund journal {}: {e}", path.display()))
-                })?;
+            if let Some(refunds) =
+                refunds_of(redis_engine, payment_cfg.refund_journal.trim(), &a.data_dir).await?
+            {
                 signing = signing.with_refunds(Arc::new(refunds));
             }
             if signing.face.is_none() {
@@ -774,6 +772,45 @@ async fn serve_main(a: ServeArgs) -> Result<(), MainError> {
         None => {}
     }
     run_until_signal(app, a.common.listen).await
+}
+
+/// Where the refunds are kept: with Redis, the deployment's ledger in it, one for every
+/// gateway (a `journal` file, a gateway's own from before the ledger, is taken into it
+/// once and no longer written); else the journal file (`journal`, or the data dir's).
+async fn refunds_of(
+    redis: Option<Arc<xuanfang_allocator::redis_engine::RedisEngine>>,
+    journal: &str,
+    data_dir: &Option<PathBuf>,
+) -> Result<Option<Refunds>, MainError> {
+    use xuanfang_gateway::refunds::{RedisRefunds, RefundJournal};
+    let open = |path: &Path| {
+        RefundJournal::open(path)
+            .map_err(|e| MainError::Msg(format!("refund journal {}: {e}", path.display())))
+    };
+    let path = match (journal, data_dir) {
+        ("", None) => None,
+        ("", Some(d)) => Some(d.join("refunds.jsonl")),
+        (p, _) => Some(PathBuf::from(p)),
+    };
+    let Some(engine) = redis else {
+        return Ok(match path {
+            Some(p) => Some(Refunds::new(Arc::new(open(&p)?))),
+            None => None,
+        });
+    };
+    let ledger = Refunds::new(Arc::new(RedisRefunds::new(engine)));
+    if let Some(p) = path {
+        let taken = ledger.import(&open(&p)?).await.map_err(|e| {
+            MainError::Msg(format!("refund journal {} into Redis: {e}", p.display()))
+        })?;
+        tracing::warn!(
+            journal = %p.display(), taken,
+            "[payment] refund_journal is not used with --redis: the refunds are kept in Redis, \
+             one ledger for every gateway; this file's refunds were taken into it and the file \
+             is no longer written (remove the setting)"
+        );
+    }
+    Ok(Some(ledger))
 }
 
 fn token_main(a: TokenArgs) -> Result<(), MainError> {

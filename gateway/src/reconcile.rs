@@ -4,11 +4,13 @@
 //! whose notification never arrived still completes the deposit (or, refused, is
 //! refunded). It also refunds payments voided by a rejection of the deposit, asks
 //! again the refunds the provider has not answered, and queries the outcome of those it
-//! accepted (a lost refund notification still settles the journal).
+//! accepted (a lost refund notification still settles the refund ledger).
 //!
 //! Several gateways may sweep at once: a payment fed twice is one request to the engine
-//! (the request id is the transaction's) and the hub's rules take a payment once; a
-//! refund number is refunded once by the provider ([`crate::refunds`]).
+//! (the request id is the transaction's) and the hub's rules take a payment once. The
+//! refund ledger is the deployment's, so each sweep asks again and queries every
+//! gateway's refunds; a refund number is refunded once by the provider, and an outcome
+//! recorded once ([`crate::refunds`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -5,16 +5,34 @@
 //! **Once only, by two means.** The refund number is derived from the provider's
 //! transaction id ([`out_refund_no`]), and a provider refunds a number once (WeChat Pay
 //! and Alipay both de-duplicate by it), so two gateways or a retry can never refund a
-//! payment twice. On top of that a durable inbox, the refund journal (one JSON line per
-//! change, synced before the provider is asked), records each refund asked and its
-//! answer, so a restarted gateway does not ask again and the operators have the list.
-//! It is a gateway file rather than a hub event because a refund is the gateway's
-//! conversation with the provider, not a step of the family's signing: the hub's rule
-//! (which payments are not taken) is already in its log.
+//! payment twice. On top of that a durable inbox, the refund ledger, records each refund
+//! asked (before the provider is asked) and its answer, so a restarted gateway does not
+//! ask again and the operators have the list. It is the gateway's record rather than a
+//! hub event because a refund is the gateway's conversation with the provider, not a
+//! step of the family's signing: the hub's rule (which payments are not taken) is
+//! already in its log.
+//!
+//! **One ledger per deployment.** The entries are kept by a [`RefundStore`]: with
+//! several gateways on one Redis, a hash in that Redis ([`RedisRefunds`]), so any gateway
+//! lists, settles and sweeps the refunds any other asked (a provider's notification goes
+//! wherever the load balancer sends it); with the embedded engine (one gateway) the
+//! journal file ([`RefundJournal`]); in memory for demo and tests. The rules (noted once,
+//! a final status never changes, an outcome of another amount is not ours, a repeated
+//! notification changes nothing) are decided here, as pure decisions over the entry the
+//! store holds, and stored with its compare-and-set: a decision that lost to another
+//! gateway's change is made again on what that change left.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+mod journal;
+mod redis;
+mod store;
+
+pub use journal::RefundJournal;
+pub use redis::RedisRefunds;
+pub use store::{MemoryRefunds, RefundError, RefundStore};
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -74,7 +92,7 @@ pub enum Settled {
     NotOurs,
 }
 
-/// One line of the journal: a refund and its status at `at`.
+/// One refund and its status at `at` (a line of the journal, a record of the ledger).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefundEntry {
     pub batch: BatchId,
@@ -98,152 +116,214 @@ fn status_of(s: &RefundState) -> (RefundStatus, Option<String>) {
     }
 }
 
+/// What a decision makes of the stored entry: the entry to store in its place (`None`:
+/// nothing changes) and the answer.
+type Decision<T> = (Option<RefundEntry>, T);
+
+fn asked(batch: &BatchId, req: &RefundRequest, now: Millis) -> RefundEntry {
+    RefundEntry {
+        batch: batch.clone(),
+        req: req.clone(),
+        status: RefundStatus::Asked,
+        at: now,
+        failure: None,
+        event_id: None,
+    }
+}
+
+/// A refund noted: recorded as asked unless it is known; answers where it stands.
+fn decide_note(
+    known: Option<&RefundEntry>,
+    batch: &BatchId,
+    req: &RefundRequest,
+    now: Millis,
+) -> Decision<RefundStatus> {
+    match known {
+        Some(e) => (None, e.status),
+        None => (Some(asked(batch, req, now)), RefundStatus::Asked),
+    }
+}
+
+/// The provider's outcome of the refund `known` (see [`Refunds::settle`]).
+fn decide_outcome(
+    known: Option<&RefundEntry>,
+    state: &RefundState,
+    amount_fen: Option<u64>,
+    event_id: Option<&str>,
+    now: Millis,
+) -> Decision<Settled> {
+    let Some(e) = known else {
+        return (None, Settled::NotOurs);
+    };
+    if amount_fen.is_some_and(|a| a != e.req.amount_fen) {
+        return (None, Settled::NotOurs);
+    }
+    let (status, failure) = status_of(state);
+    let repeat = event_id.is_some() && e.event_id.as_deref() == event_id;
+    // Accepted after Accepted, or anything after a final status: nothing new.
+    if repeat || e.status.is_final() || status == e.status {
+        return (None, Settled::Unchanged(e.status));
+    }
+    let settled = RefundEntry {
+        status,
+        failure,
+        event_id: event_id.map(str::to_owned),
+        at: now,
+        ..e.clone()
+    };
+    (Some(settled), Settled::Changed(status))
+}
+
+/// How far along a refund is: asked, accepted, settled.
+fn progress(s: RefundStatus) -> u8 {
+    match s {
+        RefundStatus::Asked => 0,
+        RefundStatus::Accepted => 1,
+        RefundStatus::Succeeded | RefundStatus::Failed => 2,
+    }
+}
+
+/// An entry of a gateway's former journal brought into the shared ledger: taken unless
+/// the ledger knows the refund as far along (another gateway's journal had it too, or
+/// it was settled since). Answers whether it was taken.
+fn decide_import(known: Option<&RefundEntry>, old: &RefundEntry) -> Decision<bool> {
+    match known {
+        Some(e) if progress(e.status) >= progress(old.status) => (None, false),
+        _ => (Some(old.clone()), true),
+    }
+}
+
+/// How many times a decision that lost the compare-and-set is made again: each loss is
+/// another gateway's change of the same refund, and a refund changes at most thrice.
+const CAS_ROUNDS: usize = 8;
+
 pub struct Refunds {
-    path: Option<PathBuf>,
-    entries: Mutex<HashMap<String, RefundEntry>>,
+    store: Arc<dyn RefundStore>,
+    /// Refunds this process is asking of the provider right now, so one process asks
+    /// each once at a time. Per process on purpose: two gateways may still ask one
+    /// refund at once (a notification on one, the sweep on another), and the provider
+    /// refunds a number once (it de-duplicates by `out_refund_no`), so that costs a
+    /// call, never a second refund.
     in_flight: Mutex<HashSet<String>>,
 }
 
 impl Refunds {
-    /// A journal in memory only (demo and tests): a restart forgets it, and only the
-    /// provider's de-duplication by refund number keeps refunds single.
-    pub fn in_memory() -> Self {
+    /// The refunds kept in `store`.
+    pub fn new(store: Arc<dyn RefundStore>) -> Self {
         Self {
-            path: None,
-            entries: Mutex::new(HashMap::new()),
+            store,
             in_flight: Mutex::new(HashSet::new()),
         }
     }
 
-    /// The journal at `path` (created if missing); the last line of each refund wins.
+    /// Refunds in memory only (demo and tests): a restart forgets them, and only the
+    /// provider's de-duplication by refund number keeps refunds single.
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(MemoryRefunds::default()))
+    }
+
+    /// The journal file at `path` ([`RefundJournal`]).
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let mut entries = HashMap::new();
-        match std::fs::File::open(path) {
-            Ok(f) => {
-                for line in std::io::BufReader::new(f).lines() {
-                    let line = line?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    // A torn last line (a crash mid-write) is skipped: its refund was
-                    // not asked yet, or is asked again under the same number.
-                    match serde_json::from_str::<RefundEntry>(&line) {
-                        Ok(e) => {
-                            entries.insert(e.req.out_refund_no.clone(), e);
-                        }
-                        Err(e) => tracing::warn!("refund journal: a line skipped: {e}"),
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        // End a torn last line, so the next line appended stands on its own.
-        if let Ok(bytes) = std::fs::read(path) {
-            if bytes.last().is_some_and(|b| *b != b'\n') {
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(path)?
-                    .write_all(b"\n")?;
+        Ok(Self::new(Arc::new(RefundJournal::open(path)?)))
+    }
+
+    /// Reads the entry of `no`, decides with `decide`, and stores its entry over the
+    /// one read; again while another gateway changed it in between.
+    async fn change<T>(
+        &self,
+        no: &str,
+        mut decide: impl FnMut(Option<&RefundEntry>) -> Decision<T>,
+    ) -> Result<T, RefundError> {
+        for _ in 0..CAS_ROUNDS {
+            let known = self.store.get(no).await?;
+            let (write, answer) = decide(known.as_ref());
+            let Some(new) = write else {
+                return Ok(answer);
+            };
+            debug_assert_eq!(new.req.out_refund_no, no);
+            if self.store.swap(known.as_ref(), &new).await? {
+                return Ok(answer);
             }
         }
-        Ok(Self {
-            path: Some(path.to_owned()),
-            entries: Mutex::new(entries),
-            in_flight: Mutex::new(HashSet::new()),
-        })
+        Err(RefundError::Contended(no.to_owned()))
     }
 
     /// Every refund, by refund number.
-    pub fn entries(&self) -> Vec<RefundEntry> {
-        let mut v: Vec<_> = self.entries.lock().values().cloned().collect();
+    pub async fn entries(&self) -> Result<Vec<RefundEntry>, RefundError> {
+        let mut v = self.store.all().await?;
         v.sort_by(|a, b| a.req.out_refund_no.cmp(&b.req.out_refund_no));
-        v
+        Ok(v)
     }
 
-    fn record(&self, e: RefundEntry) -> std::io::Result<()> {
-        if let Some(path) = &self.path {
-            let mut line = serde_json::to_vec(&e)?;
-            line.push(b'\n');
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            f.write_all(&line)?;
-            f.sync_data()?;
-        }
-        self.entries.lock().insert(e.req.out_refund_no.clone(), e);
-        Ok(())
+    /// The refund `no`, if recorded.
+    pub async fn entry(&self, no: &str) -> Result<Option<RefundEntry>, RefundError> {
+        self.store.get(no).await
     }
 
     /// Records `req` as asked unless it is known (durably, before anyone is answered).
-    pub fn note(&self, batch: &BatchId, req: &RefundRequest, now: Millis) -> std::io::Result<()> {
-        if self.entries.lock().contains_key(&req.out_refund_no) {
-            return Ok(());
-        }
-        self.record(RefundEntry {
-            batch: batch.clone(),
-            req: req.clone(),
-            status: RefundStatus::Asked,
-            at: now,
-            failure: None,
-            event_id: None,
-        })
+    pub async fn note(
+        &self,
+        batch: &BatchId,
+        req: &RefundRequest,
+        now: Millis,
+    ) -> Result<(), RefundError> {
+        let no = &req.out_refund_no;
+        (self.change(no, |known| decide_note(known, batch, req, now))).await?;
+        Ok(())
     }
 
     /// Records the provider's outcome of refund `no` (from its notification, `event_id`,
     /// or a query): once final, nothing changes it, so a replay, a late notification or
     /// a restart's second query is harmless. `amount_fen` (when the provider says it)
     /// must be the refund's.
-    pub fn settle(
+    pub async fn settle(
         &self,
         no: &str,
         state: &RefundState,
         amount_fen: Option<u64>,
         event_id: Option<&str>,
         now: Millis,
-    ) -> std::io::Result<Settled> {
-        let Some(e) = self.entries.lock().get(no).cloned() else {
-            return Ok(Settled::NotOurs);
-        };
-        if amount_fen.is_some_and(|a| a != e.req.amount_fen) {
-            return Ok(Settled::NotOurs);
+    ) -> Result<Settled, RefundError> {
+        let mut order = String::new();
+        let s = (self.change(no, |known| {
+            order = known
+                .map(|e| e.req.out_trade_no.clone())
+                .unwrap_or_default();
+            decide_outcome(known, state, amount_fen, event_id, now)
+        }))
+        .await?;
+        if s == Settled::Changed(RefundStatus::Failed) {
+            let reason = status_of(state).1;
+            tracing::error!(refund = %no, %order, ?reason, "refund failed at the provider: an operator must look");
         }
-        let (status, failure) = status_of(state);
-        let repeat = event_id.is_some() && e.event_id.as_deref() == event_id;
-        // Accepted after Accepted, or anything after a final status: nothing new.
-        if repeat || e.status.is_final() || status == e.status {
-            return Ok(Settled::Unchanged(e.status));
-        }
-        if status == RefundStatus::Failed {
-            tracing::error!(refund = %no, order = %e.req.out_trade_no, reason = ?failure, "refund failed at the provider: an operator must look");
-        }
-        self.record(RefundEntry {
-            status,
-            failure,
-            event_id: event_id.map(str::to_owned),
-            at: now,
-            ..e
-        })?;
-        Ok(Settled::Changed(status))
+        Ok(s)
     }
 
-    /// Asks the provider about every refund it accepted without an outcome yet, and
-    /// records the outcomes; answers how many were settled.
+    /// Asks the provider about every refund it accepted without an outcome yet (whichever
+    /// gateway asked it), and records the outcomes; answers how many were settled and
+    /// how many calls failed.
     pub async fn query_pending(&self, pay: &dyn PaymentProvider, now: Millis) -> (usize, usize) {
-        let pending: Vec<_> = (self.entries.lock().values())
-            .filter(|e| e.status == RefundStatus::Accepted)
-            .cloned()
-            .collect();
+        let pending = match self.store.all().await {
+            Ok(all) => (all.into_iter())
+                .filter(|e| e.status == RefundStatus::Accepted)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!("{e}");
+                return (0, 1);
+            }
+        };
         let (mut settled, mut errors) = (0, 0);
         for e in pending {
             match pay.query_refund(&e.req).await {
-                Ok(state) => match self.settle(&e.req.out_refund_no, &state, None, None, now) {
+                Ok(state) => match self
+                    .settle(&e.req.out_refund_no, &state, None, None, now)
+                    .await
+                {
                     Ok(Settled::Changed(_)) => settled += 1,
                     Ok(_) => {}
                     Err(err) => {
                         errors += 1;
-                        tracing::error!("refund journal: {err}");
+                        tracing::error!("{err}");
                     }
                 },
                 Err(err) => {
@@ -256,34 +336,31 @@ impl Refunds {
     }
 
     /// Refunds `req` unless it was refunded already: recorded first (durably), then asked
-    /// of the provider. Answers the status afterwards; `None` when another task is
-    /// asking right now.
+    /// of the provider. Answers the status afterwards; `None` when another task of this
+    /// process is asking right now.
     pub async fn refund(
         &self,
         pay: &dyn PaymentProvider,
         batch: &BatchId,
         req: RefundRequest,
         now: Millis,
-    ) -> std::io::Result<Option<RefundStatus>> {
+    ) -> Result<Option<RefundStatus>, RefundError> {
         let no = req.out_refund_no.clone();
-        let known = self.entries.lock().get(&no).map(|e| e.status);
-        match known {
-            Some(RefundStatus::Asked) => {}
-            Some(s) => return Ok(Some(s)),
-            None => self.record(RefundEntry {
-                batch: batch.clone(),
-                req: req.clone(),
-                status: RefundStatus::Asked,
-                at: now,
-                failure: None,
-                event_id: None,
-            })?,
+        let known = (self.change(&no, |known| decide_note(known, batch, &req, now))).await?;
+        if known != RefundStatus::Asked {
+            return Ok(Some(known));
         }
         if !self.in_flight.lock().insert(no.clone()) {
             return Ok(None);
         }
         // Answered while we were not yet the one asking: done.
-        let now_known = self.entries.lock().get(&no).map(|e| e.status);
+        let now_known = match self.store.get(&no).await {
+            Ok(e) => e.map(|e| e.status),
+            Err(e) => {
+                self.in_flight.lock().remove(&no);
+                return Err(e);
+            }
+        };
         if let Some(s) = now_known.filter(|s| *s != RefundStatus::Asked) {
             self.in_flight.lock().remove(&no);
             return Ok(Some(s));
@@ -298,32 +375,54 @@ impl Refunds {
             }
         };
         // A notification may have settled it while we asked: that outcome stands.
-        Ok(Some(match self.settle(&no, &state, None, None, now)? {
-            Settled::Changed(s) | Settled::Unchanged(s) => s,
-            Settled::NotOurs => RefundStatus::Asked,
-        }))
+        Ok(Some(
+            match self.settle(&no, &state, None, None, now).await? {
+                Settled::Changed(s) | Settled::Unchanged(s) => s,
+                Settled::NotOurs => RefundStatus::Asked,
+            },
+        ))
     }
 
-    /// Asks again every refund the provider has not answered (a crash or a failed call).
+    /// Asks again every refund the provider has not answered (a crash or a failed call),
+    /// whichever gateway recorded it.
     pub async fn retry_asked(&self, pay: &dyn PaymentProvider, now: Millis) -> usize {
-        let asked: Vec<_> = (self.entries.lock().values())
-            .filter(|e| e.status == RefundStatus::Asked)
-            .cloned()
-            .collect();
+        let asked = match self.store.all().await {
+            Ok(all) => (all.into_iter())
+                .filter(|e| e.status == RefundStatus::Asked)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!("{e}");
+                return 0;
+            }
+        };
         let mut n = 0;
         for e in asked {
             match self.refund(pay, &e.batch, e.req, now).await {
                 Ok(Some(RefundStatus::Accepted | RefundStatus::Failed)) => n += 1,
                 Ok(_) => {}
-                Err(err) => tracing::error!("refund journal: {err}"),
+                Err(err) => tracing::error!("{err}"),
             }
         }
         n
+    }
+
+    /// Brings every entry of `from` (a gateway's former journal) into these refunds,
+    /// unless they know the refund as far along; answers how many were taken.
+    pub async fn import(&self, from: &dyn RefundStore) -> Result<usize, RefundError> {
+        let mut taken = 0;
+        for old in from.all().await? {
+            let no = old.req.out_refund_no.clone();
+            if self.change(&no, |known| decide_import(known, &old)).await? {
+                taken += 1;
+            }
+        }
+        Ok(taken)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::store::conformance::entry;
     use super::*;
 
     #[test]
@@ -334,37 +433,8 @@ mod tests {
         assert!(a.len() <= 64 && a.bytes().all(|b| b.is_ascii_alphanumeric()));
     }
 
-    #[test]
-    fn a_torn_line_is_skipped_and_the_last_status_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("refunds.jsonl");
-        let e = |status| RefundEntry {
-            batch: BatchId("b".into()),
-            req: RefundRequest {
-                out_refund_no: "RF1".into(),
-                out_trade_no: "D1".into(),
-                provider_txn_id: "t1".into(),
-                amount_fen: 5,
-                reason: "order_expired".into(),
-            },
-            status,
-            at: Millis(1),
-            failure: None,
-            event_id: None,
-        };
-        let mut text = String::new();
-        for s in [RefundStatus::Asked, RefundStatus::Accepted] {
-            text.push_str(&serde_json::to_string(&e(s)).unwrap());
-            text.push('\n');
-        }
-        text.push_str("{\"batch\":\"b\",\"out_ref");
-        std::fs::write(&path, text).unwrap();
-        let r = Refunds::open(&path).unwrap();
-        assert_eq!(r.entries(), vec![e(RefundStatus::Accepted)]);
-    }
-
-    #[test]
-    fn an_outcome_is_recorded_once_and_survives_a_restart() {
+    #[tokio::test]
+    async fn an_outcome_is_recorded_once_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("refunds.jsonl");
         let req = RefundRequest {
@@ -376,21 +446,28 @@ mod tests {
         };
         let r = Refunds::open(&path).unwrap();
         let b = BatchId("b".into());
-        r.note(&b, &req, Millis(1)).unwrap();
+        r.note(&b, &req, Millis(1)).await.unwrap();
+        // Noted again (a second gateway, a retry): the first stands.
+        r.note(&b, &req, Millis(9)).await.unwrap();
+        assert_eq!(r.entries().await.unwrap()[0].at, Millis(1));
         let failed = RefundState::Failed("wechat pay refund ABNORMAL".into());
         // Not ours: an unknown number, another amount.
         assert_eq!(
-            r.settle("RF9", &failed, None, None, Millis(2)).unwrap(),
-            Settled::NotOurs
-        );
-        assert_eq!(
-            r.settle("RF2", &failed, Some(499), Some("e1"), Millis(2))
+            r.settle("RF9", &failed, None, None, Millis(2))
+                .await
                 .unwrap(),
             Settled::NotOurs
         );
-        assert_eq!(r.entries()[0].status, RefundStatus::Asked);
         assert_eq!(
-            r.settle("RF2", &failed, Some(500), Some("e1"), Millis(3))
+            (r.settle("RF2", &failed, Some(499), Some("e1"), Millis(2)))
+                .await
+                .unwrap(),
+            Settled::NotOurs
+        );
+        assert_eq!(r.entries().await.unwrap()[0].status, RefundStatus::Asked);
+        assert_eq!(
+            (r.settle("RF2", &failed, Some(500), Some("e1"), Millis(3)))
+                .await
                 .unwrap(),
             Settled::Changed(RefundStatus::Failed)
         );
@@ -401,12 +478,14 @@ mod tests {
             (&RefundState::Accepted, None),
         ] {
             assert_eq!(
-                r.settle("RF2", state, None, event, Millis(4)).unwrap(),
+                r.settle("RF2", state, None, event, Millis(4))
+                    .await
+                    .unwrap(),
                 Settled::Unchanged(RefundStatus::Failed)
             );
         }
         drop(r);
-        let back = Refunds::open(&path).unwrap().entries();
+        let back = Refunds::open(&path).unwrap().entries().await.unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].status, RefundStatus::Failed);
         assert_eq!(
@@ -420,14 +499,87 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
     }
 
-    #[test]
-    fn a_journal_line_of_before_outcomes_still_reads() {
-        // Lines written before `failure` / `event_id` existed.
-        let line = r#"{"batch":"b","out_refund_no":"RF1","out_trade_no":"D1","provider_txn_id":"t1","amount_fen":5,"reason":"x","status":"accepted","at":1}"#;
-        let e: RefundEntry = serde_json::from_str(line).unwrap();
+    #[tokio::test]
+    async fn a_former_journal_is_taken_in_unless_the_ledger_is_as_far_along() {
+        let ledger = Refunds::in_memory();
+        let journal = MemoryRefunds::default();
+        for e in [
+            entry("RF1", RefundStatus::Accepted, 5),
+            entry("RF2", RefundStatus::Asked, 5),
+            entry("RF3", RefundStatus::Succeeded, 5),
+        ] {
+            assert!(journal.swap(None, &e).await.unwrap());
+        }
+        // The ledger knows RF1 only asked (another gateway's journal), RF2 accepted.
+        for e in [
+            entry("RF1", RefundStatus::Asked, 1),
+            entry("RF2", RefundStatus::Accepted, 1),
+        ] {
+            assert!(ledger.store.swap(None, &e).await.unwrap());
+        }
+        assert_eq!(ledger.import(&journal).await.unwrap(), 2);
+        let at: Vec<_> = (ledger.entries().await.unwrap().into_iter())
+            .map(|e| (e.req.out_refund_no, e.status, e.at.0))
+            .collect();
         assert_eq!(
-            (e.status, e.failure, e.event_id),
-            (RefundStatus::Accepted, None, None)
+            at,
+            [
+                ("RF1".into(), RefundStatus::Accepted, 5),
+                ("RF2".into(), RefundStatus::Accepted, 1),
+                ("RF3".into(), RefundStatus::Succeeded, 5),
+            ]
         );
+        // Imported again (the next start): nothing more.
+        assert_eq!(ledger.import(&journal).await.unwrap(), 0);
+    }
+
+    /// Two gateways on one Redis settle one refund at once, with contradicting outcomes
+    /// (a notification on one, the sweep's query on the other): one outcome is
+    /// recorded, the other decision sees it and changes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_gateways_settling_one_refund_at_once_record_one_outcome() {
+        use xuanfang_allocator::redis_engine::{RedisEngine, RedisOptions};
+        use xuanfang_allocator::testing::{unique_namespace, RedisServer};
+        let ns = unique_namespace();
+        let mut gateways = Vec::new();
+        for _ in 0..2 {
+            let options = RedisOptions {
+                namespace: ns.clone(),
+                ..RedisOptions::default()
+            };
+            let engine = RedisEngine::connect(RedisServer::shared().client(), options);
+            let store = RedisRefunds::new(Arc::new(engine.await.unwrap()));
+            gateways.push(Arc::new(Refunds::new(Arc::new(store))));
+        }
+        let b = BatchId("b".into());
+        for round in 0..20 {
+            let e = entry(&format!("RF{round}"), RefundStatus::Asked, 0);
+            gateways[0].note(&b, &e.req, Millis(1)).await.unwrap();
+            let outcomes = [
+                RefundState::Succeeded,
+                RefundState::Failed("wechat pay refund CLOSED".into()),
+            ];
+            let racers: Vec<_> = (gateways.iter().zip(outcomes))
+                .map(|(g, state)| {
+                    let (g, no) = (g.clone(), e.req.out_refund_no.clone());
+                    tokio::spawn(
+                        async move { g.settle(&no, &state, Some(500), None, Millis(2)).await },
+                    )
+                })
+                .collect();
+            let mut changed = Vec::new();
+            for r in racers {
+                match r.await.unwrap().unwrap() {
+                    Settled::Changed(s) => changed.push(s),
+                    Settled::Unchanged(s) => assert!(s.is_final()),
+                    Settled::NotOurs => panic!("noted above"),
+                }
+            }
+            assert_eq!(changed.len(), 1, "round {round}");
+            for g in &gateways {
+                let stored = g.entry(&e.req.out_refund_no).await.unwrap().unwrap();
+                assert_eq!(stored.status, changed[0]);
+            }
+        }
     }
 }

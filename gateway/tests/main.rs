@@ -21,6 +21,7 @@ mod faults_sentinel_failover;
 mod faults_serve_kill;
 mod fuzz_corpus;
 mod serve_data_dir;
+mod serve_refund_ledger;
 mod serve_s3_blobs;
 mod shutdown;
 

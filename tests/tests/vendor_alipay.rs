@@ -435,7 +435,7 @@ async fn a_late_payment_refunded(s: &Setup) -> xuanfang_gateway::refunds::Refund
     assert_eq!(Reconciler::default().sweep(&s.app).await.payments_found, 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let e = s.app.signing().unwrap().refunds.entries();
+        let e = s.app.signing().unwrap().refunds.entries().await.unwrap();
         if e.first().is_some_and(|e| e.status != RefundStatus::Asked) {
             return e[0].clone();
         }
@@ -465,7 +465,7 @@ async fn a_refund_alipay_has_not_paid_back_yet_is_settled_by_the_refund_query() 
     let rep = sweep.sweep(&s.app).await;
     assert_eq!((rep.refunds_settled, rep.errors), (1, 0));
     assert_eq!(
-        s.app.signing().unwrap().refunds.entries()[0].status,
+        s.app.signing().unwrap().refunds.entries().await.unwrap()[0].status,
         RefundStatus::Succeeded
     );
     let rep = sweep.sweep(&s.app).await;

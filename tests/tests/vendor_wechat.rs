@@ -3,7 +3,8 @@
 //! `WECHATPAY2-SHA256-RSA2048` signature with the merchant's public key, signs its
 //! answers and its notifications with the platform key, encrypts the notification
 //! resource with the APIv3 key (AEAD_AES_256_GCM), answers order queries and takes
-//! refunds. The embedded engine and the gateway share one manual clock.
+//! refunds. The embedded engine and the gateway share one manual clock; at the end, two
+//! gateways on one Redis share one refund ledger.
 
 use crate::common;
 
@@ -22,13 +23,14 @@ use common::vendor::{b64, rsa_sign, rsa_verify};
 use common::*;
 use serde_json::{json, Value};
 use xuanfang_allocator::embedded::EmbeddedEngine;
+use xuanfang_allocator::testing::{redis_signing_engine_in, unique_namespace};
 use xuanfang_allocator::SigningStore;
 use xuanfang_gateway::app::App;
 use xuanfang_gateway::blobs::MemoryBlobs;
 use xuanfang_gateway::limits::LimitConfig;
 use xuanfang_gateway::providers::wechat_pay::{WechatPay, WechatPayConfig};
 use xuanfang_gateway::reconcile::Reconciler;
-use xuanfang_gateway::refunds::{RefundStatus, Refunds};
+use xuanfang_gateway::refunds::{out_refund_no, RedisRefunds, RefundStatus, Refunds};
 use xuanfang_gateway::signing_api::{DepositRule, Signing};
 use xuanfang_hub::signing::{Actor, Step};
 use xuanfang_hub::{BatchId, FamilyId, ManualClock, Millis, OperatorId, SigningAction};
@@ -284,13 +286,8 @@ impl std::ops::Deref for Setup {
 }
 
 impl Setup {
-    async fn post(&self, f: &str, path: &str, key: &str) -> reqwest::Response {
-        self.journey.post(&family_token(f), path, key).await
-    }
     async fn order(&self, f: &str, key: &str) -> Value {
-        let r = self.post(f, "/api/me/signing/deposit", key).await;
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
+        order_on(&self.journey, f, key).await
     }
     /// The vendor's notification of a payment of `no` by transaction `txn`, signed at
     /// `ts_secs` with `key_pem` and encrypted with `apiv3`.
@@ -303,48 +300,10 @@ impl Setup {
         (key_pem, apiv3): (&str, &[u8; 32]),
         edit: impl FnOnce(&mut Value),
     ) -> (Vec<u8>, Vec<(&'static str, String)>) {
-        let mut t = {
-            let mut v = self.vendor.lock().unwrap();
-            let o = v.orders.get_mut(no).expect("an order the vendor knows");
-            o.paid = Some(txn.to_owned());
-            transaction(o)
-        };
-        edit(&mut t);
-        let nonce = "fdasflkja484";
-        let body = json!({
-            "id": id,
-            "create_time": "2026-12-01T00:31:00+08:00",
-            "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS",
-            "summary": "支付成功",
-            "resource": {
-                "original_type": "transaction",
-                "algorithm": "AEAD_AES_256_GCM",
-                "ciphertext": encrypt(apiv3, nonce, "transaction", t.to_string().as_bytes()),
-                "associated_data": "transaction",
-                "nonce": nonce,
-            }
-        })
-        .to_string()
-        .into_bytes();
-        let headers = platform_headers(&body, ts_secs, key_pem);
-        (body, headers)
+        payment_notification(&self.vendor, id, no, txn, ts_secs, (key_pem, apiv3), edit)
     }
-    async fn notify(
-        &self,
-        (body, headers): (Vec<u8>, Vec<(&'static str, String)>),
-    ) -> (u16, Value) {
-        let mut req = self.http.post(self.url("/api/providers/payment/notify"));
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let r = req
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+    async fn notify(&self, n: (Vec<u8>, Vec<(&'static str, String)>)) -> (u16, Value) {
+        notify_on(&self.journey, n).await
     }
     fn now_secs(&self) -> i64 {
         self.clock_now().0 / 1000
@@ -371,6 +330,72 @@ impl Setup {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// WeChat's notification of a payment of order `no` by transaction `txn` (the vendor
+/// marks the order paid), signed at `ts_secs` with `key_pem` and encrypted with `apiv3`.
+fn payment_notification(
+    vendor: &Shared,
+    id: &str,
+    no: &str,
+    txn: &str,
+    ts_secs: i64,
+    (key_pem, apiv3): (&str, &[u8; 32]),
+    edit: impl FnOnce(&mut Value),
+) -> (Vec<u8>, Vec<(&'static str, String)>) {
+    let mut t = {
+        let mut v = vendor.lock().unwrap();
+        let o = v.orders.get_mut(no).expect("an order the vendor knows");
+        o.paid = Some(txn.to_owned());
+        transaction(o)
+    };
+    edit(&mut t);
+    let nonce = "fdasflkja484";
+    let body = json!({
+        "id": id,
+        "create_time": "2026-12-01T00:31:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": encrypt(apiv3, nonce, "transaction", t.to_string().as_bytes()),
+            "associated_data": "transaction",
+            "nonce": nonce,
+        }
+    })
+    .to_string()
+    .into_bytes();
+    let headers = platform_headers(&body, ts_secs, key_pem);
+    (body, headers)
+}
+
+/// Delivers a notification to the gateway at `j`, as WeChat Pay posts it.
+async fn notify_on(
+    j: &signing::Journey,
+    (body, headers): (Vec<u8>, Vec<(&'static str, String)>),
+) -> (u16, Value) {
+    let mut req = j.http.post(j.url("/api/providers/payment/notify"));
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let r = req
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Family `f` orders the deposit on the gateway at `j`.
+async fn order_on(j: &signing::Journey, f: &str, key: &str) -> Value {
+    let r = j
+        .post(&family_token(f), "/api/me/signing/deposit", key)
+        .await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 fn signing_of(
@@ -565,12 +590,14 @@ async fn a_payment_after_expiry_is_refunded_exactly_once_across_a_restart() {
         assert_eq!(r["amount"]["refund"], o["amount_fen"]);
         assert_eq!(r["amount"]["total"], o["amount_fen"]);
     }
-    let journal = s.app.signing().unwrap().refunds.entries();
+    let journal = s.app.signing().unwrap().refunds.entries().await.unwrap();
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0].req.provider_txn_id, txn);
     // Wait for the provider's answer to be journalled before "restarting".
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while s.app.signing().unwrap().refunds.entries()[0].status != RefundStatus::Accepted {
+    while s.app.signing().unwrap().refunds.entries().await.unwrap()[0].status
+        != RefundStatus::Accepted
+    {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -582,7 +609,17 @@ async fn a_payment_after_expiry_is_refunded_exactly_once_across_a_restart() {
     assert!(restarted.enable_signing(s.signing()));
     let rep = Reconciler::default().sweep(&restarted).await;
     assert_eq!((rep.payments_found, rep.errors), (1, 0));
-    assert_eq!(restarted.signing().unwrap().refunds.entries().len(), 1);
+    assert_eq!(
+        restarted
+            .signing()
+            .unwrap()
+            .refunds
+            .entries()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Give a (wrong) second refund call every chance to arrive.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -663,8 +700,16 @@ async fn a_paid_deposit(s: &Setup, family: &str, txn: &str) {
 /// Waits until the journal says WeChat accepted every refund (the answer journalled).
 async fn until_refunds_accepted(s: &Setup) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !(s.app.signing().unwrap().refunds.entries().iter())
-        .all(|e| e.status == RefundStatus::Accepted)
+    while !(s
+        .app
+        .signing()
+        .unwrap()
+        .refunds
+        .entries()
+        .await
+        .unwrap()
+        .iter())
+    .all(|e| e.status == RefundStatus::Accepted)
     {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -770,7 +815,7 @@ async fn a_refund_accepted(s: &Setup, txn: &str) -> xuanfang_gateway::refunds::R
     s.wait_refunds(1).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let e = s.app.signing().unwrap().refunds.entries();
+        let e = s.app.signing().unwrap().refunds.entries().await.unwrap();
         if e.first()
             .is_some_and(|e| e.status == RefundStatus::Accepted)
         {
@@ -830,11 +875,11 @@ fn refund_notification(
     (body, headers)
 }
 
-fn journal_of(s: &Setup) -> Vec<xuanfang_gateway::refunds::RefundEntry> {
-    s.app.signing().unwrap().refunds.entries()
+async fn journal_of(s: &Setup) -> Vec<xuanfang_gateway::refunds::RefundEntry> {
+    s.app.signing().unwrap().refunds.entries().await.unwrap()
 }
 
-async fn ops_get(s: &Setup, path: &str) -> (u16, Value) {
+async fn ops_get(s: &signing::Journey, path: &str) -> (u16, Value) {
     let r = (s.http.get(s.url(path)))
         .bearer_auth(operator_token())
         .send()
@@ -854,14 +899,14 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
     let e = a_refund_accepted(&s, "4200000001202612010000000011").await;
     let now = s.now_secs();
     let genuine = (PLATFORM_KEY, &APIV3_KEY);
-    let unchanged = |s: &Setup| {
-        let j = journal_of(s);
+    async fn unchanged(s: &Setup) {
+        let j = journal_of(s).await;
         assert_eq!(j.len(), 1);
         assert_eq!(
             (j[0].status, j[0].failure.as_deref()),
             (RefundStatus::Accepted, None)
         );
-    };
+    }
 
     // Not believed, each answered FAIL (WeChat sends it again) and nothing changed.
     let success = |id: &str, ts, keys, edit: fn(&mut Value)| {
@@ -892,7 +937,7 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
             (want, Some("FAIL")),
             "{what}: {a}"
         );
-        unchanged(&s);
+        unchanged(&s).await;
     }
     // The event and the resource disagree: not believed as either.
     let mixed = refund_notification(&e, "r1", "REFUND.SUCCESS", "ABNORMAL", now, genuine, |_| {});
@@ -902,7 +947,7 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
     let at = body.len() - 3;
     body[at] ^= 1;
     assert_eq!(s.notify((body, headers)).await.0, 401);
-    unchanged(&s);
+    unchanged(&s).await;
     // Signed, but of no refund of ours, or of another amount: received, nothing changed.
     for (what, edit) in [
         (
@@ -920,7 +965,7 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
             (200, &json!("SUCCESS"), &json!(false)),
             "{what}"
         );
-        unchanged(&s);
+        unchanged(&s).await;
     }
 
     // The genuine one: succeeded, recorded with its event id and time.
@@ -930,7 +975,7 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
         (st, &a["code"], &a["accepted"]),
         (200, &json!("SUCCESS"), &json!(true))
     );
-    let j = journal_of(&s);
+    let j = journal_of(&s).await;
     assert_eq!(j[0].status, RefundStatus::Succeeded);
     assert_eq!(j[0].event_id.as_deref(), Some("r1"));
     let settled_at = j[0].at;
@@ -959,7 +1004,13 @@ async fn a_refund_notification_settles_the_refund_once_and_forgeries_change_noth
     // A restarted gateway reads the outcome back and asks WeChat nothing more.
     let restarted = app_on_clock(s.engine.clone(), s.clock.clone(), LimitConfig::default());
     assert!(restarted.enable_signing(s.signing()));
-    let back = restarted.signing().unwrap().refunds.entries();
+    let back = restarted
+        .signing()
+        .unwrap()
+        .refunds
+        .entries()
+        .await
+        .unwrap();
     assert_eq!(
         (back[0].status, back[0].at),
         (RefundStatus::Succeeded, settled_at)
@@ -1003,7 +1054,7 @@ async fn an_abnormal_refund_fails_with_its_reason_and_is_listed_for_the_operator
     );
     let (st, a) = s.notify(n).await;
     assert_eq!((st, &a["accepted"]), (200, &json!(true)));
-    let j = journal_of(&s);
+    let j = journal_of(&s).await;
     assert_eq!(j[0].status, RefundStatus::Failed);
     assert_eq!(j[0].failure.as_deref(), Some("wechat pay refund ABNORMAL"));
     // Final: a later SUCCESS (WeChat's retry after a manual refund elsewhere) does not
@@ -1018,7 +1069,7 @@ async fn an_abnormal_refund_fails_with_its_reason_and_is_listed_for_the_operator
         |_| {},
     );
     assert_eq!(s.notify(ok).await.0, 200);
-    assert_eq!(journal_of(&s)[0].status, RefundStatus::Failed);
+    assert_eq!(journal_of(&s).await[0].status, RefundStatus::Failed);
 
     let (st, failed) = ops_get(&s, "/api/ops/refunds?status=failed").await;
     assert_eq!(st, 200);
@@ -1060,12 +1111,12 @@ async fn the_sweep_queries_a_pending_refund_and_records_its_outcome_once() {
         s.vendor.lock().unwrap().refund_queries,
         vec![e.req.out_refund_no.clone()]
     );
-    assert_eq!(journal_of(&s)[0].status, RefundStatus::Accepted);
+    assert_eq!(journal_of(&s).await[0].status, RefundStatus::Accepted);
     // Closed at WeChat (its notification lost): the next sweep records it failed.
     (s.vendor.lock().unwrap().refund_status).insert(e.req.out_refund_no.clone(), "CLOSED".into());
     let rep = sweep.sweep(&s.app).await;
     assert_eq!((rep.refunds_settled, rep.errors), (1, 0));
-    let j = journal_of(&s);
+    let j = journal_of(&s).await;
     assert_eq!(
         (j[0].status, j[0].failure.as_deref()),
         (RefundStatus::Failed, Some("wechat pay refund CLOSED"))
@@ -1084,4 +1135,143 @@ async fn the_sweep_queries_a_pending_refund_and_records_its_outcome_once() {
     );
     assert_eq!(s.vendor.lock().unwrap().refund_queries.len(), 2);
     assert_eq!(s.vendor.lock().unwrap().refund_requests.len(), 1);
+}
+
+// ---- Two gateways on one Redis: one refund ledger ----
+
+/// A gateway of a deployment on the Redis namespace `ns`: its own engine (its own
+/// connections, as a process has), the WeChat adapter, and the refunds in that Redis.
+async fn redis_gateway(
+    ns: &str,
+    clock: &Arc<ManualClock>,
+    batch: &BatchId,
+    vendor_url: &str,
+) -> (signing::Journey, Arc<App>) {
+    let engine = Arc::new(redis_signing_engine_in(clock.clone(), ns).await);
+    let app = app_on_clock(engine.clone(), clock.clone(), signing::unthrottled());
+    let mut sg = Signing::sandbox(
+        engine.clone(),
+        Arc::new(MemoryBlobs::default()),
+        [7; 32],
+        DepositRule::default(),
+    );
+    sg.payment = Some(Arc::new(wechat(vendor_url)));
+    sg.sandbox_payment = None;
+    let ledger = Refunds::new(Arc::new(RedisRefunds::new(engine)));
+    assert!(app.enable_signing(sg.with_refunds(Arc::new(ledger))));
+    let addr = serve_on_free_port(&app, batch).await;
+    (signing::Journey::new(addr), app)
+}
+
+/// The refunds gateway `j` lists, once `until` holds of them (20 s at most).
+async fn listed_until(j: &signing::Journey, until: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, v) = ops_get(j, "/api/ops/refunds").await;
+        assert_eq!(st, 200, "{v}");
+        let v = v.as_array().unwrap().clone();
+        if until(&v) {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "listed: {v:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_one_redis_list_settle_and_sweep_each_others_refunds() {
+    use xuanfang_hub::Clock;
+    let ns = unique_namespace();
+    let clock = Arc::new(ManualClock::new(DAY));
+    let loader = redis_signing_engine_in(clock.clone(), &ns).await;
+    let batch =
+        signing::selected_on(&loader, &clock, "wechat-redis", &[("F1", "U01")], |_| {}).await;
+    let (vendor_url, vendor) = start_vendor().await;
+    let (a, app_a) = redis_gateway(&ns, &clock, &batch.id, &vendor_url).await;
+    let (b, app_b) = redis_gateway(&ns, &clock, &batch.id, &vendor_url).await;
+    let genuine = (PLATFORM_KEY, &APIV3_KEY);
+
+    // F1 orders on gateway A and pays after the hub's expiry; WeChat's notification comes
+    // to A, which refuses the payment and asks its refund.
+    a.up_to_deposit("F1").await;
+    let o = order_on(&a, "F1", "dep1").await;
+    let no = o["out_trade_no"].as_str().unwrap().to_owned();
+    let txn = "4200000001202612010000000021";
+    clock.set(Millis(o["expires_at"].as_i64().unwrap() + 1_000));
+    let late = payment_notification(
+        &vendor,
+        "n-late",
+        &no,
+        txn,
+        clock.now().0 / 1000,
+        genuine,
+        |_| {},
+    );
+    let (st, answer) = notify_on(&a, late).await;
+    assert_eq!((st, &answer["accepted"]), (200, &json!(false)), "{answer}");
+
+    // Gateway B lists it, as WeChat accepted it (A recorded the answer).
+    let refund_no = out_refund_no(txn);
+    let listed = listed_until(&b, |v| v.first().is_some_and(|r| r["status"] == "accepted")).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["out_refund_no"], refund_no.as_str());
+    assert_eq!(listed[0]["out_trade_no"], no.as_str());
+    // B's sweep asks WeChat where A's refund stands (still processing: nothing recorded).
+    let rep = Reconciler::default().sweep(&app_b).await;
+    assert_eq!((rep.refunds_settled, rep.errors), (0, 0));
+    assert_eq!(
+        vendor.lock().unwrap().refund_queries,
+        vec![refund_no.clone()]
+    );
+
+    // WeChat's REFUND.SUCCESS is routed to B: B settles A's refund.
+    let e = (app_b
+        .signing()
+        .unwrap()
+        .refunds
+        .entry(&refund_no)
+        .await
+        .unwrap())
+    .unwrap();
+    clock.set(clock.now().plus_ms(5_000));
+    let n = refund_notification(
+        &e,
+        "r-1",
+        "REFUND.SUCCESS",
+        "SUCCESS",
+        clock.now().0 / 1000,
+        genuine,
+        |_| {},
+    );
+    let (st, answer) = notify_on(&b, n).await;
+    assert_eq!(
+        (st, &answer["code"], &answer["accepted"]),
+        (200, &json!("SUCCESS"), &json!(true)),
+        "B knows the refund A asked: {answer}"
+    );
+    // A lists it succeeded, with the notification that settled it; so do A's review
+    // record and B's list.
+    for j in [&a, &b] {
+        let listed = listed_until(j, |v| v.len() == 1).await;
+        assert_eq!(listed[0]["status"], "succeeded");
+        assert_eq!(listed[0]["event_id"], "r-1");
+        assert_eq!(listed[0]["at"], clock.now().0);
+    }
+    let (st, rec) = ops_get(&a, "/api/ops/signing/F1").await;
+    assert_eq!(
+        (st, &rec["refunds"][0]["status"]),
+        (200, &json!("succeeded"))
+    );
+    // Settled for both: neither sweep asks again, and WeChat was asked one refund.
+    for app in [&app_a, &app_b] {
+        let rep = Reconciler::default().sweep(app).await;
+        assert_eq!(
+            (rep.refunds_retried, rep.refunds_settled, rep.errors),
+            (0, 0, 0)
+        );
+    }
+    let v = vendor.lock().unwrap();
+    assert_eq!(v.refund_queries.len(), 1);
+    assert_eq!(v.refund_requests.len(), 1);
+    assert_eq!(v.refund_requests[0]["out_refund_no"], refund_no.as_str());
 }

@@ -134,6 +134,13 @@ pub fn batches(namespace: &str) -> String {
     format!("{namespace}xuanfang:batches")
 }
 
+/// Hash refund number -> the gateway's record of that refund (JSON): the deployment's
+/// refund ledger (`refunds.rs`). Outside any batch's slot: a refund notification names
+/// only the refund number.
+pub fn refunds(namespace: &str) -> String {
+    format!("{namespace}xuanfang:refunds")
+}
+
 /// The Pub/Sub channel published to before `WAIT` in Sentinel mode (see `durable.rs`):
 /// nobody subscribes; the message only moves the connection's replication offset.
 pub fn replicated(namespace: &str) -> String {

@@ -11,6 +11,10 @@
 //! purpose: hub decides in Rust on an atomic snapshot and one script compare-and-appends
 //! the events per family (see `signing.rs` for why).
 //!
+//! The refund ledger ([`refunds`]) is the gateway's, kept here so that every gateway on
+//! this Redis shares it: records the engine stores without reading, written by a
+//! compare-and-set.
+//!
 //! Rust's part: derive keys, pass arguments, and turn what a script read back into hub
 //! views. The static batch is cached per engine, keyed by a generation that only a
 //! published supplementary session bumps.
@@ -21,6 +25,7 @@ mod durable;
 pub mod family_hash;
 mod follow;
 pub mod keys;
+pub mod refunds;
 mod reply;
 mod scripts;
 pub mod sentinel;

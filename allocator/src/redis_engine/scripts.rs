@@ -58,3 +58,4 @@ script!(BOARD, "board.lua");
 script!(BATCH_READ, "batch_read.lua");
 script!(SIGNING_READ, "lib.lua", "signing_read.lua");
 script!(SIGNING_APPEND, "signing_append.lua");
+script!(REFUND_SWAP, "refund_swap.lua");

@@ -122,7 +122,7 @@ pub struct Signing {
     pub terms: SigningConfig,
     /// Renders in progress are bounded by this ([`documents::Renderer`]).
     pub renderer: documents::Renderer,
-    /// Refunds of payments the hub did not take, with their journal.
+    /// Refunds of payments the hub did not take, in the deployment's refund ledger.
     pub refunds: Arc<crate::refunds::Refunds>,
     /// The applicants' full names and identity numbers, sealed with the data key
     /// ([`Signing::with_data_key`]); unset: the sheets' identity columns are not kept.
@@ -199,7 +199,8 @@ impl Signing {
         }
     }
 
-    /// The same with a refund journal (a file, so a restart does not refund again).
+    /// The same with a lasting refund ledger (the journal file, or the deployment's
+    /// Redis), so a restart does not refund again.
     pub fn with_refunds(mut self, refunds: Arc<crate::refunds::Refunds>) -> Self {
         self.refunds = refunds;
         self

@@ -24,7 +24,7 @@ use super::{alloc_err, Signing};
 use crate::app::App;
 use crate::http_error::ApiError;
 use crate::providers::payment::{NotifyError, PaymentNotification, RefundNotification};
-use crate::refunds::Settled;
+use crate::refunds::{RefundError, Settled};
 
 /// What the notification route answers a verified notification.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -68,10 +68,10 @@ pub async fn payment_notify(
     match pay.verify_refund_notification(&headers, &body, app.now()) {
         Ok(None) => {}
         Ok(Some(rn)) => {
-            return match refund_outcome(sg, &rn, app.now()) {
+            return match refund_outcome(sg, &rn, app.now()).await {
                 Ok(a) => a.into_response(),
                 Err(e) => {
-                    tracing::error!("refund journal: {e}");
+                    tracing::error!("{e}");
                     fail(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "not recorded, send it again",
@@ -158,21 +158,23 @@ pub(crate) async fn receive_payment(
     }
 }
 
-/// A verified refund notification recorded in the refund journal. Received (SUCCESS)
-/// whether or not it changed anything: a repeat, one of a refund already settled, or
-/// one that is not ours (unknown number, another amount; logged) must not be sent again.
-fn refund_outcome(
+/// A verified refund notification recorded in the refund ledger (the deployment's: the
+/// refund may have been asked by another gateway). Received (SUCCESS) whether or not it
+/// changed anything: a repeat, one of a refund already settled, or one that is not ours
+/// (unknown number, another amount; logged) must not be sent again.
+async fn refund_outcome(
     sg: &Signing,
     rn: &RefundNotification,
     now: Millis,
-) -> std::io::Result<Json<NotifyAnswer>> {
-    let s = sg.refunds.settle(
+) -> Result<Json<NotifyAnswer>, RefundError> {
+    let s = (sg.refunds.settle(
         &rn.out_refund_no,
         &rn.state,
         Some(rn.amount_fen),
         Some(&rn.event_id),
         now,
-    )?;
+    ))
+    .await?;
     if s == Settled::NotOurs {
         tracing::error!(refund = %rn.out_refund_no, amount_fen = rn.amount_fen, "refund notification of no refund of ours: ignored");
     }
@@ -193,18 +195,18 @@ pub(crate) async fn start_refund(sg: &Signing, n: &PaymentNotification, reason: 
     let refunds = sg.refunds.clone();
     let req = crate::refunds::request_for(n, reason);
     let batch = n.batch.clone();
-    if let Err(e) = refunds.note(&batch, &req, now) {
-        tracing::error!("refund journal: {e}");
+    if let Err(e) = refunds.note(&batch, &req, now).await {
+        tracing::error!("{e}");
     }
     tokio::spawn(async move {
         if let Err(e) = refunds.refund(&*pay, &batch, req, now).await {
-            tracing::error!("refund journal: {e}");
+            tracing::error!("{e}");
         }
     });
 }
 
 /// Starts the refund of every payment of `rec` voided by a rejection of the deposit that
-/// the journal does not know yet; answers how many. The reviewer's rejection calls it
+/// the refund ledger does not know yet; answers how many. The reviewer's rejection calls it
 /// at once and the reconciliation sweep again (for a rejection whose gateway stopped
 /// before it ran): once either way, as the refund number is the payment's.
 pub(crate) async fn refund_voided(
@@ -213,12 +215,17 @@ pub(crate) async fn refund_voided(
     rec: &xuanfang_hub::SigningRecord,
     now: Millis,
 ) -> usize {
-    let known = sg.refunds.entries();
     let mut started = 0;
     for v in rec.voided_payments() {
         let no = crate::refunds::out_refund_no(&v.provider_txn_id);
-        if known.iter().any(|e| e.req.out_refund_no == no) {
-            continue;
+        match sg.refunds.entry(&no).await {
+            Ok(None) => {}
+            Ok(Some(_)) => continue,
+            // Unknown for now: the next sweep looks again.
+            Err(e) => {
+                tracing::error!("{e}");
+                continue;
+            }
         }
         let n = PaymentNotification {
             event_id: String::new(),

@@ -78,10 +78,10 @@ pub async fn record(
     }
     // The review record is where an operator checks the lease's tenant: whole.
     page.identity = identity.as_ref().map(super::identity::IdentityShown::whole);
-    // The refunds of the family's payments: its orders name them in the journal.
+    // The refunds of the family's payments: its orders name them in the refund ledger.
     if let Some(rec) = (sg.store.signing(&hub.batch, &page.view.family).await).map_err(alloc_err)? {
         let orders = rec.orders();
-        page.refunds = (sg.refunds.entries().into_iter())
+        page.refunds = (sg.refunds.entries().await?.into_iter())
             .filter(|e| e.batch == hub.batch && orders.contains(&e.req.out_trade_no))
             .collect();
         page.refunds.sort_by_key(|e| e.at);
@@ -95,8 +95,8 @@ pub struct RefundParams {
     pub status: Option<RefundStatus>,
 }
 
-/// The batch's refunds, newest first; `?status=failed` lists those an operator must
-/// settle by hand.
+/// The batch's refunds, newest first (whichever gateway asked them); `?status=failed`
+/// lists those an operator must settle by hand.
 pub async fn refunds(
     State(app): State<Arc<App>>,
     _op: Operator,
@@ -104,7 +104,7 @@ pub async fn refunds(
     Query(q): Query<RefundParams>,
 ) -> Result<Json<Vec<RefundEntry>>, ApiError> {
     let sg = signing_of(&app)?;
-    let mut v: Vec<_> = (sg.refunds.entries().into_iter())
+    let mut v: Vec<_> = (sg.refunds.entries().await?.into_iter())
         .filter(|e| e.batch == hub.batch && q.status.is_none_or(|s| e.status == s))
         .collect();
     v.sort_by_key(|e| std::cmp::Reverse(e.at));

@@ -71,27 +71,41 @@ pub async fn signing_day_with(
     selected: &[(&str, &str)],
     edit: impl FnOnce(&mut Batch),
 ) -> SigningDay {
-    let t0 = DAY.plus_ms(-3_600_000);
-    let clock = Arc::new(ManualClock::new(t0));
+    let clock = Arc::new(ManualClock::new(DAY.plus_ms(-3_600_000)));
     let engine =
         Arc::new(EmbeddedEngine::in_memory(clock.clone()).with_signing(&test_signing_options()));
-    let alloc: Arc<dyn Allocator> = engine.clone();
-    let mut batch = batch_at(t0, id, Duration::from_secs(600));
-    edit(&mut batch);
-    alloc.load_batch(batch.clone()).await.unwrap();
-    for (f, u) in selected {
-        preselect_direct(&*alloc, &batch.id, f, &[u]).await;
-    }
-    clock.set(batch.sessions[0].start);
-    for (f, u) in selected {
-        confirm_direct(&*alloc, &batch.id, f, u).await;
-    }
-    clock.set(DAY);
+    let batch = selected_on(&*engine, &clock, id, selected, edit).await;
     SigningDay {
         clock,
         engine,
         batch,
     }
+}
+
+/// The day of [`signing_day_with`] on `alloc`, any engine with signing whose time is
+/// `clock` (a Redis engine of several gateways): the batch loaded and selected, the
+/// clock at [`DAY`].
+pub async fn selected_on(
+    alloc: &dyn Allocator,
+    clock: &ManualClock,
+    id: &str,
+    selected: &[(&str, &str)],
+    edit: impl FnOnce(&mut Batch),
+) -> Batch {
+    let t0 = DAY.plus_ms(-3_600_000);
+    clock.set(t0);
+    let mut batch = batch_at(t0, id, Duration::from_secs(600));
+    edit(&mut batch);
+    alloc.load_batch(batch.clone()).await.unwrap();
+    for (f, u) in selected {
+        preselect_direct(alloc, &batch.id, f, &[u]).await;
+    }
+    clock.set(batch.sessions[0].start);
+    for (f, u) in selected {
+        confirm_direct(alloc, &batch.id, f, u).await;
+    }
+    clock.set(DAY);
+    batch
 }
 
 /// A family's signing steps against a gateway, over one HTTP client.
