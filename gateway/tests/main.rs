@@ -16,6 +16,7 @@ mod data_key_rotation;
 mod demo_mode;
 mod faults_disk;
 mod faults_gateway_kill;
+mod faults_power_loss;
 mod faults_redis_restart;
 mod faults_sentinel_failover;
 mod faults_serve_kill;
