@@ -2,10 +2,11 @@
 // unit opens 去签约, fills its details (a card failing Luhn: warning, then the tick),
 // passes the face check with Chromium's fake camera and the sandbox provider, reads and
 // signs the lease on the signature pad, pays the deposit on the sandbox's page from
-// another "device" (browser context), and sees 审核中; once an operator approves, 材料管理
-// holds the signed lease. Also: an empty pad is refused in the page, a 10-digit phone
-// gets the server's message, a refused camera says so, and no step scrolls sideways at
-// 320×568. Screenshots of every step go to docs/screenshots/signing-*.png.
+// another "device" (browser context), and sees 审核中; once an operator approves in the
+// console (by clicks, in another browser), 材料管理 holds the signed lease. Also: an
+// empty pad is refused in the page, a 10-digit phone gets the server's message, a refused
+// camera says so, and no step scrolls sideways at 320×568. Screenshots of every step go
+// to docs/screenshots/signing-*.png (the console's record: signing-console-review.png).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -401,9 +402,19 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   await page.waitForSelector('#sgc-signed', { timeout: 30000 });
   assert.equal((await signing(famA)).status.status, 'in_review');
 
-  // An operator approves: the signed lease is under 材料管理.
-  const r = await ops('approve', 'approve-1');
-  assert.equal(r.status, 200, await r.text());
+  // An operator approves in the console, by clicks: the signed lease is under 材料管理.
+  const opsCtx = await plainBrowser.newContext({ viewport: { width: 1440, height: 1100 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  const consolePage = await opsCtx.newPage();
+  consolePage.on('pageerror', (e) => errors.push(e));
+  consolePage.on('dialog', (d) => d.accept());
+  await consolePage.goto(`${demo.base}/console?token=${demo.operatorToken}`);
+  await consolePage.waitForSelector(`#sg-queue button[data-open="${famA.family}"]`, { timeout: 20000 });
+  await consolePage.click(`#sg-queue button[data-open="${famA.family}"]`);
+  await consolePage.waitForSelector(`#sg-detail[data-family="${famA.family}"][data-status="in_review"]`, { timeout: 20000 });
+  assert.match(await consolePage.textContent('#sg-detail .sg-rejections'), /签名不清晰/, 'the earlier return is in the record');
+  await shot(consolePage, 'console-review');
+  await consolePage.click('#sg-approve');
+  await consolePage.waitForSelector('#sg-detail[data-status="approved"]', { timeout: 20000 });
   await page.evaluate(() => (location.hash = 'home'));
   await page.waitForSelector('#go-materials:not([disabled])');
   await page.click('#go-materials');
@@ -411,9 +422,10 @@ test('a family signs its lease on the phone from 去签约 to 审核中, then se
   assert.ok(await isPdf(page, 'sgm-contract'), 'the signed lease');
   assert.ok(await page.isVisible('#sgm-notice-pending'), 'the notice is not issued yet');
 
-  // The notice issued: 已完成, and the 入住通知书 beside the lease.
-  const issued = await ops('notice', 'notice-1');
-  assert.equal(issued.status, 200, await issued.text());
+  // The notice issued in the console: 已完成, and the 入住通知书 beside the lease.
+  await consolePage.click('#sg-notice');
+  await consolePage.waitForSelector('#sg-detail[data-status="completed"]', { timeout: 20000 });
+  await opsCtx.close();
   await page.click('#back');
   await page.click('#go-materials');
   await page.waitForSelector('#sgm-list[data-status="completed"]');
