@@ -255,6 +255,12 @@ impl Refunds {
         Ok(v)
     }
 
+    /// Every refund standing at `status` (whichever gateway recorded it).
+    async fn with_status(&self, status: RefundStatus) -> Result<Vec<RefundEntry>, RefundError> {
+        let all = self.store.all().await?;
+        Ok(all.into_iter().filter(|e| e.status == status).collect())
+    }
+
     /// The refund `no`, if recorded.
     pub async fn entry(&self, no: &str) -> Result<Option<RefundEntry>, RefundError> {
         self.store.get(no).await
@@ -303,10 +309,8 @@ impl Refunds {
     /// gateway asked it), and records the outcomes; answers how many were settled and
     /// how many calls failed.
     pub async fn query_pending(&self, pay: &dyn PaymentProvider, now: Millis) -> (usize, usize) {
-        let pending = match self.store.all().await {
-            Ok(all) => (all.into_iter())
-                .filter(|e| e.status == RefundStatus::Accepted)
-                .collect::<Vec<_>>(),
+        let pending = match self.with_status(RefundStatus::Accepted).await {
+            Ok(pending) => pending,
             Err(e) => {
                 tracing::error!("{e}");
                 return (0, 1);
@@ -386,10 +390,8 @@ impl Refunds {
     /// Asks again every refund the provider has not answered (a crash or a failed call),
     /// whichever gateway recorded it.
     pub async fn retry_asked(&self, pay: &dyn PaymentProvider, now: Millis) -> usize {
-        let asked = match self.store.all().await {
-            Ok(all) => (all.into_iter())
-                .filter(|e| e.status == RefundStatus::Asked)
-                .collect::<Vec<_>>(),
+        let asked = match self.with_status(RefundStatus::Asked).await {
+            Ok(asked) => asked,
             Err(e) => {
                 tracing::error!("{e}");
                 return 0;

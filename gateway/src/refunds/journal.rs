@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::store::{RefundError, RefundStore};
+use super::store::{swap_in, RefundError, RefundStore};
 use super::RefundEntry;
 
 /// The journal at one path, and its entries as last written.
@@ -85,13 +85,7 @@ impl RefundStore for RefundJournal {
     ) -> Result<bool, RefundError> {
         // Written under the lock (a refund is rare; its line is a few hundred bytes), so
         // the file's order of lines is the order of the changes.
-        let mut entries = self.entries.lock();
-        if entries.get(&new.req.out_refund_no) != expected {
-            return Ok(false);
-        }
-        self.append(new)?;
-        entries.insert(new.req.out_refund_no.clone(), new.clone());
-        Ok(true)
+        swap_in(&mut self.entries.lock(), expected, new, |e| self.append(e))
     }
 
     async fn all(&self) -> Result<Vec<RefundEntry>, RefundError> {

@@ -48,6 +48,23 @@ pub trait RefundStore: Send + Sync + 'static {
     async fn all(&self) -> Result<Vec<RefundEntry>, RefundError>;
 }
 
+/// The compare-and-set of a store that holds its entries in one process's memory:
+/// `new` replaces the entry of its refund number if that is still `expected`, after
+/// `persist` has kept it (called under the caller's lock, so changes persist in order).
+pub(super) fn swap_in(
+    entries: &mut HashMap<String, RefundEntry>,
+    expected: Option<&RefundEntry>,
+    new: &RefundEntry,
+    persist: impl FnOnce(&RefundEntry) -> std::io::Result<()>,
+) -> Result<bool, RefundError> {
+    if entries.get(&new.req.out_refund_no) != expected {
+        return Ok(false);
+    }
+    persist(new)?;
+    entries.insert(new.req.out_refund_no.clone(), new.clone());
+    Ok(true)
+}
+
 /// Entries in memory only (demo and tests): a restart forgets them.
 #[derive(Default)]
 pub struct MemoryRefunds {
@@ -65,12 +82,7 @@ impl RefundStore for MemoryRefunds {
         expected: Option<&RefundEntry>,
         new: &RefundEntry,
     ) -> Result<bool, RefundError> {
-        let mut entries = self.entries.lock();
-        if entries.get(&new.req.out_refund_no) != expected {
-            return Ok(false);
-        }
-        entries.insert(new.req.out_refund_no.clone(), new.clone());
-        Ok(true)
+        swap_in(&mut self.entries.lock(), expected, new, |_| Ok(()))
     }
 
     async fn all(&self) -> Result<Vec<RefundEntry>, RefundError> {
